@@ -1,0 +1,461 @@
+/*
+ * net/cluckd.c - main() of cluckd: options, mount point checks, mounting,
+ * daemonizing, and the one event loop that serves the FUSE channel and
+ * drives the engine.
+ *
+ * It fails closed: the mount point directory is made immutable before
+ * mounting and stays so after exit, so with no cluckd mounted a lock
+ * attempt under it errors out instead of silently locking locally.
+ *
+ * It must never: access the mount point after mounting (that deadlocks
+ * FUSE), keep a cwd inside it, block in the loop, or print more than one
+ * line for a startup error.
+ */
+#include "config.h"
+
+#include "fs/fs.h"
+#include "net/log.h"
+#include "net/loop.h"
+#include "net/node.h"
+#include "net/options.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* What the loop callbacks share. */
+struct daemon {
+	struct loop *loop;
+	struct fuse_session *se;
+	struct fuse_buf buf;    /* one receive buffer for the daemon's life */
+	int exit_code;
+};
+
+/* ---- capturing libfuse's own stderr messages ----------------------------- */
+
+/* libfuse prints its errors itself ("fuse: ..."); to keep a startup error
+ * to one line we catch them in a temporary file and fold them into ours. */
+struct capture {
+	int saved;
+	FILE *tmp;
+};
+
+static void capture_start(struct capture *c)
+{
+	c->saved = -1;
+	fflush(stderr);
+	c->tmp = tmpfile();
+	if (!c->tmp)
+		return;
+	c->saved = dup(STDERR_FILENO);
+	if (c->saved < 0 || dup2(fileno(c->tmp), STDERR_FILENO) < 0) {
+		if (c->saved >= 0)
+			close(c->saved);
+		c->saved = -1;
+		fclose(c->tmp);
+		c->tmp = NULL;
+	}
+}
+
+/* Restores stderr; the captured text, joined into one line, goes to buf. */
+static void capture_end(struct capture *c, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	fflush(stderr);
+	if (c->saved < 0)
+		return;
+	dup2(c->saved, STDERR_FILENO);
+	close(c->saved);
+	rewind(c->tmp);
+	n = fread(buf, 1, len - 1, c->tmp);
+	buf[n] = '\0';
+	fclose(c->tmp);
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')
+			buf[i] = i + 1 < n ? ' ' : '\0';
+}
+
+/* ---- mount point checks ---------------------------------------------------- */
+
+/* mountinfo escapes blanks and backslashes as \ooo. */
+static void unescape_octal(char *s)
+{
+	char *d = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' &&
+		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*d++ = *s;
+		}
+	}
+	*d = '\0';
+}
+
+/* 1 if abs is listed as a mount point in /proc/self/mountinfo. */
+static int in_mountinfo(const char *abs)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && getline(&line, &cap, f) >= 0) {
+		char *save = NULL, *tok = strtok_r(line, " ", &save);
+
+		/* fields: id parent major:minor root MOUNTPOINT ... */
+		for (int i = 0; tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		if (!tok)
+			continue;
+		unescape_octal(tok);
+		found = !strcmp(tok, abs);
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/* The mount point must be an existing directory that nothing is mounted
+ * on yet.  Fills abs with its absolute path.  Prints the one-line error. */
+static int check_mountpoint(const char *mnt, char *abs)
+{
+	struct stat st, pst;
+	char parent[PATH_MAX], *slash;
+
+	if (stat(mnt, &st) != 0) {
+		int e = errno;
+
+		if (e == ENOTCONN)
+			fprintf(stderr,
+				"cluckd: %s: dead FUSE mount (%s); run 'fusermount3 -uz %s' first\n",
+				mnt, strerror(e), mnt);
+		else
+			fprintf(stderr, "cluckd: %s: %s\n", mnt, strerror(e));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "cluckd: %s: not a directory\n", mnt);
+		return -1;
+	}
+	if (!realpath(mnt, abs)) {
+		fprintf(stderr, "cluckd: %s: %s\n", mnt, strerror(errno));
+		return -1;
+	}
+	if (!strcmp(abs, "/")) {
+		fprintf(stderr, "cluckd: %s: cannot mount on the root directory\n", mnt);
+		return -1;
+	}
+	snprintf(parent, sizeof(parent), "%s", abs);
+	slash = strrchr(parent, '/');
+	if (slash == parent)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	if (stat(parent, &pst) != 0) {
+		fprintf(stderr, "cluckd: %s: %s\n", parent, strerror(errno));
+		return -1;
+	}
+	if (pst.st_dev != st.st_dev || in_mountinfo(abs)) {
+		fprintf(stderr,
+			"cluckd: %s is already a mount point; run 'fusermount3 -uz %s' first\n",
+			mnt, mnt);
+		return -1;
+	}
+	return 0;
+}
+
+/* chattr +i on the (empty) mount point, so with nothing mounted there a
+ * lock attempt fails with EPERM instead of locking a local file. */
+static void make_immutable(const char *abs)
+{
+	int fd, flags = 0;
+
+	if (geteuid() != 0) {
+		log_warn("%s: not root, cannot make the mount point immutable: while cluckd is "
+			 "not running, locks taken there are local only", abs);
+		return;
+	}
+	fd = open(abs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		log_warn("%s: cannot open to make it immutable: %m", abs);
+		return;
+	}
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0)
+		goto warn;
+	if (!(flags & FS_IMMUTABLE_FL)) {
+		flags |= FS_IMMUTABLE_FL;
+		if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0)
+			goto warn;
+	}
+	close(fd);
+	return;
+warn:
+	if (errno == ENOTTY || errno == EOPNOTSUPP || errno == EINVAL)
+		log_warn("%s: the filesystem has no immutable flag (chattr +i): while cluckd "
+			 "is not running, locks taken there are local only", abs);
+	else
+		log_warn("%s: cannot make the mount point immutable: %m", abs);
+	close(fd);
+}
+
+/* A kernel FUSE request timeout aborts the whole connection when one lock
+ * wait outlasts it (notes/fuse-locks.md 1.4). */
+static void warn_request_timeouts(void)
+{
+	static const char *const files[] = {
+		"/proc/sys/fs/fuse/max_request_timeout",
+		"/proc/sys/fs/fuse/default_request_timeout",
+	};
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		FILE *f = fopen(files[i], "re");
+		unsigned long v = 0;
+
+		if (!f)
+			continue;
+		if (fscanf(f, "%lu", &v) == 1 && v != 0)
+			log_warn("%s is %lu: a lock wait longer than %lu s will abort the "
+				 "whole mount; set it to 0", files[i], v, v);
+		fclose(f);
+	}
+}
+
+/* ---- the loop's callbacks ------------------------------------------------- */
+
+static void on_fuse(struct loop *l, int fd, unsigned events, void *ctx)
+{
+	struct daemon *d = ctx;
+
+	(void)fd;
+	(void)events;
+	/* Bounded, so timers and signals get their turn under a flood; the
+	 * level-triggered watch calls us again for the rest. */
+	for (int i = 0; i < 64; i++) {
+		int r = fuse_session_receive_buf(d->se, &d->buf);
+
+		if (r == -EAGAIN)
+			return;
+		if (r == -EINTR)
+			continue;
+		if (r <= 0 || fuse_session_exited(d->se)) {
+			/* 0 with exited: unmounted (ENODEV) or aborted. */
+			if (r < 0) {
+				log_err("reading the FUSE device: %s", strerror(-r));
+				d->exit_code = 1;
+			} else {
+				log_info("unmounted");
+			}
+			loop_stop(l);
+			return;
+		}
+		fuse_session_process_buf(d->se, &d->buf);
+		if (fuse_session_exited(d->se)) {
+			loop_stop(l);
+			return;
+		}
+	}
+}
+
+static void on_stop_signal(struct loop *l, int signo, void *ctx)
+{
+	(void)ctx;
+	log_info("got SIG%s, stopping", sigabbrev_np(signo));
+	loop_stop(l);
+}
+
+static void on_hup(struct loop *l, int signo, void *ctx)
+{
+	(void)l;
+	(void)signo;
+	(void)ctx;
+	log_info("got SIGHUP, ignored (restart cluckd to change its options)");
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static int add_fuse_args(struct fuse_args *args, const struct options *o)
+{
+	const char *base = geteuid() == 0
+		? "default_permissions,fsname=cluck,subtype=cluck,allow_other"
+		: "default_permissions,fsname=cluck,subtype=cluck";
+
+	if (fuse_opt_add_arg(args, "cluckd") || fuse_opt_add_arg(args, "-o") ||
+	    fuse_opt_add_arg(args, base))
+		return -ENOMEM;
+	for (size_t i = 0; i < o->nfuse_opts; i++)
+		if (fuse_opt_add_arg(args, "-o") || fuse_opt_add_arg(args, o->fuse_opts[i]))
+			return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Exit status: 0 after a clean stop, 2 for bad options or an unusable mount
+ * point (before anything is mounted), 1 for a failure while running.
+ */
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct daemon d = { .exit_code = 0 };
+	struct node_config ncfg;
+	struct fs_config fcfg;
+	struct options o;
+	struct capture cap;
+	struct node *node = NULL;
+	struct fs *fs = NULL;
+	char abs[PATH_MAX], prefix[80], msg[512];
+	int rc, fd, flags;
+
+	rc = options_parse(&o, argc, argv);
+	if (rc != 0) {
+		options_free(&o);
+		return rc == 1 ? 0 : 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (check_mountpoint(o.mountpoint, abs) < 0) {
+		rc = 2;
+		goto free_options;
+	}
+	snprintf(prefix, sizeof(prefix), "cluckd %s", o.name);
+	log_set_prefix(prefix);
+	if (chdir("/") != 0) {
+		fprintf(stderr, "cluckd: cannot chdir to /: %s\n", strerror(errno));
+		rc = 2;
+		goto free_options;
+	}
+	warn_request_timeouts();
+	if (o.have_client_listen)
+		log_warn("--client-listen is not served by this build yet; ignored");
+
+	rc = 1;
+	d.loop = loop_new();
+	if (!d.loop) {
+		fprintf(stderr, "cluckd: cannot create the event loop: %s\n", strerror(errno));
+		goto free_options;
+	}
+	/* Signals are blocked from here on, so a SIGTERM during start-up is
+	 * handled by the loop instead of leaving a dead mount behind. */
+	if (loop_signal(d.loop, SIGTERM, on_stop_signal, &d) < 0 ||
+	    loop_signal(d.loop, SIGINT, on_stop_signal, &d) < 0 ||
+	    loop_signal(d.loop, SIGHUP, on_hup, &d) < 0) {
+		fprintf(stderr, "cluckd: cannot set up signals: %s\n", strerror(errno));
+		goto free_loop;
+	}
+	memset(&ncfg, 0, sizeof(ncfg));
+	ncfg.name = o.name;
+	ncfg.lease_ms = o.lease_ms;
+	ncfg.op_timeout_ms = o.op_timeout_ms;
+	node = node_new(d.loop, &ncfg);
+	if (!node) {
+		fprintf(stderr, "cluckd: cannot create the node: %s\n", strerror(errno));
+		goto free_loop;
+	}
+	/* The session opens before mounting, so the very first request has
+	 * an engine to talk to and a failure leaves nothing mounted. */
+	rc = node_start(node);
+	if (rc < 0) {
+		fprintf(stderr, "cluckd: cannot open the node's session: %s\n", strerror(-rc));
+		rc = 1;
+		goto free_node;
+	}
+	rc = 1;
+	memset(&fcfg, 0, sizeof(fcfg));
+	fcfg.lockfile_ttl_s = o.lockfile_ttl_s;
+	fcfg.on_lost_signal = o.on_lost_signal;
+	fs = fs_new(node, &fcfg);
+	if (!fs) {
+		fprintf(stderr, "cluckd: cannot create the filesystem: %s\n", strerror(errno));
+		goto stop_node;
+	}
+	if (add_fuse_args(&args, &o) < 0) {
+		fprintf(stderr, "cluckd: out of memory\n");
+		goto free_args;
+	}
+	capture_start(&cap);
+	d.se = fuse_session_new(&args, fs_ops(), fs_ops_size(), fs);
+	capture_end(&cap, msg, sizeof(msg));
+	if (!d.se) {
+		fprintf(stderr, "cluckd: bad FUSE options: %s\n",
+			msg[0] ? msg : "fuse_session_new failed");
+		rc = 2;
+		goto free_args;
+	}
+	fs_set_session(fs, d.se);
+	/* Fail closed before the mount covers the directory. */
+	make_immutable(abs);
+	capture_start(&cap);
+	rc = fuse_session_mount(d.se, abs);
+	capture_end(&cap, msg, sizeof(msg));
+	if (rc != 0) {
+		fprintf(stderr, "cluckd: cannot mount %s%s%s\n", o.mountpoint,
+			msg[0] ? ": " : "", msg);
+		rc = 2;
+		goto destroy_session;
+	}
+	rc = 1;
+	if (!o.foreground) {
+		/* After mounting, so whoever started us sees the mount once we
+		 * return; the parent exits 0 when the child is ready. */
+		if (fuse_daemonize(0) != 0) {
+			fprintf(stderr, "cluckd: cannot daemonize\n");
+			goto unmount;
+		}
+		log_init(1);
+	}
+	fd = fuse_session_fd(d.se);
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		log_err("cannot make the FUSE fd non-blocking: %m");
+		goto unmount;
+	}
+	if (loop_watch(d.loop, fd, LOOP_READ, on_fuse, &d) < 0) {
+		log_err("cannot watch the FUSE fd");
+		goto unmount;
+	}
+	log_info("mounted on %s (one-node cluster)", abs);
+
+	rc = loop_run(d.loop);
+	if (rc < 0) {
+		log_err("event loop failed: %s", strerror(-rc));
+		d.exit_code = 1;
+	}
+	loop_unwatch(d.loop, fd);
+	rc = d.exit_code;
+unmount:
+	/* The session closes while the channel is still up, so every parked
+	 * request gets its answer before the unmount. */
+	node_stop(node);
+	fuse_session_unmount(d.se);
+destroy_session:
+	fuse_session_destroy(d.se);
+free_args:
+	fuse_opt_free_args(&args);
+	fs_free(fs);
+stop_node:
+	node_stop(node);        /* no-op when already stopped */
+free_node:
+	node_free(node);
+free_loop:
+	loop_free(d.loop);
+	free(d.buf.mem);
+	if (rc == 0)
+		log_info("stopped");
+free_options:
+	options_free(&o);
+	return rc;
+}
