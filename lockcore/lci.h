@@ -1,0 +1,228 @@
+/*
+ * lockcore/lci.h - internal data structures shared by the lockcore files.
+ *
+ * Only the lockcore .c files include this.  Everything here is pure C (no OS
+ * headers, no clock, no randomness).  Hash functions are fixed (FNV-1a),
+ * never seeded, and no observable order may depend on a hash table's
+ * layout or on pointer values: anything that is listed, serialized or
+ * emitted is sorted by inode number, cookie, token or queue sequence.
+ *
+ * Memory: per-file structures are kept compact (a plain file costs one
+ * lc_inode and one lc_dent); rarely used parts (xattrs, ttl, ephemeral
+ * owner, lock state) hang off NULL-able pointers.
+ */
+#ifndef CLUCK_LCI_H
+#define CLUCK_LCI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lockcore/lc.h"
+
+#define LCI_NOHEAP UINT32_MAX
+#define LCI_MODE_MASK 07777u
+#define LCI_S_ISGID 02000u
+
+struct lc_req;
+struct lc_lk;
+struct lc_sess;
+
+/* A stored user xattr; name is NUL-terminated, value follows it. */
+struct lc_xattr {
+	uint16_t nlen, vlen;
+	char name[];                   /* name, NUL, value bytes */
+};
+
+/* Rare per-inode attributes; NULL in lc_inode when all are defaults. */
+struct lc_iext {
+	uint64_t eph_session;          /* creator session of an ephemeral file */
+	uint64_t refresh_ns;           /* ttl clock start */
+	struct lc_inode *eprev, *enext;  /* session's ephemeral files */
+	struct lc_xattr **xv;          /* sorted by name */
+	uint32_t xn;
+	uint32_t ttl_s, slots;
+	uint32_t heap_idx;             /* position in the ttl heap or LCI_NOHEAP */
+	uint8_t ephemeral;
+	uint8_t on_elist;              /* linked in its session's eph list */
+};
+
+/* A directory entry; also the hard-link list node of its child. */
+struct lc_dent {
+	struct lc_dent *hnext;         /* (parent ino, name) hash chain */
+	struct lc_dent *lnext;         /* next name of the same child */
+	struct lc_inode *dir, *child;
+	uint64_t cookie;
+	uint16_t len;
+	char name[];                   /* NUL-terminated for convenience */
+};
+
+struct lc_dslot {
+	uint64_t cookie;
+	struct lc_dent *d;             /* NULL: tombstone */
+};
+
+/* Directory contents in cookie order. */
+struct lc_dir {
+	struct lc_dslot *v;
+	uint32_t n, cap, live;
+	uint32_t nsub;                 /* subdirectories (nlink = 2 + nsub) */
+	uint64_t next_cookie;
+};
+
+struct lc_inode {
+	struct lc_inode *hnext;
+	uint64_t ino;
+	int64_t atime, mtime, ctime;
+	struct lc_dent *links;         /* names, oldest first */
+	union {
+		uint8_t *data;         /* regular: content; symlink: target */
+		struct lc_dir *dir;
+	} u;
+	struct lc_iext *x;
+	struct lc_lk *lk;
+	uint32_t uid, gid, nlink, size;
+	uint16_t mode;
+	uint8_t kind;
+};
+
+/* A lock holder or a queued request. */
+struct lc_req {
+	struct lc_req *prev, *next;    /* in the inode's list */
+	struct lc_req *hnext;          /* (origin, serial) hash */
+	struct lc_req *onext;          /* flock (ino, session, owner) hash */
+	struct lc_req *sprev, *snext;  /* in the owning session's list */
+	struct lc_inode *ip;
+	uint64_t origin, serial;
+	uint64_t session, owner;
+	uint64_t start, end;
+	uint64_t token;                /* holders */
+	uint64_t since_ns;
+	uint64_t qseq;                 /* waiters: global queue sequence */
+	uint32_t pid;
+	uint8_t posix, type, waiting;
+};
+
+struct lc_rlist {
+	struct lc_req *h, *t;
+};
+
+struct lc_lk {
+	struct lc_rlist fh, ph, fw, pw;  /* flock/posix holders/waiters */
+	struct lc_lk *lprev, *lnext;   /* state's list of locked inodes */
+	struct lc_inode *ip;
+	uint64_t last_token;
+	uint64_t ewma_ms;
+	uint32_t nfl_sh, nfl_ex, nfl_w, nfl_wx, npx_h, npx_w;
+	uint8_t has_ewma, on_list;
+};
+
+struct lc_dedup {
+	uint64_t serial, ino, token;
+	int32_t status;
+	uint8_t used;
+};
+
+struct lc_sess {
+	uint64_t id;
+	char *name;
+	uint32_t name_len;
+	uint8_t has_serial;
+	uint64_t max_serial;
+	uint64_t nreqs;
+	struct lc_req *reqs;           /* holders and waiters owned by it */
+	struct lc_inode *eph;          /* ephemeral files it created */
+	struct lc_dedup win[LC_DEDUP_WINDOW];
+};
+
+struct lc_state {
+	struct lc_inode **itab;
+	size_t icap, icount;
+	struct lc_dent **dtab;
+	size_t dcap, dcount;
+	struct lc_req **rtab;
+	size_t rcap, rcount;
+	struct lc_req **otab;          /* flock records by owner */
+	size_t ocap, ocount;
+	struct lc_sess **sv;           /* sorted by id */
+	size_t sn, scap;
+	struct lc_inode **heap;        /* ttl min-heap by (deadline, ino) */
+	size_t hn, hcap;
+	struct lc_lk *locked;
+	struct lc_inode *root;
+	uint64_t applied, next_ino, next_token, next_qseq;
+	uint64_t grants, releases, expirations, interrupts;
+	uint64_t nholders, nwaiters;
+};
+
+/* Per-command context. */
+struct lc_ctx {
+	struct lc_state *s;
+	const struct lc_cmd *c;
+	struct lc_out *out;
+	uint64_t origin;
+	uint64_t now;
+};
+
+/* ---- state.c ---- */
+uint64_t lci_fnv(uint64_t h, const void *p, size_t n);
+struct lc_inode *lci_iget(const struct lc_state *s, uint64_t ino);
+int lci_itab_reserve(struct lc_state *s, size_t extra);
+void lci_iinsert(struct lc_state *s, struct lc_inode *ip);
+void lci_iremove(struct lc_state *s, struct lc_inode *ip);
+struct lc_dent *lci_dget(const struct lc_state *s, const struct lc_inode *dir,
+			 const char *name, size_t len);
+int lci_dtab_reserve(struct lc_state *s, size_t extra);
+void lci_dinsert(struct lc_state *s, struct lc_dent *d);
+void lci_dremove(struct lc_state *s, struct lc_dent *d);
+int lci_rtab_reserve(struct lc_state *s, size_t extra);
+void lci_rinsert(struct lc_state *s, struct lc_req *r);
+void lci_rremove(struct lc_state *s, struct lc_req *r);
+struct lc_req *lci_rfind(const struct lc_state *s, uint64_t origin,
+			 uint64_t serial);
+int lci_otab_reserve(struct lc_state *s, size_t extra);
+void lci_oinsert(struct lc_state *s, struct lc_req *r);
+void lci_oremove(struct lc_state *s, struct lc_req *r);
+struct lc_req *lci_ofind(const struct lc_state *s, uint64_t ino,
+			 uint64_t session, uint64_t owner);
+struct lc_sess *lci_sess(const struct lc_state *s, uint64_t id);
+struct lc_dedup *lci_dedup_find(struct lc_sess *se, uint64_t serial);
+void lci_req_done(struct lc_state *s, uint64_t origin, uint64_t serial,
+		  int status, uint64_t token);
+int lci_emit(struct lc_ctx *x, uint64_t origin, uint64_t serial, int status,
+	     uint64_t ino, uint64_t token);
+int lci_out_reserve(struct lc_out *o, size_t extra);
+void lci_inode_free(struct lc_inode *ip);
+
+/* ---- ns.c ---- */
+int lci_ns_apply(struct lc_ctx *x, uint64_t *ino);
+void lci_attr(const struct lc_inode *ip, struct lc_attr *a);
+struct lc_iext *lci_iext(struct lc_inode *ip);
+int lci_remove_all_names(struct lc_state *s, struct lc_inode *ip,
+			 int64_t now);
+void lci_maybe_free(struct lc_state *s, struct lc_inode *ip);
+int lci_tick(struct lc_ctx *x);
+void lci_heap_update(struct lc_state *s, struct lc_inode *ip);
+void lci_heap_remove(struct lc_state *s, struct lc_inode *ip);
+int lci_heap_reserve(struct lc_state *s);
+void lci_eph_unlink(struct lc_state *s, struct lc_inode *ip);
+void lci_eph_link(struct lc_state *s, struct lc_inode *ip);
+int lci_dir_add(struct lc_state *s, struct lc_inode *dir, struct lc_dent *d);
+int lci_dir_reserve(struct lc_inode *dir);
+struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind);
+int lci_xattr_put(struct lc_inode *ip, const char *name, size_t nlen,
+		  const void *val, size_t vlen, uint32_t flags);
+void lci_link_append(struct lc_inode *ip, struct lc_dent *d);
+
+/* ---- locks.c ---- */
+int lci_lock_apply(struct lc_ctx *x, uint64_t *ino, uint64_t *token);
+int lci_cancel(struct lc_ctx *x, uint64_t *ino);
+int lci_session_drop(struct lc_ctx *x, struct lc_sess *se);
+void lci_lk_free(struct lc_state *s, struct lc_inode *ip);
+bool lci_lk_busy(const struct lc_inode *ip);
+int lci_run_queue(struct lc_ctx *x, struct lc_inode *ip);
+void lci_req_attach(struct lc_state *s, struct lc_req *r);
+struct lc_lk *lci_lk_get(struct lc_state *s, struct lc_inode *ip);
+void lci_rl_append(struct lc_rlist *l, struct lc_req *r);
+
+#endif /* CLUCK_LCI_H */

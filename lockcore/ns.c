@@ -1,0 +1,1320 @@
+/*
+ * lockcore/ns.c - the namespace: directories, files, symlinks, hard links,
+ * rename, attributes, content, user xattrs, ephemeral files and their ttl
+ * heap, plus the read-only namespace queries.
+ *
+ * Must never: read a clock (cmd->time_ns is the only time), do I/O, walk
+ * all files for one operation, or change state before every allocation
+ * the operation needs has succeeded (an -ENOMEM leaves the state as is).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lockcore/lci.h"
+
+#define XATTR_CREATE_F  1u
+#define XATTR_REPLACE_F 2u
+#define RENAME_NOREPLACE_F 1u
+#define RENAME_EXCHANGE_F  2u
+
+/* ---- inodes ------------------------------------------------------------- */
+
+/* A fresh inode of `kind`, not in any table, nlink 0. */
+struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind)
+{
+	struct lc_inode *ip = calloc(1, sizeof(*ip));
+
+	if (!ip)
+		return NULL;
+	ip->ino = ino;
+	ip->kind = kind;
+	if (kind == LC_DIR) {
+		ip->u.dir = calloc(1, sizeof(*ip->u.dir));
+		if (!ip->u.dir) {
+			free(ip);
+			return NULL;
+		}
+		ip->u.dir->next_cookie = 1;
+	}
+	return ip;
+}
+
+/* The rare-attribute block, allocated on first use (NULL on ENOMEM). */
+struct lc_iext *lci_iext(struct lc_inode *ip)
+{
+	if (!ip->x) {
+		ip->x = calloc(1, sizeof(*ip->x));
+		if (ip->x)
+			ip->x->heap_idx = LCI_NOHEAP;
+	}
+	return ip->x;
+}
+
+/* Fills the public attributes of an inode. */
+void lci_attr(const struct lc_inode *ip, struct lc_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = ip->ino;
+	a->kind = ip->kind;
+	a->mode = ip->mode;
+	a->uid = ip->uid;
+	a->gid = ip->gid;
+	a->nlink = ip->nlink;
+	a->size = ip->size;
+	a->atime_ns = ip->atime;
+	a->mtime_ns = ip->mtime;
+	a->ctime_ns = ip->ctime;
+	if (ip->x) {
+		a->ephemeral = ip->x->ephemeral;
+		a->ttl_s = ip->x->ttl_s;
+		a->slots = ip->x->slots;
+	}
+}
+
+/* Appends a name to the inode's list of names (oldest first). */
+void lci_link_append(struct lc_inode *ip, struct lc_dent *d)
+{
+	struct lc_dent **pp = &ip->links;
+
+	while (*pp)
+		pp = &(*pp)->lnext;
+	d->lnext = NULL;
+	*pp = d;
+}
+
+static void link_remove(struct lc_inode *ip, struct lc_dent *d)
+{
+	struct lc_dent **pp = &ip->links;
+
+	while (*pp && *pp != d)
+		pp = &(*pp)->lnext;
+	if (*pp)
+		*pp = d->lnext;
+	d->lnext = NULL;
+}
+
+/* Puts `nd` where `od` was in the inode's name list. */
+static void link_replace(struct lc_inode *ip, struct lc_dent *od,
+			 struct lc_dent *nd)
+{
+	struct lc_dent **pp = &ip->links;
+
+	while (*pp && *pp != od)
+		pp = &(*pp)->lnext;
+	if (*pp) {
+		nd->lnext = od->lnext;
+		*pp = nd;
+	} else {
+		lci_link_append(ip, nd);
+	}
+	od->lnext = NULL;
+}
+
+/* ---- ttl heap ------------------------------------------------------------ */
+
+static uint64_t deadline(const struct lc_inode *ip)
+{
+	uint64_t add = (uint64_t)ip->x->ttl_s * 1000000000ull;
+
+	return ip->x->refresh_ns > UINT64_MAX - add ? UINT64_MAX
+						    : ip->x->refresh_ns + add;
+}
+
+static bool hless(const struct lc_inode *a, const struct lc_inode *b)
+{
+	uint64_t da = deadline(a), db = deadline(b);
+
+	return da < db || (da == db && a->ino < b->ino);
+}
+
+static void hset(struct lc_state *s, size_t i, struct lc_inode *ip)
+{
+	s->heap[i] = ip;
+	ip->x->heap_idx = (uint32_t)i;
+}
+
+static void hfix(struct lc_state *s, size_t i)
+{
+	struct lc_inode *ip = s->heap[i];
+
+	while (i > 0 && hless(ip, s->heap[(i - 1) / 2])) {
+		hset(s, i, s->heap[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		struct lc_inode *best = ip;
+
+		if (l < s->hn && hless(s->heap[l], best)) {
+			m = l;
+			best = s->heap[l];
+		}
+		if (l + 1 < s->hn && hless(s->heap[l + 1], best))
+			m = l + 1;
+		if (m == i)
+			break;
+		hset(s, i, s->heap[m]);
+		i = m;
+	}
+	hset(s, i, ip);
+}
+
+/* Room for one more heap entry. */
+int lci_heap_reserve(struct lc_state *s)
+{
+	if (s->hn < s->hcap)
+		return 0;
+	size_t ncap = s->hcap ? s->hcap * 2 : 16;
+	struct lc_inode **nh = realloc(s->heap, ncap * sizeof(*nh));
+
+	if (!nh)
+		return -ENOMEM;
+	s->heap = nh;
+	s->hcap = ncap;
+	return 0;
+}
+
+/* Removes an inode from the ttl heap if it is there. */
+void lci_heap_remove(struct lc_state *s, struct lc_inode *ip)
+{
+	size_t i;
+
+	if (!ip->x || ip->x->heap_idx == LCI_NOHEAP)
+		return;
+	i = ip->x->heap_idx;
+	ip->x->heap_idx = LCI_NOHEAP;
+	s->hn--;
+	if (i != s->hn) {
+		s->heap[i] = s->heap[s->hn];
+		s->heap[i]->x->heap_idx = (uint32_t)i;
+		hfix(s, i);
+	}
+}
+
+/* (Re)positions an inode after its ttl or refresh time changed; the
+ * caller reserved room with lci_heap_reserve() if it may be new. */
+void lci_heap_update(struct lc_state *s, struct lc_inode *ip)
+{
+	if (!ip->x)
+		return;
+	if (!ip->x->ttl_s || !ip->nlink) {
+		lci_heap_remove(s, ip);
+		return;
+	}
+	if (ip->x->heap_idx == LCI_NOHEAP) {
+		if (s->hn >= s->hcap)
+			return;
+		ip->x->heap_idx = (uint32_t)s->hn;
+		s->heap[s->hn++] = ip;
+	}
+	hfix(s, ip->x->heap_idx);
+}
+
+/* Earliest ttl expiry or 0. */
+uint64_t lc_next_deadline(const struct lc_state *s)
+{
+	uint64_t d;
+
+	if (!s || !s->hn)
+		return 0;
+	d = deadline(s->heap[0]);
+	return d ? d : 1;
+}
+
+/* ---- ephemeral files per session ---------------------------------------- */
+
+/* Links an ephemeral file into its creator session's list.  The list's
+ * order is never observable: removing files emits nothing. */
+void lci_eph_link(struct lc_state *s, struct lc_inode *ip)
+{
+	struct lc_sess *se = lci_sess(s, ip->x->eph_session);
+
+	if (!se || ip->x->on_elist)
+		return;
+	ip->x->eprev = NULL;
+	ip->x->enext = se->eph;
+	if (se->eph)
+		se->eph->x->eprev = ip;
+	se->eph = ip;
+	ip->x->on_elist = 1;
+}
+
+/* Unlinks an ephemeral file from its session list. */
+void lci_eph_unlink(struct lc_state *s, struct lc_inode *ip)
+{
+	struct lc_sess *se;
+
+	if (!ip->x || !ip->x->on_elist)
+		return;
+	ip->x->on_elist = 0;
+	se = lci_sess(s, ip->x->eph_session);
+	if (ip->x->eprev)
+		ip->x->eprev->x->enext = ip->x->enext;
+	else if (se && se->eph == ip)
+		se->eph = ip->x->enext;
+	if (ip->x->enext)
+		ip->x->enext->x->eprev = ip->x->eprev;
+	ip->x->enext = ip->x->eprev = NULL;
+}
+
+/* ---- directories ----------------------------------------------------------- */
+
+static void dir_compact(struct lc_dir *d)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < d->n; i++)
+		if (d->v[i].d)
+			d->v[k++] = d->v[i];
+	d->n = k;
+}
+
+/* Room for one more entry in a directory (compacting tombstones first). */
+int lci_dir_reserve(struct lc_inode *dir)
+{
+	struct lc_dir *d = dir->u.dir;
+	uint32_t ncap;
+	struct lc_dslot *nv;
+
+	if (d->n < d->cap)
+		return 0;
+	if (d->live < d->n / 2 + 1 && d->n > d->live) {
+		dir_compact(d);
+		if (d->n < d->cap)
+			return 0;
+	}
+	if (d->cap > UINT32_MAX / 2)
+		return -ENOMEM;
+	ncap = d->cap ? d->cap * 2 : 4;
+	nv = realloc(d->v, (size_t)ncap * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	d->v = nv;
+	d->cap = ncap;
+	return 0;
+}
+
+/* Adds a dentry to `dir` with the next cookie (room reserved). */
+int lci_dir_add(struct lc_state *s, struct lc_inode *dir, struct lc_dent *d)
+{
+	struct lc_dir *dd = dir->u.dir;
+
+	(void)s;
+	d->dir = dir;
+	d->cookie = dd->next_cookie++;
+	dd->v[dd->n].cookie = d->cookie;
+	dd->v[dd->n++].d = d;
+	dd->live++;
+	return 0;
+}
+
+static uint32_t dir_find(const struct lc_dir *d, uint64_t after)
+{
+	uint32_t lo = 0, hi = d->n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (d->v[mid].cookie <= after)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void dir_del(struct lc_inode *dir, struct lc_dent *e)
+{
+	struct lc_dir *d = dir->u.dir;
+	uint32_t i = dir_find(d, e->cookie - 1);
+
+	if (i < d->n && d->v[i].d == e) {
+		d->v[i].d = NULL;
+		d->live--;
+		if (d->n > 16 && d->live < d->n / 2)
+			dir_compact(d);
+		else if (i == d->n - 1)
+			d->n--;
+	}
+}
+
+static struct lc_dent *dent_new(const char *name, size_t len)
+{
+	struct lc_dent *d = calloc(1, sizeof(*d) + len + 1);
+
+	if (!d)
+		return NULL;
+	d->len = (uint16_t)len;
+	memcpy(d->name, name, len);
+	return d;
+}
+
+/* Frees an unlinked inode once nothing refers to it any more. */
+void lci_maybe_free(struct lc_state *s, struct lc_inode *ip)
+{
+	if (!ip || ip == s->root || ip->nlink || lci_lk_busy(ip))
+		return;
+	lci_heap_remove(s, ip);
+	lci_eph_unlink(s, ip);
+	lci_lk_free(s, ip);
+	lci_iremove(s, ip);
+	lci_inode_free(ip);
+}
+
+/* Removes one name; the child may be freed (the caller must not use it
+ * afterwards unless it knows other references exist). */
+static void dent_unlink(struct lc_state *s, struct lc_dent *d, int64_t now)
+{
+	struct lc_inode *dir = d->dir, *c = d->child;
+
+	lci_dremove(s, d);
+	dir_del(dir, d);
+	link_remove(c, d);
+	free(d);
+	dir->mtime = dir->ctime = now;
+	c->ctime = now;
+	if (c->kind == LC_DIR) {
+		dir->u.dir->nsub--;
+		dir->nlink--;
+		c->nlink = 0;
+	} else {
+		c->nlink--;
+	}
+	if (!c->nlink) {
+		lci_heap_remove(s, c);
+		lci_eph_unlink(s, c);
+		lci_maybe_free(s, c);
+	}
+}
+
+/* Removes every name of a file (ephemeral expiry).  Returns 1 when the
+ * inode was freed too. */
+int lci_remove_all_names(struct lc_state *s, struct lc_inode *ip,
+			 int64_t now)
+{
+	bool busy = lci_lk_busy(ip);
+
+	while (ip->links) {
+		struct lc_dent *d = ip->links;
+
+		if (!d->lnext && !busy) {
+			dent_unlink(s, d, now);
+			return 1;
+		}
+		dent_unlink(s, d, now);
+	}
+	return 0;
+}
+
+/* ---- command helpers ------------------------------------------------------ */
+
+static bool reserved(const struct lc_state *s, const struct lc_inode *dir,
+		     const char *n, size_t len)
+{
+	if (dir != s->root)
+		return false;
+	return (len == 6 && !memcmp(n, "status", 6)) ||
+	       (len == 11 && !memcmp(n, "status.json", 11)) ||
+	       (len == 7 && !memcmp(n, "metrics", 7));
+}
+
+static int getdir(const struct lc_state *s, uint64_t ino,
+		  struct lc_inode **out)
+{
+	struct lc_inode *ip = lci_iget(s, ino);
+
+	if (!ip)
+		return -ENOENT;
+	if (ip->kind != LC_DIR)
+		return -ENOTDIR;
+	if (ip != s->root && !ip->nlink)
+		return -ENOENT;
+	*out = ip;
+	return 0;
+}
+
+/* Parent directory, name valid, not reserved. */
+static int name_target(const struct lc_ctx *x, uint64_t pino, const char *n,
+		       uint32_t len, struct lc_inode **dir)
+{
+	int r = getdir(x->s, pino, dir);
+
+	if (r)
+		return r;
+	r = lc_name_check(n, len);
+	if (r)
+		return r;
+	if (reserved(x->s, *dir, n, len))
+		return -EPERM;
+	return 0;
+}
+
+static void touch_dir(struct lc_inode *dir, int64_t now)
+{
+	dir->mtime = dir->ctime = now;
+}
+
+static void ttl_refresh(struct lc_state *s, struct lc_inode *ip, int64_t now)
+{
+	if (!ip->x || !ip->x->ttl_s)
+		return;
+	ip->x->refresh_ns = (uint64_t)now;
+	lci_heap_update(s, ip);
+}
+
+/* Creates a new inode named `name` in `dir`; all allocation first. */
+static int make_node(struct lc_ctx *x, struct lc_inode *dir, uint8_t kind,
+		     const void *data, uint32_t dlen, bool excl,
+		     struct lc_inode **out)
+{
+	struct lc_state *s = x->s;
+	const struct lc_cmd *c = x->c;
+	struct lc_inode *ip;
+	struct lc_dent *d;
+	int64_t now = (int64_t)x->now;
+
+	if (s->next_ino == UINT64_MAX)
+		return -ENOSPC;
+	if (lci_itab_reserve(s, 1) || lci_dtab_reserve(s, 1) ||
+	    lci_dir_reserve(dir))
+		return -ENOMEM;
+	if (excl && c->ttl_s && lci_heap_reserve(s))
+		return -ENOMEM;
+	ip = lci_inode_new(s->next_ino, kind);
+	if (!ip)
+		return -ENOMEM;
+	d = dent_new(c->name, c->name_len);
+	if (!d)
+		goto undo_inode;
+	if (dlen) {
+		ip->u.data = malloc(dlen);
+		if (!ip->u.data)
+			goto undo_dent;
+		memcpy(ip->u.data, data, dlen);
+		ip->size = dlen;
+	}
+	if (excl && !lci_iext(ip))
+		goto undo_dent;
+
+	s->next_ino++;
+	ip->uid = c->uid;
+	ip->gid = c->gid;
+	ip->mode = (uint16_t)(c->mode & LCI_MODE_MASK);
+	if (kind == LC_LNK)
+		ip->mode = 0777;
+	if (dir->mode & LCI_S_ISGID) {
+		ip->gid = dir->gid;
+		if (kind == LC_DIR)
+			ip->mode |= LCI_S_ISGID;
+	}
+	ip->atime = ip->mtime = ip->ctime = now;
+	lci_iinsert(s, ip);
+	d->child = ip;
+	lci_dir_add(s, dir, d);
+	lci_dinsert(s, d);
+	lci_link_append(ip, d);
+	if (kind == LC_DIR) {
+		ip->nlink = 2;
+		dir->u.dir->nsub++;
+		dir->nlink++;
+	} else {
+		ip->nlink = 1;
+	}
+	touch_dir(dir, now);
+	if (excl) {
+		ip->x->ephemeral = 1;
+		ip->x->eph_session = x->origin;
+		ip->x->ttl_s = c->ttl_s;
+		ip->x->refresh_ns = x->now;
+		if (x->origin)
+			lci_eph_link(s, ip);
+		lci_heap_update(s, ip);
+	}
+	*out = ip;
+	return 0;
+undo_dent:
+	free(d);
+undo_inode:
+	lci_inode_free(ip);
+	return -ENOMEM;
+}
+
+static int do_mkdir(struct lc_ctx *x, uint64_t *ino)
+{
+	const struct lc_cmd *c = x->c;
+	struct lc_inode *dir, *ip;
+	int r = name_target(x, c->parent, c->name, c->name_len, &dir);
+
+	if (r)
+		return r;
+	if (lci_dget(x->s, dir, c->name, c->name_len))
+		return -EEXIST;
+	r = make_node(x, dir, LC_DIR, NULL, 0, false, &ip);
+	if (!r)
+		*ino = ip->ino;
+	return r;
+}
+
+static int do_create(struct lc_ctx *x, uint64_t *ino)
+{
+	const struct lc_cmd *c = x->c;
+	struct lc_inode *dir, *ip;
+	struct lc_dent *d;
+	int r;
+
+	if (c->flags & ~LC_CREATE_EXCL)
+		return -EINVAL;
+	r = name_target(x, c->parent, c->name, c->name_len, &dir);
+	if (r)
+		return r;
+	d = lci_dget(x->s, dir, c->name, c->name_len);
+	if (d) {
+		*ino = d->child->ino;
+		if (c->flags & LC_CREATE_EXCL)
+			return -EEXIST;
+		if (d->child->kind == LC_DIR)
+			return -EISDIR;
+		if (d->child->kind != LC_REG)
+			return -EEXIST;
+		return 0;
+	}
+	r = make_node(x, dir, LC_REG, NULL, 0, c->flags & LC_CREATE_EXCL, &ip);
+	if (!r)
+		*ino = ip->ino;
+	return r;
+}
+
+static int do_symlink(struct lc_ctx *x, uint64_t *ino)
+{
+	const struct lc_cmd *c = x->c;
+	struct lc_inode *dir, *ip;
+	int r = name_target(x, c->parent, c->name, c->name_len, &dir);
+
+	if (r)
+		return r;
+	if (!c->data_len)
+		return -ENOENT;
+	if (c->data_len > LC_PATH_MAX - 1)
+		return -ENAMETOOLONG;
+	if (memchr(c->data, 0, c->data_len))
+		return -EINVAL;
+	if (lci_dget(x->s, dir, c->name, c->name_len))
+		return -EEXIST;
+	r = make_node(x, dir, LC_LNK, c->data, c->data_len, false, &ip);
+	if (!r)
+		*ino = ip->ino;
+	return r;
+}
+
+static int do_link(struct lc_ctx *x, uint64_t *ino)
+{
+	const struct lc_cmd *c = x->c;
+	struct lc_state *s = x->s;
+	struct lc_inode *dir, *ip = lci_iget(s, c->ino);
+	struct lc_dent *d;
+	int r;
+
+	if (!ip)
+		return -ENOENT;
+	*ino = ip->ino;
+	if (ip->kind == LC_DIR)
+		return -EPERM;
+	r = name_target(x, c->parent, c->name, c->name_len, &dir);
+	if (r)
+		return r;
+	if (!ip->nlink)
+		return -ENOENT;
+	if (lci_dget(s, dir, c->name, c->name_len))
+		return -EEXIST;
+	if (ip->nlink == UINT32_MAX)
+		return -EMLINK;
+	if (lci_dtab_reserve(s, 1) || lci_dir_reserve(dir))
+		return -ENOMEM;
+	d = dent_new(c->name, c->name_len);
+	if (!d)
+		return -ENOMEM;
+	d->child = ip;
+	lci_dir_add(s, dir, d);
+	lci_dinsert(s, d);
+	lci_link_append(ip, d);
+	ip->nlink++;
+	ip->ctime = (int64_t)x->now;
+	touch_dir(dir, (int64_t)x->now);
+	return 0;
+}
+
+static int do_unlink(struct lc_ctx *x, uint64_t *ino, bool rmdir)
+{
+	const struct lc_cmd *c = x->c;
+	struct lc_inode *dir;
+	struct lc_dent *d;
+	int r = name_target(x, c->parent, c->name, c->name_len, &dir);
+
+	if (r)
+		return r;
+	d = lci_dget(x->s, dir, c->name, c->name_len);
+	if (!d)
+		return -ENOENT;
+	*ino = d->child->ino;
+	if (!rmdir && d->child->kind == LC_DIR)
+		return -EISDIR;
+	if (rmdir && d->child->kind != LC_DIR)
+		return -ENOTDIR;
+	if (rmdir && d->child->u.dir->live)
+		return -ENOTEMPTY;
+	dent_unlink(x->s, d, (int64_t)x->now);
+	return 0;
+}
+
+/* Is `dir` equal to `a` or inside it?  Walks up, O(depth). */
+static bool inside(const struct lc_state *s, const struct lc_inode *a,
+		   const struct lc_inode *dir)
+{
+	for (;;) {
+		if (dir == a)
+			return true;
+		if (dir == s->root || !dir->links)
+			return false;
+		dir = dir->links->dir;
+	}
+}
+
+static void move_dir_count(struct lc_inode *from, struct lc_inode *to)
+{
+	from->u.dir->nsub--;
+	from->nlink--;
+	to->u.dir->nsub++;
+	to->nlink++;
+}
+
+static int do_exchange(struct lc_ctx *x, struct lc_inode *p1,
+		       struct lc_dent *d1, struct lc_inode *p2,
+		       struct lc_dent *d2)
+{
+	struct lc_inode *a = d1->child, *b = d2->child;
+	int64_t now = (int64_t)x->now;
+
+	if (a->kind == LC_DIR && p1 != p2 && inside(x->s, a, p2))
+		return -EINVAL;
+	if (b->kind == LC_DIR && p1 != p2 && inside(x->s, b, p1))
+		return -EINVAL;
+	d1->child = b;
+	d2->child = a;
+	link_replace(a, d1, d2);
+	link_replace(b, d2, d1);
+	if (p1 != p2) {
+		if (a->kind == LC_DIR)
+			move_dir_count(p1, p2);
+		if (b->kind == LC_DIR)
+			move_dir_count(p2, p1);
+	}
+	touch_dir(p1, now);
+	touch_dir(p2, now);
+	a->ctime = b->ctime = now;
+	return 0;
+}
+
+static int do_rename(struct lc_ctx *x, uint64_t *ino)
+{
+	const struct lc_cmd *c = x->c;
+	struct lc_state *s = x->s;
+	struct lc_inode *p1, *p2, *src, *dst = NULL;
+	struct lc_dent *d1, *d2, *nd = NULL;
+	int64_t now = (int64_t)x->now;
+	int r;
+
+	r = name_target(x, c->parent, c->name, c->name_len, &p1);
+	if (r)
+		return r;
+	r = name_target(x, c->parent2, c->name2, c->name2_len, &p2);
+	if (r)
+		return r;
+	if ((c->flags & ~(RENAME_NOREPLACE_F | RENAME_EXCHANGE_F)) ||
+	    c->flags == (RENAME_NOREPLACE_F | RENAME_EXCHANGE_F))
+		return -EINVAL;
+	d1 = lci_dget(s, p1, c->name, c->name_len);
+	if (!d1)
+		return -ENOENT;
+	src = d1->child;
+	*ino = src->ino;
+	d2 = lci_dget(s, p2, c->name2, c->name2_len);
+	if (c->flags & RENAME_EXCHANGE_F) {
+		if (!d2)
+			return -ENOENT;
+		if (d2->child == src)
+			return 0;
+		return do_exchange(x, p1, d1, p2, d2);
+	}
+	if (d2 && d2->child == src)
+		return 0;
+	if (d2 && (c->flags & RENAME_NOREPLACE_F))
+		return -EEXIST;
+	if (src->kind == LC_DIR && inside(s, src, p2))
+		return -EINVAL;
+	if (d2) {
+		dst = d2->child;
+		if (src->kind == LC_DIR && dst->kind != LC_DIR)
+			return -ENOTDIR;
+		if (src->kind != LC_DIR && dst->kind == LC_DIR)
+			return -EISDIR;
+		if (dst->kind == LC_DIR && dst->u.dir->live)
+			return -ENOTEMPTY;
+	} else {
+		if (lci_dtab_reserve(s, 1) || lci_dir_reserve(p2))
+			return -ENOMEM;
+		nd = dent_new(c->name2, c->name2_len);
+		if (!nd)
+			return -ENOMEM;
+	}
+
+	/* Point the destination name at src, then drop the source name. */
+	if (d2) {
+		link_remove(dst, d2);
+		d2->child = src;
+		link_replace(src, d1, d2);
+		if (dst->kind == LC_DIR) {
+			p2->u.dir->nsub--;
+			p2->nlink--;
+			dst->nlink = 0;
+		} else {
+			dst->nlink--;
+		}
+		dst->ctime = now;
+	} else {
+		nd->child = src;
+		lci_dir_add(s, p2, nd);
+		lci_dinsert(s, nd);
+		link_replace(src, d1, nd);
+	}
+	lci_dremove(s, d1);
+	dir_del(p1, d1);
+	free(d1);
+	if (src->kind == LC_DIR && p1 != p2) {
+		p1->u.dir->nsub--;
+		p1->nlink--;
+		p2->u.dir->nsub++;
+		p2->nlink++;
+	}
+	touch_dir(p1, now);
+	touch_dir(p2, now);
+	src->ctime = now;
+	if (dst && !dst->nlink) {
+		lci_heap_remove(s, dst);
+		lci_eph_unlink(s, dst);
+		lci_maybe_free(s, dst);
+	}
+	return 0;
+}
+
+static int do_setattr(struct lc_ctx *x, uint64_t *ino)
+{
+	const struct lc_cmd *c = x->c;
+	struct lc_inode *ip = lci_iget(x->s, c->ino);
+	int64_t now = (int64_t)x->now;
+
+	if (!ip)
+		return -ENOENT;
+	*ino = ip->ino;
+	if (c->valid & ~0x3fu)
+		return -EINVAL;
+	if (c->valid & LC_SET_SIZE) {
+		uint8_t *nd = NULL;
+
+		if (ip->kind == LC_DIR)
+			return -EISDIR;
+		if (ip->kind != LC_REG)
+			return -EINVAL;
+		if (c->size > LC_CONTENT_MAX)
+			return -EFBIG;
+		if (c->size) {
+			nd = realloc(ip->u.data, (size_t)c->size);
+			if (!nd)
+				return -ENOMEM;
+			if (c->size > ip->size)
+				memset(nd + ip->size, 0,
+				       (size_t)c->size - ip->size);
+		} else {
+			free(ip->u.data);
+		}
+		ip->u.data = nd;
+		ip->size = (uint32_t)c->size;
+		ip->mtime = now;
+	}
+	if (c->valid & LC_SET_MODE)
+		ip->mode = (uint16_t)(c->mode & LCI_MODE_MASK);
+	if (c->valid & LC_SET_UID)
+		ip->uid = c->uid;
+	if (c->valid & LC_SET_GID)
+		ip->gid = c->gid;
+	if (c->valid & LC_SET_ATIME)
+		ip->atime = c->atime_ns;
+	if (c->valid & LC_SET_MTIME)
+		ip->mtime = c->mtime_ns;
+	ip->ctime = now;
+	if (c->valid & (LC_SET_ATIME | LC_SET_MTIME))
+		ttl_refresh(x->s, ip, now);
+	return 0;
+}
+
+static int do_write(struct lc_ctx *x, uint64_t *ino)
+{
+	const struct lc_cmd *c = x->c;
+	struct lc_inode *ip = lci_iget(x->s, c->ino);
+	int64_t now = (int64_t)x->now;
+	uint64_t end;
+
+	if (!ip)
+		return -ENOENT;
+	*ino = ip->ino;
+	if (ip->kind == LC_DIR)
+		return -EISDIR;
+	if (ip->kind != LC_REG)
+		return -EINVAL;
+	if (c->offset > LC_CONTENT_MAX ||
+	    c->data_len > LC_CONTENT_MAX - c->offset)
+		return -EFBIG;
+	end = c->offset + c->data_len;
+	if (end > ip->size) {
+		uint8_t *nd = realloc(ip->u.data, (size_t)end);
+
+		if (!nd)
+			return -ENOMEM;
+		memset(nd + ip->size, 0, (size_t)(end - ip->size));
+		ip->u.data = nd;
+		ip->size = (uint32_t)end;
+	}
+	if (c->data_len)
+		memcpy(ip->u.data + c->offset, c->data, c->data_len);
+	ip->mtime = ip->ctime = now;
+	ttl_refresh(x->s, ip, now);
+	return 0;
+}
+
+/* ---- xattrs ---------------------------------------------------------- */
+
+static int xfind(const struct lc_iext *x, const char *name, size_t nlen,
+		 uint32_t *pos)
+{
+	uint32_t lo = 0, hi = x ? x->xn : 0;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const struct lc_xattr *a = x->xv[mid];
+		size_t m = a->nlen < nlen ? a->nlen : nlen;
+		int c = memcmp(a->name, name, m);
+
+		if (!c)
+			c = a->nlen < nlen ? -1 : a->nlen > nlen;
+		if (!c) {
+			*pos = mid;
+			return 1;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*pos = lo;
+	return 0;
+}
+
+/* Stores a user xattr (name already validated); flags as setxattr(2). */
+int lci_xattr_put(struct lc_inode *ip, const char *name, size_t nlen,
+		  const void *val, size_t vlen, uint32_t flags)
+{
+	struct lc_iext *x;
+	struct lc_xattr *a;
+	uint32_t pos;
+	int found;
+
+	found = xfind(ip->x, name, nlen, &pos);
+	if (found && (flags & XATTR_CREATE_F))
+		return -EEXIST;
+	if (!found && (flags & XATTR_REPLACE_F))
+		return -ENODATA;
+	if (!found && ip->x && ip->x->xn >= LC_XATTR_PER_INODE)
+		return -ENOSPC;
+	x = lci_iext(ip);
+	if (!x)
+		return -ENOMEM;
+	a = malloc(sizeof(*a) + nlen + 1 + vlen);
+	if (!a)
+		return -ENOMEM;
+	a->nlen = (uint16_t)nlen;
+	a->vlen = (uint16_t)vlen;
+	memcpy(a->name, name, nlen);
+	a->name[nlen] = 0;
+	if (vlen)
+		memcpy(a->name + nlen + 1, val, vlen);
+	if (found) {
+		free(x->xv[pos]);
+		x->xv[pos] = a;
+		return 0;
+	}
+	if (!(x->xn & (x->xn - 1)) || !x->xv) {
+		uint32_t ncap = x->xn ? x->xn * 2 : 2;
+		struct lc_xattr **nv = realloc(x->xv, ncap * sizeof(*nv));
+
+		if (!nv) {
+			free(a);
+			return -ENOMEM;
+		}
+		x->xv = nv;
+	}
+	memmove(&x->xv[pos + 1], &x->xv[pos], (x->xn - pos) * sizeof(*x->xv));
+	x->xv[pos] = a;
+	x->xn++;
+	return 0;
+}
+
+static bool xname_is(const struct lc_cmd *c, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return c->name_len == n && !memcmp(c->name, lit, n);
+}
+
+/* Decimal u32 with an optional trailing newline. */
+static int parse_u32(const void *p, uint32_t len, uint32_t *out)
+{
+	const char *s = p;
+	uint64_t v = 0;
+
+	if (len && s[len - 1] == '\n')
+		len--;
+	if (!len)
+		return -EINVAL;
+	for (uint32_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+		if (v > UINT32_MAX)
+			return -EINVAL;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int xname_check(const struct lc_cmd *c)
+{
+	if (!c->name_len)
+		return -EINVAL;
+	if (c->name_len > LC_XATTR_NAME_MAX)
+		return -ERANGE;
+	if (memchr(c->name, 0, c->name_len))
+		return -EINVAL;
+	if (c->name_len < 5 || memcmp(c->name, "user.", 5))
+		return -EOPNOTSUPP;
+	if (c->name_len == 5)
+		return -EINVAL;
+	return 0;
+}
+
+static bool xname_ro(const struct lc_cmd *c)
+{
+	return xname_is(c, "user.cluck.token") ||
+	       xname_is(c, "user.cluck.holders") ||
+	       xname_is(c, "user.cluck.waiters") ||
+	       xname_is(c, "user.cluck.eta_ms");
+}
+
+static bool xname_cluck(const struct lc_cmd *c)
+{
+	return c->name_len >= 11 && !memcmp(c->name, "user.cluck.", 11);
+}
+
+static int do_setxattr(struct lc_ctx *x, uint64_t *ino, bool remove)
+{
+	const struct lc_cmd *c = x->c;
+	struct lc_state *s = x->s;
+	struct lc_inode *ip = lci_iget(s, c->ino);
+	int64_t now = (int64_t)x->now;
+	uint32_t v = 0;
+	int r;
+
+	if (!ip)
+		return -ENOENT;
+	*ino = ip->ino;
+	r = xname_check(c);
+	if (r)
+		return r;
+	if (!remove && ((c->flags & ~3u) || c->flags == 3u))
+		return -EINVAL;
+	if (xname_ro(c))
+		return -EPERM;
+	if (xname_is(c, "user.cluck.slots") || xname_is(c, "user.cluck.ttl")) {
+		bool slots = c->name[11] == 's';
+		struct lc_iext *e;
+		uint32_t old;
+
+		if (ip->kind != LC_REG)
+			return -EINVAL;
+		if (!remove && (r = parse_u32(c->data, c->data_len, &v)))
+			return r;
+		if (!v && !ip->x)
+			goto done;
+		if (!slots && v && lci_heap_reserve(s))
+			return -ENOMEM;
+		e = lci_iext(ip);
+		if (!e)
+			return -ENOMEM;
+		if (slots) {
+			old = e->slots;
+			e->slots = v;
+			ip->ctime = now;
+			if (ip->lk && (v == 0 || v > old) && old != v)
+				return lci_run_queue(x, ip);
+			return 0;
+		}
+		e->ttl_s = v;
+		e->refresh_ns = (uint64_t)now;
+		lci_heap_update(s, ip);
+done:
+		ip->ctime = now;
+		return 0;
+	}
+	if (xname_cluck(c))
+		return -EINVAL;
+	if (remove) {
+		uint32_t pos;
+
+		if (!xfind(ip->x, c->name, c->name_len, &pos))
+			return -ENODATA;
+		free(ip->x->xv[pos]);
+		memmove(&ip->x->xv[pos], &ip->x->xv[pos + 1],
+			(ip->x->xn - pos - 1) * sizeof(*ip->x->xv));
+		ip->x->xn--;
+		ip->ctime = now;
+		return 0;
+	}
+	if (c->data_len > LC_XATTR_VALUE_MAX)
+		return -E2BIG;
+	r = lci_xattr_put(ip, c->name, c->name_len, c->data, c->data_len,
+			  c->flags);
+	if (!r)
+		ip->ctime = now;
+	return r;
+}
+
+/* TICK: removes every file whose ttl ran out by the command's time. */
+int lci_tick(struct lc_ctx *x)
+{
+	struct lc_state *s = x->s;
+
+	while (s->hn && deadline(s->heap[0]) <= x->now) {
+		struct lc_inode *ip = s->heap[0];
+
+		lci_heap_remove(s, ip);
+		s->expirations++;
+		lci_remove_all_names(s, ip, (int64_t)x->now);
+	}
+	return 0;
+}
+
+/* Dispatches the namespace commands. */
+int lci_ns_apply(struct lc_ctx *x, uint64_t *ino)
+{
+	switch (x->c->type) {
+	case LC_CMD_MKDIR:
+		return do_mkdir(x, ino);
+	case LC_CMD_CREATE:
+		return do_create(x, ino);
+	case LC_CMD_SYMLINK:
+		return do_symlink(x, ino);
+	case LC_CMD_LINK:
+		return do_link(x, ino);
+	case LC_CMD_UNLINK:
+		return do_unlink(x, ino, false);
+	case LC_CMD_RMDIR:
+		return do_unlink(x, ino, true);
+	case LC_CMD_RENAME:
+		return do_rename(x, ino);
+	case LC_CMD_SETATTR:
+		return do_setattr(x, ino);
+	case LC_CMD_WRITE:
+		return do_write(x, ino);
+	case LC_CMD_SETXATTR:
+		return do_setxattr(x, ino, false);
+	case LC_CMD_REMOVEXATTR:
+		return do_setxattr(x, ino, true);
+	default:
+		return -EINVAL;
+	}
+}
+
+/* ---- queries ---------------------------------------------------------- */
+
+/* Name lookup; see lc.h. */
+int lc_lookup(const struct lc_state *s, uint64_t parent, const char *name,
+	      size_t name_len, struct lc_attr *attr)
+{
+	struct lc_inode *dir;
+	struct lc_dent *d;
+	int r;
+
+	if (!s || (!name && name_len))
+		return -ENOENT;
+	r = getdir(s, parent, &dir);
+	if (r)
+		return r;
+	r = lc_name_check(name, name_len);
+	if (r == -ENAMETOOLONG)
+		return r;
+	if (r || reserved(s, dir, name, name_len))
+		return -ENOENT;
+	d = lci_dget(s, dir, name, name_len);
+	if (!d)
+		return -ENOENT;
+	if (attr)
+		lci_attr(d->child, attr);
+	return 0;
+}
+
+/* Attributes by inode number. */
+int lc_getattr(const struct lc_state *s, uint64_t ino, struct lc_attr *attr)
+{
+	struct lc_inode *ip = s ? lci_iget(s, ino) : NULL;
+
+	if (!ip)
+		return -ENOENT;
+	if (attr)
+		lci_attr(ip, attr);
+	return 0;
+}
+
+/* Regular file content. */
+int lc_content(const struct lc_state *s, uint64_t ino, const uint8_t **data,
+	       size_t *len)
+{
+	struct lc_inode *ip = s ? lci_iget(s, ino) : NULL;
+
+	if (!ip)
+		return -ENOENT;
+	if (ip->kind == LC_DIR)
+		return -EISDIR;
+	if (ip->kind != LC_REG)
+		return -EINVAL;
+	*data = ip->u.data;
+	*len = ip->size;
+	return 0;
+}
+
+/* Symlink target. */
+int lc_readlink(const struct lc_state *s, uint64_t ino, const char **target,
+		size_t *len)
+{
+	struct lc_inode *ip = s ? lci_iget(s, ino) : NULL;
+
+	if (!ip)
+		return -ENOENT;
+	if (ip->kind != LC_LNK)
+		return -EINVAL;
+	*target = (const char *)ip->u.data;
+	*len = ip->size;
+	return 0;
+}
+
+/* Listing by cookie; see lc.h. */
+int lc_readdir(const struct lc_state *s, uint64_t dir, uint64_t after,
+	       lc_dirent_fn fn, void *ctx)
+{
+	struct lc_inode *ip;
+	struct lc_dir *d;
+	struct lc_attr a;
+	int r;
+
+	if (!s)
+		return -ENOENT;
+	r = getdir(s, dir, &ip);
+	if (r)
+		return r;
+	d = ip->u.dir;
+	for (uint32_t i = dir_find(d, after); i < d->n; i++) {
+		const struct lc_dent *e = d->v[i].d;
+
+		if (!e)
+			continue;
+		lci_attr(e->child, &a);
+		if (fn(ctx, e->name, e->len, &a, e->cookie))
+			break;
+	}
+	return 0;
+}
+
+/* Parent of a directory. */
+int lc_parent(const struct lc_state *s, uint64_t dir, uint64_t *parent)
+{
+	struct lc_inode *ip;
+	int r;
+
+	if (!s)
+		return -ENOENT;
+	r = getdir(s, dir, &ip);
+	if (r)
+		return r;
+	*parent = ip == s->root ? LC_INO_ROOT : ip->links->dir->ino;
+	return 0;
+}
+
+/* Path from the root through first names. */
+int lc_path(const struct lc_state *s, uint64_t ino, char *buf, size_t size)
+{
+	struct lc_inode *ip = s ? lci_iget(s, ino) : NULL;
+	const struct lc_inode *p;
+	size_t need = 0, pos;
+
+	if (!ip || (ip != s->root && !ip->links))
+		return -ENOENT;
+	if (!buf || !size)
+		return -ERANGE;
+	if (ip == s->root) {
+		if (size < 2)
+			return -ERANGE;
+		buf[0] = '/';
+		buf[1] = 0;
+		return 0;
+	}
+	for (p = ip; p != s->root; p = p->links->dir)
+		need += 1u + p->links->len;
+	if (need + 1 > size)
+		return -ERANGE;
+	pos = need;
+	buf[pos] = 0;
+	for (p = ip; p != s->root; p = p->links->dir) {
+		pos -= p->links->len;
+		memcpy(buf + pos, p->links->name, p->links->len);
+		buf[--pos] = '/';
+	}
+	return 0;
+}
+
+/* Stored user xattr value. */
+int lc_xattr_get(const struct lc_state *s, uint64_t ino, const char *name,
+		 const void **value, size_t *len)
+{
+	struct lc_inode *ip = s ? lci_iget(s, ino) : NULL;
+	uint32_t pos;
+
+	if (!ip)
+		return -ENOENT;
+	if (!name || !xfind(ip->x, name, strlen(name), &pos))
+		return -ENODATA;
+	*value = ip->x->xv[pos]->name + ip->x->xv[pos]->nlen + 1;
+	*len = ip->x->xv[pos]->vlen;
+	return 0;
+}
+
+/* Stored user xattr names, in name order. */
+int lc_xattr_list(const struct lc_state *s, uint64_t ino,
+		  int (*fn)(void *ctx, const char *name), void *ctx)
+{
+	struct lc_inode *ip = s ? lci_iget(s, ino) : NULL;
+
+	if (!ip)
+		return -ENOENT;
+	for (uint32_t i = 0; ip->x && i < ip->x->xn; i++)
+		if (fn(ctx, ip->x->xv[i]->name))
+			break;
+	return 0;
+}
