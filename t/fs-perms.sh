@@ -1,0 +1,54 @@
+#!/bin/sh
+# t/fs-perms.sh - permissions (SPEC 2.1) on a real cluckd mount run by root:
+# allow_other + default_permissions, so mode bits decide who may open (and
+# so lock) a file; the root is 1777 like /tmp; owners are numeric.
+#
+# It must never: run anything as nobody outside the test mount.
+[ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
+. "$top_srcdir/t/lib.sh"
+require_cmd setpriv
+
+start_cluckd || finish
+M=$MNT
+# The temporary directory is 0700; nobody must be able to reach the mount.
+chmod 0755 "$T_DIR"
+nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+
+expect_eq "mode of the mount root" 1777 "$(stat -c %a "$M")"
+
+: > "$M/secret"
+chmod 0600 "$M/secret"
+err=$(nobody flock -n "$M/secret" true 2>&1)
+rc=$?
+if [ $rc != 0 ]; then ok "nobody cannot lock a root 0600 file (exit $rc)"; else fail "nobody flock -n on a root 0600 file: expected failure, got exit 0"; fi
+expect_match "the refusal says Permission denied" "Permission denied" "$err"
+expect_rc "nobody cannot read a 0600 file" 1 nobody cat "$M/secret"
+
+: > "$M/open"
+chmod 0666 "$M/open"
+expect_rc "nobody can lock a 0666 file" 0 nobody flock -n "$M/open" true
+expect_rc "nobody can lock a 0666 file shared" 0 nobody flock -s -n "$M/open" true
+
+err=$(nobody rm -f "$M/open" 2>&1)
+rc=$?
+if [ $rc != 0 ] && [ -e "$M/open" ]; then ok "nobody cannot unlink root's file in the sticky root"; else fail "nobody rm of root's file: expected refusal, got exit $rc ($err)"; fi
+expect_match "unlink refusal is a permission error" "Operation not permitted|Permission denied" "$err"
+
+expect_rc "nobody creates its own lock file" 0 nobody flock -n "$M/mine" true
+expect_eq "owner of nobody's file" 65534:65534 "$(stat -c %u:%g "$M/mine")"
+expect_rc "nobody O_EXCL lockfile" 0 nobody "$FSPROBE" excl "$M/mine.lock"
+expect_eq "owner of nobody's lockfile" 65534 "$(stat -c %u "$M/mine.lock")"
+expect_rc "nobody removes its own lockfile" 0 nobody rm "$M/mine.lock"
+expect_rc "nobody cannot chmod root's file" 1 nobody chmod 0777 "$M/secret"
+expect_rc "nobody cannot chown its file to root" 1 nobody chown 0 "$M/mine"
+expect_rc "root may remove nobody's file" 0 rm "$M/mine"
+
+mkdir "$M/rootdir"
+chmod 0755 "$M/rootdir"
+expect_rc "nobody cannot create in a 0755 root directory" 1 nobody touch "$M/rootdir/x"
+expect_rc "nobody cannot mkdir in a 0755 root directory" 1 nobody mkdir "$M/rootdir/d"
+expect_rc "nobody can read the status file" 0 nobody cat "$M/status"
+
+stop_cluckd
+expect_eq "cluckd exit status after SIGTERM" 0 "$CLUCKD_RC"
+finish

@@ -1,0 +1,161 @@
+#!/bin/sh
+# t/fs-status.sh - what admins and holders read (SPEC 2.6, 2.7) on a real
+# cluckd mount: /status keys and lock lines, freshness, status.json, the
+# Prometheus metrics, and the user.cluck.* extended attributes (fencing
+# token, holders, waiters).
+#
+# It must never: sleep to make things happen (wait on the status file).
+[ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
+. "$top_srcdir/t/lib.sh"
+require_cmd getfattr setfattr
+
+start_cluckd || finish
+M=$MNT
+ORDER=$T_DIR/order
+: > "$ORDER"
+holder() {
+	flock $1 -o "$2" sh -c "echo \$\$ >> '$T_PIDS'; echo $3 >> '$ORDER'; exec sleep 60" &
+	HPID=$!
+	bg_track "$HPID"
+	disown "$HPID"    # no "Killed" notice when the test kills it
+}
+granted() { grep -qx "$1" "$ORDER"; }
+release() { kill_tree KILL "$1"; wait "$1" 2>/dev/null; }
+
+# --- keys -----------------------------------------------------------------------
+for k in node role term leader voters quorum session locks_held waiters files; do
+	if grep -q "^$k: " "$M/status"; then ok "status has $k"; else fail "status lacks the key '$k': $(tr '\n' '|' < "$M/status")"; fi
+done
+expect_eq "status node" testnode "$(status_key node)"
+expect_match "status role" '^(leader|follower|candidate|member)$' "$(status_key role)"
+expect_eq "status voters (one node)" 1/1 "$(status_key voters)"
+expect_eq "status quorum" yes "$(status_key quorum)"
+expect_eq "status session" ok "$(status_key session)"
+expect_eq "status locks_held when idle" 0 "$(status_key locks_held)"
+expect_eq "status waiters when idle" 0 "$(status_key waiters)"
+
+# --- a held lock with waiters ------------------------------------------------------
+holder -x "$M/job" H; H=$HPID
+wait_until 5 granted H || fail "holder not granted"
+holder -x "$M/job" W1; W1=$HPID
+wait_until 5 waiters_are job 1
+holder -s "$M/job" W2; W2=$HPID
+wait_until 5 waiters_are job 2 || fail "expected 2 waiters on /job, got $(lock_field job waiters)"
+expect_match "lock line of a held file" '^lock /job mode=ex holders=1 waiters=2 token=[0-9]+$' "$(lock_line job)"
+expect_eq "status locks_held" 1 "$(status_key locks_held)"
+expect_eq "status waiters" 2 "$(status_key waiters)"
+
+# status.json: same numbers
+got=$(python3 - "$M/status.json" "$M/status" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+text = {}
+for line in open(sys.argv[2]):
+    if ": " in line and not line.startswith("lock "):
+        k, v = line.rstrip("\n").split(": ", 1)
+        text[k] = v
+bad = []
+for k in ("node", "role", "term", "leader", "quorum", "session", "locks_held", "waiters", "files"):
+    if k not in j:
+        bad.append("missing " + k)
+    elif str(j[k]).lower() not in (text.get(k, "?").lower(), {"yes": "true", "no": "false"}.get(text.get(k), "?")):
+        bad.append("%s: json %r, text %r" % (k, j[k], text.get(k)))
+v = j.get("voters")
+if isinstance(v, dict):
+    v = "%s/%s" % (v.get("reachable"), v.get("total"))
+if str(v) != text.get("voters"):
+    bad.append("voters: json %r, text %r" % (j.get("voters"), text.get("voters")))
+if "/job" not in json.dumps(j):
+    bad.append("no /job in the json")
+print("; ".join(bad) if bad else "same")
+EOF
+)
+expect_eq "status.json parses and agrees with status" same "$got"
+
+# user.cluck.* attributes
+all=$(getfattr --absolute-names -d -m user.cluck "$M/job" 2>&1)
+for a in token holders waiters eta_ms slots ttl; do
+	expect_match "getfattr -d shows user.cluck.$a" "^user\.cluck\.$a=" "$all"
+done
+hl=$(getfattr --absolute-names -n user.cluck.holders --only-values "$M/job" 2>&1)
+expect_match "user.cluck.holders names node and pid of flock" "^node=testnode pid=$H mode=ex token=[0-9]+ since=[0-9]+" "$hl"
+wl=$(getfattr --absolute-names -n user.cluck.waiters --only-values "$M/job" 2>&1)
+expect_eq "user.cluck.waiters has one line per waiter" 2 "$(printf '%s\n' "$wl" | grep -c 'waited_ms=')"
+expect_match "user.cluck.waiters in queue order" "pid=$W1 mode=ex.*
+.*pid=$W2 mode=sh" "$wl"
+expect_match "user.cluck.eta_ms is a number" '^[0-9]+$' "$(getfattr --absolute-names -n user.cluck.eta_ms --only-values "$M/job" 2>&1)"
+expect_eq "token in status = token attribute" "$(lock_field job token)" "$(getfattr --absolute-names -n user.cluck.token --only-values "$M/job" 2>&1)"
+err=$(setfattr -n user.cluck.token -v 999999 "$M/job" 2>&1)
+rc=$?
+if [ $rc != 0 ]; then ok "user.cluck.token is read-only"; else fail "setfattr user.cluck.token: expected failure, got exit 0"; fi
+expect_errno "setxattr user.cluck.token" EPERM setxattr "$M/job" user.cluck.token 1
+expect_errno "setxattr user.cluck.holders" EPERM setxattr "$M/job" user.cluck.holders x
+
+# --- freshness ---------------------------------------------------------------------
+release "$H"; release "$W1"; release "$W2"
+wait_until 2 eval '[ "$(lock_field job mode)" = absent ] || [ "$(lock_field job mode)" = free ]'
+expect_match "released lock shows free or absent" '^(absent|free)$' "$(lock_field job mode)"
+expect_eq "status locks_held after release" 0 "$(status_key locks_held)"
+expect_eq "status waiters after release" 0 "$(status_key waiters)"
+holder -x "$M/job" H2; H2=$HPID
+wait_until 5 granted H2
+expect_eq "status fresh: held again" ex "$(lock_field job mode)"
+release "$H2"
+
+# --- fencing tokens -------------------------------------------------------------------
+t1=$(flock "$M/tok" getfattr --absolute-names -n user.cluck.token --only-values "$M/tok" 2>&1)
+t2=$(flock "$M/tok" getfattr --absolute-names -n user.cluck.token --only-values "$M/tok" 2>&1)
+t3=$(flock -s "$M/tok" getfattr --absolute-names -n user.cluck.token --only-values "$M/tok" 2>&1)
+if [[ $t1 =~ ^[0-9]+$ && $t2 =~ ^[0-9]+$ && $t3 =~ ^[0-9]+$ ]] && [ "$t1" -lt "$t2" ] && [ "$t2" -lt "$t3" ]; then
+	ok "tokens of successive grants strictly increase ($t1 < $t2 < $t3)"
+else
+	fail "tokens of successive grants: expected strictly increasing numbers, got '$t1' '$t2' '$t3'"
+fi
+got=$(flock "$M/tok" sh -c 'echo "$(getfattr --absolute-names -n user.cluck.token --only-values "$1") $(grep "^lock /tok " "$2" | sed "s/.*token=//")"' _ "$M/tok" "$M/status" 2>&1)
+set -- $got
+expect_eq "the holder reads its own grant's token" "${2:-none}" "${1:-empty}"
+expect_eq "token after release = latest grant" "${1:-x}" "$(getfattr --absolute-names -n user.cluck.token --only-values "$M/tok" 2>&1)"
+
+# --- metrics ---------------------------------------------------------------------------
+metrics_check() {
+	python3 - "$M/metrics" <<'EOF'
+import re, sys
+line_re = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? [-+]?([0-9.]+([eE][-+]?[0-9]+)?|NaN|Inf)( -?[0-9]+)?$')
+bad = []; grants = None; n = 0
+for line in open(sys.argv[1]):
+    line = line.rstrip("\n")
+    if not line or line.startswith("#"):
+        continue
+    n += 1
+    if not line_re.match(line):
+        bad.append(line)
+        continue
+    name = re.split(r'[{ ]', line, 1)[0]
+    if "grant" in name and not name.endswith(("_bucket", "_sum", "_count")):
+        rest = line[line.rindex("}") + 1:] if "}" in line else line.split(" ", 1)[1]
+        grants = (grants or 0) + float(rest.split()[0])
+if bad:
+    print("BAD " + " | ".join(bad[:3]))
+elif n == 0:
+    print("BAD empty")
+else:
+    print("grants %s" % (grants if grants is not None else "none"))
+EOF
+}
+m1=$(metrics_check)
+expect_match "metrics is Prometheus text with a grants counter" '^grants [0-9.]+$' "$m1"
+flock "$M/metric-probe" true
+m2=$(metrics_check)
+g1=${m1#grants }; g2=${m2#grants }
+if python3 -c "import sys; sys.exit(0 if float('$g2') > float('$g1') else 1)" 2>/dev/null; then
+	ok "grants counter increased after a lock ($g1 -> $g2)"
+else
+	fail "grants counter: expected an increase after a lock, got '$m1' then '$m2'"
+fi
+for want in releases interrupts expir acquire handoff; do
+	if grep -v '^#' "$M/metrics" | grep -qi "$want"; then ok "metrics mention $want"; else fail "metrics have no series about '$want'"; fi
+done
+
+stop_cluckd
+expect_eq "cluckd exit status after SIGTERM" 0 "$CLUCKD_RC"
+finish
