@@ -173,7 +173,8 @@ void lc_out_free(struct lc_out *o);
 struct lc_state;
 
 /* Creates an empty namespace: the root directory (LC_INO_ROOT, mode 01777,
- * uid 0, gid 0, times = 0) and nothing else.  Returns NULL on ENOMEM. */
+ * uid 0, gid 0) and nothing else.  The root's times are 0 until the first
+ * command is applied, which gives them its time.  NULL on ENOMEM. */
 struct lc_state *lc_state_new(void);
 void lc_state_free(struct lc_state *s);
 

@@ -807,6 +807,11 @@ int lc_apply(struct lc_state *s, uint64_t index, const struct lc_cmd *c,
 					      token };
 	if (c->origin && (se = lci_sess(s, c->origin)))
 		dedup_store(se, c->serial, st, ino, token);
+	/* The root is born with the cluster: its times are those of the
+	 * first command applied, not the epoch (ls -l would show 1970). */
+	if (!s->applied && !s->root->ctime)
+		s->root->atime = s->root->mtime = s->root->ctime =
+			(int64_t)c->time_ns;
 	s->applied = index;
 	return 0;
 }

@@ -1415,6 +1415,24 @@ static void test_root_is_a_sticky_world_writable_dir(void)
 	fx_free(f);
 }
 
+static void test_root_is_born_with_the_first_command(void)
+{
+	struct lc_state *s = lc_state_new();
+	struct lc_out out = { 0 };
+	struct lc_cmd c = { .type = LC_CMD_SESSION_OPEN, .origin = 9,
+			    .session = 9, .serial = 1,
+			    .time_ns = 1700000000123456789ull };
+	struct lc_attr at;
+
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT_EQUAL(lc_apply(s, 1, &c, &out), 0);
+	CU_ASSERT_EQUAL(lc_getattr(s, ROOT, &at), 0);
+	CU_ASSERT_EQUAL(at.mtime_ns, (int64_t)c.time_ns);
+	CU_ASSERT_EQUAL(at.ctime_ns, (int64_t)c.time_ns);
+	lc_out_free(&out);
+	lc_state_free(s);
+}
+
 static void test_mkdir_rmdir_and_enotempty(void)
 {
 	FX;
@@ -2526,6 +2544,7 @@ static const struct test_def tests[] = {
 	T(test_reapplied_error_is_the_same_error),
 	T(test_serial_older_than_window_is_estale),
 	T(test_root_is_a_sticky_world_writable_dir),
+	T(test_root_is_born_with_the_first_command),
 	T(test_mkdir_rmdir_and_enotempty),
 	T(test_unlink_and_rmdir_check_the_kind),
 	T(test_create_needs_an_existing_directory),
