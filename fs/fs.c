@@ -1,0 +1,1957 @@
+/*
+ * fs/fs.c - cluckfs: the FUSE low-level front end of cluckd (implements
+ * fs/fs.h).
+ *
+ * Every mutating request becomes one lockcore command proposed through
+ * node_propose(); its reply is sent from the completion callback, which
+ * may run inside node_propose(), so a handler never touches its request
+ * after proposing and the context it passes owns what the reply needs.
+ * Blocking lock requests are parked (a small refcounted struct, no
+ * thread) and interrupts withdraw them with LC_CMD_CANCEL.  Reads are
+ * answered from the local replica.  The facts this relies on are measured
+ * in notes/fuse-locks.md (sections 1.3-1.7, 2, 3).
+ *
+ * It must never: block (the one exception is reading /proc/PID/stat for
+ * user.cluck.token, which is not our mount), touch its own mount, decide
+ * anything about locks itself, reply twice or not at all to a request,
+ * reply EINTR without an interrupt (errno 512 leaks out), or reply ENOSYS
+ * to flush/fsync/flock (the kernel then disables them for the mount).
+ */
+#include "config.h"
+
+#include "fs/fs.h"
+#include "fs/status.h"
+#include "net/node.h"
+#include "lockcore/lc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FH_MAGIC 0x636c75636b464831ull   /* "cluckFH1" */
+
+/* One open file (or generated-file snapshot).  Every open gets its own,
+ * so RELEASE can undo what was done through this open file description,
+ * including OFD locks the kernel never unlocks (notes 1.6, 1.7). */
+struct fh {
+	uint64_t magic;
+	struct fh *prev, *next;
+	uint64_t ino;
+	int flags;
+	bool did_flock;
+	uint64_t flock_owner;
+	uint64_t *posix;             /* POSIX lock owners used through this open */
+	uint32_t nposix, capposix;
+	char *snap;                  /* generated files: the snapshot */
+	size_t snap_len;
+};
+
+/* A lock request in flight.  Kept small: 100,000 waiters cost memory
+ * only.  Freed when its references are gone: one for the handler while it
+ * runs, one until the target's final completion, one while a CANCEL is in
+ * flight.  The FUSE request is answered before the last reference goes,
+ * so libfuse never calls the interrupt callback on a freed struct. */
+struct lk {
+	struct fs *fs;
+	fuse_req_t req;
+	struct lk *prev, *next;
+	uint64_t serial;
+	uint64_t t0;                 /* monotonic arrival time */
+	int final;                   /* final status kept while a CANCEL runs */
+	uint8_t refs;
+	uint8_t is_lock : 1;         /* takes a lock (not an unlock): metrics */
+	uint8_t parked : 1;          /* the engine queued it (LC_PENDING) */
+	uint8_t answered : 1;
+	uint8_t interrupted : 1;
+	uint8_t registering : 1;
+	uint8_t reg_hit : 1;
+	uint8_t have_final : 1;
+	uint8_t cancel_sent : 1;
+	uint8_t cancel_seen : 1;
+};
+
+/* (ino, POSIX owner) pairs that may have locks or requests from this
+ * node, so a plain close() costs no command. */
+struct po {
+	struct po *next;
+	uint64_t ino, owner;
+};
+
+struct fs {
+	struct node *node;
+	struct fs_config cfg;
+	struct fuse_session *se;
+	struct fh *handles;
+	struct lk *lks;
+	struct po **pob;
+	size_t pocap, pon;
+	uint64_t cause_t0;           /* arrival of the command being proposed */
+	struct fs_metrics m;
+};
+
+/* Namespace/data request waiting for its completion. */
+enum op_kind { OP_ENTRY, OP_CREATE, OP_ERR, OP_ATTR, OP_WRITE, OP_FLUSH };
+
+struct op {
+	struct fs *fs;
+	fuse_req_t req;
+	enum op_kind kind;
+	uint64_t ino;                /* ATTR/ENTRY fallback; CREATE parent */
+	size_t size;                 /* WRITE */
+	struct fuse_file_info fi;    /* CREATE */
+	char name[];                 /* CREATE: for the O_CREAT-on-existing path */
+};
+
+static const char *const gen_names[3] = { "status", "status.json", "metrics" };
+static const uint64_t gen_inos[3] = { LC_INO_STATUS, LC_INO_STATUS_JSON, LC_INO_METRICS };
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool is_gen(uint64_t ino)
+{
+	return ino == LC_INO_STATUS || ino == LC_INO_STATUS_JSON || ino == LC_INO_METRICS;
+}
+
+static bool is_reserved(uint64_t parent, const char *name)
+{
+	if (parent != LC_INO_ROOT)
+		return false;
+	for (int i = 0; i < 3; i++)
+		if (strcmp(name, gen_names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Positive errno for a reply from a completion status. */
+static int errno_of(int status)
+{
+	if (status >= 0)
+		return 0;
+	if (status < -4095)
+		return EIO;
+	return -status;
+}
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static const struct lc_state *st_of(const struct fs *fs)
+{
+	return node_state(fs->node);
+}
+
+static void ns_to_ts(int64_t ns, struct timespec *ts)
+{
+	int64_t sec = ns / 1000000000, rem = ns % 1000000000;
+
+	if (rem < 0) {
+		rem += 1000000000;
+		sec--;
+	}
+	ts->tv_sec = (time_t)sec;
+	ts->tv_nsec = (long)rem;
+}
+
+static void attr_to_stat(const struct lc_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	switch (a->kind) {
+	case LC_DIR:
+		st->st_mode = S_IFDIR;
+		break;
+	case LC_LNK:
+		st->st_mode = S_IFLNK;
+		break;
+	default:
+		st->st_mode = S_IFREG;
+		break;
+	}
+	st->st_mode |= a->mode & 07777;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	ns_to_ts(a->atime_ns, &st->st_atim);
+	ns_to_ts(a->mtime_ns, &st->st_mtim);
+	ns_to_ts(a->ctime_ns, &st->st_ctim);
+}
+
+static void gen_stat(const struct fs *fs, uint64_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_blksize = 4096;
+	/* "Now": the content is generated at every open. */
+	ns_to_ts((int64_t)node_now_ns(fs->node), &st->st_mtim);
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+/* Attributes of any inode we serve: 0 or -ENOENT. */
+static int get_stat(const struct fs *fs, uint64_t ino, struct stat *st,
+		    struct lc_attr *a_out)
+{
+	struct lc_attr a;
+	int rc;
+
+	if (is_gen(ino)) {
+		gen_stat(fs, ino, st);
+		return 0;
+	}
+	rc = lc_getattr(st_of(fs), ino, &a);
+	if (rc < 0)
+		return rc;
+	attr_to_stat(&a, st);
+	if (a_out)
+		*a_out = a;
+	return 0;
+}
+
+/* No kernel caching at all (SPEC 2.1: linearizable namespace). */
+static void reply_entry_ino(struct fs *fs, fuse_req_t req, uint64_t ino)
+{
+	struct fuse_entry_param e;
+	int rc;
+
+	memset(&e, 0, sizeof(e));
+	rc = get_stat(fs, ino, &e.attr, NULL);
+	if (rc < 0) {
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	e.ino = ino;
+	e.attr_timeout = 0;
+	e.entry_timeout = 0;
+	fuse_reply_entry(req, &e);
+}
+
+static void reply_attr_ino(struct fs *fs, fuse_req_t req, uint64_t ino)
+{
+	struct stat st;
+	int rc = get_stat(fs, ino, &st, NULL);
+
+	if (rc < 0)
+		fuse_reply_err(req, errno_of(rc));
+	else
+		fuse_reply_attr(req, &st, 0);
+}
+
+/* Proposes with the handoff clock set: a grant delivered from inside this
+ * call was caused by this command. */
+static int propose(struct fs *fs, struct lc_cmd *cmd, node_done_fn fn, void *ctx,
+		   uint64_t *serial)
+{
+	uint64_t saved = fs->cause_t0;
+	int rc;
+
+	fs->cause_t0 = mono_ns();
+	rc = node_propose(fs->node, cmd, fn, ctx, serial);
+	fs->cause_t0 = saved;
+	return rc;
+}
+
+static void ignore_done(void *ctx, const struct lc_completion *c)
+{
+	(void)ctx;
+	(void)c;
+}
+
+/* ---- POSIX owner set ---------------------------------------------------------- */
+
+static size_t po_hash(uint64_t ino, uint64_t owner, size_t cap)
+{
+	uint64_t h = ino * 0x9e3779b97f4a7c15ull ^ owner;
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return (size_t)h & (cap - 1);
+}
+
+static struct po **po_slot(struct fs *fs, uint64_t ino, uint64_t owner)
+{
+	struct po **pp;
+
+	if (!fs->pocap)
+		return NULL;
+	for (pp = &fs->pob[po_hash(ino, owner, fs->pocap)]; *pp; pp = &(*pp)->next)
+		if ((*pp)->ino == ino && (*pp)->owner == owner)
+			return pp;
+	return NULL;
+}
+
+static bool po_has(struct fs *fs, uint64_t ino, uint64_t owner)
+{
+	return po_slot(fs, ino, owner) != NULL;
+}
+
+/* 0 or -ENOMEM.  Already present is fine. */
+static int po_add(struct fs *fs, uint64_t ino, uint64_t owner)
+{
+	struct po *p;
+	size_t i;
+
+	if (po_has(fs, ino, owner))
+		return 0;
+	if (fs->pon + 1 > fs->pocap) {
+		size_t cap = fs->pocap ? fs->pocap * 2 : 64;
+		struct po **nb = calloc(cap, sizeof(*nb));
+
+		if (!nb)
+			return -ENOMEM;
+		for (i = 0; i < fs->pocap; i++) {
+			while (fs->pob[i]) {
+				struct po *q = fs->pob[i];
+				size_t j = po_hash(q->ino, q->owner, cap);
+
+				fs->pob[i] = q->next;
+				q->next = nb[j];
+				nb[j] = q;
+			}
+		}
+		free(fs->pob);
+		fs->pob = nb;
+		fs->pocap = cap;
+	}
+	p = malloc(sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->ino = ino;
+	p->owner = owner;
+	i = po_hash(ino, owner, fs->pocap);
+	p->next = fs->pob[i];
+	fs->pob[i] = p;
+	fs->pon++;
+	return 0;
+}
+
+static void po_del(struct fs *fs, uint64_t ino, uint64_t owner)
+{
+	struct po **pp = po_slot(fs, ino, owner), *p;
+
+	if (!pp)
+		return;
+	p = *pp;
+	*pp = p->next;
+	free(p);
+	fs->pon--;
+}
+
+/* ---- handles -------------------------------------------------------------------- */
+
+static struct fh *fh_new(struct fs *fs, uint64_t ino, int flags)
+{
+	struct fh *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->magic = FH_MAGIC;
+	h->ino = ino;
+	h->flags = flags;
+	h->next = fs->handles;
+	if (fs->handles)
+		fs->handles->prev = h;
+	fs->handles = h;
+	return h;
+}
+
+static void fh_free(struct fs *fs, struct fh *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	h->magic = 0;
+	free(h->posix);
+	free(h->snap);
+	free(h);
+}
+
+static struct fh *fh_get(const struct fuse_file_info *fi)
+{
+	struct fh *h;
+
+	if (!fi || !fi->fh)
+		return NULL;
+	h = (struct fh *)(uintptr_t)fi->fh;
+	return h->magic == FH_MAGIC ? h : NULL;
+}
+
+/* Remembers a POSIX owner used through this open (for OFD locks). */
+static int fh_add_posix(struct fh *h, uint64_t owner)
+{
+	for (uint32_t i = 0; i < h->nposix; i++)
+		if (h->posix[i] == owner)
+			return 0;
+	if (h->nposix == h->capposix) {
+		uint32_t cap = h->capposix ? h->capposix * 2 : 2;
+		uint64_t *p = realloc(h->posix, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		h->posix = p;
+		h->capposix = cap;
+	}
+	h->posix[h->nposix++] = owner;
+	return 0;
+}
+
+/* ---- lock requests: parking and interrupts --------------------------------------- */
+
+static void lk_unref(struct lk *lk)
+{
+	struct fs *fs = lk->fs;
+
+	if (--lk->refs)
+		return;
+	if (lk->prev)
+		lk->prev->next = lk->next;
+	else
+		fs->lks = lk->next;
+	if (lk->next)
+		lk->next->prev = lk->prev;
+	free(lk);
+}
+
+/* The one reply of a lock request. */
+static void lk_answer(struct lk *lk, int status)
+{
+	struct fs *fs = lk->fs;
+	int e;
+
+	if (status == 0) {
+		uint64_t now = mono_ns();
+
+		if (lk->is_lock) {
+			fs_hist_observe(&fs->m.acquire, now - lk->t0);
+			if (lk->parked && fs->cause_t0 && now >= fs->cause_t0)
+				fs_hist_observe(&fs->m.handoff, now - fs->cause_t0);
+		}
+		e = 0;
+	} else if (status == -EINTR) {
+		/* EINTR without a signal pending leaks ERESTARTSYS (512). */
+		e = lk->interrupted ? EINTR : EWOULDBLOCK;
+	} else if (status == -EAGAIN) {
+		e = EWOULDBLOCK;
+	} else {
+		e = errno_of(status);
+	}
+	lk->answered = 1;
+	if (lk->parked)
+		fs->m.parked--;
+	fuse_reply_err(lk->req, e);
+}
+
+static void lk_done(void *ctx, const struct lc_completion *c)
+{
+	struct lk *lk = ctx;
+
+	if (c->status == LC_PENDING) {
+		if (!lk->parked && !lk->answered) {
+			lk->parked = 1;
+			lk->fs->m.parked++;
+		}
+		if (!lk->serial)
+			lk->serial = c->serial;
+		return;
+	}
+	if (!lk->serial)
+		lk->serial = c->serial;
+	if (!lk->answered) {
+		if (lk->cancel_sent && !lk->cancel_seen) {
+			/* The CANCEL decides: 0 -> EINTR, -ENOENT -> this. */
+			lk->final = c->status;
+			lk->have_final = 1;
+		} else {
+			lk_answer(lk, c->status);
+		}
+	}
+	lk_unref(lk);
+}
+
+static void cancel_done(void *ctx, const struct lc_completion *c)
+{
+	struct lk *lk = ctx;
+
+	if (c->status == LC_PENDING)
+		return;
+	lk->cancel_seen = 1;
+	if (!lk->answered) {
+		if (c->status == 0)
+			lk_answer(lk, -EINTR);
+		else if (lk->have_final)
+			lk_answer(lk, lk->final);
+		/* else: the target's final answer is still to come and replies. */
+	}
+	lk_unref(lk);
+}
+
+/* Withdraws the request after an interrupt (notes 1.5). */
+static void lk_interrupt(struct lk *lk)
+{
+	struct lc_cmd cmd;
+	int rc;
+
+	if (lk->answered || lk->cancel_sent)
+		return;
+	lk->interrupted = 1;
+	lk->cancel_sent = 1;
+	lk->refs++;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_CANCEL;
+	cmd.target_serial = lk->serial;
+	rc = propose(lk->fs, &cmd, cancel_done, lk, NULL);
+	if (rc < 0) {
+		/* Cannot withdraw (session lost or no memory): the caller was
+		 * interrupted, so EINTR is honest; a late grant dies with the
+		 * session or at the kernel's RELEASE/FLUSH of this owner. */
+		lk->cancel_seen = 1;
+		if (!lk->answered)
+			lk_answer(lk, -EINTR);
+		lk_unref(lk);
+	}
+}
+
+static void lk_intr(fuse_req_t req, void *data)
+{
+	struct lk *lk = data;
+
+	(void)req;
+	/* Called under req->lock during registration: replying now would
+	 * free the request under its own lock, so defer. */
+	if (lk->registering) {
+		lk->reg_hit = 1;
+		return;
+	}
+	lk_interrupt(lk);
+}
+
+/* Proposes a lock command for req and answers it now or later. */
+static void lock_submit(struct fs *fs, fuse_req_t req, struct lc_cmd *cmd, bool is_lock)
+{
+	struct lk *lk = calloc(1, sizeof(*lk));
+	uint64_t serial = 0;
+	int rc;
+
+	if (!lk) {
+		fuse_reply_err(req, ENOLCK);
+		return;
+	}
+	lk->fs = fs;
+	lk->req = req;
+	lk->t0 = mono_ns();
+	lk->is_lock = is_lock;
+	lk->refs = 2;                /* handler + target's final completion */
+	lk->next = fs->lks;
+	if (fs->lks)
+		fs->lks->prev = lk;
+	fs->lks = lk;
+
+	rc = propose(fs, cmd, lk_done, lk, &serial);
+	if (rc < 0) {
+		lk->refs = 1;
+		lk_unref(lk);
+		fuse_reply_err(req, rc == -ENOLCK ? ENOLCK : errno_of(rc));
+		return;
+	}
+	if (!lk->serial)
+		lk->serial = serial;
+	if (!lk->answered) {
+		lk->registering = 1;
+		fuse_req_interrupt_func(req, lk_intr, lk);
+		lk->registering = 0;
+		if (lk->reg_hit)
+			lk_interrupt(lk);
+	}
+	lk_unref(lk);
+}
+
+/* ---- namespace requests ------------------------------------------------------------ */
+
+static struct op *op_new(struct fs *fs, fuse_req_t req, enum op_kind kind,
+			 const char *name)
+{
+	size_t nl = name ? strlen(name) + 1 : 0;
+	struct op *op = calloc(1, sizeof(*op) + nl);
+
+	if (!op)
+		return NULL;
+	op->fs = fs;
+	op->req = req;
+	op->kind = kind;
+	if (name)
+		memcpy(op->name, name, nl);
+	return op;
+}
+
+static void reply_open_handle(struct fs *fs, fuse_req_t req, uint64_t ino,
+			      struct fuse_file_info *fi, bool create)
+{
+	struct fh *h = fh_new(fs, ino, fi->flags);
+	struct fuse_entry_param e;
+	int rc;
+
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	fi->keep_cache = 0;
+	fi->direct_io = 0;
+	if (!create) {
+		if (fuse_reply_open(req, fi) != 0)
+			fh_free(fs, h);  /* the opener is gone: no RELEASE comes */
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	rc = get_stat(fs, ino, &e.attr, NULL);
+	if (rc < 0) {
+		fh_free(fs, h);
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	e.ino = ino;
+	if (fuse_reply_create(req, &e, fi) != 0)
+		fh_free(fs, h);
+}
+
+static void op_done(void *ctx, const struct lc_completion *c)
+{
+	struct op *op = ctx;
+	struct fs *fs = op->fs;
+	int e = c->status == -ENOLCK ? EIO : errno_of(c->status);
+
+	if (c->status == LC_PENDING)
+		return;
+	switch (op->kind) {
+	case OP_ENTRY:
+		if (e)
+			fuse_reply_err(op->req, e);
+		else
+			reply_entry_ino(fs, op->req, c->ino ? c->ino : op->ino);
+		break;
+	case OP_CREATE:
+		if (c->status == -EEXIST && !(op->fi.flags & O_EXCL)) {
+			/* Plain O_CREAT raced with another creator: open it. */
+			struct lc_attr a;
+
+			if (lc_lookup(st_of(fs), op->ino, op->name, strlen(op->name), &a) == 0 &&
+			    a.kind == LC_REG) {
+				reply_open_handle(fs, op->req, a.ino, &op->fi, true);
+				break;
+			}
+		}
+		if (e)
+			fuse_reply_err(op->req, e);
+		else
+			reply_open_handle(fs, op->req, c->ino, &op->fi, true);
+		break;
+	case OP_ERR:
+		fuse_reply_err(op->req, e);
+		break;
+	case OP_ATTR:
+		if (e)
+			fuse_reply_err(op->req, e);
+		else
+			reply_attr_ino(fs, op->req, op->ino);
+		break;
+	case OP_WRITE:
+		if (e)
+			fuse_reply_err(op->req, e);
+		else
+			fuse_reply_write(op->req, op->size);
+		break;
+	case OP_FLUSH:
+		fuse_reply_err(op->req, 0);
+		break;
+	}
+	free(op);
+}
+
+/* Proposes a namespace command; op is owned by the completion from here. */
+static void ns_submit(struct fs *fs, struct lc_cmd *cmd, struct op *op)
+{
+	fuse_req_t req = op->req;
+	int rc = propose(fs, cmd, op_done, op, NULL);
+
+	if (rc < 0) {
+		free(op);
+		fuse_reply_err(req, rc == -ENOLCK ? EIO : errno_of(rc));
+	}
+}
+
+static void set_name(struct lc_cmd *cmd, const char *name)
+{
+	size_t l = strlen(name);
+
+	cmd->name = name;
+	cmd->name_len = l > UINT32_MAX ? UINT32_MAX : (uint32_t)l;
+}
+
+/* ---- operations ------------------------------------------------------------------------ */
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_FLOCK_LOCKS)
+		conn->want |= FUSE_CAP_FLOCK_LOCKS;
+	if (conn->capable & FUSE_CAP_POSIX_LOCKS)
+		conn->want |= FUSE_CAP_POSIX_LOCKS;
+	/* Cached data, readdirplus attributes or a kernel-side truncate would
+	 * show a node a stale view of a cluster-wide namespace; DONT_MASK off
+	 * so the kernel applies the caller's umask. */
+	conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_READDIRPLUS |
+			FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ATOMIC_O_TRUNC |
+			FUSE_CAP_DONT_MASK);
+	/* RELEASE (the flock unlock) is a background request: a low cap
+	 * delays unlocks behind bursts of closes (notes 1.7). */
+	conn->max_background = 1024;
+	conn->congestion_threshold = 768;
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_attr a;
+	int rc;
+
+	if (parent == LC_INO_ROOT)
+		for (int i = 0; i < 3; i++)
+			if (strcmp(name, gen_names[i]) == 0) {
+				reply_entry_ino(fs, req, gen_inos[i]);
+				return;
+			}
+	rc = lc_lookup(st_of(fs), parent, name, strlen(name), &a);
+	if (rc < 0) {
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	reply_entry_ino(fs, req, a.ino);
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	/* Inode numbers are never reused: nothing to drop. */
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	reply_attr_ino(fs_of(req), req, ino);
+}
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_cmd cmd;
+	struct op *op;
+
+	(void)fi;
+	if (is_gen(ino)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_SETATTR;
+	cmd.ino = ino;
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		cmd.valid |= LC_SET_MODE;
+		cmd.mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		cmd.valid |= LC_SET_UID;
+		cmd.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		cmd.valid |= LC_SET_GID;
+		cmd.gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (attr->st_size < 0) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		cmd.valid |= LC_SET_SIZE;
+		cmd.size = (uint64_t)attr->st_size;
+	}
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+		cmd.valid |= LC_SET_ATIME;
+		cmd.atime_ns = (int64_t)node_now_ns(fs->node);
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		cmd.valid |= LC_SET_ATIME;
+		cmd.atime_ns = (int64_t)attr->st_atim.tv_sec * 1000000000 + attr->st_atim.tv_nsec;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		cmd.valid |= LC_SET_MTIME;
+		cmd.mtime_ns = (int64_t)node_now_ns(fs->node);
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		cmd.valid |= LC_SET_MTIME;
+		cmd.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
+	}
+	if (!cmd.valid) {
+		/* ctime-only or kill-suid requests: nothing we store. */
+		reply_attr_ino(fs, req, ino);
+		return;
+	}
+	op = op_new(fs, req, OP_ATTR, NULL);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	op->ino = ino;
+	ns_submit(fs, &cmd, op);
+}
+
+static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	char buf[LC_PATH_MAX + 1];
+	const char *t;
+	size_t len;
+	int rc = lc_readlink(st_of(fs), ino, &t, &len);
+
+	if (rc < 0) {
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	if (len > LC_PATH_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	memcpy(buf, t, len);
+	buf[len] = '\0';
+	fuse_reply_readlink(req, buf);
+}
+
+/* CREATE for create() and mknod(); fi NULL for mknod. */
+static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct lc_cmd cmd;
+	struct op *op;
+
+	if (is_reserved(parent, name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	op = op_new(fs, req, fi ? OP_CREATE : OP_ENTRY, name);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	op->ino = parent;
+	if (fi)
+		op->fi = *fi;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_CREATE;
+	cmd.parent = parent;
+	set_name(&cmd, name);
+	cmd.mode = mode & 07777;
+	cmd.uid = ctx->uid;
+	cmd.gid = ctx->gid;
+	if (fi && (fi->flags & O_EXCL)) {
+		cmd.flags = LC_CREATE_EXCL;
+		cmd.ttl_s = fs->cfg.lockfile_ttl_s;
+	}
+	ns_submit(fs, &cmd, op);
+}
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	(void)rdev;
+	if (!S_ISREG(mode)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	do_create(req, parent, name, mode, NULL);
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	do_create(req, parent, name, mode, fi);
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct lc_cmd cmd;
+	struct op *op;
+
+	if (is_reserved(parent, name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	op = op_new(fs, req, OP_ENTRY, NULL);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_MKDIR;
+	cmd.parent = parent;
+	set_name(&cmd, name);
+	cmd.mode = mode & 07777;
+	cmd.uid = ctx->uid;
+	cmd.gid = ctx->gid;
+	ns_submit(fs, &cmd, op);
+}
+
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, uint8_t type)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_cmd cmd;
+	struct op *op;
+
+	if (is_reserved(parent, name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	op = op_new(fs, req, OP_ERR, NULL);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = type;
+	cmd.parent = parent;
+	set_name(&cmd, name);
+	ns_submit(fs, &cmd, op);
+}
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, LC_CMD_UNLINK);
+}
+
+static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, LC_CMD_RMDIR);
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct lc_cmd cmd;
+	struct op *op;
+	size_t tl = strlen(link);
+
+	if (is_reserved(parent, name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (tl > LC_PATH_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	op = op_new(fs, req, OP_ENTRY, NULL);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_SYMLINK;
+	cmd.parent = parent;
+	set_name(&cmd, name);
+	cmd.data = link;
+	cmd.data_len = (uint32_t)tl;
+	cmd.uid = ctx->uid;
+	cmd.gid = ctx->gid;
+	ns_submit(fs, &cmd, op);
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_cmd cmd;
+	struct op *op;
+
+	if (flags & ~3u) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (is_reserved(parent, name) || is_reserved(newparent, newname)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	op = op_new(fs, req, OP_ERR, NULL);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_RENAME;
+	cmd.parent = parent;
+	set_name(&cmd, name);
+	cmd.parent2 = newparent;
+	cmd.name2 = newname;
+	cmd.name2_len = (uint32_t)strlen(newname);
+	cmd.flags = flags;
+	ns_submit(fs, &cmd, op);
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_cmd cmd;
+	struct op *op;
+
+	if (is_gen(ino) || is_reserved(newparent, newname)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	op = op_new(fs, req, OP_ENTRY, NULL);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	op->ino = ino;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_LINK;
+	cmd.ino = ino;
+	cmd.parent = newparent;
+	set_name(&cmd, newname);
+	ns_submit(fs, &cmd, op);
+}
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_attr a;
+	struct fh *h;
+	int rc;
+
+	if (is_gen(ino)) {
+		if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+			fuse_reply_err(req, EPERM);
+			return;
+		}
+		h = fh_new(fs, ino, fi->flags);
+		if (!h) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		/* Snapshot at open: all reads of this open see one document;
+		 * direct_io because st_size is 0 (notes section 3). */
+		rc = status_render(ino, fs->node, &fs->m, &h->snap, &h->snap_len);
+		if (rc < 0) {
+			fh_free(fs, h);
+			fuse_reply_err(req, errno_of(rc));
+			return;
+		}
+		fi->fh = (uintptr_t)h;
+		fi->direct_io = 1;
+		fi->keep_cache = 0;
+		if (fuse_reply_open(req, fi) != 0)
+			fh_free(fs, h);
+		return;
+	}
+	rc = lc_getattr(st_of(fs), ino, &a);
+	if (rc < 0) {
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	if (a.kind == LC_DIR && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	reply_open_handle(fs, req, ino, fi, false);
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	const uint8_t *data;
+	size_t len;
+	int rc;
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (is_gen(ino)) {
+		struct fh *h = fh_get(fi);
+
+		if (!h || !h->snap) {
+			fuse_reply_err(req, EBADF);
+			return;
+		}
+		data = (const uint8_t *)h->snap;
+		len = h->snap_len;
+	} else {
+		rc = lc_content(st_of(fs), ino, &data, &len);
+		if (rc < 0) {
+			fuse_reply_err(req, errno_of(rc));
+			return;
+		}
+	}
+	if ((uint64_t)off >= len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size > len - (size_t)off)
+		size = len - (size_t)off;
+	fuse_reply_buf(req, (const char *)data + off, size);
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		     off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_cmd cmd;
+	struct op *op;
+
+	(void)fi;
+	if (is_gen(ino)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (size > UINT32_MAX || (uint64_t)off + size > LC_CONTENT_MAX) {
+		/* lockcore says the same; this only spares a command. */
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	op = op_new(fs, req, OP_WRITE, NULL);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	op->size = size;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_WRITE;
+	cmd.ino = ino;
+	cmd.offset = (uint64_t)off;
+	cmd.data = buf;
+	cmd.data_len = (uint32_t)size;
+	ns_submit(fs, &cmd, op);
+}
+
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_cmd cmd;
+	struct op *op;
+
+	/* FLUSH comes with every close(); only owners that used POSIX locks
+	 * here cost a command.  Never ENOSYS (notes 1.7). */
+	if (!po_has(fs, ino, fi->lock_owner)) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	po_del(fs, ino, fi->lock_owner);
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_FLUSH;
+	cmd.ino = ino;
+	cmd.who.session = node_session(fs->node);
+	cmd.who.owner = fi->lock_owner;
+	op = op_new(fs, req, OP_FLUSH, NULL);
+	if (!op) {
+		(void)propose(fs, &cmd, ignore_done, NULL, NULL);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (propose(fs, &cmd, op_done, op, NULL) < 0) {
+		/* Session lost: its locks are gone anyway. */
+		free(op);
+		fuse_reply_err(req, 0);
+	}
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fh *h = fh_get(fi);
+	struct lc_cmd cmd;
+
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.ino = ino;
+	cmd.who.session = node_session(fs->node);
+	/* Idempotent in lockcore: the kernel also sends flock_release for
+	 * descriptions whose flock was denied or interrupted. */
+	if (!is_gen(ino) && (fi->flock_release || (h && h->did_flock))) {
+		cmd.type = LC_CMD_RELEASE;
+		cmd.who.owner = fi->flock_release ? fi->lock_owner : h->flock_owner;
+		(void)propose(fs, &cmd, ignore_done, NULL, NULL);
+		if (h && h->did_flock && fi->flock_release && h->flock_owner != fi->lock_owner) {
+			cmd.who.owner = h->flock_owner;
+			(void)propose(fs, &cmd, ignore_done, NULL, NULL);
+		}
+	}
+	if (h) {
+		/* OFD locks: the kernel never unlocks them (notes 1.6). */
+		for (uint32_t i = 0; i < h->nposix; i++) {
+			cmd.type = LC_CMD_FLUSH;
+			cmd.who.owner = h->posix[i];
+			(void)propose(fs, &cmd, ignore_done, NULL, NULL);
+			po_del(fs, ino, h->posix[i]);
+		}
+		fh_free(fs, h);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_attr a;
+	int rc = lc_getattr(st_of(fs), ino, &a);
+
+	if (rc < 0) {
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	if (a.kind != LC_DIR) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	fi->fh = 0;
+	fi->keep_cache = 0;
+	fi->cache_readdir = 0;
+	fuse_reply_open(req, fi);
+}
+
+/* Offsets: 1 ".", 2 "..", 3..5 the generated files (root only), then
+ * lockcore cookie c at RD_BASE + c, so any offset resumes correctly. */
+#define RD_BASE 5
+
+struct rd {
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+	bool full;
+};
+
+static bool rd_add(struct rd *r, const char *name, uint64_t ino, mode_t mode, off_t next)
+{
+	struct stat st;
+	size_t need;
+
+	memset(&st, 0, sizeof(st));
+	st.st_ino = ino;
+	st.st_mode = mode;
+	need = fuse_add_direntry(r->req, r->buf + r->used, r->size - r->used, name, &st, next);
+	if (need > r->size - r->used) {
+		r->full = true;
+		return false;
+	}
+	r->used += need;
+	return true;
+}
+
+static int rd_entry(void *ctx, const char *name, size_t name_len,
+		    const struct lc_attr *attr, uint64_t cookie)
+{
+	struct rd *r = ctx;
+	char nm[LC_NAME_MAX + 1];
+	mode_t mode = attr->kind == LC_DIR ? S_IFDIR : attr->kind == LC_LNK ? S_IFLNK : S_IFREG;
+
+	if (name_len > LC_NAME_MAX || cookie > (uint64_t)INT64_MAX - RD_BASE)
+		return 0;
+	memcpy(nm, name, name_len);
+	nm[name_len] = '\0';
+	return rd_add(r, nm, attr->ino, mode, (off_t)(cookie + RD_BASE)) ? 0 : 1;
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct rd r = { .req = req, .size = size };
+	uint64_t parent = ino;
+	int rc;
+
+	(void)fi;
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (r.size > 1u << 20)
+		r.size = 1u << 20;
+	r.buf = malloc(r.size ? r.size : 1);
+	if (!r.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = lc_parent(st_of(fs), ino, &parent);
+	if (rc < 0)
+		goto reply_error;
+	if (off < 1 && !rd_add(&r, ".", ino, S_IFDIR, 1))
+		goto reply;
+	if (off < 2 && !rd_add(&r, "..", parent, S_IFDIR, 2))
+		goto reply;
+	if (ino == LC_INO_ROOT)
+		for (int i = 0; i < 3; i++)
+			if (off < 3 + i && !rd_add(&r, gen_names[i], gen_inos[i], S_IFREG, 3 + i))
+				goto reply;
+	rc = lc_readdir(st_of(fs), ino, off > RD_BASE ? (uint64_t)off - RD_BASE : 0, rd_entry, &r);
+	if (rc < 0 && r.used == 0)
+		goto reply_error;
+reply:
+	fuse_reply_buf(req, r.buf, r.used);
+	free(r.buf);
+	return;
+reply_error:
+	fuse_reply_err(req, errno_of(rc));
+	free(r.buf);
+}
+
+static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct statvfs sv;
+	struct lc_stats st;
+	const uint64_t big = 1ull << 30;
+
+	(void)ino;
+	lc_stats(st_of(fs), &st);
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = big;
+	sv.f_bfree = big;
+	sv.f_bavail = big;
+	sv.f_files = st.files + big;
+	sv.f_ffree = big;
+	sv.f_favail = big;
+	sv.f_namemax = LC_NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- extended attributes ------------------------------------------------------------- */
+
+static const char *const cluck_xattrs[] = {
+	"user.cluck.token", "user.cluck.holders", "user.cluck.waiters",
+	"user.cluck.eta_ms", "user.cluck.slots", "user.cluck.ttl",
+};
+#define N_CLUCK_XATTRS (sizeof(cluck_xattrs) / sizeof(cluck_xattrs[0]))
+
+/* Parent pid from /proc/PID/stat, 0 when unknown.  /proc is not our
+ * mount, so reading it cannot deadlock. */
+static uint32_t ppid_of(uint32_t pid)
+{
+	char path[48], buf[512];
+	const char *p;
+	unsigned ppid = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%" PRIu32 "/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %u", &ppid) != 1)
+		return 0;
+	return ppid;
+}
+
+#define PID_CHAIN 33
+
+struct tok {
+	uint64_t session;
+	uint32_t pids[PID_CHAIN];
+	int npids;
+	int best_rank;
+	uint64_t best;
+};
+
+static int tok_holder(void *ctx, const struct lc_lockinfo *li)
+{
+	struct tok *t = ctx;
+
+	if (li->who.session != t->session)
+		return 0;
+	for (int i = 0; i < t->npids && i < t->best_rank; i++)
+		if (t->pids[i] == li->who.pid) {
+			t->best_rank = i;
+			t->best = li->token;
+			break;
+		}
+	return 0;
+}
+
+static int tok_waiter(void *ctx, const struct lc_lockinfo *li)
+{
+	(void)ctx;
+	(void)li;
+	return 1;               /* only holders matter */
+}
+
+struct lines {
+	const struct lc_state *s;
+	struct sbuf *b;
+	uint64_t now_ns;
+	bool holders;
+};
+
+static void owner_line(struct lines *l, const struct lc_lockinfo *li, bool waiter)
+{
+	const char *name = NULL;
+	size_t nlen = 0;
+
+	sbuf_add(l->b, "node=", 5);
+	if (lc_session_name(l->s, li->who.session, &name, &nlen) == 0 && name)
+		sbuf_text_str(l->b, name, nlen);
+	else
+		sbuf_printf(l->b, "%016" PRIx64, li->who.session);
+	sbuf_printf(l->b, " pid=%" PRIu32 " mode=%s token=%" PRIu64 " since=%" PRIu64,
+		    li->who.pid, li->type == LC_WRLCK ? "ex" : "sh", li->token,
+		    li->since_ns / 1000000u);
+	if (li->posix) {
+		if (li->end == LC_OFF_MAX)
+			sbuf_printf(l->b, " range=%" PRIu64 "-eof", li->start);
+		else
+			sbuf_printf(l->b, " range=%" PRIu64 "-%" PRIu64, li->start, li->end);
+	}
+	if (waiter)
+		sbuf_printf(l->b, " waited_ms=%" PRIu64,
+			    l->now_ns > li->since_ns ? (l->now_ns - li->since_ns) / 1000000u : 0);
+	sbuf_add(l->b, "\n", 1);
+}
+
+static int line_holder(void *ctx, const struct lc_lockinfo *li)
+{
+	struct lines *l = ctx;
+
+	if (l->holders)
+		owner_line(l, li, false);
+	return 0;
+}
+
+static int line_waiter(void *ctx, const struct lc_lockinfo *li)
+{
+	struct lines *l = ctx;
+
+	if (!l->holders)
+		owner_line(l, li, true);
+	return 0;
+}
+
+/* Value of a user.cluck.* attribute of a regular file into b: 0, or
+ * -ENODATA when `name` is not one of ours. */
+static int cluck_value(struct fs *fs, fuse_req_t req, const struct lc_attr *a,
+		       const char *name, struct sbuf *b)
+{
+	const struct lc_state *s = st_of(fs);
+	uint64_t now = node_now_ns(fs->node);
+	struct lc_locksum sum;
+
+	if (strcmp(name, "user.cluck.slots") == 0) {
+		sbuf_printf(b, "%" PRIu32, a->slots);
+		return 0;
+	}
+	if (strcmp(name, "user.cluck.ttl") == 0) {
+		sbuf_printf(b, "%" PRIu32, a->ttl_s);
+		return 0;
+	}
+	if (strcmp(name, "user.cluck.eta_ms") == 0) {
+		if (lc_locksum(s, a->ino, now, &sum) < 0)
+			memset(&sum, 0, sizeof(sum));
+		sbuf_printf(b, "%" PRIu64, sum.eta_ms);
+		return 0;
+	}
+	if (strcmp(name, "user.cluck.token") == 0) {
+		struct tok t = { .session = node_session(fs->node), .best_rank = PID_CHAIN };
+		uint32_t pid = (uint32_t)fuse_req_ctx(req)->pid;
+
+		/* The holder is often an ancestor (flock(1) runs the command
+		 * that asks), so walk up the process tree. */
+		while (pid > 0 && t.npids < PID_CHAIN) {
+			t.pids[t.npids++] = pid;
+			if (t.npids == PID_CHAIN || pid == 1)
+				break;
+			pid = ppid_of(pid);
+		}
+		lc_locks(s, a->ino, tok_holder, tok_waiter, &t);
+		if (t.best_rank == PID_CHAIN) {
+			if (lc_locksum(s, a->ino, now, &sum) < 0)
+				memset(&sum, 0, sizeof(sum));
+			t.best = sum.last_token;
+		}
+		sbuf_printf(b, "%" PRIu64, t.best);
+		return 0;
+	}
+	if (strcmp(name, "user.cluck.holders") == 0 || strcmp(name, "user.cluck.waiters") == 0) {
+		struct lines l = { .s = s, .b = b, .now_ns = now,
+				   .holders = name[11] == 'h' };
+
+		lc_locks(s, a->ino, line_holder, line_waiter, &l);
+		return 0;
+	}
+	return -ENODATA;
+}
+
+/* Answers a getxattr/listxattr from a built value (size 0: length). */
+static void reply_xattr_buf(fuse_req_t req, const struct sbuf *b, size_t size)
+{
+	if (b->err)
+		fuse_reply_err(req, ENOMEM);
+	else if (size == 0)
+		fuse_reply_xattr(req, b->n);
+	else if (b->n > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, b->p, b->n);
+}
+
+static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	struct sbuf b = { 0 };
+	struct lc_attr a;
+	const void *v;
+	size_t vlen;
+	int rc;
+
+	if (strncmp(name, "user.", 5) != 0) {
+		/* security.* is asked on every write (capabilities): answer
+		 * "none" quickly; ACLs and the rest are not supported. */
+		fuse_reply_err(req, strncmp(name, "security.", 9) == 0 ? ENODATA : EOPNOTSUPP);
+		return;
+	}
+	if (is_gen(ino)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	rc = lc_getattr(st_of(fs), ino, &a);
+	if (rc < 0) {
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	if (a.kind == LC_REG && strncmp(name, "user.cluck.", 11) == 0) {
+		rc = cluck_value(fs, req, &a, name, &b);
+		if (rc == 0) {
+			reply_xattr_buf(req, &b, size);
+			sbuf_free(&b);
+			return;
+		}
+	}
+	rc = lc_xattr_get(st_of(fs), ino, name, &v, &vlen);
+	if (rc < 0) {
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	sbuf_add(&b, v, vlen);
+	reply_xattr_buf(req, &b, size);
+	sbuf_free(&b);
+}
+
+static int list_add(void *ctx, const char *name)
+{
+	struct sbuf *b = ctx;
+
+	sbuf_add(b, name, strlen(name) + 1);
+	return 0;
+}
+
+static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	struct sbuf b = { 0 };
+	struct lc_attr a;
+	int rc;
+
+	if (is_gen(ino)) {
+		reply_xattr_buf(req, &b, size);
+		return;
+	}
+	rc = lc_getattr(st_of(fs), ino, &a);
+	if (rc < 0) {
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	if (a.kind == LC_REG)
+		for (size_t i = 0; i < N_CLUCK_XATTRS; i++)
+			list_add(&b, cluck_xattrs[i]);
+	lc_xattr_list(st_of(fs), ino, list_add, &b);
+	reply_xattr_buf(req, &b, size);
+	sbuf_free(&b);
+}
+
+static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_cmd cmd;
+	struct op *op;
+
+	if (is_gen(ino)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (strncmp(name, "user.", 5) != 0) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if (size > LC_XATTR_VALUE_MAX) {
+		fuse_reply_err(req, E2BIG);
+		return;
+	}
+	op = op_new(fs, req, OP_ERR, NULL);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_SETXATTR;
+	cmd.ino = ino;
+	set_name(&cmd, name);
+	cmd.data = value;
+	cmd.data_len = (uint32_t)size;
+	cmd.flags = (uint32_t)flags;
+	ns_submit(fs, &cmd, op);
+}
+
+static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_cmd cmd;
+	struct op *op;
+
+	if (is_gen(ino)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (strncmp(name, "user.", 5) != 0) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	op = op_new(fs, req, OP_ERR, NULL);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_REMOVEXATTR;
+	cmd.ino = ino;
+	set_name(&cmd, name);
+	ns_submit(fs, &cmd, op);
+}
+
+/* ---- locks ------------------------------------------------------------------------------ */
+
+/* struct flock -> inclusive [start, end]; 0 or -EINVAL/-EOVERFLOW. */
+static int flock_range(const struct flock *l, uint64_t *start, uint64_t *end)
+{
+	if (l->l_start < 0)
+		return -EINVAL;
+	if (l->l_len == 0) {
+		*start = (uint64_t)l->l_start;
+		*end = LC_OFF_MAX;
+	} else if (l->l_len > 0) {
+		if (l->l_start > INT64_MAX - l->l_len + 1)
+			return -EOVERFLOW;
+		*start = (uint64_t)l->l_start;
+		*end = (uint64_t)l->l_start + (uint64_t)l->l_len - 1;
+	} else {
+		if (l->l_len == INT64_MIN || l->l_start + l->l_len < 0)
+			return -EINVAL;
+		*start = (uint64_t)(l->l_start + l->l_len);
+		*end = (uint64_t)l->l_start - 1;
+		if (l->l_start == 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int lock_type_of(short t)
+{
+	switch (t) {
+	case F_RDLCK:
+		return LC_RDLCK;
+	case F_WRLCK:
+		return LC_WRLCK;
+	case F_UNLCK:
+		return LC_UNLCK;
+	default:
+		return -1;
+	}
+}
+
+static void fs_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct flock *lock)
+{
+	struct fs *fs = fs_of(req);
+	struct lc_owner who;
+	struct lc_lockinfo li;
+	uint64_t start, end;
+	int type = lock_type_of(lock->l_type);
+	int rc;
+
+	if (type < 0 || flock_range(lock, &start, &end) < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	memset(&who, 0, sizeof(who));
+	who.session = node_session(fs->node);
+	who.owner = fi->lock_owner;
+	who.pid = lock->l_pid > 0 ? (uint32_t)lock->l_pid : (uint32_t)fuse_req_ctx(req)->pid;
+	if (type == LC_UNLCK)
+		type = LC_WRLCK;
+	rc = lc_getlk(st_of(fs), ino, &who, (uint8_t)type, start, end, &li);
+	if (rc == 0) {
+		lock->l_type = li.type == LC_WRLCK ? F_WRLCK : F_RDLCK;
+		lock->l_whence = SEEK_SET;
+		lock->l_start = (off_t)li.start;
+		lock->l_len = li.end == LC_OFF_MAX ? 0 : (off_t)(li.end - li.start + 1);
+		lock->l_pid = li.who.session == who.session ? (pid_t)li.who.pid : -1;
+	} else if (rc == -ENOENT) {
+		lock->l_type = F_UNLCK;
+	} else {
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	fuse_reply_lock(req, lock);
+}
+
+static void fs_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct flock *lock, int sleep)
+{
+	struct fs *fs = fs_of(req);
+	struct fh *h = fh_get(fi);
+	struct lc_cmd cmd;
+	uint64_t start, end;
+	int type = lock_type_of(lock->l_type);
+	int rc;
+
+	if (is_gen(ino) || type < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	rc = flock_range(lock, &start, &end);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	/* Remember the owner before proposing: a queued request is dropped
+	 * by FLUSH too. */
+	if (type != LC_UNLCK &&
+	    (po_add(fs, ino, fi->lock_owner) < 0 || (h && fh_add_posix(h, fi->lock_owner) < 0))) {
+		fuse_reply_err(req, ENOLCK);
+		return;
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_SETLK;
+	cmd.ino = ino;
+	cmd.who.session = node_session(fs->node);
+	cmd.who.owner = fi->lock_owner;
+	cmd.who.pid = lock->l_pid > 0 ? (uint32_t)lock->l_pid : (uint32_t)fuse_req_ctx(req)->pid;
+	cmd.lock_type = (uint8_t)type;
+	cmd.start = start;
+	cmd.end = end;
+	cmd.flags = sleep ? LC_LK_WAIT : 0;
+	lock_submit(fs, req, &cmd, type != LC_UNLCK);
+}
+
+static void fs_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+	struct fs *fs = fs_of(req);
+	struct fh *h = fh_get(fi);
+	struct lc_cmd cmd;
+	int type;
+
+	switch (op & (LOCK_SH | LOCK_EX | LOCK_UN)) {
+	case LOCK_SH:
+		type = LC_RDLCK;
+		break;
+	case LOCK_EX:
+		type = LC_WRLCK;
+		break;
+	case LOCK_UN:
+		type = LC_UNLCK;
+		break;
+	default:
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (is_gen(ino)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (h) {
+		h->did_flock = true;
+		h->flock_owner = fi->lock_owner;
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_FLOCK;
+	cmd.ino = ino;
+	cmd.who.session = node_session(fs->node);
+	cmd.who.owner = fi->lock_owner;
+	cmd.who.pid = (uint32_t)fuse_req_ctx(req)->pid;
+	cmd.lock_type = (uint8_t)type;
+	cmd.flags = (op & LOCK_NB) ? 0 : LC_LK_WAIT;
+	lock_submit(fs, req, &cmd, type != LC_UNLCK);
+}
+
+/* ---- public API ------------------------------------------------------------------------------ */
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = fs_init,
+	.lookup = fs_lookup,
+	.forget = fs_forget,
+	.getattr = fs_getattr,
+	.setattr = fs_setattr,
+	.readlink = fs_readlink,
+	.mknod = fs_mknod,
+	.mkdir = fs_mkdir,
+	.unlink = fs_unlink,
+	.rmdir = fs_rmdir,
+	.symlink = fs_symlink,
+	.rename = fs_rename,
+	.link = fs_link,
+	.open = fs_open,
+	.read = fs_read,
+	.write = fs_write,
+	.flush = fs_flush,
+	.release = fs_release,
+	.fsync = fs_fsync,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.releasedir = fs_releasedir,
+	.fsyncdir = fs_fsync,
+	.statfs = fs_statfs,
+	.setxattr = fs_setxattr,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.removexattr = fs_removexattr,
+	.create = fs_create,
+	.getlk = fs_getlk,
+	.setlk = fs_setlk,
+	.flock = fs_flock,
+};
+
+/* The operations table for fuse_session_new() (see fs.h). */
+const struct fuse_lowlevel_ops *fs_ops(void)
+{
+	return &ops;
+}
+
+/* Its size, the op_size argument of fuse_session_new(). */
+size_t fs_ops_size(void)
+{
+	return sizeof(ops);
+}
+
+/* Creates the front end for `node`; NULL and errno (EINVAL, ENOMEM). */
+struct fs *fs_new(struct node *node, const struct fs_config *cfg)
+{
+	struct fs *fs;
+
+	if (!node || !cfg) {
+		errno = EINVAL;
+		return NULL;
+	}
+	fs = calloc(1, sizeof(*fs));
+	if (!fs) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	fs->node = node;
+	fs->cfg = *cfg;
+	return fs;
+}
+
+/*
+ * Frees the front end, its open handles and parked request structs.
+ * Requests still parked are not answered here (the session is gone by
+ * then); call it after node_stop(), which answers them, and before
+ * node_free().
+ */
+void fs_free(struct fs *fs)
+{
+	if (!fs)
+		return;
+	while (fs->handles)
+		fh_free(fs, fs->handles);
+	while (fs->lks) {
+		struct lk *lk = fs->lks;
+
+		fs->lks = lk->next;
+		free(lk);
+	}
+	for (size_t i = 0; i < fs->pocap; i++)
+		while (fs->pob[i]) {
+			struct po *p = fs->pob[i];
+
+			fs->pob[i] = p->next;
+			free(p);
+		}
+	free(fs->pob);
+	free(fs);
+}
+
+/* Remembers the FUSE session (for notifications). */
+void fs_set_session(struct fs *fs, struct fuse_session *se)
+{
+	fs->se = se;
+}
+
+/* Lock requests parked right now. */
+uint64_t fs_parked(const struct fs *fs)
+{
+	return fs ? fs->m.parked : 0;
+}

@@ -1,0 +1,469 @@
+/*
+ * fs/status.c - renders /cluck/status, /cluck/status.json and
+ * /cluck/metrics (SPEC 2.7), and keeps the latency histograms.
+ *
+ * Everything here is a pure read of the local replica and the node status,
+ * done in one go at open() so a reader sees one snapshot.  Key names and
+ * their order are part of the product contract: add keys after the
+ * required ones, never rename them.
+ *
+ * It must never: block, propose a command, touch the mount, or hold a
+ * pointer into the lockcore state after returning.
+ */
+#include "config.h"
+
+#include "fs/status.h"
+#include "net/node.h"
+#include "lockcore/lc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- sbuf ---------------------------------------------------------------- */
+
+static int sbuf_grow(struct sbuf *b, size_t more)
+{
+	size_t cap;
+	char *p;
+
+	if (b->err)
+		return b->err;
+	if (b->n + more + 1 <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 256;
+	while (cap < b->n + more + 1) {
+		if (cap > SIZE_MAX / 2) {
+			b->err = -ENOMEM;
+			return b->err;
+		}
+		cap *= 2;
+	}
+	p = realloc(b->p, cap);
+	if (!p) {
+		b->err = -ENOMEM;
+		return b->err;
+	}
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+/* Appends len raw bytes (see status.h). */
+void sbuf_add(struct sbuf *b, const void *data, size_t len)
+{
+	if (sbuf_grow(b, len) < 0)
+		return;
+	if (len)
+		memcpy(b->p + b->n, data, len);
+	b->n += len;
+	b->p[b->n] = '\0';
+}
+
+/* Appends a formatted string (see status.h). */
+void sbuf_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int k;
+
+	if (b->err)
+		return;
+	va_start(ap, fmt);
+	k = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (k < 0 || sbuf_grow(b, (size_t)k) < 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->n, (size_t)k + 1, fmt, ap);
+	va_end(ap);
+	b->n += (size_t)k;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when the bytes
+ * there are not one (overlong, surrogate, truncated, > U+10FFFF). */
+static size_t utf8_len(const unsigned char *s, size_t avail)
+{
+	unsigned char c = s[0];
+	size_t need;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		need = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		need = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (avail < need)
+		return 0;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < need; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return need;
+}
+
+/* Appends a JSON string body (see status.h). */
+void sbuf_json_str(struct sbuf *b, const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len && !b->err) {
+		unsigned char c = u[i];
+		size_t k;
+
+		if (c == '"' || c == '\\') {
+			char e[2] = { '\\', (char)c };
+
+			sbuf_add(b, e, 2);
+			i++;
+			continue;
+		}
+		if (c < 0x20 || c == 0x7f) {
+			sbuf_printf(b, "\\u%04x", c);
+			i++;
+			continue;
+		}
+		k = utf8_len(u + i, len - i);
+		if (k == 0) {
+			/* Not UTF-8: show the byte, never emit invalid JSON. */
+			sbuf_printf(b, "\\u%04x", c);
+			i++;
+			continue;
+		}
+		sbuf_add(b, u + i, k);
+		i += k;
+	}
+}
+
+/* Appends a one-line text field (see status.h). */
+void sbuf_text_str(struct sbuf *b, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len && !b->err; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\\')
+			sbuf_add(b, "\\\\", 2);
+		else if (c < 0x20 || c == 0x7f)
+			sbuf_printf(b, "\\x%02x", c);
+		else
+			sbuf_add(b, &s[i], 1);
+	}
+}
+
+/* Frees the buffer and leaves it empty. */
+void sbuf_free(struct sbuf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ---- histograms ----------------------------------------------------------- */
+
+static const uint64_t bound_ns[FS_HIST_NB] = {
+	50000ull, 100000ull, 250000ull, 500000ull,
+	1000000ull, 2500000ull, 5000000ull, 10000000ull, 25000000ull,
+	50000000ull, 100000000ull, 250000000ull, 500000000ull,
+	1000000000ull, 2500000000ull, 5000000000ull, 10000000000ull,
+	30000000000ull, 60000000000ull,
+};
+static const char *const bound_s[FS_HIST_NB] = {
+	"5e-05", "0.0001", "0.00025", "0.0005",
+	"0.001", "0.0025", "0.005", "0.01", "0.025",
+	"0.05", "0.1", "0.25", "0.5",
+	"1", "2.5", "5", "10", "30", "60",
+};
+
+/* Records one observation (see status.h). */
+void fs_hist_observe(struct fs_hist *h, uint64_t ns)
+{
+	unsigned i;
+
+	for (i = 0; i < FS_HIST_NB && ns > bound_ns[i]; i++)
+		;
+	h->bucket[i]++;
+	h->count++;
+	h->sum_ns += ns;
+}
+
+/* "ex", "sh" or "free" (see status.h). */
+const char *status_mode_name(uint8_t type)
+{
+	switch (type) {
+	case LC_WRLCK:
+		return "ex";
+	case LC_RDLCK:
+		return "sh";
+	default:
+		return "free";
+	}
+}
+
+/* ---- status text ----------------------------------------------------------- */
+
+struct render {
+	struct sbuf *b;
+	const struct lc_state *s;
+	uint64_t now_ns;
+	int first;                     /* JSON: no comma before the next item */
+	char path[LC_PATH_MAX + 2];
+};
+
+static int text_lock(void *ctx, uint64_t ino)
+{
+	struct render *r = ctx;
+	struct lc_locksum sum;
+
+	if (lc_path(r->s, ino, r->path, sizeof(r->path)) < 0)
+		return 0;
+	if (lc_locksum(r->s, ino, r->now_ns, &sum) < 0)
+		return 0;
+	sbuf_add(r->b, "lock ", 5);
+	sbuf_text_str(r->b, r->path, strlen(r->path));
+	sbuf_printf(r->b, " mode=%s holders=%" PRIu32 " waiters=%" PRIu32
+		    " token=%" PRIu64 "\n", status_mode_name(sum.mode),
+		    sum.holders, sum.waiters, sum.last_token);
+	return r->b->err;
+}
+
+static void render_text(struct sbuf *b, const struct node *n)
+{
+	const struct lc_state *s = node_state(n);
+	struct node_status ns;
+	struct lc_stats st;
+	struct render r = { .b = b, .s = s, .now_ns = node_now_ns(n) };
+
+	node_get_status(n, &ns);
+	lc_stats(s, &st);
+	sbuf_add(b, "node: ", 6);
+	sbuf_text_str(b, ns.name ? ns.name : "", ns.name ? strlen(ns.name) : 0);
+	sbuf_printf(b, "\nrole: %s\nterm: %" PRIu64 "\nleader: ",
+		    ns.role ? ns.role : "member", ns.term);
+	sbuf_text_str(b, ns.leader ? ns.leader : "", ns.leader ? strlen(ns.leader) : 0);
+	sbuf_printf(b, "\nvoters: %u/%u\nquorum: %s\nsession: %s\n"
+		    "locks_held: %" PRIu64 "\nwaiters: %" PRIu64 "\nfiles: %" PRIu64 "\n"
+		    "applied: %" PRIu64 "\nsessions: %" PRIu64 "\n",
+		    ns.voters_reachable, ns.voters_total, ns.quorum ? "yes" : "no",
+		    ns.session ? ns.session : "expired",
+		    st.locks_held, st.waiters, st.files, ns.applied_index, st.sessions);
+	lc_foreach_locked(s, text_lock, &r);
+}
+
+/* ---- status.json ------------------------------------------------------------ */
+
+static void json_owner(struct render *r, const struct lc_lockinfo *li, int waiter)
+{
+	const char *name = NULL;
+	size_t nlen = 0;
+
+	sbuf_add(r->b, r->first ? "{" : ",{", r->first ? 1 : 2);
+	r->first = 0;
+	sbuf_add(r->b, "\"node\":\"", 8);
+	if (lc_session_name(r->s, li->who.session, &name, &nlen) == 0 && name)
+		sbuf_json_str(r->b, name, nlen);
+	sbuf_printf(r->b, "\",\"pid\":%" PRIu32 ",\"mode\":\"%s\",\"token\":%" PRIu64
+		    ",\"since\":%" PRIu64, li->who.pid, status_mode_name(li->type),
+		    li->token, li->since_ns / 1000000u);
+	if (li->posix) {
+		if (li->end == LC_OFF_MAX)
+			sbuf_printf(r->b, ",\"range\":\"%" PRIu64 "-eof\"", li->start);
+		else
+			sbuf_printf(r->b, ",\"range\":\"%" PRIu64 "-%" PRIu64 "\"",
+				    li->start, li->end);
+	}
+	if (waiter)
+		sbuf_printf(r->b, ",\"waited_ms\":%" PRIu64,
+			    r->now_ns > li->since_ns ? (r->now_ns - li->since_ns) / 1000000u : 0);
+	sbuf_add(r->b, "}", 1);
+}
+
+static int json_holder(void *ctx, const struct lc_lockinfo *li)
+{
+	json_owner(ctx, li, 0);
+	return 0;
+}
+
+static int json_waiter(void *ctx, const struct lc_lockinfo *li)
+{
+	json_owner(ctx, li, 1);
+	return 0;
+}
+
+/* lc_locks() walks holders then waiters with one call; the JSON needs two
+ * arrays, so walk twice and print only one kind each time. */
+static int skip_lock(void *ctx, const struct lc_lockinfo *li)
+{
+	(void)ctx;
+	(void)li;
+	return 0;
+}
+
+static int json_lock(void *ctx, uint64_t ino)
+{
+	struct render *r = ctx;
+	struct lc_locksum sum;
+
+	if (lc_locksum(r->s, ino, r->now_ns, &sum) < 0)
+		return 0;
+	if (lc_path(r->s, ino, r->path, sizeof(r->path)) < 0)
+		return 0;
+	sbuf_add(r->b, r->first ? "{\"path\":\"" : ",{\"path\":\"", r->first ? 9 : 10);
+	sbuf_json_str(r->b, r->path, strlen(r->path));
+	sbuf_printf(r->b, "\",\"mode\":\"%s\",\"holders\":[", status_mode_name(sum.mode));
+	r->first = 1;
+	lc_locks(r->s, ino, json_holder, skip_lock, r);
+	sbuf_add(r->b, "],\"waiters\":[", 13);
+	r->first = 1;
+	lc_locks(r->s, ino, skip_lock, json_waiter, r);
+	sbuf_printf(r->b, "],\"token\":%" PRIu64 "}", sum.last_token);
+	r->first = 0;
+	return r->b->err;
+}
+
+static void json_kv_str(struct sbuf *b, const char *key, const char *v)
+{
+	sbuf_printf(b, "\"%s\":\"", key);
+	if (v)
+		sbuf_json_str(b, v, strlen(v));
+	sbuf_add(b, "\",", 2);
+}
+
+static void render_json(struct sbuf *b, const struct node *n)
+{
+	const struct lc_state *s = node_state(n);
+	struct node_status ns;
+	struct lc_stats st;
+	struct render r = { .b = b, .s = s, .now_ns = node_now_ns(n), .first = 1 };
+
+	node_get_status(n, &ns);
+	lc_stats(s, &st);
+	sbuf_add(b, "{", 1);
+	json_kv_str(b, "node", ns.name);
+	json_kv_str(b, "role", ns.role ? ns.role : "member");
+	sbuf_printf(b, "\"term\":%" PRIu64 ",", ns.term);
+	json_kv_str(b, "leader", ns.leader);
+	sbuf_printf(b, "\"voters\":{\"reachable\":%u,\"total\":%u},\"quorum\":%s,",
+		    ns.voters_reachable, ns.voters_total, ns.quorum ? "true" : "false");
+	json_kv_str(b, "session", ns.session ? ns.session : "expired");
+	sbuf_printf(b, "\"locks_held\":%" PRIu64 ",\"waiters\":%" PRIu64
+		    ",\"files\":%" PRIu64 ",\"applied\":%" PRIu64 ",\"sessions\":%" PRIu64
+		    ",\"locks\":[", st.locks_held, st.waiters, st.files,
+		    ns.applied_index, st.sessions);
+	lc_foreach_locked(s, json_lock, &r);
+	sbuf_add(b, "]}\n", 3);
+}
+
+/* ---- metrics ------------------------------------------------------------------ */
+
+static void prom_counter(struct sbuf *b, const char *name, const char *help, uint64_t v)
+{
+	sbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n",
+		    name, help, name, name, v);
+}
+
+static void prom_gauge(struct sbuf *b, const char *name, const char *help, uint64_t v)
+{
+	sbuf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %" PRIu64 "\n",
+		    name, help, name, name, v);
+}
+
+static void prom_hist(struct sbuf *b, const char *name, const char *help,
+		      const struct fs_hist *h)
+{
+	uint64_t cum = 0;
+
+	sbuf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (unsigned i = 0; i < FS_HIST_NB; i++) {
+		cum += h->bucket[i];
+		sbuf_printf(b, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, bound_s[i], cum);
+	}
+	sbuf_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, h->count);
+	sbuf_printf(b, "%s_sum %" PRIu64 ".%09" PRIu64 "\n", name,
+		    h->sum_ns / 1000000000u, h->sum_ns % 1000000000u);
+	sbuf_printf(b, "%s_count %" PRIu64 "\n", name, h->count);
+}
+
+static void render_metrics(struct sbuf *b, const struct node *n,
+			   const struct fs_metrics *m)
+{
+	static const char *const roles[] = { "leader", "follower", "candidate", "member" };
+	struct node_status ns;
+	struct lc_stats st;
+
+	node_get_status(n, &ns);
+	lc_stats(node_state(n), &st);
+	prom_counter(b, "cluck_grants_total", "Locks granted.", st.grants);
+	prom_counter(b, "cluck_releases_total", "Locks released.", st.releases);
+	prom_counter(b, "cluck_expirations_total",
+		     "Locks and lockfiles freed by session or ttl expiry.", st.expirations);
+	prom_counter(b, "cluck_interrupts_total",
+		     "Lock waits withdrawn by a signal.", st.interrupts);
+	prom_hist(b, "cluck_acquire_latency_seconds",
+		  "Lock request arrival on this node to its grant reply.", &m->acquire);
+	prom_hist(b, "cluck_handoff_latency_seconds",
+		  "Release-type command to the grant reply it caused.", &m->handoff);
+	prom_gauge(b, "cluck_locks_held", "Granted lock records.", st.locks_held);
+	prom_gauge(b, "cluck_waiters", "Queued lock requests.", st.waiters);
+	prom_gauge(b, "cluck_files", "Inodes in the namespace.", st.files);
+	prom_gauge(b, "cluck_term", "Consensus term.", ns.term);
+	sbuf_printf(b, "# HELP cluck_role Role of this node (1 for the current one).\n"
+		    "# TYPE cluck_role gauge\n");
+	for (unsigned i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+		sbuf_printf(b, "cluck_role{role=\"%s\"} %d\n", roles[i],
+			    ns.role && strcmp(ns.role, roles[i]) == 0);
+	prom_gauge(b, "cluck_parked_requests",
+		   "Lock requests of this node waiting in the kernel.", m->parked);
+	prom_gauge(b, "cluck_sessions", "Sessions known to the cluster.", st.sessions);
+}
+
+/* Renders one generated file into a new buffer (see status.h). */
+int status_render(uint64_t ino, const struct node *n,
+		  const struct fs_metrics *m, char **out, size_t *len)
+{
+	struct sbuf b = { 0 };
+
+	switch (ino) {
+	case LC_INO_STATUS:
+		render_text(&b, n);
+		break;
+	case LC_INO_STATUS_JSON:
+		render_json(&b, n);
+		break;
+	case LC_INO_METRICS:
+		render_metrics(&b, n, m);
+		break;
+	default:
+		return -ENOENT;
+	}
+	if (b.err) {
+		int err = b.err;
+
+		sbuf_free(&b);
+		return err;
+	}
+	if (!b.p) {
+		/* An empty document still needs a buffer the caller can free. */
+		b.p = calloc(1, 1);
+		if (!b.p)
+			return -ENOMEM;
+	}
+	*out = b.p;
+	*len = b.n;
+	return 0;
+}
