@@ -27,7 +27,7 @@ util-linux procps psmisc python3 groff-base mandoc iproute2 nftables"
 
 need_root() {
 	if [ "$(id -u)" != 0 ]; then
-		echo "$0: run as root (sudo $0 $cmd): cluckd mounts with allow_other" >&2
+		echo "$0: run as root: cluckd mounts with allow_other" >&2
 		exit 2
 	fi
 }
