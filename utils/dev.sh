@@ -23,7 +23,8 @@ cd "$top"
 
 PKGS="build-essential autoconf automake libtool pkg-config libfuse3-dev fuse3
 libcunit1-dev libsodium-dev libnl-3-dev libnl-route-3-dev attr e2fsprogs
-util-linux procps psmisc python3 groff-base mandoc iproute2 nftables"
+util-linux procps psmisc python3 groff-base mandoc iproute2 nftables
+liblockfile-bin lockfile-progs"
 
 need_root() {
 	if [ "$(id -u)" != 0 ]; then
