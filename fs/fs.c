@@ -66,6 +66,7 @@ struct lk {
 	struct lk *prev, *next;
 	uint64_t serial;
 	uint64_t t0;                 /* monotonic arrival time */
+	uint64_t t_intr;             /* arrival of its interrupt */
 	int final;                   /* final status kept while a CANCEL runs */
 	uint8_t refs;
 	uint8_t is_lock : 1;         /* takes a lock (not an unlock): metrics */
@@ -77,6 +78,7 @@ struct lk {
 	uint8_t have_final : 1;
 	uint8_t cancel_sent : 1;
 	uint8_t cancel_seen : 1;
+	uint8_t own_seen : 1;        /* its own (first) completion came */
 };
 
 /* (ino, POSIX owner) pairs that may have locks or requests from this
@@ -94,7 +96,13 @@ struct fs {
 	struct lk *lks;
 	struct po **pob;
 	size_t pocap, pon;
-	uint64_t cause_t0;           /* arrival of the command being proposed */
+	/* Handoff latency: the last command of ours whose own completion was
+	 * dispatched, its log index and its request's arrival.  lockcore
+	 * emits a command's own completion before the grants it causes, and
+	 * the driver dispatches a command's completions right after applying
+	 * it, so a grant dispatched while the applied index is still
+	 * cause_index was caused by that request. */
+	uint64_t cause_index, cause_t0;
 	struct fs_metrics m;
 };
 
@@ -104,6 +112,7 @@ enum op_kind { OP_ENTRY, OP_CREATE, OP_ERR, OP_ATTR, OP_WRITE, OP_FLUSH };
 struct op {
 	struct fs *fs;
 	fuse_req_t req;
+	uint64_t t0;                 /* arrival, for the handoff metric */
 	enum op_kind kind;
 	uint64_t ino;                /* ATTR/ENTRY fallback; CREATE parent */
 	size_t size;                 /* WRITE */
@@ -260,24 +269,64 @@ static void reply_attr_ino(struct fs *fs, fuse_req_t req, uint64_t ino)
 		fuse_reply_attr(req, &st, 0);
 }
 
-/* Proposes with the handoff clock set: a grant delivered from inside this
- * call was caused by this command. */
+/* Called with the own completion of each command we proposed (the first
+ * one it gets): grants dispatched next, at the same log index, are handoffs
+ * from the request that arrived at t0. */
+static void note_cause(struct fs *fs, uint64_t t0)
+{
+	fs->cause_index = lc_applied_index(st_of(fs));
+	fs->cause_t0 = t0;
+}
+
+/* node_propose() that leaves the handoff cause as it found it: a command
+ * proposed from inside a completion callback must not take the blame for
+ * the rest of the outer command's grants (their index no longer matches
+ * then, so they are left out). */
 static int propose(struct fs *fs, struct lc_cmd *cmd, node_done_fn fn, void *ctx,
 		   uint64_t *serial)
 {
-	uint64_t saved = fs->cause_t0;
+	uint64_t saved_index = fs->cause_index, saved_t0 = fs->cause_t0;
 	int rc;
 
-	fs->cause_t0 = mono_ns();
 	rc = node_propose(fs->node, cmd, fn, ctx, serial);
-	fs->cause_t0 = saved;
+	fs->cause_index = saved_index;
+	fs->cause_t0 = saved_t0;
 	return rc;
 }
 
-static void ignore_done(void *ctx, const struct lc_completion *c)
+/* A command proposed for its effect only (RELEASE, FLUSH without a
+ * waiting caller): what its completion needs to know. */
+struct bg {
+	struct fs *fs;
+	uint64_t t0;
+};
+
+static void bg_done(void *ctx, const struct lc_completion *c)
 {
-	(void)ctx;
-	(void)c;
+	struct bg *bg = ctx;
+
+	if (!bg)
+		return;
+	note_cause(bg->fs, bg->t0);
+	if (c->status != LC_PENDING)
+		free(bg);
+}
+
+/* Proposes a command nobody waits for; its completion still marks the
+ * handoffs it causes (without memory for that, they are left out). */
+static int propose_bg(struct fs *fs, struct lc_cmd *cmd, uint64_t t0)
+{
+	struct bg *bg = malloc(sizeof(*bg));
+	int rc;
+
+	if (bg) {
+		bg->fs = fs;
+		bg->t0 = t0;
+	}
+	rc = propose(fs, cmd, bg_done, bg, NULL);
+	if (rc < 0)
+		free(bg);
+	return rc;
 }
 
 /* ---- POSIX owner set ---------------------------------------------------------- */
@@ -450,7 +499,11 @@ static void lk_answer(struct lk *lk, int status)
 
 		if (lk->is_lock) {
 			fs_hist_observe(&fs->m.acquire, now - lk->t0);
-			if (lk->parked && fs->cause_t0 && now >= fs->cause_t0)
+			/* Only grants whose cause is a request of this node
+			 * (see struct fs); the rest (lease expiry, other
+			 * nodes) are left out rather than guessed. */
+			if (lk->parked && fs->cause_t0 && now >= fs->cause_t0 &&
+			    fs->cause_index == lc_applied_index(st_of(fs)))
 				fs_hist_observe(&fs->m.handoff, now - fs->cause_t0);
 		}
 		e = 0;
@@ -472,6 +525,10 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 {
 	struct lk *lk = ctx;
 
+	if (!lk->own_seen) {
+		lk->own_seen = 1;
+		note_cause(lk->fs, lk->t0);
+	}
 	if (c->status == LC_PENDING) {
 		if (!lk->parked && !lk->answered) {
 			lk->parked = 1;
@@ -501,6 +558,8 @@ static void cancel_done(void *ctx, const struct lc_completion *c)
 
 	if (c->status == LC_PENDING)
 		return;
+	/* Withdrawing a waiter can let the ones behind it in. */
+	note_cause(lk->fs, lk->t_intr);
 	lk->cancel_seen = 1;
 	if (!lk->answered) {
 		if (c->status == 0)
@@ -522,6 +581,7 @@ static void lk_interrupt(struct lk *lk)
 		return;
 	lk->interrupted = 1;
 	lk->cancel_sent = 1;
+	lk->t_intr = mono_ns();
 	lk->refs++;
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_CANCEL;
@@ -604,6 +664,7 @@ static struct op *op_new(struct fs *fs, fuse_req_t req, enum op_kind kind,
 		return NULL;
 	op->fs = fs;
 	op->req = req;
+	op->t0 = mono_ns();
 	op->kind = kind;
 	if (name)
 		memcpy(op->name, name, nl);
@@ -649,6 +710,7 @@ static void op_done(void *ctx, const struct lc_completion *c)
 
 	if (c->status == LC_PENDING)
 		return;
+	note_cause(fs, op->t0);
 	switch (op->kind) {
 	case OP_ENTRY:
 		if (e)
@@ -661,10 +723,14 @@ static void op_done(void *ctx, const struct lc_completion *c)
 			/* Plain O_CREAT raced with another creator: open it. */
 			struct lc_attr a;
 
-			if (lc_lookup(st_of(fs), op->ino, op->name, strlen(op->name), &a) == 0 &&
-			    a.kind == LC_REG) {
-				reply_open_handle(fs, op->req, a.ino, &op->fi, true);
-				break;
+			if (lc_lookup(st_of(fs), op->ino, op->name, strlen(op->name), &a) == 0) {
+				if (a.kind == LC_REG) {
+					reply_open_handle(fs, op->req, a.ino, &op->fi, true);
+					break;
+				}
+				/* What open(2) says for O_CREAT on a directory. */
+				if (a.kind == LC_DIR)
+					e = EISDIR;
 			}
 		}
 		if (e)
@@ -1189,7 +1255,7 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	cmd.who.owner = fi->lock_owner;
 	op = op_new(fs, req, OP_FLUSH, NULL);
 	if (!op) {
-		(void)propose(fs, &cmd, ignore_done, NULL, NULL);
+		(void)propose_bg(fs, &cmd, mono_ns());
 		fuse_reply_err(req, 0);
 		return;
 	}
@@ -1204,6 +1270,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fs *fs = fs_of(req);
 	struct fh *h = fh_get(fi);
+	uint64_t t0 = mono_ns();
 	struct lc_cmd cmd;
 
 	memset(&cmd, 0, sizeof(cmd));
@@ -1214,10 +1281,10 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (!is_gen(ino) && (fi->flock_release || (h && h->did_flock))) {
 		cmd.type = LC_CMD_RELEASE;
 		cmd.who.owner = fi->flock_release ? fi->lock_owner : h->flock_owner;
-		(void)propose(fs, &cmd, ignore_done, NULL, NULL);
+		(void)propose_bg(fs, &cmd, t0);
 		if (h && h->did_flock && fi->flock_release && h->flock_owner != fi->lock_owner) {
 			cmd.who.owner = h->flock_owner;
-			(void)propose(fs, &cmd, ignore_done, NULL, NULL);
+			(void)propose_bg(fs, &cmd, t0);
 		}
 	}
 	if (h) {
@@ -1225,7 +1292,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		for (uint32_t i = 0; i < h->nposix; i++) {
 			cmd.type = LC_CMD_FLUSH;
 			cmd.who.owner = h->posix[i];
-			(void)propose(fs, &cmd, ignore_done, NULL, NULL);
+			(void)propose_bg(fs, &cmd, t0);
 			po_del(fs, ino, h->posix[i]);
 		}
 		fh_free(fs, h);

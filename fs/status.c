@@ -417,7 +417,8 @@ static void render_metrics(struct sbuf *b, const struct node *n,
 	prom_hist(b, "cluck_acquire_latency_seconds",
 		  "Lock request arrival on this node to its grant reply.", &m->acquire);
 	prom_hist(b, "cluck_handoff_latency_seconds",
-		  "Release-type command to the grant reply it caused.", &m->handoff);
+		  "Arrival of the request on this node that freed a lock to the reply "
+		  "granting it to a waiter here (grants caused elsewhere are left out).", &m->handoff);
 	prom_gauge(b, "cluck_locks_held", "Granted lock records.", st.locks_held);
 	prom_gauge(b, "cluck_waiters", "Queued lock requests.", st.waiters);
 	prom_gauge(b, "cluck_files", "Inodes in the namespace.", st.files);

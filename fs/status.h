@@ -59,7 +59,10 @@ void fs_hist_observe(struct fs_hist *h, uint64_t ns);
 /* What fs/ measures itself (lockcore counts the rest). */
 struct fs_metrics {
 	struct fs_hist acquire;            /* lock request arrival -> grant reply */
-	struct fs_hist handoff;            /* release-type command -> grant reply */
+	/* arrival of the request of this node that freed the lock -> reply
+	 * to the waiter it let in; grants caused by a lease expiry or by
+	 * another node are not observed */
+	struct fs_hist handoff;
 	uint64_t parked;                   /* lock requests waiting right now */
 };
 

@@ -105,48 +105,112 @@ static void unescape_octal(char *s)
 	*d = '\0';
 }
 
-/* 1 if abs is listed as a mount point in /proc/self/mountinfo. */
-static int in_mountinfo(const char *abs)
+/* 1 if abs is listed as a mount point in /proc/self/mountinfo; its
+ * filesystem type (the last mount stacked there) goes to type. */
+static int in_mountinfo(const char *abs, char *type, size_t typelen)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char *line = NULL;
 	size_t cap = 0;
 	int found = 0;
 
+	snprintf(type, typelen, "unknown type");
 	if (!f)
 		return 0;
-	while (!found && getline(&line, &cap, f) >= 0) {
-		char *save = NULL, *tok = strtok_r(line, " ", &save);
+	while (getline(&line, &cap, f) >= 0) {
+		char *save = NULL, *tok = strtok_r(line, " \n", &save);
 
-		/* fields: id parent major:minor root MOUNTPOINT ... */
+		/* fields: id parent major:minor root MOUNTPOINT opts... - TYPE */
 		for (int i = 0; tok && i < 4; i++)
-			tok = strtok_r(NULL, " ", &save);
+			tok = strtok_r(NULL, " \n", &save);
 		if (!tok)
 			continue;
 		unescape_octal(tok);
-		found = !strcmp(tok, abs);
+		if (strcmp(tok, abs) != 0)
+			continue;
+		found = 1;
+		while ((tok = strtok_r(NULL, " \n", &save)) && strcmp(tok, "-") != 0)
+			;
+		if (tok && (tok = strtok_r(NULL, " \n", &save)))
+			snprintf(type, typelen, "%s", tok);
 	}
 	free(line);
 	fclose(f);
 	return found;
 }
 
+/* An absolute spelling of mnt without resolving it (a dead mount cannot
+ * be resolved): cwd + mnt, trailing slashes dropped. */
+static void lexical_abs(const char *mnt, char *out, size_t len)
+{
+	char cwd[PATH_MAX];
+	size_t n;
+
+	out[0] = '\0';
+	if (mnt[0] != '/' && getcwd(cwd, sizeof(cwd))) {
+		n = strlen(cwd);
+		if (n + 1 < len) {
+			memcpy(out, cwd, n + 1);
+			if (strcmp(cwd, "/"))
+				strcat(out, "/");
+		}
+	}
+	n = strlen(out);
+	if (strlen(mnt) < len - n)
+		strcat(out, mnt);
+	n = strlen(out);
+	while (n > 1 && out[n - 1] == '/')
+		out[--n] = '\0';
+}
+
+/* s as one shell word the admin can paste: as is when it holds only
+ * harmless characters, else in single quotes ('\'' for a quote). */
+static void shell_quote(const char *s, char *out, size_t len)
+{
+	size_t o = 0;
+
+	if (len < 8) {
+		out[0] = '\0';
+		return;
+	}
+	if (s[0] && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			   "0123456789/._-+,:=@%") == strlen(s)) {
+		snprintf(out, len, "%s", s);
+		return;
+	}
+	out[o++] = '\'';
+	for (; *s && o + 6 < len; s++) {
+		if (*s == '\'') {
+			memcpy(out + o, "'\\''", 4);
+			o += 4;
+		} else {
+			out[o++] = *s;
+		}
+	}
+	out[o++] = '\'';
+	out[o] = '\0';
+}
+
 /* The mount point must be an existing directory that nothing is mounted
- * on yet.  Fills abs with its absolute path.  Prints the one-line error. */
+ * on yet.  Fills abs with its absolute path.  Prints the one-line error,
+ * with the exact command to run when there is one. */
 static int check_mountpoint(const char *mnt, char *abs)
 {
 	struct stat st, pst;
-	char parent[PATH_MAX], *slash;
+	char parent[PATH_MAX], *slash, q[2 * PATH_MAX], type[64];
 
 	if (stat(mnt, &st) != 0) {
 		int e = errno;
 
-		if (e == ENOTCONN)
+		if (e == ENOTCONN || e == ECONNABORTED) {
+			lexical_abs(mnt, parent, sizeof(parent));
+			shell_quote(parent, q, sizeof(q));
 			fprintf(stderr,
-				"cluckd: %s: dead FUSE mount (%s); run 'fusermount3 -uz %s' first\n",
-				mnt, strerror(e), mnt);
-		else
+				"cluckd: %s: dead FUSE mount left by a cluckd that died (%s); "
+				"clear it with: fusermount3 -uz %s\n", parent, strerror(e), q);
+		} else {
 			fprintf(stderr, "cluckd: %s: %s\n", mnt, strerror(e));
+		}
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -171,10 +235,16 @@ static int check_mountpoint(const char *mnt, char *abs)
 		fprintf(stderr, "cluckd: %s: %s\n", parent, strerror(errno));
 		return -1;
 	}
-	if (pst.st_dev != st.st_dev || in_mountinfo(abs)) {
-		fprintf(stderr,
-			"cluckd: %s is already a mount point; run 'fusermount3 -uz %s' first\n",
-			mnt, mnt);
+	if (in_mountinfo(abs, type, sizeof(type)) || pst.st_dev != st.st_dev) {
+		shell_quote(abs, q, sizeof(q));
+		/* Never advise unmounting a live cluckd: its holders would
+		 * lose their locks. */
+		if (!strcmp(type, "fuse.cluck"))
+			fprintf(stderr, "cluckd: %s: a running cluckd already serves it "
+				"(stop that one first: fusermount3 -u %s)\n", abs, q);
+		else
+			fprintf(stderr, "cluckd: %s: already a mount point (%s); "
+				"unmount it or choose another directory\n", abs, type);
 		return -1;
 	}
 	return 0;

@@ -49,6 +49,30 @@ chattr -i "$T_DIR/mnt2" 2>/dev/null
 out=$(timeout 5 "$CLUCKD" --help 2>&1); rc=$?
 expect_eq "--help exit" 0 "$rc"
 expect_match "--help shows usage" "[Uu]sage" "$out"
+for opt in -f --foreground -n --name -C --cluster -l --listen -D --data-dir -k --key-file \
+	--client-listen --lease --op-timeout --lockfile-ttl --on-lost -c --config -o; do
+	printf '%s\n' "$out" | grep -Eq -- "(^| )$opt[ ,]" || fail "--help does not list $opt"
+done
+# Descriptions start in one column; an option too long for it puts its
+# description on the next line; nothing wider than 79 columns.
+misaligned=$(printf '%s\n' "$out" | python3 -c '
+import re, sys
+lines = sys.stdin.read().split("\n")
+for k, l in enumerate(lines):
+    opt = re.match(r"^  (-[a-zA-Z], |    )--?[a-z]", l) or re.match(r"^  -[a-zA-Z] ", l)
+    cont = l.startswith(" " * 28)
+    if len(l) > 79:
+        print("too wide: " + l)
+    elif cont and l[28:29] == " ":
+        print("continuation not at column 29: " + l)
+    elif opt and not cont:
+        if "  " in l[4:].strip():
+            if not (len(l) > 28 and l[26:28] == "  " and l[28] != " "):
+                print("description not at column 29: " + l)
+        elif not (k + 1 < len(lines) and lines[k + 1].startswith(" " * 28)):
+            print("option alone without a description below: " + l)
+')
+expect_eq "--help options and descriptions aligned at column 29" "" "$misaligned"
 out=$(timeout 5 "$CLUCKD" --version 2>&1); rc=$?
 expect_eq "--version exit" 0 "$rc"
 expect_match "--version prints a version" "[0-9]+\.[0-9]+" "$out"
@@ -111,5 +135,70 @@ printf 'lease = abc\n' > "$T_DIR/bad2.conf"
 bad "a bad value in the config file" "${B[@]}" -c "$T_DIR/bad2.conf" "$M"
 expect_match "the config error names file:line" "bad2\.conf:1" "$(cat "$ERR")"
 bad "a missing config file" "${B[@]}" -c "$T_DIR/missing.conf" "$M"
+
+# --- SIGTERM with 1000 parked waiters: all answered, exit 0 within a second --------
+start_cluckd || finish
+flock "$M/many" sh -c "echo \$\$ >> '$T_PIDS'; exec sleep 60" & H=$!; bg_track "$H"
+wait_until 5 holders_are many 1 || fail "many: holder not granted"
+python3 - "$M/many" 1000 > "$T_DIR/many.out" 2>&1 <<'EOF2' &
+import fcntl, os, sys, threading
+path, n = sys.argv[1], int(sys.argv[2])
+res = []
+def w():
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        res.append("granted")
+    except OSError as e:
+        res.append(type(e).__name__)
+ts = [threading.Thread(target=w) for _ in range(n)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("answered %d granted %d" % (len(res), res.count("granted")))
+EOF2
+PY=$!; bg_track "$PY"
+wait_until 20 waiters_are many 1000 || fail "many: expected 1000 parked waiters, got $(lock_field many waiters)"
+t0=$(now_ms)
+kill -TERM "$CLUCKD_PID"
+if wait_until 1 dead "$CLUCKD_PID"; then ok "cluckd exited within 1 s of SIGTERM with 1000 waiters ($(( $(now_ms) - t0 )) ms)"; else fail "cluckd still running 1 s after SIGTERM with 1000 waiters"; fi
+stop_cluckd
+expect_eq "exit status after SIGTERM with 1000 waiters" 0 "$CLUCKD_RC"
+wait_until 5 dead "$PY" || fail "many: some waiters still hang 5 s after cluckd stopped"
+wait "$PY" 2>/dev/null
+expect_eq "every parked waiter answered, none granted" "answered 1000 granted 0" "$(cat "$T_DIR/many.out")"
+kill_tree KILL "$H"; wait "$H" 2>/dev/null
+
+# --- a mount point whose path has blanks and quotes; starting twice; a dead mount --
+chattr -i "$M" 2>/dev/null
+SP=$T_DIR/"dir with 'blanks'"
+MNT=$SP/mnt
+M=$MNT
+mkdir -p "$M"
+ABS_CLUCKD=$(cd "$(dirname "$CLUCKD")" && pwd)/$(basename "$CLUCKD")
+start_cluckd || finish
+expect_eq "served under a path with blanks" "node: testnode" "$(head -n1 "$M/status")"
+# twice: ITS error must not tell the admin to unmount the live one lazily
+(cd "$SP" && timeout 5 "$ABS_CLUCKD" "${B[@]}" mnt/) > /dev/null 2> "$ERR"
+rc=$?
+expect_eq "starting twice on one mount point: exit 2" 2 "$rc"
+expect_eq "starting twice: one line on stderr" 1 "$(grep -vc '^$' "$ERR")"
+expect_match "starting twice: says a cluckd serves it, with the absolute path" \
+	"^cluckd: $T_DIR/dir with 'blanks'/mnt: a running cluckd already serves it" "$(cat "$ERR")"
+if mounted && head -c1 "$M/status" > /dev/null 2>&1; then ok "the first cluckd still serves"; else fail "the first cluckd was disturbed by the second start"; fi
+# SIGKILL leaves a dead mount; the error names the exact command to run
+kill -KILL "$CLUCKD_PID"; wait "$CLUCKD_PID" 2>/dev/null; CLUCKD_PID=
+(cd "$SP" && timeout 5 "$ABS_CLUCKD" "${B[@]}" mnt) > /dev/null 2> "$ERR"
+rc=$?
+expect_eq "start on a dead mount: exit 2" 2 "$rc"
+expect_eq "start on a dead mount: one line on stderr" 1 "$(grep -vc '^$' "$ERR")"
+fix=$(sed -n 's/.*clear it with: //p' "$ERR")
+expect_match "start on a dead mount: names the command" "^fusermount3 -uz " "$fix"
+(cd / && eval "$fix") 2>/dev/null
+if ! mounted && [ -d "$M" ]; then ok "the command from the error clears the dead mount: $fix"; else fail "running '$fix' did not clear the dead mount"; fusermount3 -uz "$M" 2>/dev/null; fi
+start_cluckd || finish
+expect_eq "starts again after the dead mount was cleared" "node: testnode" "$(head -n1 "$M/status")"
+stop_cluckd
+expect_eq "exit status after SIGTERM" 0 "$CLUCKD_RC"
+chattr -i "$M" 2>/dev/null
 
 finish

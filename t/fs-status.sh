@@ -156,6 +156,46 @@ for want in releases interrupts expir acquire handoff; do
 	if grep -v '^#' "$M/metrics" | grep -qi "$want"; then ok "metrics mention $want"; else fail "metrics have no series about '$want'"; fi
 done
 
+# --- handoff latency: every grant to a parked waiter whose cause is a request
+# of this node is observed (unlock by close, flock -u, POSIX close, and an
+# interrupt that lets the shared waiters behind an exclusive one in).
+handoffs() { sed -n 's/^cluck_handoff_latency_seconds_count //p' "$M/metrics"; }
+h0=$(handoffs)
+flock "$M/ho" sh -c "echo \$\$ >> '$T_PIDS'; exec sleep 30" & HO=$!; bg_track "$HO"
+wait_until 5 holders_are ho 1 || fail "handoff: holder not granted"
+flock "$M/ho" true & HW=$!; bg_track "$HW"
+wait_until 5 waiters_are ho 1 || fail "handoff: no parked waiter"
+kill_tree KILL "$HO"; wait "$HO" 2>/dev/null
+wait "$HW"; expect_eq "handoff: waiter granted after the holder died" 0 "$?"
+expect_eq "handoff observed for an unlock by close (RELEASE)" $((h0 + 1)) "$(handoffs)"
+( exec 7>"$M/ho2"; flock 7; echo in >> "$T_DIR/ho2"
+  while [ ! -e "$T_DIR/ho2.go" ]; do sleep 0.02; done; flock -u 7; exec sleep 30 ) & HO=$!; bg_track "$HO"
+wait_until 5 grep -q in "$T_DIR/ho2" || fail "handoff: holder 2 not granted"
+flock "$M/ho2" true & HW=$!; bg_track "$HW"
+wait_until 5 waiters_are ho2 1 || fail "handoff: waiter 2 not parked"
+touch "$T_DIR/ho2.go"
+wait "$HW"; expect_eq "handoff: waiter 2 granted after flock -u" 0 "$?"
+kill_tree KILL "$HO"; wait "$HO" 2>/dev/null
+expect_eq "handoff observed for flock -u" $((h0 + 2)) "$(handoffs)"
+"$FSPROBE" lock "$M/ho3" wr 0 0 > "$T_DIR/ho3" & HO=$!; bg_track "$HO"
+wait_until 5 grep -q locked "$T_DIR/ho3" || fail "handoff: POSIX holder not granted"
+"$FSPROBE" lock "$M/ho3" wr 0 0 --hold 0 > /dev/null & HW=$!; bg_track "$HW"
+wait_until 5 waiters_are ho3 1 || fail "handoff: POSIX waiter not parked"
+kill -USR2 "$HO"
+wait "$HW"; expect_eq "handoff: POSIX waiter granted after the holder's close" 0 "$?"
+kill "$HO" 2>/dev/null; wait "$HO" 2>/dev/null
+expect_eq "handoff observed for a POSIX unlock by close (FLUSH)" $((h0 + 3)) "$(handoffs)"
+flock -s "$M/ho4" sh -c "echo \$\$ >> '$T_PIDS'; exec sleep 30" & HS=$!; bg_track "$HS"
+wait_until 5 holders_are ho4 1 || fail "handoff: shared holder 4 not granted"
+flock -w 0.5 "$M/ho4" true & HX=$!; bg_track "$HX"
+wait_until 5 waiters_are ho4 1 || fail "handoff: exclusive waiter 4 not parked"
+flock -s "$M/ho4" true & HR=$!; bg_track "$HR"
+wait_until 5 waiters_are ho4 2 || fail "handoff: shared waiter 4 not parked behind the exclusive one"
+wait "$HX"; expect_eq "handoff: flock -w gave up" 1 "$?"
+wait "$HR"; expect_eq "handoff: the shared waiter got in when the exclusive one left" 0 "$?"
+expect_eq "handoff observed for a grant caused by an interrupt" $((h0 + 4)) "$(handoffs)"
+kill_tree KILL "$HS"; wait "$HS" 2>/dev/null
+
 stop_cluckd
 expect_eq "cluckd exit status after SIGTERM" 0 "$CLUCKD_RC"
 finish
