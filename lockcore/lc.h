@@ -83,12 +83,19 @@ enum lc_cmd_type {
 	/* locks */
 	LC_CMD_FLOCK,          /* ino, who, lock_type, flags(LC_LK_WAIT) */
 	LC_CMD_SETLK,          /* ino, who, lock_type, start, end, flags(LC_LK_WAIT) */
-	LC_CMD_RELEASE,        /* ino, who.owner: drop the flock lock of this open
-	                          file description and its queued flock requests */
+	LC_CMD_RELEASE,        /* ino, who.owner, flags(LC_RELEASE_UNPIN): drop the
+	                          flock lock of this open file description and its
+	                          queued flock requests */
 	LC_CMD_FLUSH,          /* ino, who.owner: drop every POSIX lock and queued
 	                          POSIX request of this owner on this inode */
 	LC_CMD_CANCEL,         /* target_serial: withdraw a queued request of the
 	                          same session (interrupt); see lc_apply() */
+	LC_CMD_OPEN,           /* ino (regular file): an open handle of the origin
+	                          session pins the inode, so a file whose last
+	                          name is removed lives on (nlink 0) while it is
+	                          open anywhere, as on a local filesystem.  A pin
+	                          goes with RELEASE + LC_RELEASE_UNPIN or with its
+	                          session.  -ENOENT, -EINVAL (not a regular file) */
 	LC_CMD__COUNT
 };
 
@@ -101,6 +108,12 @@ enum lc_lock_type { LC_UNLCK = 0, LC_RDLCK = 1, LC_WRLCK = 2 };
 #define LC_CREATE_EXCL   0x1u          /* O_EXCL: -EEXIST if the name exists, and
                                           the file is ephemeral (dies with the
                                           creating session, honours ttl) */
+#define LC_CREATE_PIN    0x2u          /* the create opens the file: pin the
+                                          inode it answers with (LC_CMD_OPEN) */
+
+/* LC_CMD_RELEASE flags */
+#define LC_RELEASE_UNPIN 0x1u          /* the handle is closed: also drop one pin
+                                          of the session on the inode */
 
 /* LC_CMD_SETATTR valid bits */
 #define LC_SET_MODE      0x01u
@@ -207,7 +220,10 @@ void lc_state_free(struct lc_state *s);
 int lc_apply(struct lc_state *s, uint64_t index, const struct lc_cmd *cmd,
 	     struct lc_out *out);
 
-/* Index of the last command applied (0 before any). */
+/* Index of the last command that was applied (0 before any).  A command
+ * answered without being applied (a dedup hit, -ESTALE, -ENOLCK for an
+ * unknown session, -EINVAL) leaves it where it was, so a driver keeps its
+ * own count of the log positions it has fed in. */
 uint64_t lc_applied_index(const struct lc_state *s);
 
 /* Earliest time (ns) at which a TICK would change the state (a lockfile ttl

@@ -7,9 +7,13 @@
  * layout or on pointer values: anything that is listed, serialized or
  * emitted is sorted by inode number, cookie, token or queue sequence.
  *
- * Memory: per-file structures are kept compact (a plain file costs one
- * lc_inode and one lc_dent); rarely used parts (xattrs, ttl, ephemeral
- * owner, lock state) hang off NULL-able pointers.
+ * Memory: a plain file is ONE allocation (lc_inode with its first name
+ * embedded, ~112 bytes for a short name) plus 8 bytes in its directory's
+ * array and a share of two chained hash tables kept at load <= 2 (about
+ * 129 bytes per file in all).  Rarely used parts (xattrs, ttl, ephemeral
+ * owner, lock state, further names, open-handle pins) hang off the
+ * NULL-able lc_iext.  Never add a field to lc_inode that most files do
+ * not need: put it in lc_iext.
  */
 #ifndef CLUCK_LCI_H
 #define CLUCK_LCI_H
@@ -27,6 +31,17 @@
 struct lc_req;
 struct lc_lk;
 struct lc_sess;
+struct lc_inode;
+
+/* Open handles of one session on one inode (LC_CMD_OPEN): while any
+ * exist the inode lives on after its last name goes. */
+struct lc_pin {
+	struct lc_pin *inext;          /* the inode's pins, by session */
+	struct lc_pin *sprev, *snext;  /* the session's pins */
+	struct lc_inode *ip;
+	uint64_t session;
+	uint32_t n;
+};
 
 /* A stored user xattr; name is NUL-terminated, value follows it. */
 struct lc_xattr {
@@ -45,22 +60,77 @@ struct lc_iext {
 	uint32_t heap_idx;             /* position in the ttl heap or LCI_NOHEAP */
 	uint8_t ephemeral;
 	uint8_t on_elist;              /* linked in its session's eph list */
+	struct lc_lk *lk;              /* lock state, once ever locked */
+	struct lc_xdent *names;        /* names after d0, oldest first */
+	struct lc_pin *pins;           /* open handles, by session */
 };
 
-/* A directory entry; also the hard-link list node of its child. */
+/*
+ * A directory entry.  The first name of an inode is embedded in the inode
+ * (lc_inode.d0, so a plain file is one allocation); further names (hard
+ * links, or a rename to a name longer than d0 has room for) are separate
+ * lc_xdent records listed in the inode's lc_iext.  The name's bytes follow
+ * the struct (not NUL-terminated).
+ */
 struct lc_dent {
 	struct lc_dent *hnext;         /* (parent ino, name) hash chain */
-	struct lc_dent *lnext;         /* next name of the same child */
-	struct lc_inode *dir, *child;
-	uint64_t cookie;
-	uint16_t len;
-	char name[];                   /* NUL-terminated for convenience */
+	struct lc_inode *dir;          /* NULL: an unused embedded d0 */
+	uint64_t ck;                   /* cookie << 9 | LCI_DENT_SEP | len */
 };
 
-struct lc_dslot {
-	uint64_t cookie;
-	struct lc_dent *d;             /* NULL: tombstone */
+#define LCI_DENT_SEP   0x100u         /* part of an lc_xdent */
+#define LCI_COOKIE_MAX ((UINT64_C(1) << 55) - 1)
+
+/* A name that is not its inode's embedded first name. */
+struct lc_xdent {
+	struct lc_inode *child;
+	struct lc_xdent *lnext;        /* next name of the child, oldest first */
+	struct lc_dent d;
 };
+
+static inline size_t lci_dlen(const struct lc_dent *d)
+{
+	return (size_t)(d->ck & 0xffu);
+}
+
+static inline uint64_t lci_dcookie(const struct lc_dent *d)
+{
+	return d->ck >> 9;
+}
+
+static inline char *lci_dname(const struct lc_dent *d)
+{
+	return (char *)(uintptr_t)(d + 1);
+}
+
+static inline struct lc_xdent *lci_xd(const struct lc_dent *d)
+{
+	return (struct lc_xdent *)(uintptr_t)((const char *)d -
+					      offsetof(struct lc_xdent, d));
+}
+
+/* One slot of a directory's cookie-ordered array, 8 bytes: a dentry
+ * pointer (low bit clear; the dentry knows its cookie) or, for a removed
+ * entry, a tombstone cookie << 1 | 1 that keeps the array searchable. */
+struct lc_dslot {
+	uint64_t v;
+};
+
+static inline struct lc_dent *lci_slot_dent(struct lc_dslot sl)
+{
+	return sl.v & 1u ? NULL : (struct lc_dent *)(uintptr_t)sl.v;
+}
+
+static inline struct lc_dslot lci_slot(const struct lc_dent *d)
+{
+	return (struct lc_dslot){ (uint64_t)(uintptr_t)d };
+}
+
+static inline struct lc_dslot lci_tomb(uint64_t cookie)
+{
+	return (struct lc_dslot){ cookie << 1 | 1u };
+}
+
 
 /* Directory contents in cookie order. */
 struct lc_dir {
@@ -70,27 +140,62 @@ struct lc_dir {
 	uint64_t next_cookie;
 };
 
+/*
+ * An inode with its first name.  nlink is not stored: it is the number of
+ * names (regular files, symlinks) or 2 + subdirectories (a directory that
+ * has its name).  Keep this small: it is most of the cost of a file.
+ */
 struct lc_inode {
 	struct lc_inode *hnext;
 	uint64_t ino;
 	int64_t atime, mtime, ctime;
-	struct lc_dent *links;         /* names, oldest first */
 	union {
 		uint8_t *data;         /* regular: content; symlink: target */
 		struct lc_dir *dir;
 	} u;
-	struct lc_iext *x;
-	struct lc_lk *lk;
-	uint32_t uid, gid, nlink, size;
+	struct lc_iext *x;             /* rare attributes, lock state, names */
+	uint32_t uid, gid, size;
 	uint16_t mode;
 	uint8_t kind;
+	uint8_t d0cap;                 /* name bytes d0 has room for */
+	struct lc_dent d0;             /* first name; its bytes follow */
 };
+
+#define LCI_D0(ip) (&(ip)->d0)
+
+/* The inode a name belongs to. */
+static inline struct lc_inode *lci_child(const struct lc_dent *d)
+{
+	if (d->ck & LCI_DENT_SEP)
+		return lci_xd(d)->child;
+	return (struct lc_inode *)(uintptr_t)((const char *)d -
+					      offsetof(struct lc_inode, d0));
+}
+
+/* An inode's first name (the oldest), or NULL when it has none. */
+static inline struct lc_dent *lci_first_name(const struct lc_inode *ip)
+{
+	if (ip->d0.dir)
+		return (struct lc_dent *)(uintptr_t)&ip->d0;
+	return ip->x && ip->x->names ? &ip->x->names->d : NULL;
+}
+
+/* The name after d in the inode's list, or NULL. */
+static inline struct lc_dent *lci_next_name(const struct lc_inode *ip,
+					    const struct lc_dent *d)
+{
+	if (!(d->ck & LCI_DENT_SEP))
+		return ip->x && ip->x->names ? &ip->x->names->d : NULL;
+	return lci_xd(d)->lnext ? &lci_xd(d)->lnext->d : NULL;
+}
+
 
 /* A lock holder or a queued request. */
 struct lc_req {
 	struct lc_req *prev, *next;    /* in the inode's list */
 	struct lc_req *hnext;          /* (origin, serial) hash */
-	struct lc_req *onext;          /* flock (ino, session, owner) hash */
+	struct lc_req *onext;          /* (ino, session, owner) hash: flock
+	                                  records and queued POSIX requests */
 	struct lc_req *sprev, *snext;  /* in the owning session's list */
 	struct lc_inode *ip;
 	uint64_t origin, serial;
@@ -115,6 +220,7 @@ struct lc_lk {
 	uint64_t ewma_ms;
 	uint32_t nfl_sh, nfl_ex, nfl_w, nfl_wx, npx_h, npx_w;
 	uint8_t has_ewma, on_list;
+	uint8_t px_full;               /* next POSIX walk must look at all */
 };
 
 struct lc_dedup {
@@ -132,8 +238,11 @@ struct lc_sess {
 	uint64_t nreqs;
 	struct lc_req *reqs;           /* holders and waiters owned by it */
 	struct lc_inode *eph;          /* ephemeral files it created */
+	struct lc_pin *pins;           /* inodes it has open */
 	struct lc_dedup win[LC_DEDUP_WINDOW];
 };
+
+static inline uint64_t lci_slot_cookie(struct lc_dslot sl);
 
 struct lc_state {
 	struct lc_inode **itab;
@@ -155,6 +264,9 @@ struct lc_state {
 	uint64_t nholders, nwaiters;
 };
 
+/* Lock state of an inode, or NULL when it was never locked. */
+#define LCI_LK(ip) ((ip)->x ? (ip)->x->lk : NULL)
+
 /* Per-command context. */
 struct lc_ctx {
 	struct lc_state *s;
@@ -163,6 +275,11 @@ struct lc_ctx {
 	uint64_t origin;
 	uint64_t now;
 };
+
+static inline uint64_t lci_slot_cookie(struct lc_dslot sl)
+{
+	return sl.v & 1u ? sl.v >> 1 : lci_dcookie(lci_slot_dent(sl));
+}
 
 /* ---- state.c ---- */
 uint64_t lci_fnv(uint64_t h, const void *p, size_t n);
@@ -184,7 +301,8 @@ int lci_otab_reserve(struct lc_state *s, size_t extra);
 void lci_oinsert(struct lc_state *s, struct lc_req *r);
 void lci_oremove(struct lc_state *s, struct lc_req *r);
 struct lc_req *lci_ofind(const struct lc_state *s, uint64_t ino,
-			 uint64_t session, uint64_t owner);
+			 uint64_t session, uint64_t owner, bool posix);
+struct lc_req *lci_onext(const struct lc_req *r, bool posix);
 struct lc_sess *lci_sess(const struct lc_state *s, uint64_t id);
 struct lc_dedup *lci_dedup_find(struct lc_sess *se, uint64_t serial);
 void lci_req_done(struct lc_state *s, uint64_t origin, uint64_t serial,
@@ -209,10 +327,19 @@ void lci_eph_unlink(struct lc_state *s, struct lc_inode *ip);
 void lci_eph_link(struct lc_state *s, struct lc_inode *ip);
 int lci_dir_add(struct lc_state *s, struct lc_inode *dir, struct lc_dent *d);
 int lci_dir_reserve(struct lc_inode *dir);
-struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind);
+struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind, size_t namecap);
+uint32_t lci_nlink(const struct lc_inode *ip);
+struct lc_dent *lci_xdent_new(struct lc_inode *child, const char *name,
+			      size_t len);
+void lci_dent_free(struct lc_dent *d);
 int lci_xattr_put(struct lc_inode *ip, const char *name, size_t nlen,
 		  const void *val, size_t vlen, uint32_t flags);
 void lci_link_append(struct lc_inode *ip, struct lc_dent *d);
+uint32_t lci_dir_slot(const struct lc_dir *d, const struct lc_dent *e);
+struct lc_pin *lci_pin_find(const struct lc_inode *ip, uint64_t session);
+void lci_pin_link(struct lc_state *s, struct lc_inode *ip, struct lc_pin *p);
+void lci_pin_drop(struct lc_state *s, struct lc_pin *p);
+void lci_pin_put(struct lc_state *s, struct lc_inode *ip, uint64_t session);
 
 /* ---- locks.c ---- */
 int lci_lock_apply(struct lc_ctx *x, uint64_t *ino, uint64_t *token);
@@ -221,6 +348,7 @@ int lci_session_drop(struct lc_ctx *x, struct lc_sess *se);
 void lci_lk_free(struct lc_state *s, struct lc_inode *ip);
 bool lci_lk_busy(const struct lc_inode *ip);
 int lci_run_queue(struct lc_ctx *x, struct lc_inode *ip);
+int lci_run_flock(struct lc_ctx *x, struct lc_inode *ip);
 void lci_req_attach(struct lc_state *s, struct lc_req *r);
 struct lc_lk *lci_lk_get(struct lc_state *s, struct lc_inode *ip);
 void lci_rl_append(struct lc_rlist *l, struct lc_req *r);

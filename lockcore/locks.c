@@ -55,22 +55,27 @@ static void rl_remove(struct lc_rlist *l, struct lc_req *r)
 	r->prev = r->next = NULL;
 }
 
-/* Lock state of an inode, created on first use (NULL on ENOMEM). */
+/* Lock state of an inode, created on first use (NULL on ENOMEM).  It
+ * lives in the rare-attribute block: most files are never locked. */
 struct lc_lk *lci_lk_get(struct lc_state *s, struct lc_inode *ip)
 {
+	struct lc_iext *x = lci_iext(ip);
+
 	(void)s;
-	if (!ip->lk) {
-		ip->lk = calloc(1, sizeof(*ip->lk));
-		if (ip->lk)
-			ip->lk->ip = ip;
+	if (!x)
+		return NULL;
+	if (!x->lk) {
+		x->lk = calloc(1, sizeof(*x->lk));
+		if (x->lk)
+			x->lk->ip = ip;
 	}
-	return ip->lk;
+	return x->lk;
 }
 
 /* Has the inode any holder or waiter? */
 bool lci_lk_busy(const struct lc_inode *ip)
 {
-	const struct lc_lk *lk = ip->lk;
+	const struct lc_lk *lk = LCI_LK(ip);
 
 	return lk && (lk->fh.h || lk->ph.h || lk->fw.h || lk->pw.h);
 }
@@ -79,7 +84,7 @@ bool lci_lk_busy(const struct lc_inode *ip)
  * for teardown, or when the lock state is idle. */
 void lci_lk_free(struct lc_state *s, struct lc_inode *ip)
 {
-	struct lc_lk *lk = ip->lk;
+	struct lc_lk *lk = LCI_LK(ip);
 	struct lc_rlist *ls[4];
 
 	(void)s;
@@ -100,7 +105,7 @@ void lci_lk_free(struct lc_state *s, struct lc_inode *ip)
 		}
 	}
 	free(lk);
-	ip->lk = NULL;
+	ip->x->lk = NULL;
 }
 
 /* Keeps the state's list of locked inodes in step with the lists. */
@@ -192,26 +197,26 @@ static void sess_unlink(struct lc_state *s, struct lc_req *r)
 /* Attaches a filled request at the end of its list (the rtab has room). */
 void lci_req_attach(struct lc_state *s, struct lc_req *r)
 {
-	struct lc_lk *lk = r->ip->lk;
+	struct lc_lk *lk = LCI_LK(r->ip);
 
 	lci_rl_append(req_list(lk, r), r);
 	count(s, lk, r, 1);
 	sess_link(s, r);
 	lci_rinsert(s, r);
-	if (!r->posix)
+	if (!r->posix || r->waiting)
 		lci_oinsert(s, r);
 	lk_track(s, lk);
 }
 
 static void req_detach(struct lc_state *s, struct lc_req *r)
 {
-	struct lc_lk *lk = r->ip->lk;
+	struct lc_lk *lk = LCI_LK(r->ip);
 
 	rl_remove(req_list(lk, r), r);
 	count(s, lk, r, -1);
 	sess_unlink(s, r);
 	lci_rremove(s, r);
-	if (!r->posix)
+	if (!r->posix || r->waiting)
 		lci_oremove(s, r);
 	lk_track(s, lk);
 }
@@ -236,7 +241,7 @@ static void drop_holder(struct lc_ctx *x, struct lc_req *r, enum drop_why why)
 	struct lc_state *s = x->s;
 
 	if (why != WHY_MERGE)
-		ewma_add(r->ip->lk, r->since_ns, x->now);
+		ewma_add(LCI_LK(r->ip), r->since_ns, x->now);
 	if (why == WHY_RELEASE)
 		s->releases++;
 	else if (why == WHY_EXPIRE)
@@ -295,13 +300,32 @@ static const struct lc_req *px_holder_conflict(const struct lc_lk *lk,
 	return NULL;
 }
 
-/* Any queued POSIX request before `stop` (NULL: all) in conflict? */
+/* Does a lock held by (session, owner) stand in the way of waiter w? */
+static bool px_waits_for(const struct lc_lk *lk, const struct lc_req *w,
+			 uint64_t session, uint64_t owner)
+{
+	for (const struct lc_req *h = lk->ph.h; h; h = h->next)
+		if (same_owner(h, session, owner) &&
+		    px_conflict(h, w->session, w->owner, w->type, w->start,
+				w->end))
+			return true;
+	return false;
+}
+
+/*
+ * Any queued POSIX request before `stop` (NULL: all) in conflict?  FIFO
+ * keeps a later request from overtaking an earlier one, except that an
+ * owner never queues behind a waiter that is waiting for that owner's own
+ * locks: the waiter cannot go first anyway, and queueing would deadlock
+ * the two (Linux grants such a re-lock or upgrade at once).
+ */
 static bool px_queue_conflict(const struct lc_lk *lk, const struct lc_req *stop,
 			      uint64_t session, uint64_t owner, uint8_t type,
 			      uint64_t start, uint64_t end)
 {
 	for (const struct lc_req *w = lk->pw.h; w && w != stop; w = w->next)
-		if (px_conflict(w, session, owner, type, start, end))
+		if (px_conflict(w, session, owner, type, start, end) &&
+		    !px_waits_for(lk, w, session, owner))
 			return true;
 	return false;
 }
@@ -404,44 +428,180 @@ static void grant_flock(struct lc_ctx *x, struct lc_lk *lk, struct lc_req *r)
 	lci_req_done(x->s, r->origin, r->serial, 0, r->token);
 }
 
-/* Grants, in queue order, every queued request that conflicts neither
- * with holders nor with an earlier request still queued. */
-int lci_run_queue(struct lc_ctx *x, struct lc_inode *ip)
+/* Grants queued flock requests from the head while they fit: the first
+ * request that cannot go blocks all later ones (a blocked writer conflicts
+ * with everything, a blocked reader is blocked by a cause that blocks
+ * later readers too). */
+static void run_flock(struct lc_ctx *x, struct lc_lk *lk)
 {
-	struct lc_lk *lk = ip->lk;
-	uint32_t slots = slots_of(ip);
-	struct lc_req *r, *n;
+	uint32_t slots = slots_of(lk->ip);
+	struct lc_req *r;
 
-	if (!lk)
-		return 0;
-	/* flock: the first request that cannot go blocks all later ones (a
-	 * blocked writer conflicts with everything, a blocked reader is
-	 * blocked by a cause that blocks later readers too). */
 	while ((r = lk->fw.h) && fl_fits(lk, slots, r->type))
 		grant_flock(x, lk, r);
+}
+
+/* Other queued POSIX requests of (session, owner) on the inode than
+ * `self` (found through the owner hash, not by walking the queue). */
+static bool px_owner_waits(const struct lc_state *s, const struct lc_lk *lk,
+			   uint64_t session, uint64_t owner,
+			   const struct lc_req *self)
+{
+	for (const struct lc_req *r = lci_ofind(s, lk->ip->ino, session, owner,
+						  true);
+	     r; r = lci_onext(r, true))
+		if (r != self)
+			return true;
+	return false;
+}
+
+#define WALK_OWNERS 4
+
+/* Owners granted during one queue walk. */
+struct walk {
+	uint64_t lo, hi;               /* where something may have got free */
+	struct { uint64_t session, owner; } go[WALK_OWNERS];
+	unsigned ngo;
+	bool many;                     /* more owners than go[] holds */
+};
+
+static bool walk_owner(const struct walk *w, const struct lc_req *r)
+{
+	for (unsigned i = 0; i < w->ngo; i++)
+		if (same_owner(r, w->go[i].session, w->go[i].owner))
+			return true;
+	return w->many;
+}
+
+/*
+ * May the walk stop at `b`, a waiter that just proved blocked?  Only when
+ * no later waiter can have become grantable: b is a writer covering the
+ * whole range where something got free (so any later waiter there
+ * conflicts with b and stays queued behind it), nobody who could be
+ * excused from queueing behind b (b's own owner, the owners b waits for)
+ * has another waiter, and no owner granted in this walk has one either
+ * (a new grant can excuse its owner's later waiters).
+ */
+static bool walk_can_stop(const struct lc_state *s, const struct lc_lk *lk,
+			  const struct walk *w, const struct lc_req *b)
+{
+	if (b->type != LC_WRLCK || b->start > w->lo || b->end < w->hi ||
+	    w->many)
+		return false;
+	if (px_owner_waits(s, lk, b->session, b->owner, b))
+		return false;
+	for (unsigned i = 0; i < w->ngo; i++)
+		if (px_owner_waits(s, lk, w->go[i].session, w->go[i].owner,
+				   NULL))
+			return false;
+	for (const struct lc_req *h = lk->ph.h; h; h = h->next)
+		if (px_conflict(h, b->session, b->owner, b->type, b->start,
+				b->end) &&
+		    px_owner_waits(s, lk, h->session, h->owner, NULL))
+			return false;
+	return true;
+}
+
+/* Does granting r turn a write lock of its owner into a read lock (the
+ * only way a grant can free anything for requests queued before it)? */
+static bool px_downgrades(const struct lc_lk *lk, const struct lc_req *r)
+{
+	if (r->type != LC_RDLCK)
+		return false;
+	for (const struct lc_req *h = lk->ph.h; h; h = h->next)
+		if (same_owner(h, r->session, r->owner) &&
+		    h->type == LC_WRLCK && overlap(h, r->start, r->end))
+			return true;
+	return false;
+}
+
+/*
+ * Grants, in queue order, every queued POSIX request that conflicts
+ * neither with holders nor with an earlier request still queued, after a
+ * change that may have freed something within [lo, hi] (holders released
+ * or downgraded, queued requests withdrawn there).
+ *
+ * Before the change no queued request could be granted (every walk ends
+ * that way), so a request that overlaps nothing that changed, and whose
+ * owner got nothing in this walk, is still blocked and is skipped without
+ * looking at holders or the queue; and the walk stops early when
+ * walk_can_stop() proves the rest blocked.  A failed allocation leaves
+ * the queue unsettled: the next walk then looks at everything.
+ */
+static void run_posix(struct lc_ctx *x, struct lc_lk *lk, uint64_t lo,
+		      uint64_t hi)
+{
+	struct walk w = { .lo = lo, .hi = hi };
+	bool full = lk->px_full;
+	struct lc_req *r, *n;
+
+	if (lo > hi)
+		return;
+	lk->px_full = 0;
 	for (r = lk->pw.h; r; r = n) {
-		struct lc_req *spare = NULL;
+		struct lc_req *spare;
+		bool down;
 
 		n = r->next;
+		if (!full && !overlap(r, w.lo, w.hi) && !walk_owner(&w, r))
+			continue;
 		if (px_holder_conflict(lk, r->session, r->owner, r->type,
 				       r->start, r->end) ||
 		    px_queue_conflict(lk, r, r->session, r->owner, r->type,
-				      r->start, r->end))
+				      r->start, r->end)) {
+			if (!full && walk_can_stop(x->s, lk, &w, r))
+				break;
 			continue;
+		}
 		spare = malloc(sizeof(*spare));
 		if (!spare || lci_rtab_reserve(x->s, 2)) {
 			free(spare);
+			lk->px_full = 1;
 			break;          /* ENOMEM: grant later */
 		}
+		down = px_downgrades(lk, r);
 		req_detach(x->s, r);
 		px_apply(x, lk, r->session, r->owner, r->type, r->start,
 			 r->end, r, &spare);
 		free(spare);
-		lci_emit(x, r->origin, r->serial, 0, ip->ino, r->token);
+		lci_emit(x, r->origin, r->serial, 0, lk->ip->ino, r->token);
 		lci_req_done(x->s, r->origin, r->serial, 0, r->token);
-		/* Merging may have freed the record `n` pointed at. */
-		n = lk->pw.h;
+		/* r left the queue: later requests it held back may go. */
+		if (r->start < w.lo)
+			w.lo = r->start;
+		if (r->end > w.hi)
+			w.hi = r->end;
+		if (!walk_owner(&w, r)) {
+			w.go[w.ngo].session = r->session;
+			w.go[w.ngo].owner = r->owner;
+			w.ngo++;
+			w.many = w.ngo == WALK_OWNERS;
+		}
+		/* A downgrade may let earlier readers in: start over. */
+		if (down)
+			n = lk->pw.h;
 	}
+}
+
+/* Settles both queues of an inode after any change (slots, session end):
+ * the POSIX queue is looked at as a whole. */
+int lci_run_queue(struct lc_ctx *x, struct lc_inode *ip)
+{
+	struct lc_lk *lk = LCI_LK(ip);
+
+	if (!lk)
+		return 0;
+	run_flock(x, lk);
+	lk->px_full = 1;
+	run_posix(x, lk, 0, LC_OFF_MAX);
+	return 0;
+}
+
+/* Settles the flock queue only (flock and POSIX never conflict). */
+int lci_run_flock(struct lc_ctx *x, struct lc_inode *ip)
+{
+	if (LCI_LK(ip))
+		run_flock(x, LCI_LK(ip));
 	return 0;
 }
 
@@ -493,7 +653,7 @@ static struct lc_req *find_own(const struct lc_state *s,
 			       const struct lc_inode *ip, bool waiting,
 			       uint64_t sid, uint64_t owner)
 {
-	struct lc_req *r = lci_ofind(s, ip->ino, sid, owner);
+	struct lc_req *r = lci_ofind(s, ip->ino, sid, owner, false);
 
 	return r && r->waiting == waiting ? r : NULL;
 }
@@ -502,7 +662,7 @@ static int do_flock(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 		    uint64_t *token)
 {
 	const struct lc_cmd *c = x->c;
-	struct lc_lk *lk = ip->lk;
+	struct lc_lk *lk = LCI_LK(ip);
 	struct lc_req *h, *w, *r;
 
 	h = find_own(x->s, ip, false, sid, c->who.owner);
@@ -510,7 +670,7 @@ static int do_flock(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 	if (c->lock_type == LC_UNLCK) {
 		if (h)
 			drop_holder(x, h, WHY_RELEASE);
-		return lci_run_queue(x, ip);
+		return lci_run_flock(x, ip);
 	}
 	if (h && h->type == c->lock_type) {
 		*token = h->token;
@@ -525,9 +685,9 @@ static int do_flock(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 		drop_waiter(x, w, -EINTR);
 	if (h) {
 		drop_holder(x, h, WHY_RELEASE);
-		lci_run_queue(x, ip);
+		lci_run_flock(x, ip);
 	} else if (w) {
-		lci_run_queue(x, ip);
+		lci_run_flock(x, ip);
 	}
 	if (fl_fits(lk, slots_of(ip), r->type) &&
 	    (r->type == LC_WRLCK ? !lk->nfl_w : !lk->nfl_wx)) {
@@ -549,10 +709,10 @@ static int do_setlk(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 		    uint64_t *token)
 {
 	const struct lc_cmd *c = x->c;
-	struct lc_lk *lk = ip->lk;
+	struct lc_lk *lk = LCI_LK(ip);
 	struct lc_req *r, *spare;
 
-	if (lci_rtab_reserve(x->s, 2))
+	if (lci_rtab_reserve(x->s, 2) || lci_otab_reserve(x->s, 1))
 		return -ENOMEM;
 	r = req_new(x, ip, sid, true);
 	spare = req_new(x, ip, sid, true);
@@ -566,18 +726,22 @@ static int do_setlk(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 			 NULL, &spare);
 		free(r);
 		free(spare);
-		return lci_run_queue(x, ip);
+		run_posix(x, lk, c->start, c->end);
+		return 0;
 	}
 	if (!px_holder_conflict(lk, sid, c->who.owner, c->lock_type, c->start,
 				c->end) &&
 	    !px_queue_conflict(lk, NULL, sid, c->who.owner, c->lock_type,
 			       c->start, c->end)) {
+		bool down = px_downgrades(lk, r);
+
 		px_apply(x, lk, sid, c->who.owner, c->lock_type, c->start,
 			 c->end, r, &spare);
 		free(spare);
 		*token = r->token;
-		/* A downgrade or a shrink may let waiters in. */
-		lci_run_queue(x, ip);
+		/* Only a downgrade frees anything for the queue. */
+		if (down)
+			run_posix(x, lk, c->start, c->end);
 		return 0;
 	}
 	free(spare);
@@ -589,12 +753,21 @@ static int do_setlk(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 	return LC_PENDING;
 }
 
+static int cmp_qseq(const void *a, const void *b)
+{
+	uint64_t x = (*(struct lc_req *const *)a)->qseq;
+	uint64_t y = (*(struct lc_req *const *)b)->qseq;
+
+	return x < y ? -1 : x > y;
+}
+
 static int do_release(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 		      bool posix)
 {
-	struct lc_lk *lk = ip->lk;
-	uint64_t owner = x->c->who.owner;
-	struct lc_req *r, *n;
+	struct lc_lk *lk = LCI_LK(ip);
+	uint64_t owner = x->c->who.owner, lo = LC_OFF_MAX, hi = 0;
+	struct lc_req *r, *n, *one = NULL, **wv = NULL;
+	size_t nw;
 
 	if (!posix) {
 		if ((r = find_own(x->s, ip, true, sid, owner))) {
@@ -603,21 +776,47 @@ static int do_release(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 		}
 		if ((r = find_own(x->s, ip, false, sid, owner)))
 			drop_holder(x, r, WHY_RELEASE);
-	} else {
-		for (r = lk->pw.h; r; r = n) {
-			n = r->next;
-			if (same_owner(r, sid, owner)) {
-				x->s->interrupts++;
-				drop_waiter(x, r, -EINTR);
-			}
-		}
-		for (r = lk->ph.h; r; r = n) {
-			n = r->next;
-			if (same_owner(r, sid, owner))
-				drop_holder(x, r, WHY_RELEASE);
+		return lci_run_flock(x, ip);
+	}
+	/* The owner's queued requests, found by owner rather than by a walk
+	 * of the queue, and answered in queue order (the hash chain's order
+	 * is not something any node may let show). */
+	nw = 0;
+	for (r = lci_ofind(x->s, ip->ino, sid, owner, true); r;
+	     r = lci_onext(r, true))
+		nw++;
+	if (nw > 1) {
+		wv = malloc(nw * sizeof(*wv));
+		if (!wv)
+			return -ENOMEM;
+		nw = 0;
+		for (r = lci_ofind(x->s, ip->ino, sid, owner, true); r;
+		     r = lci_onext(r, true))
+			wv[nw++] = r;
+		qsort(wv, nw, sizeof(*wv), cmp_qseq);
+	} else if (nw) {
+		wv = &one;
+		one = lci_ofind(x->s, ip->ino, sid, owner, true);
+	}
+	for (size_t i = 0; i < nw; i++) {
+		r = wv[i];
+		lo = r->start < lo ? r->start : lo;
+		hi = r->end > hi ? r->end : hi;
+		x->s->interrupts++;
+		drop_waiter(x, r, -EINTR);
+	}
+	if (wv != &one)
+		free(wv);
+	for (r = lk->ph.h; r; r = n) {
+		n = r->next;
+		if (same_owner(r, sid, owner)) {
+			lo = r->start < lo ? r->start : lo;
+			hi = r->end > hi ? r->end : hi;
+			drop_holder(x, r, WHY_RELEASE);
 		}
 	}
-	return lci_run_queue(x, ip);
+	run_posix(x, lk, lo, hi);
+	return 0;
 }
 
 /* FLOCK, SETLK, RELEASE and FLUSH. */
@@ -633,11 +832,15 @@ int lci_lock_apply(struct lc_ctx *x, uint64_t *ino, uint64_t *token)
 		return rel ? 0 : -ENOENT;
 	if (ip->kind != LC_REG)
 		return rel ? 0 : -EINVAL;
+	/* The handle closes: its pin goes, whatever happens to locks. */
+	if (c->type == LC_CMD_RELEASE && (c->flags & LC_RELEASE_UNPIN))
+		lci_pin_put(x->s, ip, x->origin);
 	r = owner_session(x, &sid);
-	if (r)
+	if (r || (rel && !LCI_LK(ip))) {
+		if (rel)
+			lci_maybe_free(x->s, ip);
 		return rel ? 0 : r;
-	if (rel && !ip->lk)
-		return 0;
+	}
 	if (!lci_lk_get(x->s, ip))
 		return -ENOMEM;
 	switch (c->type) {
@@ -662,6 +865,8 @@ int lci_cancel(struct lc_ctx *x, uint64_t *ino)
 {
 	struct lc_req *t;
 	struct lc_inode *ip;
+	uint64_t lo, hi;
+	bool posix;
 
 	if (!x->origin)
 		return -ENOENT;
@@ -670,16 +875,22 @@ int lci_cancel(struct lc_ctx *x, uint64_t *ino)
 		return -ENOENT;
 	ip = t->ip;
 	*ino = ip->ino;
+	if (t->posix && !t->waiting)
+		return -ENOENT;
+	posix = t->posix;
+	lo = t->start;
+	hi = t->end;
 	if (t->waiting) {
 		x->s->interrupts++;
 		drop_waiter(x, t, -EINTR);
-	} else if (!t->posix) {
+	} else {
 		lci_req_done(x->s, t->origin, t->serial, -EINTR, 0);
 		drop_holder(x, t, WHY_RELEASE);
-	} else {
-		return -ENOENT;
 	}
-	lci_run_queue(x, ip);
+	if (posix)
+		run_posix(x, LCI_LK(ip), lo, hi);
+	else
+		lci_run_flock(x, ip);
 	lci_maybe_free(x->s, ip);
 	return 0;
 }
@@ -735,6 +946,13 @@ int lci_session_drop(struct lc_ctx *x, struct lc_sess *se)
 	free(rv);
 	while (se->eph)
 		lci_remove_all_names(s, se->eph, (int64_t)x->now);
+	/* Its open handles close: unlinked files it kept alive go. */
+	while (se->pins) {
+		struct lc_inode *ip = se->pins->ip;
+
+		lci_pin_drop(s, se->pins);
+		lci_maybe_free(s, ip);
+	}
 	for (size_t i = 0; i < ni; i++) {
 		struct lc_inode *ip = lci_iget(s, inos[i]);
 
@@ -775,9 +993,9 @@ int lc_locks(const struct lc_state *s, uint64_t ino,
 
 	if (!ip)
 		return -ENOENT;
-	if (!ip->lk)
+	if (!LCI_LK(ip))
 		return 0;
-	for (a = ip->lk->fh.h, b = ip->lk->ph.h; a || b;) {
+	for (a = LCI_LK(ip)->fh.h, b = LCI_LK(ip)->ph.h; a || b;) {
 		if (a && (!b || a->token < b->token)) {
 			r = a;
 			a = a->next;
@@ -789,7 +1007,7 @@ int lc_locks(const struct lc_state *s, uint64_t ino,
 		if (holder && holder(ctx, &li))
 			return 0;
 	}
-	for (a = ip->lk->fw.h, b = ip->lk->pw.h; a || b;) {
+	for (a = LCI_LK(ip)->fw.h, b = LCI_LK(ip)->pw.h; a || b;) {
 		if (a && (!b || a->qseq < b->qseq)) {
 			r = a;
 			a = a->next;
@@ -816,7 +1034,7 @@ int lc_locksum(const struct lc_state *s, uint64_t ino, uint64_t now_ns,
 	if (!ip)
 		return -ENOENT;
 	memset(sum, 0, sizeof(*sum));
-	lk = ip->lk;
+	lk = LCI_LK(ip);
 	if (!lk)
 		return 0;
 	sum->holders = lk->nfl_sh + lk->nfl_ex + lk->npx_h;
@@ -836,7 +1054,11 @@ int lc_locksum(const struct lc_state *s, uint64_t ino, uint64_t now_ns,
 	if (oldest != UINT64_MAX && now_ns > oldest)
 		elapsed = (now_ns - oldest) / 1000000u;
 	per = lk->has_ewma ? lk->ewma_ms : 1000;
-	eta = ((uint64_t)lk->nfl_w + 1) * per;
+	/* Saturate: hold times are clamped to ~31 years, but times a queue
+	 * length that could still overflow. */
+	eta = per && (uint64_t)lk->nfl_w + 1 > UINT64_MAX / per
+		      ? UINT64_MAX
+		      : ((uint64_t)lk->nfl_w + 1) * per;
 	sum->eta_ms = eta > elapsed ? eta - elapsed : 0;
 	return 0;
 }
@@ -852,9 +1074,9 @@ int lc_getlk(const struct lc_state *s, uint64_t ino, const struct lc_owner *who,
 		return -ENOENT;
 	if (!who || type > LC_WRLCK || start > end)
 		return -EINVAL;
-	if (type == LC_UNLCK || !ip->lk)
+	if (type == LC_UNLCK || !LCI_LK(ip))
 		return -ENOENT;
-	h = px_holder_conflict(ip->lk, who->session, who->owner, type, start,
+	h = px_holder_conflict(LCI_LK(ip), who->session, who->owner, type, start,
 			       end);
 	if (!h)
 		return -ENOENT;
@@ -871,20 +1093,20 @@ uint64_t lc_token(const struct lc_state *s, uint64_t ino,
 	const struct lc_req *r;
 	uint64_t best = 0;
 
-	if (!ip || !ip->lk)
+	if (!ip || !LCI_LK(ip))
 		return 0;
 	if (who && who->session) {
 		r = find_own(s, ip, false, who->session, who->owner);
 		if (r)
 			return r->token;
-		for (r = ip->lk->ph.h; r; r = r->next)
+		for (r = LCI_LK(ip)->ph.h; r; r = r->next)
 			if (same_owner(r, who->session, who->owner) &&
 			    r->token > best)
 				best = r->token;
 		if (best)
 			return best;
 	}
-	return ip->lk->last_token;
+	return LCI_LK(ip)->last_token;
 }
 
 static int cmp_u64(const void *a, const void *b)

@@ -20,15 +20,25 @@
 
 /* ---- inodes ------------------------------------------------------------- */
 
-/* A fresh inode of `kind`, not in any table, nlink 0. */
-struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind)
+/* A fresh inode of `kind`, not in any table, nlink 0, with room for a
+ * first name of `namecap` bytes (rounded up to what the allocator would
+ * waste anyway, so that a rename to a slightly longer name fits too). */
+struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind, size_t namecap)
 {
-	struct lc_inode *ip = calloc(1, sizeof(*ip));
+	size_t base = offsetof(struct lc_inode, d0) + sizeof(struct lc_dent);
+	size_t cap = namecap ? ((base + namecap + 8 + 15) & ~(size_t)15) - 8 -
+				       base
+			     : 0;
+	struct lc_inode *ip;
 
+	if (cap > LC_NAME_MAX)
+		cap = namecap > LC_NAME_MAX ? namecap : LC_NAME_MAX;
+	ip = calloc(1, base + cap);
 	if (!ip)
 		return NULL;
 	ip->ino = ino;
 	ip->kind = kind;
+	ip->d0cap = (uint8_t)(cap > 255 ? 255 : cap);
 	if (kind == LC_DIR) {
 		ip->u.dir = calloc(1, sizeof(*ip->u.dir));
 		if (!ip->u.dir) {
@@ -38,6 +48,50 @@ struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind)
 		ip->u.dir->next_cookie = 1;
 	}
 	return ip;
+}
+
+/* Link count: names of a file; 2 + subdirectories of a directory that is
+ * still in the tree (the root always is). */
+uint32_t lci_nlink(const struct lc_inode *ip)
+{
+	uint32_t n = 0;
+
+	if (ip->kind == LC_DIR)
+		return ip->ino == LC_INO_ROOT || lci_first_name(ip)
+			       ? 2 + ip->u.dir->nsub
+			       : 0;
+	for (const struct lc_dent *d = lci_first_name(ip); d;
+	     d = lci_next_name(ip, d))
+		n++;
+	return n;
+}
+
+/* A separate name record for `child` (NULL on ENOMEM); not yet in any
+ * directory. */
+struct lc_dent *lci_xdent_new(struct lc_inode *child, const char *name,
+			      size_t len)
+{
+	struct lc_xdent *xd = calloc(1, sizeof(*xd) + len);
+
+	if (!xd)
+		return NULL;
+	xd->child = child;
+	xd->d.ck = LCI_DENT_SEP | (uint64_t)len;
+	if (len)
+		memcpy(lci_dname(&xd->d), name, len);
+	return &xd->d;
+}
+
+/* Frees a name that is out of every table: a separate record is freed, an
+ * embedded one is marked unused (its memory is the inode's). */
+void lci_dent_free(struct lc_dent *d)
+{
+	if (d->ck & LCI_DENT_SEP) {
+		free(lci_xd(d));
+	} else {
+		d->dir = NULL;
+		d->hnext = NULL;
+	}
 }
 
 /* The rare-attribute block, allocated on first use (NULL on ENOMEM). */
@@ -60,7 +114,7 @@ void lci_attr(const struct lc_inode *ip, struct lc_attr *a)
 	a->mode = ip->mode;
 	a->uid = ip->uid;
 	a->gid = ip->gid;
-	a->nlink = ip->nlink;
+	a->nlink = lci_nlink(ip);
 	a->size = ip->size;
 	a->atime_ns = ip->atime;
 	a->mtime_ns = ip->mtime;
@@ -72,43 +126,54 @@ void lci_attr(const struct lc_inode *ip, struct lc_attr *a)
 	}
 }
 
-/* Appends a name to the inode's list of names (oldest first). */
+/* Appends a separate name to the inode's list of names (oldest first);
+ * the inode has its lc_iext already. */
 void lci_link_append(struct lc_inode *ip, struct lc_dent *d)
 {
-	struct lc_dent **pp = &ip->links;
+	struct lc_xdent **pp = &ip->x->names;
 
 	while (*pp)
 		pp = &(*pp)->lnext;
-	d->lnext = NULL;
-	*pp = d;
+	lci_xd(d)->lnext = NULL;
+	*pp = lci_xd(d);
 }
 
+/* Takes a name out of the inode's list (an embedded one by the caller's
+ * lci_dent_free()). */
 static void link_remove(struct lc_inode *ip, struct lc_dent *d)
 {
-	struct lc_dent **pp = &ip->links;
+	struct lc_xdent **pp;
 
-	while (*pp && *pp != d)
-		pp = &(*pp)->lnext;
+	if (!(d->ck & LCI_DENT_SEP) || !ip->x)
+		return;
+	for (pp = &ip->x->names; *pp && *pp != lci_xd(d); pp = &(*pp)->lnext)
+		;
 	if (*pp)
-		*pp = d->lnext;
-	d->lnext = NULL;
+		*pp = lci_xd(d)->lnext;
+	lci_xd(d)->lnext = NULL;
 }
 
-/* Puts `nd` where `od` was in the inode's name list. */
+/* Puts the separate name `nd` where `od` is in the inode's list (first,
+ * when od is the embedded name); the inode has its lc_iext. */
 static void link_replace(struct lc_inode *ip, struct lc_dent *od,
 			 struct lc_dent *nd)
 {
-	struct lc_dent **pp = &ip->links;
+	struct lc_xdent **pp;
 
-	while (*pp && *pp != od)
-		pp = &(*pp)->lnext;
+	if (!(od->ck & LCI_DENT_SEP)) {
+		lci_xd(nd)->lnext = ip->x->names;
+		ip->x->names = lci_xd(nd);
+		return;
+	}
+	for (pp = &ip->x->names; *pp && *pp != lci_xd(od); pp = &(*pp)->lnext)
+		;
 	if (*pp) {
-		nd->lnext = od->lnext;
-		*pp = nd;
+		lci_xd(nd)->lnext = lci_xd(od)->lnext;
+		*pp = lci_xd(nd);
 	} else {
 		lci_link_append(ip, nd);
 	}
-	od->lnext = NULL;
+	lci_xd(od)->lnext = NULL;
 }
 
 /* ---- ttl heap ------------------------------------------------------------ */
@@ -198,7 +263,7 @@ void lci_heap_update(struct lc_state *s, struct lc_inode *ip)
 {
 	if (!ip->x)
 		return;
-	if (!ip->x->ttl_s || !ip->nlink) {
+	if (!ip->x->ttl_s || !lci_nlink(ip)) {
 		lci_heap_remove(s, ip);
 		return;
 	}
@@ -265,7 +330,7 @@ static void dir_compact(struct lc_dir *d)
 	uint32_t k = 0;
 
 	for (uint32_t i = 0; i < d->n; i++)
-		if (d->v[i].d)
+		if (lci_slot_dent(d->v[i]))
 			d->v[k++] = d->v[i];
 	d->n = k;
 }
@@ -277,6 +342,8 @@ int lci_dir_reserve(struct lc_inode *dir)
 	uint32_t ncap;
 	struct lc_dslot *nv;
 
+	if (d->next_cookie > LCI_COOKIE_MAX)
+		return -ENOSPC;        /* 2^55 names made here: cookies ran out */
 	if (d->n < d->cap)
 		return 0;
 	if (d->live < d->n / 2 + 1 && d->n > d->live) {
@@ -302,9 +369,8 @@ int lci_dir_add(struct lc_state *s, struct lc_inode *dir, struct lc_dent *d)
 
 	(void)s;
 	d->dir = dir;
-	d->cookie = dd->next_cookie++;
-	dd->v[dd->n].cookie = d->cookie;
-	dd->v[dd->n++].d = d;
+	d->ck = (d->ck & 0x1ffu) | dd->next_cookie++ << 9;
+	dd->v[dd->n++] = lci_slot(d);
 	dd->live++;
 	return 0;
 }
@@ -316,7 +382,7 @@ static uint32_t dir_find(const struct lc_dir *d, uint64_t after)
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (d->v[mid].cookie <= after)
+		if (lci_slot_cookie(d->v[mid]) <= after)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -324,13 +390,32 @@ static uint32_t dir_find(const struct lc_dir *d, uint64_t after)
 	return lo;
 }
 
+/* Position of a live entry in its directory's array (d->n if absent). */
+uint32_t lci_dir_slot(const struct lc_dir *d, const struct lc_dent *e)
+{
+	uint32_t i = dir_find(d, lci_dcookie(e) - 1);
+
+	return i < d->n && lci_slot_dent(d->v[i]) == e ? i : d->n;
+}
+
+/* Turns slot i into a tombstone (trimming it when last). */
+static void dir_tomb(struct lc_dir *d, uint32_t i)
+{
+	if (i >= d->n)
+		return;
+	d->v[i] = lci_tomb(lci_slot_cookie(d->v[i]));
+	d->live--;
+	if (i == d->n - 1)
+		d->n--;
+}
+
 static void dir_del(struct lc_inode *dir, struct lc_dent *e)
 {
 	struct lc_dir *d = dir->u.dir;
-	uint32_t i = dir_find(d, e->cookie - 1);
+	uint32_t i = lci_dir_slot(d, e);
 
-	if (i < d->n && d->v[i].d == e) {
-		d->v[i].d = NULL;
+	if (i < d->n) {
+		d->v[i] = lci_tomb(lci_dcookie(e));
 		d->live--;
 		if (d->n > 16 && d->live < d->n / 2)
 			dir_compact(d);
@@ -339,21 +424,114 @@ static void dir_del(struct lc_inode *dir, struct lc_dent *e)
 	}
 }
 
-static struct lc_dent *dent_new(const char *name, size_t len)
-{
-	struct lc_dent *d = calloc(1, sizeof(*d) + len + 1);
+/* ---- pins: open handles ------------------------------------------------- */
 
-	if (!d)
-		return NULL;
-	d->len = (uint16_t)len;
-	memcpy(d->name, name, len);
-	return d;
+/* The pin record of `session` on the inode, or NULL. */
+struct lc_pin *lci_pin_find(const struct lc_inode *ip, uint64_t session)
+{
+	for (struct lc_pin *p = ip->x ? ip->x->pins : NULL; p; p = p->inext)
+		if (p->session == session)
+			return p;
+	return NULL;
 }
 
-/* Frees an unlinked inode once nothing refers to it any more. */
+/* Links a filled pin record (ip->x exists, the session is open): the
+ * inode's list stays in session order, which the serialization uses. */
+void lci_pin_link(struct lc_state *s, struct lc_inode *ip, struct lc_pin *p)
+{
+	struct lc_sess *se = lci_sess(s, p->session);
+	struct lc_pin **pp = &ip->x->pins;
+
+	while (*pp && (*pp)->session < p->session)
+		pp = &(*pp)->inext;
+	p->ip = ip;
+	p->inext = *pp;
+	*pp = p;
+	p->sprev = NULL;
+	p->snext = se ? se->pins : NULL;
+	if (p->snext)
+		p->snext->sprev = p;
+	if (se)
+		se->pins = p;
+}
+
+/* Unlinks and frees a pin record, whatever its count. */
+void lci_pin_drop(struct lc_state *s, struct lc_pin *p)
+{
+	struct lc_sess *se = lci_sess(s, p->session);
+	struct lc_pin **pp = &p->ip->x->pins;
+
+	while (*pp && *pp != p)
+		pp = &(*pp)->inext;
+	if (*pp)
+		*pp = p->inext;
+	if (p->sprev)
+		p->sprev->snext = p->snext;
+	else if (se && se->pins == p)
+		se->pins = p->snext;
+	if (p->snext)
+		p->snext->sprev = p->sprev;
+	free(p);
+}
+
+/* Drops one open handle of `session` on the inode (none: nothing). */
+void lci_pin_put(struct lc_state *s, struct lc_inode *ip, uint64_t session)
+{
+	struct lc_pin *p = lci_pin_find(ip, session);
+
+	if (p && !--p->n)
+		lci_pin_drop(s, p);
+}
+
+/* Adds one open handle of the command's session; *spare is a record
+ * allocated beforehand, consumed when the session had none here. */
+static void pin_get(struct lc_ctx *x, struct lc_inode *ip,
+		    struct lc_pin **spare)
+{
+	struct lc_pin *p = lci_pin_find(ip, x->origin);
+
+	if (p) {
+		p->n++;
+		return;
+	}
+	p = *spare;
+	*spare = NULL;
+	p->session = x->origin;
+	p->n = 1;
+	lci_pin_link(x->s, ip, p);
+}
+
+/* OPEN: pins a regular file for the origin session. */
+static int do_open(struct lc_ctx *x, uint64_t *ino)
+{
+	struct lc_inode *ip = lci_iget(x->s, x->c->ino);
+	struct lc_pin *spare = NULL;
+
+	if (!ip)
+		return -ENOENT;
+	*ino = ip->ino;
+	if (ip->kind != LC_REG)
+		return -EINVAL;
+	if (!x->origin || !lci_sess(x->s, x->origin))
+		return -ENOLCK;
+	if (!lci_pin_find(ip, x->origin)) {
+		spare = calloc(1, sizeof(*spare));
+		if (!spare || !lci_iext(ip)) {
+			free(spare);
+			return -ENOMEM;
+		}
+	}
+	pin_get(x, ip, &spare);
+	free(spare);
+	return 0;
+}
+
+/* Frees an unlinked inode once nothing refers to it any more: no name, no
+ * lock or waiter, no open handle. */
 void lci_maybe_free(struct lc_state *s, struct lc_inode *ip)
 {
-	if (!ip || ip == s->root || ip->nlink || lci_lk_busy(ip))
+	if (!ip || ip == s->root || lci_nlink(ip) || lci_lk_busy(ip) ||
+	    (ip->x && ip->x->pins))
 		return;
 	lci_heap_remove(s, ip);
 	lci_eph_unlink(s, ip);
@@ -366,22 +544,17 @@ void lci_maybe_free(struct lc_state *s, struct lc_inode *ip)
  * afterwards unless it knows other references exist). */
 static void dent_unlink(struct lc_state *s, struct lc_dent *d, int64_t now)
 {
-	struct lc_inode *dir = d->dir, *c = d->child;
+	struct lc_inode *dir = d->dir, *c = lci_child(d);
 
 	lci_dremove(s, d);
 	dir_del(dir, d);
 	link_remove(c, d);
-	free(d);
+	lci_dent_free(d);
 	dir->mtime = dir->ctime = now;
 	c->ctime = now;
-	if (c->kind == LC_DIR) {
+	if (c->kind == LC_DIR)
 		dir->u.dir->nsub--;
-		dir->nlink--;
-		c->nlink = 0;
-	} else {
-		c->nlink--;
-	}
-	if (!c->nlink) {
+	if (!lci_nlink(c)) {
 		lci_heap_remove(s, c);
 		lci_eph_unlink(s, c);
 		lci_maybe_free(s, c);
@@ -394,11 +567,10 @@ int lci_remove_all_names(struct lc_state *s, struct lc_inode *ip,
 			 int64_t now)
 {
 	bool busy = lci_lk_busy(ip);
+	struct lc_dent *d;
 
-	while (ip->links) {
-		struct lc_dent *d = ip->links;
-
-		if (!d->lnext && !busy) {
+	while ((d = lci_first_name(ip))) {
+		if (!lci_next_name(ip, d) && !busy) {
 			dent_unlink(s, d, now);
 			return 1;
 		}
@@ -428,7 +600,7 @@ static int getdir(const struct lc_state *s, uint64_t ino,
 		return -ENOENT;
 	if (ip->kind != LC_DIR)
 		return -ENOTDIR;
-	if (ip != s->root && !ip->nlink)
+	if (ip != s->root && !lci_first_name(ip))
 		return -ENOENT;
 	*out = ip;
 	return 0;
@@ -473,29 +645,32 @@ static int make_node(struct lc_ctx *x, struct lc_inode *dir, uint8_t kind,
 	struct lc_inode *ip;
 	struct lc_dent *d;
 	int64_t now = (int64_t)x->now;
+	int r;
 
 	if (s->next_ino == UINT64_MAX)
 		return -ENOSPC;
-	if (lci_itab_reserve(s, 1) || lci_dtab_reserve(s, 1) ||
-	    lci_dir_reserve(dir))
+	r = lci_dir_reserve(dir);
+	if (r)
+		return r;
+	if (lci_itab_reserve(s, 1) || lci_dtab_reserve(s, 1))
 		return -ENOMEM;
 	if (excl && c->ttl_s && lci_heap_reserve(s))
 		return -ENOMEM;
-	ip = lci_inode_new(s->next_ino, kind);
+	ip = lci_inode_new(s->next_ino, kind, c->name_len);
 	if (!ip)
 		return -ENOMEM;
-	d = dent_new(c->name, c->name_len);
-	if (!d)
-		goto undo_inode;
+	d = LCI_D0(ip);
+	d->ck = c->name_len;
+	memcpy(lci_dname(d), c->name, c->name_len);
 	if (dlen) {
 		ip->u.data = malloc(dlen);
 		if (!ip->u.data)
-			goto undo_dent;
+			goto undo_inode;
 		memcpy(ip->u.data, data, dlen);
 		ip->size = dlen;
 	}
-	if (excl && !lci_iext(ip))
-		goto undo_dent;
+	if ((excl || (c->flags & LC_CREATE_PIN)) && !lci_iext(ip))
+		goto undo_inode;
 
 	s->next_ino++;
 	ip->uid = c->uid;
@@ -510,17 +685,10 @@ static int make_node(struct lc_ctx *x, struct lc_inode *dir, uint8_t kind,
 	}
 	ip->atime = ip->mtime = ip->ctime = now;
 	lci_iinsert(s, ip);
-	d->child = ip;
 	lci_dir_add(s, dir, d);
 	lci_dinsert(s, d);
-	lci_link_append(ip, d);
-	if (kind == LC_DIR) {
-		ip->nlink = 2;
+	if (kind == LC_DIR)
 		dir->u.dir->nsub++;
-		dir->nlink++;
-	} else {
-		ip->nlink = 1;
-	}
 	touch_dir(dir, now);
 	if (excl) {
 		ip->x->ephemeral = 1;
@@ -533,8 +701,6 @@ static int make_node(struct lc_ctx *x, struct lc_inode *dir, uint8_t kind,
 	}
 	*out = ip;
 	return 0;
-undo_dent:
-	free(d);
 undo_inode:
 	lci_inode_free(ip);
 	return -ENOMEM;
@@ -561,27 +727,47 @@ static int do_create(struct lc_ctx *x, uint64_t *ino)
 	const struct lc_cmd *c = x->c;
 	struct lc_inode *dir, *ip;
 	struct lc_dent *d;
+	struct lc_pin *spare = NULL;
+	bool pin = (c->flags & LC_CREATE_PIN) && x->origin;
 	int r;
 
-	if (c->flags & ~LC_CREATE_EXCL)
+	if (c->flags & ~(LC_CREATE_EXCL | LC_CREATE_PIN))
 		return -EINVAL;
 	r = name_target(x, c->parent, c->name, c->name_len, &dir);
 	if (r)
 		return r;
 	d = lci_dget(x->s, dir, c->name, c->name_len);
 	if (d) {
-		*ino = d->child->ino;
+		ip = lci_child(d);
+		*ino = ip->ino;
 		if (c->flags & LC_CREATE_EXCL)
 			return -EEXIST;
-		if (d->child->kind == LC_DIR)
+		if (ip->kind == LC_DIR)
 			return -EISDIR;
-		if (d->child->kind != LC_REG)
+		if (ip->kind != LC_REG)
 			return -EEXIST;
+		if (!pin)
+			return 0;
+		if (!lci_pin_find(ip, x->origin)) {
+			spare = calloc(1, sizeof(*spare));
+			if (!spare || !lci_iext(ip)) {
+				free(spare);
+				return -ENOMEM;
+			}
+		}
+		pin_get(x, ip, &spare);
+		free(spare);
 		return 0;
 	}
+	if (pin && !(spare = calloc(1, sizeof(*spare))))
+		return -ENOMEM;
 	r = make_node(x, dir, LC_REG, NULL, 0, c->flags & LC_CREATE_EXCL, &ip);
-	if (!r)
+	if (!r) {
 		*ino = ip->ino;
+		if (pin)
+			pin_get(x, ip, &spare);
+	}
+	free(spare);
 	return r;
 }
 
@@ -623,22 +809,23 @@ static int do_link(struct lc_ctx *x, uint64_t *ino)
 	r = name_target(x, c->parent, c->name, c->name_len, &dir);
 	if (r)
 		return r;
-	if (!ip->nlink)
+	if (!lci_nlink(ip))
 		return -ENOENT;
 	if (lci_dget(s, dir, c->name, c->name_len))
 		return -EEXIST;
-	if (ip->nlink == UINT32_MAX)
+	if (lci_nlink(ip) == UINT32_MAX)
 		return -EMLINK;
-	if (lci_dtab_reserve(s, 1) || lci_dir_reserve(dir))
+	r = lci_dir_reserve(dir);
+	if (r)
+		return r;
+	if (lci_dtab_reserve(s, 1) || !lci_iext(ip))
 		return -ENOMEM;
-	d = dent_new(c->name, c->name_len);
+	d = lci_xdent_new(ip, c->name, c->name_len);
 	if (!d)
 		return -ENOMEM;
-	d->child = ip;
 	lci_dir_add(s, dir, d);
 	lci_dinsert(s, d);
 	lci_link_append(ip, d);
-	ip->nlink++;
 	ip->ctime = (int64_t)x->now;
 	touch_dir(dir, (int64_t)x->now);
 	return 0;
@@ -656,12 +843,12 @@ static int do_unlink(struct lc_ctx *x, uint64_t *ino, bool rmdir)
 	d = lci_dget(x->s, dir, c->name, c->name_len);
 	if (!d)
 		return -ENOENT;
-	*ino = d->child->ino;
-	if (!rmdir && d->child->kind == LC_DIR)
+	*ino = lci_child(d)->ino;
+	if (!rmdir && lci_child(d)->kind == LC_DIR)
 		return -EISDIR;
-	if (rmdir && d->child->kind != LC_DIR)
+	if (rmdir && lci_child(d)->kind != LC_DIR)
 		return -ENOTDIR;
-	if (rmdir && d->child->u.dir->live)
+	if (rmdir && lci_child(d)->u.dir->live)
 		return -ENOTEMPTY;
 	dent_unlink(x->s, d, (int64_t)x->now);
 	return 0;
@@ -674,35 +861,101 @@ static bool inside(const struct lc_state *s, const struct lc_inode *a,
 	for (;;) {
 		if (dir == a)
 			return true;
-		if (dir == s->root || !dir->links)
+		if (dir == s->root || !lci_first_name(dir))
 			return false;
-		dir = dir->links->dir;
+		dir = lci_first_name(dir)->dir;
 	}
+}
+
+/*
+ * Renaming moves names between dentry records, never a dentry between
+ * inodes (an embedded first name belongs to its inode's memory).  A name
+ * of `ip` that takes over another spot is `od` itself when od is the
+ * embedded name and the new name fits, else a new separate record.
+ */
+struct renamed {
+	struct lc_inode *ip;
+	struct lc_dent *od, *nd;
+	uint32_t len;
+	char name[LC_NAME_MAX];
+};
+
+/* Allocation half: choose or make the record (0 or -ENOMEM). */
+static int rn_prepare(struct renamed *rn, struct lc_inode *ip,
+		      struct lc_dent *od, const char *name, size_t len)
+{
+	rn->ip = ip;
+	rn->od = od;
+	rn->len = (uint32_t)len;
+	memcpy(rn->name, name, len);
+	if (!(od->ck & LCI_DENT_SEP) && len <= ip->d0cap) {
+		rn->nd = od;
+		return 0;
+	}
+	if (!lci_iext(ip))
+		return -ENOMEM;
+	rn->nd = lci_xdent_new(ip, name, len);
+	return rn->nd ? 0 : -ENOMEM;
+}
+
+/* Change half: od is already out of the hash and its directory; give the
+ * record its new name and place, with cookie `cookie` (0: the next one of
+ * `dir`), in directory slot `slot` (dir->n: append). */
+static void rn_commit(struct lc_state *s, struct renamed *rn,
+		      struct lc_inode *dir, uint64_t cookie, uint32_t slot)
+{
+	struct lc_dent *nd = rn->nd;
+
+	if (nd == rn->od) {
+		memcpy(lci_dname(nd), rn->name, rn->len);
+		nd->ck = rn->len;
+	} else {
+		link_replace(rn->ip, rn->od, nd);
+		lci_dent_free(rn->od);
+	}
+	if (slot == dir->u.dir->n) {
+		lci_dir_add(s, dir, nd);
+	} else {
+		nd->dir = dir;
+		nd->ck = (nd->ck & 0x1ffu) | cookie << 9;
+		dir->u.dir->v[slot] = lci_slot(nd);
+	}
+	lci_dinsert(s, nd);
 }
 
 static void move_dir_count(struct lc_inode *from, struct lc_inode *to)
 {
 	from->u.dir->nsub--;
-	from->nlink--;
 	to->u.dir->nsub++;
-	to->nlink++;
 }
 
 static int do_exchange(struct lc_ctx *x, struct lc_inode *p1,
 		       struct lc_dent *d1, struct lc_inode *p2,
 		       struct lc_dent *d2)
 {
-	struct lc_inode *a = d1->child, *b = d2->child;
+	struct lc_inode *a = lci_child(d1), *b = lci_child(d2);
 	int64_t now = (int64_t)x->now;
+	uint64_t c1 = lci_dcookie(d1), c2 = lci_dcookie(d2);
+	uint32_t s1 = lci_dir_slot(p1->u.dir, d1);
+	uint32_t s2 = lci_dir_slot(p2->u.dir, d2);
+	struct renamed ra, rb;
 
 	if (a->kind == LC_DIR && p1 != p2 && inside(x->s, a, p2))
 		return -EINVAL;
 	if (b->kind == LC_DIR && p1 != p2 && inside(x->s, b, p1))
 		return -EINVAL;
-	d1->child = b;
-	d2->child = a;
-	link_replace(a, d1, d2);
-	link_replace(b, d2, d1);
+	/* a takes name 2 in d2's slot, b name 1 in d1's slot */
+	if (rn_prepare(&ra, a, d1, lci_dname(d2), lci_dlen(d2)))
+		return -ENOMEM;
+	if (rn_prepare(&rb, b, d2, lci_dname(d1), lci_dlen(d1))) {
+		if (ra.nd != ra.od)
+			lci_dent_free(ra.nd);
+		return -ENOMEM;
+	}
+	lci_dremove(x->s, d1);
+	lci_dremove(x->s, d2);
+	rn_commit(x->s, &ra, p2, c2, s2);
+	rn_commit(x->s, &rb, p1, c1, s1);
 	if (p1 != p2) {
 		if (a->kind == LC_DIR)
 			move_dir_count(p1, p2);
@@ -720,8 +973,11 @@ static int do_rename(struct lc_ctx *x, uint64_t *ino)
 	const struct lc_cmd *c = x->c;
 	struct lc_state *s = x->s;
 	struct lc_inode *p1, *p2, *src, *dst = NULL;
-	struct lc_dent *d1, *d2, *nd = NULL;
+	struct lc_dent *d1, *d2;
 	int64_t now = (int64_t)x->now;
+	struct renamed rn;
+	uint64_t cookie = 0;
+	uint32_t slot, slot1;
 	int r;
 
 	r = name_target(x, c->parent, c->name, c->name_len, &p1);
@@ -736,70 +992,67 @@ static int do_rename(struct lc_ctx *x, uint64_t *ino)
 	d1 = lci_dget(s, p1, c->name, c->name_len);
 	if (!d1)
 		return -ENOENT;
-	src = d1->child;
+	src = lci_child(d1);
 	*ino = src->ino;
 	d2 = lci_dget(s, p2, c->name2, c->name2_len);
 	if (c->flags & RENAME_EXCHANGE_F) {
 		if (!d2)
 			return -ENOENT;
-		if (d2->child == src)
+		if (lci_child(d2) == src)
 			return 0;
 		return do_exchange(x, p1, d1, p2, d2);
 	}
-	if (d2 && d2->child == src)
+	if (d2 && lci_child(d2) == src)
 		return 0;
 	if (d2 && (c->flags & RENAME_NOREPLACE_F))
 		return -EEXIST;
 	if (src->kind == LC_DIR && inside(s, src, p2))
 		return -EINVAL;
 	if (d2) {
-		dst = d2->child;
+		dst = lci_child(d2);
 		if (src->kind == LC_DIR && dst->kind != LC_DIR)
 			return -ENOTDIR;
 		if (src->kind != LC_DIR && dst->kind == LC_DIR)
 			return -EISDIR;
 		if (dst->kind == LC_DIR && dst->u.dir->live)
 			return -ENOTEMPTY;
+		/* the name keeps its cookie and its place in p2 */
+		cookie = lci_dcookie(d2);
+		slot = lci_dir_slot(p2->u.dir, d2);
 	} else {
-		if (lci_dtab_reserve(s, 1) || lci_dir_reserve(p2))
+		r = lci_dir_reserve(p2);
+		if (r)
+			return r;
+		if (lci_dtab_reserve(s, 1))
 			return -ENOMEM;
-		nd = dent_new(c->name2, c->name2_len);
-		if (!nd)
-			return -ENOMEM;
+		slot = UINT32_MAX;
 	}
+	if (rn_prepare(&rn, src, d1, c->name2, c->name2_len))
+		return -ENOMEM;
+	/* Slots are found before anything changes: the binary search reads
+	 * the cookies of live entries, and d2 is about to go. */
+	slot1 = lci_dir_slot(p1->u.dir, d1);
 
-	/* Point the destination name at src, then drop the source name. */
 	if (d2) {
+		lci_dremove(s, d2);
 		link_remove(dst, d2);
-		d2->child = src;
-		link_replace(src, d1, d2);
-		if (dst->kind == LC_DIR) {
+		lci_dent_free(d2);
+		if (dst->kind == LC_DIR)
 			p2->u.dir->nsub--;
-			p2->nlink--;
-			dst->nlink = 0;
-		} else {
-			dst->nlink--;
-		}
 		dst->ctime = now;
-	} else {
-		nd->child = src;
-		lci_dir_add(s, p2, nd);
-		lci_dinsert(s, nd);
-		link_replace(src, d1, nd);
 	}
 	lci_dremove(s, d1);
-	dir_del(p1, d1);
-	free(d1);
-	if (src->kind == LC_DIR && p1 != p2) {
-		p1->u.dir->nsub--;
-		p1->nlink--;
-		p2->u.dir->nsub++;
-		p2->nlink++;
-	}
+	/* A tombstone without compaction: `slot` must stay valid. */
+	dir_tomb(p1->u.dir, slot1);
+	if (slot == UINT32_MAX)
+		slot = p2->u.dir->n;
+	rn_commit(s, &rn, p2, cookie, slot);
+	if (src->kind == LC_DIR && p1 != p2)
+		move_dir_count(p1, p2);
 	touch_dir(p1, now);
 	touch_dir(p2, now);
 	src->ctime = now;
-	if (dst && !dst->nlink) {
+	if (dst && !lci_nlink(dst)) {
 		lci_heap_remove(s, dst);
 		lci_eph_unlink(s, dst);
 		lci_maybe_free(s, dst);
@@ -1063,8 +1316,8 @@ static int do_setxattr(struct lc_ctx *x, uint64_t *ino, bool remove)
 			old = e->slots;
 			e->slots = v;
 			ip->ctime = now;
-			if (ip->lk && (v == 0 || v > old) && old != v)
-				return lci_run_queue(x, ip);
+			if (LCI_LK(ip) && (v == 0 || v > old) && old != v)
+				return lci_run_flock(x, ip);
 			return 0;
 		}
 		e->ttl_s = v;
@@ -1138,6 +1391,8 @@ int lci_ns_apply(struct lc_ctx *x, uint64_t *ino)
 		return do_setxattr(x, ino, false);
 	case LC_CMD_REMOVEXATTR:
 		return do_setxattr(x, ino, true);
+	case LC_CMD_OPEN:
+		return do_open(x, ino);
 	default:
 		return -EINVAL;
 	}
@@ -1167,7 +1422,7 @@ int lc_lookup(const struct lc_state *s, uint64_t parent, const char *name,
 	if (!d)
 		return -ENOENT;
 	if (attr)
-		lci_attr(d->child, attr);
+		lci_attr(lci_child(d), attr);
 	return 0;
 }
 
@@ -1231,12 +1486,12 @@ int lc_readdir(const struct lc_state *s, uint64_t dir, uint64_t after,
 		return r;
 	d = ip->u.dir;
 	for (uint32_t i = dir_find(d, after); i < d->n; i++) {
-		const struct lc_dent *e = d->v[i].d;
+		const struct lc_dent *e = lci_slot_dent(d->v[i]);
 
 		if (!e)
 			continue;
-		lci_attr(e->child, &a);
-		if (fn(ctx, e->name, e->len, &a, e->cookie))
+		lci_attr(lci_child(e), &a);
+		if (fn(ctx, lci_dname(e), lci_dlen(e), &a, lci_dcookie(e)))
 			break;
 	}
 	return 0;
@@ -1253,7 +1508,7 @@ int lc_parent(const struct lc_state *s, uint64_t dir, uint64_t *parent)
 	r = getdir(s, dir, &ip);
 	if (r)
 		return r;
-	*parent = ip == s->root ? LC_INO_ROOT : ip->links->dir->ino;
+	*parent = ip == s->root ? LC_INO_ROOT : lci_first_name(ip)->dir->ino;
 	return 0;
 }
 
@@ -1264,7 +1519,7 @@ int lc_path(const struct lc_state *s, uint64_t ino, char *buf, size_t size)
 	const struct lc_inode *p;
 	size_t need = 0, pos;
 
-	if (!ip || (ip != s->root && !ip->links))
+	if (!ip || (ip != s->root && !lci_first_name(ip)))
 		return -ENOENT;
 	if (!buf || !size)
 		return -ERANGE;
@@ -1275,15 +1530,17 @@ int lc_path(const struct lc_state *s, uint64_t ino, char *buf, size_t size)
 		buf[1] = 0;
 		return 0;
 	}
-	for (p = ip; p != s->root; p = p->links->dir)
-		need += 1u + p->links->len;
+	for (p = ip; p != s->root; p = lci_first_name(p)->dir)
+		need += 1u + lci_dlen(lci_first_name(p));
 	if (need + 1 > size)
 		return -ERANGE;
 	pos = need;
 	buf[pos] = 0;
-	for (p = ip; p != s->root; p = p->links->dir) {
-		pos -= p->links->len;
-		memcpy(buf + pos, p->links->name, p->links->len);
+	for (p = ip; p != s->root; p = lci_first_name(p)->dir) {
+		const struct lc_dent *d = lci_first_name(p);
+
+		pos -= lci_dlen(d);
+		memcpy(buf + pos, lci_dname(d), lci_dlen(d));
 		buf[--pos] = '/';
 	}
 	return 0;

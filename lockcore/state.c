@@ -16,7 +16,7 @@
 #include "lockcore/lci.h"
 
 #define ST_MAGIC   0x5453434cu         /* "LCST" */
-#define ST_VERSION 1u
+#define ST_VERSION 2u                  /* 2: open-handle pins */
 
 /* ---- hashing ------------------------------------------------------------ */
 
@@ -49,7 +49,7 @@ static uint64_t dhash(uint64_t dir, const char *name, size_t len)
 	return lci_fnv(h, name, len);
 }
 
-/* Grows a chained table so that it holds `want` entries at load <= 1.
+/* Grows a chained table so that it holds `want` entries at load <= 2.
  * The caller relinks; we only allocate here so failure changes nothing. */
 static int tab_grow(void ***tab, size_t *cap, size_t want,
 		    size_t (*slot)(const void *e, size_t cap),
@@ -58,6 +58,8 @@ static int tab_grow(void ***tab, size_t *cap, size_t want,
 	size_t ncap = *cap ? *cap : 64;
 	void **nt;
 
+	/* Chains of two on average: half the table for one more compare. */
+	want = want / 2 + 1;
 	if (want <= *cap)
 		return 0;
 	while (ncap < want) {
@@ -100,7 +102,7 @@ static size_t dslot(const void *e, size_t cap)
 {
 	const struct lc_dent *d = e;
 
-	return dhash(d->dir->ino, d->name, d->len) & (cap - 1);
+	return dhash(d->dir->ino, lci_dname(d), lci_dlen(d)) & (cap - 1);
 }
 
 static void **dnext(void *e)
@@ -203,8 +205,8 @@ struct lc_dent *lci_dget(const struct lc_state *s, const struct lc_inode *dir,
 		return NULL;
 	for (d = s->dtab[dhash(dir->ino, name, len) & (s->dcap - 1)]; d;
 	     d = d->hnext)
-		if (d->dir == dir && d->len == len &&
-		    memcmp(d->name, name, len) == 0)
+		if (d->dir == dir && lci_dlen(d) == len &&
+		    memcmp(lci_dname(d), name, len) == 0)
 			return d;
 	return NULL;
 }
@@ -305,20 +307,33 @@ void lci_oremove(struct lc_state *s, struct lc_req *r)
 	}
 }
 
-/* The flock record (holder or waiter) of an owner on an inode, or NULL. */
-struct lc_req *lci_ofind(const struct lc_state *s, uint64_t ino,
-			 uint64_t session, uint64_t owner)
+static struct lc_req *ochain(struct lc_req *r, uint64_t ino,
+			     uint64_t session, uint64_t owner, bool posix)
 {
-	struct lc_req *r;
-
-	if (!s->ocap)
-		return NULL;
-	for (r = s->otab[okey(ino, session, owner) & (s->ocap - 1)]; r;
-	     r = r->onext)
+	for (; r; r = r->onext)
 		if (r->ip->ino == ino && r->session == session &&
-		    r->owner == owner)
+		    r->owner == owner && r->posix == posix)
 			return r;
 	return NULL;
+}
+
+/* The flock record (holder or waiter) of an owner on an inode, or with
+ * `posix` its first queued POSIX request; NULL when there is none.  The
+ * order among several queued POSIX requests is the hash chain's: only
+ * use it where order does not matter. */
+struct lc_req *lci_ofind(const struct lc_state *s, uint64_t ino,
+			 uint64_t session, uint64_t owner, bool posix)
+{
+	if (!s->ocap)
+		return NULL;
+	return ochain(s->otab[okey(ino, session, owner) & (s->ocap - 1)], ino,
+		      session, owner, posix);
+}
+
+/* The next record of the same owner, inode and kind after r, or NULL. */
+struct lc_req *lci_onext(const struct lc_req *r, bool posix)
+{
+	return ochain(r->onext, r->ip->ino, r->session, r->owner, posix);
 }
 
 /* ---- sessions and dedup ---------------------------------------------- */
@@ -520,6 +535,12 @@ void lci_inode_free(struct lc_inode *ip)
 		free(ip->u.data);
 	}
 	if (ip->x) {
+		while (ip->x->pins) {
+			struct lc_pin *p = ip->x->pins;
+
+			ip->x->pins = p->inext;
+			free(p);
+		}
 		for (uint32_t i = 0; i < ip->x->xn; i++)
 			free(ip->x->xv[i]);
 		free(ip->x->xv);
@@ -538,11 +559,10 @@ struct lc_state *lc_state_new(void)
 	s->next_ino = LC_INO_FIRST;
 	s->next_token = 1;
 	s->next_qseq = 1;
-	s->root = lci_inode_new(LC_INO_ROOT, LC_DIR);
+	s->root = lci_inode_new(LC_INO_ROOT, LC_DIR, 0);
 	if (!s->root)
 		goto undo_state;
 	s->root->mode = 01777;
-	s->root->nlink = 2;
 	if (lci_itab_reserve(s, 1))
 		goto undo_root;
 	lci_iinsert(s, s->root);
@@ -565,7 +585,8 @@ void lc_state_free(struct lc_state *s)
 		while (d) {
 			struct lc_dent *n = d->hnext;
 
-			free(d);
+			if (d->ck & LCI_DENT_SEP)
+				free(lci_xd(d));
 			d = n;
 		}
 	}
@@ -683,8 +704,8 @@ static size_t out_need(const struct lc_state *s, const struct lc_cmd *c)
 	case LC_CMD_RELEASE:
 	case LC_CMD_FLUSH:
 		ip = lci_iget(s, c->ino);
-		if (ip && ip->lk)
-			return (size_t)ip->lk->nfl_w + ip->lk->npx_w + 4;
+		if (ip && LCI_LK(ip))
+			return (size_t)LCI_LK(ip)->nfl_w + LCI_LK(ip)->npx_w + 4;
 		return 4;
 	default:
 		return 2;
@@ -725,6 +746,20 @@ static int session_close(struct lc_ctx *x)
 	sess_remove(x->s, se);
 	sess_free(se);
 	return 0;
+}
+
+/* Marks `index` applied.  Commands answered from the dedup window or
+ * refused for want of a session leave the state, index included, byte for
+ * byte as it was (the replay tests rely on it). */
+static void applied(struct lc_state *s, uint64_t index,
+		    const struct lc_cmd *c)
+{
+	/* The root is born with the cluster: its times are those of the
+	 * first command applied, not the epoch (ls -l would show 1970). */
+	if (!s->applied && !s->root->ctime)
+		s->root->atime = s->root->mtime = s->root->ctime =
+			(int64_t)c->time_ns;
+	s->applied = index;
 }
 
 /* Applies one committed command; see lc.h. */
@@ -807,12 +842,7 @@ int lc_apply(struct lc_state *s, uint64_t index, const struct lc_cmd *c,
 					      token };
 	if (c->origin && (se = lci_sess(s, c->origin)))
 		dedup_store(se, c->serial, st, ino, token);
-	/* The root is born with the cluster: its times are those of the
-	 * first command applied, not the epoch (ls -l would show 1970). */
-	if (!s->applied && !s->root->ctime)
-		s->root->atime = s->root->mtime = s->root->ctime =
-			(int64_t)c->time_ns;
-	s->applied = index;
+	applied(s, index, c);
 	return 0;
 }
 
@@ -955,7 +985,7 @@ static void wlk(struct wbuf *w, const struct lc_lk *lk)
 static void winode(struct wbuf *w, const struct lc_inode *ip)
 {
 	const struct lc_iext *x = ip->x;
-	bool lk = lk_worth(ip->lk);
+	bool lk = lk_worth(LCI_LK(ip));
 
 	w64(w, ip->ino);
 	w8(w, ip->kind);
@@ -965,7 +995,8 @@ static void winode(struct wbuf *w, const struct lc_inode *ip)
 	w64(w, (uint64_t)ip->atime);
 	w64(w, (uint64_t)ip->mtime);
 	w64(w, (uint64_t)ip->ctime);
-	w8(w, (uint8_t)((x && x->ephemeral ? 1 : 0) | (lk ? 2 : 0)));
+	w8(w, (uint8_t)((x && x->ephemeral ? 1 : 0) | (lk ? 2 : 0) |
+			(x && x->pins ? 4 : 0)));
 	w64(w, x ? x->eph_session : 0);
 	w64(w, x ? x->refresh_ns : 0);
 	w32(w, x ? x->ttl_s : 0);
@@ -985,21 +1016,32 @@ static void winode(struct wbuf *w, const struct lc_inode *ip)
 		w64(w, d->next_cookie);
 		w32(w, d->live);
 		for (uint32_t i = 0; i < d->n; i++) {
-			const struct lc_dent *e = d->v[i].d;
+			const struct lc_dent *e = lci_slot_dent(d->v[i]);
 
 			if (!e)
 				continue;
-			w64(w, e->cookie);
-			w64(w, e->child->ino);
-			w16(w, e->len);
-			wput(w, e->name, e->len);
+			w64(w, lci_dcookie(e));
+			w64(w, lci_child(e)->ino);
+			w16(w, (uint16_t)lci_dlen(e));
+			wput(w, lci_dname(e), lci_dlen(e));
 		}
 	} else {
 		w32(w, ip->size);
 		wput(w, ip->u.data, ip->size);
 	}
 	if (lk)
-		wlk(w, ip->lk);
+		wlk(w, LCI_LK(ip));
+	if (x && x->pins) {
+		uint32_t n = 0;
+
+		for (const struct lc_pin *p = x->pins; p; p = p->inext)
+			n++;
+		w32(w, n);
+		for (const struct lc_pin *p = x->pins; p; p = p->inext) {
+			w64(w, p->session);
+			w32(w, p->n);
+		}
+	}
 }
 
 /* Canonical serialization; see lc.h. */
@@ -1204,6 +1246,8 @@ static int load_lk(struct loadctx *L, struct lc_inode *ip)
 
 	if (!lk)
 		return -ENOMEM;
+	/* Loaded queues are not known to be settled. */
+	lk->px_full = 1;
 	lk->last_token = r64(r);
 	lk->ewma_ms = r64(r);
 	lk->has_ewma = r8(r);
@@ -1219,6 +1263,35 @@ static int load_lk(struct loadctx *L, struct lc_inode *ip)
 		if ((e = load_req(L, ip, true, &last)))
 			return e;
 	return r->bad ? -EINVAL : 0;
+}
+
+/* Open-handle pins: sessions in increasing order, each open, n > 0. */
+static int load_pins(struct loadctx *L, struct lc_inode *ip)
+{
+	struct rbuf *r = &L->r;
+	uint32_t n = r32(r);
+	uint64_t last = 0;
+
+	if (r->bad || ip->kind != LC_REG || !n || n > rleft(r) / 12)
+		return -EINVAL;
+	if (!lci_iext(ip))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t sid = r64(r);
+		uint32_t cnt = r32(r);
+		struct lc_pin *p;
+
+		if (r->bad || sid <= last || !cnt || !lci_sess(L->s, sid))
+			return -EINVAL;
+		last = sid;
+		p = calloc(1, sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		p->session = sid;
+		p->n = cnt;
+		lci_pin_link(L->s, ip, p);
+	}
+	return 0;
 }
 
 static int load_inode(struct loadctx *L, uint64_t *prev)
@@ -1241,7 +1314,7 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 	if (ino == LC_INO_ROOT) {
 		ip = s->root;
 	} else {
-		ip = lci_inode_new(ino, kind);
+		ip = lci_inode_new(ino, kind, 0);
 		if (!ip)
 			return -ENOMEM;
 		if (lci_itab_reserve(s, 1)) {
@@ -1262,7 +1335,7 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 	ttl = r32(r);
 	slots = r32(r);
 	nx = r32(r);
-	if (r->bad || (ip->mode & ~LCI_MODE_MASK) || (flags & ~3u) ||
+	if (r->bad || (ip->mode & ~LCI_MODE_MASK) || (flags & ~7u) ||
 	    nx > LC_XATTR_PER_INODE || (kind != LC_REG && (slots || ttl)) ||
 	    (!(flags & 1) && eph))
 		return -EINVAL;
@@ -1301,7 +1374,8 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 
 		d->next_cookie = r64(r);
 		n = r32(r);
-		if (r->bad || n > rleft(r) / 19 || !d->next_cookie)
+		if (r->bad || n > rleft(r) / 19 || !d->next_cookie ||
+		    d->next_cookie > LCI_COOKIE_MAX + 1)
 			return -EINVAL;
 		for (uint32_t i = 0; i < n; i++) {
 			uint64_t cookie = r64(r), child = r64(r);
@@ -1319,21 +1393,20 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 			    lci_dget(s, ip, nm, len))
 				return -EINVAL;
 			lastc = cookie;
-			de = calloc(1, sizeof(*de) + len + 1);
+			/* A separate record for now: load_link() moves each
+			 * first name into its inode. */
+			de = lci_xdent_new(NULL, nm, len);
 			if (!de)
 				return -ENOMEM;
 			de->dir = ip;
-			de->cookie = cookie;
-			de->len = len;
-			memcpy(de->name, nm, len);
+			de->ck |= cookie << 9;
 			if (lci_dtab_reserve(s, 1) || lci_dir_reserve(ip) ||
 			    pend_add(L, de, child)) {
-				free(de);
+				lci_dent_free(de);
 				return -ENOMEM;
 			}
 			lci_dinsert(s, de);
-			d->v[d->n].cookie = cookie;
-			d->v[d->n++].d = de;
+			d->v[d->n++] = lci_slot(de);
 			d->live++;
 		}
 	} else {
@@ -1358,8 +1431,66 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 	if (flags & 2) {
 		if (kind != LC_REG)
 			return -EINVAL;
-		return load_lk(L, ip);
+		e = load_lk(L, ip);
+		if (e)
+			return e;
 	}
+	if (flags & 4)
+		return load_pins(L, ip);
+	return 0;
+}
+
+/* Moves a loaded inode into a block with room for its first name `d` (a
+ * separate record, freed here) so that a loaded state is as compact as a
+ * built one, and fixes every pointer to the inode that exists at this
+ * point of the load (hash, directory entries, lock records, names). */
+static int rehome(struct lc_state *s, struct lc_inode *old, struct lc_dent *d,
+		  struct lc_inode **out)
+{
+	size_t len = lci_dlen(d);
+	struct lc_inode *ip = lci_inode_new(old->ino, LC_REG, len);
+	struct lc_dir *pd = d->dir->u.dir;
+	uint32_t slot = lci_dir_slot(pd, d);
+	uint8_t cap;
+
+	if (!ip)
+		return -ENOMEM;
+	cap = ip->d0cap;
+	memcpy(ip, old, offsetof(struct lc_inode, d0));
+	ip->d0cap = cap;
+	ip->hnext = NULL;
+	ip->d0.ck = (uint64_t)len | lci_dcookie(d) << 9;
+	memcpy(lci_dname(&ip->d0), lci_dname(d), len);
+	ip->d0.dir = d->dir;
+	lci_iremove(s, old);
+	lci_iinsert(s, ip);
+	lci_dremove(s, d);
+	pd->v[slot] = lci_slot(&ip->d0);
+	lci_dinsert(s, &ip->d0);
+	lci_dent_free(d);
+	if (ip->kind == LC_DIR) {
+		for (uint32_t i = 0; i < ip->u.dir->n; i++)
+			lci_slot_dent(ip->u.dir->v[i])->dir = ip;
+	}
+	if (ip->x) {
+		struct lc_lk *lk = ip->x->lk;
+
+		for (struct lc_xdent *xd = ip->x->names; xd; xd = xd->lnext)
+			xd->child = ip;
+		for (struct lc_pin *p = ip->x->pins; p; p = p->inext)
+			p->ip = ip;
+		if (lk) {
+			struct lc_rlist *ls[4] = { &lk->fh, &lk->ph, &lk->fw,
+						   &lk->pw };
+
+			lk->ip = ip;
+			for (int k = 0; k < 4; k++)
+				for (struct lc_req *r = ls[k]->h; r; r = r->next)
+					r->ip = ip;
+		}
+	}
+	free(old);
+	*out = ip;
 	return 0;
 }
 
@@ -1375,16 +1506,20 @@ static int load_link(struct loadctx *L)
 		struct lc_inode *c = lci_iget(s, L->pv[i].child);
 		struct lc_dent *d = L->pv[i].d;
 
-		if (!c || c == s->root || (c->kind == LC_DIR && c->links))
+		if (!c || c == s->root ||
+		    (c->kind == LC_DIR && lci_first_name(c)))
 			return -EINVAL;
-		d->child = c;
-		lci_link_append(c, d);
-		c->nlink++;
-		if (c->kind == LC_DIR) {
-			d->dir->u.dir->nsub++;
-			d->dir->nlink++;
-			c->nlink++;
+		if (!lci_first_name(c)) {
+			if (rehome(s, c, d, &c))
+				return -ENOMEM;
+		} else {
+			if (!lci_iext(c))
+				return -ENOMEM;
+			lci_xd(d)->child = c;
+			lci_link_append(c, d);
 		}
+		if (c->kind == LC_DIR)
+			c->d0.dir->u.dir->nsub++;
 	}
 	/* Every directory must hang off the root: no cycles, no orphans. */
 	queue = malloc((s->icount ? s->icount : 1) * sizeof(*queue));
@@ -1395,7 +1530,7 @@ static int load_link(struct loadctx *L)
 		struct lc_dir *d = queue[qh++]->u.dir;
 
 		for (uint32_t i = 0; i < d->n; i++) {
-			struct lc_inode *c = d->v[i].d->child;
+			struct lc_inode *c = lci_child(lci_slot_dent(d->v[i]));
 
 			if (c->kind == LC_DIR) {
 				if (qn >= s->icount)
@@ -1408,11 +1543,13 @@ static int load_link(struct loadctx *L)
 		for (struct lc_inode *ip = s->itab[i]; ip; ip = ip->hnext) {
 			struct lc_iext *x = ip->x;
 
-			if (ip->kind == LC_DIR && ip != s->root && !ip->links)
+			if (ip->kind == LC_DIR && ip != s->root &&
+			    !lci_first_name(ip))
 				goto out;
-			if (!ip->nlink && ip != s->root && !lci_lk_busy(ip))
+			if (!lci_nlink(ip) && ip != s->root &&
+			    !lci_lk_busy(ip) && !(x && x->pins))
 				goto out;
-			if (ip->nlink && x && x->ephemeral &&
+			if (lci_nlink(ip) && x && x->ephemeral &&
 			    x->eph_session && !lci_sess(s, x->eph_session))
 				goto out;
 		}
@@ -1450,7 +1587,7 @@ static int load_derive(struct lc_state *s)
 	for (size_t i = 0; i < k; i++) {
 		struct lc_inode *ip = iv[i];
 
-		if (!ip->x || !ip->nlink)
+		if (!ip->x || !lci_nlink(ip))
 			continue;
 		if (ip->x->ephemeral && ip->x->eph_session)
 			lci_eph_link(s, ip);

@@ -2405,6 +2405,492 @@ static void test_invalid_command_type_is_einval(void)
 }
 
 /* ======================================================================= */
+/* review: edge cases and randomized invariants                             */
+/* ======================================================================= */
+
+/* An owner that already holds a range must not queue behind a waiter that
+ * is itself waiting for that owner: Linux grants the re-lock or upgrade at
+ * once, and queueing it would deadlock the two forever. */
+static void test_posix_relock_does_not_wait_behind_its_own_waiter(void)
+{
+	FX;
+	uint64_t a = file(f, "a");
+
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_WRLCK, 0, 99, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, a, 2, LC_WRLCK, 0, 0, LC_LK_WAIT),
+			LC_PENDING);
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_WRLCK, 0, 99, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_WRLCK, 50, 199, 0), 0);
+	CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, 1), "0-199W");
+	/* upgrade of a shared range while a writer waits for it */
+	CU_ASSERT_EQUAL(setlk(f, a, 3, LC_RDLCK, 500, 599, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, a, 4, LC_WRLCK, 500, 500, LC_LK_WAIT),
+			LC_PENDING);
+	CU_ASSERT_EQUAL(setlk(f, a, 3, LC_WRLCK, 500, 599, LC_LK_WAIT), 0);
+	/* and the waiters still get their turn once the owners let go */
+	CU_ASSERT_EQUAL(flush_(f, a, 1), 0);
+	CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, 2), "0-0W");
+	CU_ASSERT_EQUAL(flush_(f, a, 3), 0);
+	CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, 4), "500-500W");
+	CU_ASSERT_EQUAL(st_waiters(f), 0);
+	fx_free(f);
+}
+
+/* FIFO still holds for an owner that does not block the earlier waiter. */
+static void test_posix_later_request_still_queues_behind_earlier(void)
+{
+	FX;
+	uint64_t a = file(f, "a");
+
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_RDLCK, 0, 9, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, a, 2, LC_WRLCK, 0, 9, LC_LK_WAIT),
+			LC_PENDING);
+	CU_ASSERT_EQUAL(setlk(f, a, 3, LC_RDLCK, 5, 5, 0), -EAGAIN);
+	fx_free(f);
+}
+
+static void test_posix_ranges_at_the_end_of_the_offset_space(void)
+{
+	FX;
+	uint64_t a = file(f, "a");
+
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_WRLCK, 0, LC_OFF_MAX, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_UNLCK, LC_OFF_MAX, LC_OFF_MAX, 0),
+			0);
+	CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, 1), "0-18446744073709551614W");
+	CU_ASSERT_EQUAL(setlk(f, a, 2, LC_WRLCK, LC_OFF_MAX, LC_OFF_MAX, 0),
+			0);
+	CU_ASSERT_EQUAL(setlk(f, a, 2, LC_UNLCK, 0, LC_OFF_MAX, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_WRLCK, LC_OFF_MAX, LC_OFF_MAX, 0),
+			0);
+	CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, 1), "0-EW");
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_RDLCK, LC_OFF_MAX - 1,
+			      LC_OFF_MAX - 1, 0), 0);
+	CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, 1),
+			       "0-18446744073709551613W,"
+			       "18446744073709551614-18446744073709551614R,"
+			       "18446744073709551615-EW");
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_UNLCK, 1, LC_OFF_MAX, 0), 0);
+	CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, 1), "0-0W");
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_WRLCK, 2, LC_OFF_MAX, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_WRLCK, 1, 1, 0), 0);
+	CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, 1), "0-EW");
+	fx_free(f);
+}
+
+/* A per-byte model of POSIX locks on bytes 0..R_N-1, three owners. */
+#define R_N 48
+static void test_posix_random_ranges_match_a_byte_model(void)
+{
+	FX;
+	uint64_t a = file(f, "a"), seed = 42;
+	uint8_t m[4][R_N];
+	char want[1024];
+
+	memset(m, 0, sizeof(m));
+	for (int step = 0; step < 4000; step++) {
+		uint64_t o = 1 + prng(&seed) % 3;
+		uint8_t t = (uint8_t)(prng(&seed) % 3);
+		uint64_t s0 = prng(&seed) % R_N, len = 1 + prng(&seed) % 12;
+		uint64_t e0 = s0 + len - 1 >= R_N ? R_N - 1 : s0 + len - 1;
+		bool conflict = false;
+		int r;
+
+		for (uint64_t p = 1; p <= 3; p++)
+			for (uint64_t b = s0; p != o && t && b <= e0; b++)
+				if (m[p][b] && (t == LC_WRLCK ||
+						m[p][b] == LC_WRLCK))
+					conflict = true;
+		r = setlk(f, a, o, t, s0, e0, 0);
+		CU_ASSERT_EQUAL(r, conflict ? -EAGAIN : 0);
+		if (!conflict)
+			for (uint64_t b = s0; b <= e0; b++)
+				m[o][b] = t;
+		for (uint64_t p = 1; p <= 3; p++) {
+			size_t used = 0;
+
+			want[0] = 0;
+			for (size_t b = 0; b < R_N;) {
+				size_t e = b;
+
+				if (!m[p][b]) {
+					b++;
+					continue;
+				}
+				while (e + 1 < R_N && m[p][e + 1] == m[p][b])
+					e++;
+				used += (size_t)snprintf(want + used,
+					sizeof(want) - used, "%s%zu-%zu%c",
+					used ? "," : "", b, e,
+					m[p][b] == LC_WRLCK ? 'W' : 'R');
+				b = e + 1;
+			}
+			CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, p), want);
+		}
+	}
+	fx_free(f);
+}
+
+/* Random flock/POSIX/cancel/release/flush/close traffic: every queued
+ * request gets exactly one final answer, nothing is left behind, and the
+ * state survives a save/load round trip. */
+struct pendset {
+	uint64_t o[4096], s[4096];
+	size_t n;
+	int dup;
+};
+
+static bool pend_take(struct pendset *p, uint64_t o, uint64_t s)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (p->o[i] == o && p->s[i] == s) {
+			p->o[i] = p->o[--p->n];
+			p->s[i] = p->s[p->n];
+			return true;
+		}
+	return false;
+}
+
+static void pend_scan(struct fx *f, struct pendset *p)
+{
+	for (size_t i = 0; i < fx_ncomp(f); i++) {
+		const struct lc_completion *c = fx_comp(f, i);
+
+		if (i == 0) {
+			if (c->status == LC_PENDING && p->n < 4096) {
+				p->o[p->n] = c->origin;
+				p->s[p->n++] = c->serial;
+			}
+			continue;
+		}
+		if (c->status == LC_PENDING || !pend_take(p, c->origin,
+							  c->serial))
+			p->dup++;
+	}
+}
+
+static uint64_t random_traffic(uint64_t seed, int steps)
+{
+	FX;
+	uint64_t ino[3], h;
+	struct pendset *p = calloc(1, sizeof(*p));
+	uint8_t *buf;
+	size_t len;
+	struct lc_state *t;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	ino[0] = file(f, "a");
+	ino[1] = file(f, "b");
+	ino[2] = (uint64_t)mkfile_excl(f, ROOT, "c", 0);
+	fx_open(f, 2);
+	fx_open(f, 3);
+	setslots(f, ino[1], "2");
+	for (int i = 0; i < steps; i++) {
+		uint64_t r = prng(&seed), fi = ino[r % 3], o = 1 + (r >> 8) % 4;
+		uint64_t st = (r >> 16) % 20, ln = 1 + (r >> 24) % 10;
+		uint32_t w = (r >> 32) & 1 ? LC_LK_WAIT : 0;
+		uint8_t ty = (uint8_t)((r >> 40) % 3);
+
+		f->cur = 1 + (r >> 44) % 3;
+		f->now += 1000000;
+		switch ((r >> 48) % 10) {
+		case 0: case 1: case 2:
+			flk(f, fi, o, ty, w);
+			break;
+		case 3: case 4: case 5:
+			setlk(f, fi, o, ty, st, (r >> 50) & 1 ? LC_OFF_MAX :
+			      st + ln, w);
+			break;
+		case 6:
+			cancel(f, f->last_serial - (r >> 52) % 4);
+			break;
+		case 7:
+			if ((r >> 52) & 1)
+				release(f, fi, o);
+			else
+				flush_(f, fi, o);
+			break;
+		case 8:
+			if ((r >> 52) % 8 == 0) {
+				uint64_t sid = f->cur;
+
+				f->cur = 1;
+				fx_close(f, sid);
+				pend_scan(f, p);
+				fx_open(f, sid);
+				continue;
+			}
+			setslots(f, ino[1], (r >> 53) & 1 ? "1" : "3");
+			break;
+		default:
+			if ((r >> 52) % 16 == 0) {
+				unlink_(f, ROOT, "c");
+				pend_scan(f, p);
+				h = (uint64_t)mkfile_excl(f, ROOT, "c",
+							  (r >> 56) % 2);
+				if ((int64_t)h > 0)
+					ino[2] = h;
+			} else {
+				fx_tick(f);
+			}
+			break;
+		}
+		pend_scan(f, p);
+	}
+	CU_ASSERT_EQUAL(p->dup, 0);
+	CU_ASSERT_EQUAL_FATAL(lc_state_save(f->s, &buf, &len), 0);
+	CU_ASSERT_EQUAL(lc_state_load(buf, len, &t), 0);
+	CU_ASSERT_EQUAL(lc_state_hash(t), lc_state_hash(f->s));
+	lc_state_free(t);
+	free(buf);
+	h = lc_state_hash(f->s);
+	for (uint64_t sid = 1; sid <= 3; sid++) {
+		fx_close(f, sid);
+		pend_scan(f, p);
+	}
+	CU_ASSERT_EQUAL(p->dup, 0);
+	CU_ASSERT_EQUAL(p->n, 0);
+	CU_ASSERT_EQUAL(st_waiters(f), 0);
+	CU_ASSERT_EQUAL(st_held(f), 0);
+	free(p);
+	fx_free(f);
+	return h;
+}
+
+static void test_random_lock_traffic_answers_every_request_once(void)
+{
+	for (uint64_t seed = 1; seed <= 40; seed++)
+		CU_ASSERT_EQUAL(random_traffic(seed, 1500),
+				random_traffic(seed, 1500));
+}
+
+/* A waiter behind one that waits for its own owner is served when its
+ * range frees, even though the queue head stays blocked. */
+static void test_posix_waiter_excused_from_the_queue_is_granted(void)
+{
+	FX;
+	uint64_t a = file(f, "a");
+
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_RDLCK, 5, 5, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, a, 3, LC_WRLCK, 0, 0, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, a, 2, LC_WRLCK, 0, 9, LC_LK_WAIT),
+			LC_PENDING);
+	CU_ASSERT_EQUAL(setlk(f, a, 1, LC_WRLCK, 0, 0, LC_LK_WAIT),
+			LC_PENDING);
+	CU_ASSERT_EQUAL(setlk(f, a, 3, LC_UNLCK, 0, 0, 0), 0);
+	CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, 1), "0-0W,5-5R");
+	CU_ASSERT_EQUAL(nwaiters(f, a), 1);
+	CU_ASSERT_EQUAL(flush_(f, a, 1), 0);
+	CU_ASSERT_STRING_EQUAL(ranges(f, a, 1, 2), "0-9W");
+	fx_free(f);
+}
+
+/* A long POSIX queue is not walked for every change: draining 20000
+ * waiters one by one stays fast (it took seconds when every change looked
+ * at the whole queue). */
+static void test_posix_long_queue_drains(void)
+{
+	FX;
+	uint64_t a = file(f, "a");
+	uint64_t granted = 0;
+
+	for (uint64_t o = 1; o <= 20000; o++)
+		setlk(f, a, o, LC_WRLCK, 0, 0, LC_LK_WAIT);
+	CU_ASSERT_EQUAL(st_waiters(f), 19999);
+	for (uint64_t o = 1; o <= 20000; o++) {
+		ex(f, a, 1000000 + o);
+		un(f, a, 1000000 + o);
+		flush_(f, a, o);
+		granted += fx_ncomp(f) - 1;
+	}
+	CU_ASSERT_EQUAL(granted, 19999);
+	CU_ASSERT_EQUAL(st_waiters(f), 0);
+	fx_free(f);
+}
+
+/* RENAME_EXCHANGE of a hard-linked file keeps each file's list of names
+ * whole (it used to splice the two lists together), so removing every
+ * name of one file leaves the other alone. */
+static void test_exchange_keeps_hard_link_lists_apart(void)
+{
+	FX;
+	int64_t a, b;
+	struct lc_attr at;
+
+	fx_open(f, 2);
+	f->cur = 2;
+	a = mkfile_excl(f, ROOT, "a1", 0);
+	f->cur = 1;
+	b = file(f, "b1");
+	CU_ASSERT_FATAL(a > 0);
+	CU_ASSERT_EQUAL(link_(f, (uint64_t)a, ROOT, "a2"), 0);
+	CU_ASSERT_EQUAL(link_(f, (uint64_t)b, ROOT, "b2"), 0);
+	CU_ASSERT_EQUAL(rename_(f, ROOT, "a1", ROOT, "b1", 2), 0);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "a1"), b);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "b1"), a);
+	CU_ASSERT_EQUAL(fx_close(f, 2), 0);
+	CU_ASSERT_STRING_EQUAL(listing(f, ROOT), "a1,b2");
+	CU_ASSERT_EQUAL(lc_getattr(f->s, (uint64_t)a, &at), -ENOENT);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, (uint64_t)b, &at), 0);
+	CU_ASSERT_EQUAL(at.nlink, 2);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "a1"), 0);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "b2"), 0);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, (uint64_t)b, &at), -ENOENT);
+	CU_ASSERT_STRING_EQUAL(listing(f, ROOT), "");
+	fx_free(f);
+}
+
+/* An open handle (OPEN, CREATE with LC_CREATE_PIN) keeps an unlinked
+ * file alive until RELEASE with LC_RELEASE_UNPIN or its session ends; the
+ * pins survive a snapshot. */
+static void test_open_handles_pin_unlinked_files(void)
+{
+	FX;
+	uint64_t a = file(f, "a");
+	struct lc_cmd o = { .type = LC_CMD_OPEN };
+	struct lc_cmd c = { .type = LC_CMD_CREATE, .parent = ROOT, .name = "b",
+			    .name_len = 1, .mode = 0644,
+			    .flags = LC_CREATE_PIN };
+	struct lc_cmd r = { .type = LC_CMD_RELEASE,
+			    .flags = LC_RELEASE_UNPIN };
+	struct lc_attr at;
+	struct lc_state *t;
+	uint8_t *buf;
+	size_t len;
+	int64_t b;
+
+	o.ino = a;
+	CU_ASSERT_EQUAL(fx_apply(f, &o), 0);
+	o.serial = 0;
+	CU_ASSERT_EQUAL(fx_apply(f, &o), 0);      /* two handles */
+	CU_ASSERT_EQUAL(fx_apply(f, &c), 0);
+	b = lookup_(f, ROOT, "b");
+	CU_ASSERT_FATAL(b > 0);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "a"), 0);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "b"), 0);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, a, &at), 0);
+	CU_ASSERT_EQUAL(at.nlink, 0);
+	CU_ASSERT_EQUAL(write_(f, a, 0, "x", 1), 0);
+	CU_ASSERT_EQUAL_FATAL(lc_state_save(f->s, &buf, &len), 0);
+	CU_ASSERT_EQUAL(lc_state_load(buf, len, &t), 0);
+	CU_ASSERT_EQUAL(lc_state_hash(t), lc_state_hash(f->s));
+	lc_state_free(t);
+	free(buf);
+	r.ino = a;
+	r.who.owner = 9;
+	CU_ASSERT_EQUAL(fx_apply(f, &r), 0);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, a, &at), 0);
+	r.serial = 0;
+	CU_ASSERT_EQUAL(fx_apply(f, &r), 0);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, a, &at), -ENOENT);
+	/* the session's end closes its handles */
+	CU_ASSERT_EQUAL(lc_getattr(f->s, (uint64_t)b, &at), 0);
+	fx_open(f, 2);
+	f->cur = 2;
+	CU_ASSERT_EQUAL(fx_close(f, 1), 0);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, (uint64_t)b, &at), -ENOENT);
+	o.ino = ROOT;
+	o.origin = 0;
+	o.serial = 0;
+	CU_ASSERT_EQUAL(fx_apply(f, &o), -EINVAL);
+	fx_free(f);
+}
+
+/* Names move between dentry records when files are renamed (a first
+ * name is stored inside its inode): long and short names, over existing
+ * names, across directories and through a snapshot keep paths, link
+ * counts and readdir cookies right. */
+static int cookie_cb(void *ctx, const char *name, size_t len,
+		     const struct lc_attr *a, uint64_t cookie)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+
+	(void)a;
+	snprintf(out + n, 512 - n, "%.*s@%llu ", (int)len, name,
+		 (unsigned long long)cookie);
+	return 0;
+}
+
+static void test_renames_keep_names_paths_and_cookies(void)
+{
+	FX;
+	static const char *longname =
+		"a-name-much-longer-than-the-first-one-of-this-file";
+	uint64_t a = file(f, "a"), b = file(f, "b");
+	int64_t d = mkdir_(f, ROOT, "d");
+	char buf[512], path[256];
+	struct lc_attr at;
+	struct lc_state *t;
+	uint8_t *sv;
+	size_t len;
+
+	CU_ASSERT_FATAL(d > 0);
+	CU_ASSERT_EQUAL(rename_(f, ROOT, "a", ROOT, longname, 0), 0);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, longname), a);
+	CU_ASSERT_EQUAL(rename_(f, ROOT, longname, (uint64_t)d, "x", 0), 0);
+	CU_ASSERT_EQUAL(lc_path(f->s, a, path, sizeof(path)), 0);
+	CU_ASSERT_STRING_EQUAL(path, "/d/x");
+	CU_ASSERT_EQUAL(link_(f, b, (uint64_t)d, "bl"), 0);
+	/* over an existing name: it keeps its cookie */
+	buf[0] = 0;
+	lc_readdir(f->s, (uint64_t)d, 0, cookie_cb, buf);
+	CU_ASSERT_STRING_EQUAL(buf, "x@1 bl@2 ");
+	CU_ASSERT_EQUAL(rename_(f, ROOT, "b", (uint64_t)d, "x", 0), 0);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, a, &at), -ENOENT);
+	buf[0] = 0;
+	lc_readdir(f->s, (uint64_t)d, 0, cookie_cb, buf);
+	CU_ASSERT_STRING_EQUAL(buf, "x@1 bl@2 ");
+	CU_ASSERT_EQUAL(lc_getattr(f->s, b, &at), 0);
+	CU_ASSERT_EQUAL(at.nlink, 2);
+	CU_ASSERT_EQUAL(lc_path(f->s, b, path, sizeof(path)), 0);
+	CU_ASSERT_STRING_EQUAL(path, "/d/x");
+	/* a directory and a file trade places across directories */
+	CU_ASSERT_EQUAL(rename_(f, (uint64_t)d, "bl", ROOT, longname, 0), 0);
+	CU_ASSERT_EQUAL(rename_(f, ROOT, longname, ROOT, "d", 2), 0);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "d"), b);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, longname), d);
+	CU_ASSERT_EQUAL(lc_path(f->s, b, path, sizeof(path)), 0);
+	CU_ASSERT_STRING_EQUAL(path, "/a-name-much-longer-than-the-first-one-"
+			       "of-this-file/x");
+	CU_ASSERT_EQUAL_FATAL(lc_state_save(f->s, &sv, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(lc_state_load(sv, len, &t), 0);
+	CU_ASSERT_EQUAL(lc_state_hash(t), lc_state_hash(f->s));
+	CU_ASSERT_EQUAL(lc_path(t, b, path, sizeof(path)), 0);
+	CU_ASSERT_EQUAL(lc_lookup(t, (uint64_t)d, "x", 1, &at), 0);
+	CU_ASSERT_EQUAL(at.ino, b);
+	lc_state_free(t);
+	free(sv);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "d"), 0);
+	CU_ASSERT_EQUAL(unlink_(f, (uint64_t)d, "x"), 0);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, b, &at), -ENOENT);
+	CU_ASSERT_EQUAL(rmdir_(f, ROOT, longname), 0);
+	CU_ASSERT_STRING_EQUAL(listing(f, ROOT), "");
+	fx_free(f);
+}
+
+/* An unlinked file that is still locked lives until its last lock goes,
+ * and its waiters are served. */
+static void test_unlinked_locked_file_lives_until_unlocked(void)
+{
+	FX;
+	uint64_t a = file(f, "a");
+	struct lc_attr at;
+
+	CU_ASSERT_EQUAL(ex(f, a, 1), 0);
+	CU_ASSERT_EQUAL(wait_ex(f, a, 2), LC_PENDING);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "a"), 0);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, a, &at), 0);
+	CU_ASSERT_EQUAL(at.nlink, 0);
+	CU_ASSERT_EQUAL(un(f, a, 1), 0);
+	CU_ASSERT_EQUAL(fx_ncomp(f), 2);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, a, &at), 0);
+	CU_ASSERT_EQUAL(release(f, a, 2), 0);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, a, &at), -ENOENT);
+	fx_free(f);
+}
+
+/* ======================================================================= */
 /* memory                                                                   */
 /* ======================================================================= */
 
@@ -2573,6 +3059,17 @@ static const struct test_def tests[] = {
 	T(test_cmd_codec_round_trips_and_rejects_truncation),
 	T(test_cmd_decode_rejects_garbage_and_bad_types),
 	T(test_invalid_command_type_is_einval),
+	T(test_posix_relock_does_not_wait_behind_its_own_waiter),
+	T(test_posix_later_request_still_queues_behind_earlier),
+	T(test_posix_ranges_at_the_end_of_the_offset_space),
+	T(test_posix_random_ranges_match_a_byte_model),
+	T(test_random_lock_traffic_answers_every_request_once),
+	T(test_unlinked_locked_file_lives_until_unlocked),
+	T(test_renames_keep_names_paths_and_cookies),
+	T(test_open_handles_pin_unlinked_files),
+	T(test_exchange_keeps_hard_link_lists_apart),
+	T(test_posix_waiter_excused_from_the_queue_is_granted),
+	T(test_posix_long_queue_drains),
 	T(test_ten_thousand_waiters_leave_nothing_behind),
 	T(test_session_close_with_many_waiters_leaves_nothing),
 };
