@@ -48,6 +48,7 @@ struct fh {
 	uint64_t ino;
 	int flags;
 	bool did_flock;
+	bool pinned;                 /* holds a lockcore pin (LC_CMD_OPEN) */
 	uint64_t flock_owner;
 	uint64_t *posix;             /* POSIX lock owners used through this open */
 	uint32_t nposix, capposix;
@@ -107,7 +108,7 @@ struct fs {
 };
 
 /* Namespace/data request waiting for its completion. */
-enum op_kind { OP_ENTRY, OP_CREATE, OP_ERR, OP_ATTR, OP_WRITE, OP_FLUSH };
+enum op_kind { OP_ENTRY, OP_CREATE, OP_OPEN, OP_ERR, OP_ATTR, OP_WRITE, OP_FLUSH };
 
 struct op {
 	struct fs *fs;
@@ -116,9 +117,13 @@ struct op {
 	enum op_kind kind;
 	uint64_t ino;                /* ATTR/ENTRY fallback; CREATE parent */
 	size_t size;                 /* WRITE */
-	struct fuse_file_info fi;    /* CREATE */
+	struct fuse_file_info fi;    /* CREATE, OPEN */
 	char name[];                 /* CREATE: for the O_CREAT-on-existing path */
 };
+
+/* Largest WRITE request: a command with this much data fits a log entry
+ * (RF_ENTRY_MAX) with room for its header. */
+#define FS_MAX_WRITE (32u * 1024u)
 
 static const char *const gen_names[3] = { "status", "status.json", "metrics" };
 static const uint64_t gen_inos[3] = { LC_INO_STATUS, LC_INO_STATUS_JSON, LC_INO_METRICS };
@@ -671,35 +676,62 @@ static struct op *op_new(struct fs *fs, fuse_req_t req, enum op_kind kind,
 	return op;
 }
 
+/* Drops the pin an open took, when no RELEASE will come to do it. */
+static void unpin_bg(struct fs *fs, uint64_t ino)
+{
+	struct lc_cmd cmd;
+
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_RELEASE;
+	cmd.flags = LC_RELEASE_UNPIN;
+	cmd.ino = ino;
+	cmd.who.session = node_session(fs->node);
+	(void)propose_bg(fs, &cmd, mono_ns());
+}
+
+/* Answers an open or create with a new handle.  `pinned`: the command that
+ * led here pinned the inode, and the handle now owns that pin. */
 static void reply_open_handle(struct fs *fs, fuse_req_t req, uint64_t ino,
-			      struct fuse_file_info *fi, bool create)
+			      struct fuse_file_info *fi, bool create, bool pinned)
 {
 	struct fh *h = fh_new(fs, ino, fi->flags);
 	struct fuse_entry_param e;
 	int rc;
 
 	if (!h) {
+		if (pinned)
+			unpin_bg(fs, ino);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	h->pinned = pinned;
 	fi->fh = (uintptr_t)h;
 	fi->keep_cache = 0;
 	fi->direct_io = 0;
 	if (!create) {
 		if (fuse_reply_open(req, fi) != 0)
-			fh_free(fs, h);  /* the opener is gone: no RELEASE comes */
+			goto opener_gone;
 		return;
 	}
 	memset(&e, 0, sizeof(e));
 	rc = get_stat(fs, ino, &e.attr, NULL);
 	if (rc < 0) {
+		if (pinned)
+			unpin_bg(fs, ino);
 		fh_free(fs, h);
 		fuse_reply_err(req, errno_of(rc));
 		return;
 	}
 	e.ino = ino;
 	if (fuse_reply_create(req, &e, fi) != 0)
-		fh_free(fs, h);
+		goto opener_gone;
+	return;
+
+opener_gone:
+	/* The opener is gone: no RELEASE comes for this handle. */
+	if (pinned)
+		unpin_bg(fs, ino);
+	fh_free(fs, h);
 }
 
 static void op_done(void *ctx, const struct lc_completion *c)
@@ -725,7 +757,7 @@ static void op_done(void *ctx, const struct lc_completion *c)
 
 			if (lc_lookup(st_of(fs), op->ino, op->name, strlen(op->name), &a) == 0) {
 				if (a.kind == LC_REG) {
-					reply_open_handle(fs, op->req, a.ino, &op->fi, true);
+					reply_open_handle(fs, op->req, a.ino, &op->fi, true, false);
 					break;
 				}
 				/* What open(2) says for O_CREAT on a directory. */
@@ -736,7 +768,13 @@ static void op_done(void *ctx, const struct lc_completion *c)
 		if (e)
 			fuse_reply_err(op->req, e);
 		else
-			reply_open_handle(fs, op->req, c->ino, &op->fi, true);
+			reply_open_handle(fs, op->req, c->ino, &op->fi, true, true);
+		break;
+	case OP_OPEN:
+		if (e)
+			fuse_reply_err(op->req, e);
+		else
+			reply_open_handle(fs, op->req, op->ino, &op->fi, false, true);
 		break;
 	case OP_ERR:
 		fuse_reply_err(op->req, e);
@@ -799,6 +837,10 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	 * delays unlocks behind bursts of closes (notes 1.7). */
 	conn->max_background = 1024;
 	conn->congestion_threshold = 768;
+	/* Every write becomes one replicated command, and a log entry must
+	 * fit one datagram: the kernel splits larger writes for us. */
+	if (conn->max_write > FS_MAX_WRITE)
+		conn->max_write = FS_MAX_WRITE;
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -947,8 +989,10 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	cmd.mode = mode & 07777;
 	cmd.uid = ctx->uid;
 	cmd.gid = ctx->gid;
+	if (fi)
+		cmd.flags |= LC_CREATE_PIN;
 	if (fi && (fi->flags & O_EXCL)) {
-		cmd.flags = LC_CREATE_EXCL;
+		cmd.flags |= LC_CREATE_EXCL;
 		cmd.ttl_s = fs->cfg.lockfile_ttl_s;
 	}
 	ns_submit(fs, &cmd, op);
@@ -1122,6 +1166,8 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct lc_attr a;
+	struct lc_cmd cmd;
+	struct op *op;
 	struct fh *h;
 	int rc;
 
@@ -1159,7 +1205,22 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	reply_open_handle(fs, req, ino, fi, false);
+	if (a.kind != LC_REG) {
+		reply_open_handle(fs, req, ino, fi, false, false);
+		return;
+	}
+	/* Pin the file so that it outlives its last name while open. */
+	op = op_new(fs, req, OP_OPEN, NULL);
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	op->ino = ino;
+	op->fi = *fi;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_OPEN;
+	cmd.ino = ino;
+	ns_submit(fs, &cmd, op);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1281,11 +1342,16 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (!is_gen(ino) && (fi->flock_release || (h && h->did_flock))) {
 		cmd.type = LC_CMD_RELEASE;
 		cmd.who.owner = fi->flock_release ? fi->lock_owner : h->flock_owner;
+		/* One command drops both the flock and the open's pin. */
+		cmd.flags = h && h->pinned ? LC_RELEASE_UNPIN : 0;
 		(void)propose_bg(fs, &cmd, t0);
 		if (h && h->did_flock && fi->flock_release && h->flock_owner != fi->lock_owner) {
 			cmd.who.owner = h->flock_owner;
+			cmd.flags = 0;
 			(void)propose_bg(fs, &cmd, t0);
 		}
+	} else if (h && h->pinned) {
+		unpin_bg(fs, ino);
 	}
 	if (h) {
 		/* OFD locks: the kernel never unlocks them (notes 1.6). */
