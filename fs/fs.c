@@ -659,14 +659,18 @@ static void lock_submit(struct fs *fs, fuse_req_t req, struct lc_cmd *cmd, bool 
 
 /* ---- namespace requests ------------------------------------------------------------ */
 
+/* A namespace request in flight.  On ENOMEM it answers req itself and
+ * returns NULL, so callers just return. */
 static struct op *op_new(struct fs *fs, fuse_req_t req, enum op_kind kind,
 			 const char *name)
 {
 	size_t nl = name ? strlen(name) + 1 : 0;
 	struct op *op = calloc(1, sizeof(*op) + nl);
 
-	if (!op)
+	if (!op) {
+		fuse_reply_err(req, ENOMEM);
 		return NULL;
+	}
 	op->fs = fs;
 	op->req = req;
 	op->t0 = mono_ns();
@@ -932,10 +936,8 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		return;
 	}
 	op = op_new(fs, req, OP_ATTR, NULL);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	op->ino = ino;
 	ns_submit(fs, &cmd, op);
 }
@@ -975,10 +977,8 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	op = op_new(fs, req, fi ? OP_CREATE : OP_ENTRY, name);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	op->ino = parent;
 	if (fi)
 		op->fi = *fi;
@@ -1027,10 +1027,8 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		return;
 	}
 	op = op_new(fs, req, OP_ENTRY, NULL);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_MKDIR;
 	cmd.parent = parent;
@@ -1052,10 +1050,8 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, uin
 		return;
 	}
 	op = op_new(fs, req, OP_ERR, NULL);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = type;
 	cmd.parent = parent;
@@ -1091,10 +1087,8 @@ static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		return;
 	}
 	op = op_new(fs, req, OP_ENTRY, NULL);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_SYMLINK;
 	cmd.parent = parent;
@@ -1122,10 +1116,8 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	op = op_new(fs, req, OP_ERR, NULL);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_RENAME;
 	cmd.parent = parent;
@@ -1149,10 +1141,8 @@ static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		return;
 	}
 	op = op_new(fs, req, OP_ENTRY, NULL);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	op->ino = ino;
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_LINK;
@@ -1211,10 +1201,8 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	/* Pin the file so that it outlives its last name while open. */
 	op = op_new(fs, req, OP_OPEN, NULL);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	op->ino = ino;
 	op->fi = *fi;
 	memset(&cmd, 0, sizeof(cmd));
@@ -1282,10 +1270,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		return;
 	}
 	op = op_new(fs, req, OP_WRITE, NULL);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	op->size = size;
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_WRITE;
@@ -1316,8 +1302,8 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	cmd.who.owner = fi->lock_owner;
 	op = op_new(fs, req, OP_FLUSH, NULL);
 	if (!op) {
+		/* close() was answered ENOMEM; the locks go all the same. */
 		(void)propose_bg(fs, &cmd, mono_ns());
-		fuse_reply_err(req, 0);
 		return;
 	}
 	if (propose(fs, &cmd, op_done, op, NULL) < 0) {
@@ -1785,10 +1771,8 @@ static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		return;
 	}
 	op = op_new(fs, req, OP_ERR, NULL);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_SETXATTR;
 	cmd.ino = ino;
@@ -1814,10 +1798,8 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		return;
 	}
 	op = op_new(fs, req, OP_ERR, NULL);
-	if (!op) {
-		fuse_reply_err(req, ENOMEM);
+	if (!op)
 		return;
-	}
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_REMOVEXATTR;
 	cmd.ino = ino;
