@@ -455,11 +455,28 @@ void lci_pin_link(struct lc_state *s, struct lc_inode *ip, struct lc_pin *p)
 		se->pins = p;
 }
 
+/* Frees the rare-attribute block of an inode when every field of it is
+ * at its default, so that a file opened once costs what one never opened
+ * does (its first open allocated the block for the pin). */
+static void iext_trim(struct lc_inode *ip)
+{
+	struct lc_iext *x = ip->x;
+
+	if (!x || x->pins || x->names || x->lk || x->xn || x->ttl_s ||
+	    x->slots || x->ephemeral || x->on_elist || x->eph_session ||
+	    x->refresh_ns || x->heap_idx != LCI_NOHEAP)
+		return;
+	free(x->xv);
+	free(x);
+	ip->x = NULL;
+}
+
 /* Unlinks and frees a pin record, whatever its count. */
 void lci_pin_drop(struct lc_state *s, struct lc_pin *p)
 {
 	struct lc_sess *se = lci_sess(s, p->session);
-	struct lc_pin **pp = &p->ip->x->pins;
+	struct lc_inode *ip = p->ip;
+	struct lc_pin **pp = &ip->x->pins;
 
 	while (*pp && *pp != p)
 		pp = &(*pp)->inext;
@@ -472,6 +489,7 @@ void lci_pin_drop(struct lc_state *s, struct lc_pin *p)
 	if (p->snext)
 		p->snext->sprev = p->sprev;
 	free(p);
+	iext_trim(ip);
 }
 
 /* Drops one open handle of `session` on the inode (none: nothing). */

@@ -2796,6 +2796,42 @@ static void test_open_handles_pin_unlinked_files(void)
 	fx_free(f);
 }
 
+/* Live heap blocks, counted by the allocator wrappers linked into this
+ * test (-Wl,--wrap=malloc,...): lockcore's memory use, observed without
+ * looking at its structures. */
+extern long unit_live_blocks;
+
+/* A file that was opened and closed costs no more memory than one that
+ * never was: the record its pin needed goes with the pin. */
+static void test_closed_files_cost_no_extra_memory(void)
+{
+	FX;
+	enum { N = 1000 };
+	uint64_t ino[N];
+	struct lc_cmd o = { .type = LC_CMD_OPEN };
+	struct lc_cmd r = { .type = LC_CMD_RELEASE, .flags = LC_RELEASE_UNPIN };
+	char name[16];
+	long before;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		ino[i] = file(f, name);
+	}
+	/* Warm up the completion buffer and dedup window first. */
+	o.ino = r.ino = ino[0];
+	CU_ASSERT_EQUAL(fx_apply(f, &o), 0);
+	CU_ASSERT_EQUAL(fx_apply(f, &r), 0);
+	before = unit_live_blocks;
+	for (int i = 0; i < N; i++) {
+		o.ino = r.ino = ino[i];
+		o.serial = r.serial = 0;
+		CU_ASSERT_EQUAL(fx_apply(f, &o), 0);
+		CU_ASSERT_EQUAL(fx_apply(f, &r), 0);
+	}
+	CU_ASSERT_EQUAL(unit_live_blocks, before);
+	fx_free(f);
+}
+
 /* Names move between dentry records when files are renamed (a first
  * name is stored inside its inode): long and short names, over existing
  * names, across directories and through a snapshot keep paths, link
@@ -3067,6 +3103,7 @@ static const struct test_def tests[] = {
 	T(test_unlinked_locked_file_lives_until_unlocked),
 	T(test_renames_keep_names_paths_and_cookies),
 	T(test_open_handles_pin_unlinked_files),
+	T(test_closed_files_cost_no_extra_memory),
 	T(test_exchange_keeps_hard_link_lists_apart),
 	T(test_posix_waiter_excused_from_the_queue_is_granted),
 	T(test_posix_long_queue_drains),

@@ -554,3 +554,52 @@ uint64_t prng(uint64_t *state)
 	*state = x;
 	return x * 0x2545f4914f6cdd1dull;
 }
+
+/* ---- allocation counting --------------------------------------------------
+ * The unit test links with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,
+ * --wrap=free so a test can see how many heap blocks are live. */
+
+long unit_live_blocks;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+void __real_free(void *p);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+void __wrap_free(void *p);
+
+void *__wrap_malloc(size_t n)
+{
+	void *p = __real_malloc(n);
+
+	if (p)
+		unit_live_blocks++;
+	return p;
+}
+
+void *__wrap_calloc(size_t n, size_t m)
+{
+	void *p = __real_calloc(n, m);
+
+	if (p)
+		unit_live_blocks++;
+	return p;
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	void *q = __real_realloc(p, n);
+
+	if (!p && q)
+		unit_live_blocks++;
+	return q;
+}
+
+void __wrap_free(void *p)
+{
+	if (p)
+		unit_live_blocks--;
+	__real_free(p);
+}
