@@ -79,8 +79,6 @@ expect_match "--version prints a version" "[0-9]+\.[0-9]+" "$out"
 
 # --- SIGTERM with a holder and a parked waiter -------------------------------
 start_cluckd || finish
-ORDER=$T_DIR/order
-: > "$ORDER"
 flock -o "$M/j" sh -c "echo \$\$ >> '$T_PIDS'; echo H >> '$ORDER'; exec sleep 60" &
 H=$!; bg_track "$H"
 wait_until 5 grep -qx H "$ORDER" || fail "holder not granted"

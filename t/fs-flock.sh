@@ -11,21 +11,6 @@
 
 start_cluckd || finish
 M=$MNT
-ORDER=$T_DIR/order
-: > "$ORDER"
-
-# holder OPTS FILE TAG: background flock(1) that, once granted, logs TAG to
-# $ORDER and holds until killed.  -o: the lock belongs to flock(1) itself,
-# so killing that one pid releases it.  Sets HPID.
-holder() {
-	local opts=$1 file=$2 tag=$3
-	flock $opts -o "$file" sh -c "echo \$\$ >> '$T_PIDS'; echo $tag >> '$ORDER'; exec sleep 60" &
-	HPID=$!
-	bg_track "$HPID"
-	disown "$HPID"    # no "Killed" notice when the test kills it
-}
-granted() { grep -qx "$1" "$ORDER"; }
-release() { kill_tree KILL "$1"; wait "$1" 2>/dev/null; }
 
 # --- exclusive, busy --------------------------------------------------------
 holder -x "$M/f" X1; X1=$HPID

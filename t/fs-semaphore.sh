@@ -10,16 +10,6 @@ require_cmd setfattr getfattr
 
 start_cluckd || finish
 M=$MNT
-ORDER=$T_DIR/order
-: > "$ORDER"
-holder() {
-	flock $1 -o "$2" sh -c "echo \$\$ >> '$T_PIDS'; echo $3 >> '$ORDER'; exec sleep 60" &
-	HPID=$!
-	bg_track "$HPID"
-	disown "$HPID"    # no "Killed" notice when the test kills it
-}
-granted() { grep -qx "$1" "$ORDER"; }
-release() { kill_tree KILL "$1"; wait "$1" 2>/dev/null; }
 
 : > "$M/pool"
 expect_rc "setfattr user.cluck.slots 2" 0 setfattr -n user.cluck.slots -v 2 "$M/pool"

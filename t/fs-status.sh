@@ -11,16 +11,6 @@ require_cmd getfattr setfattr
 
 start_cluckd || finish
 M=$MNT
-ORDER=$T_DIR/order
-: > "$ORDER"
-holder() {
-	flock $1 -o "$2" sh -c "echo \$\$ >> '$T_PIDS'; echo $3 >> '$ORDER'; exec sleep 60" &
-	HPID=$!
-	bg_track "$HPID"
-	disown "$HPID"    # no "Killed" notice when the test kills it
-}
-granted() { grep -qx "$1" "$ORDER"; }
-release() { kill_tree KILL "$1"; wait "$1" 2>/dev/null; }
 
 # --- keys -----------------------------------------------------------------------
 for k in node role term leader voters quorum session locks_held waiters files; do

@@ -138,6 +138,29 @@ alive() {
 # dead PID: opposite of alive, for wait_until.
 dead() { ! alive "$1"; }
 
+# ---- lock holders in the background ------------------------------------
+
+# Tags of granted holders, one per line, in grant order.
+ORDER="$T_DIR/order"
+: > "$ORDER"
+
+# holder OPTS FILE TAG: background flock(1) that, once granted, logs TAG to
+# $ORDER and holds until killed.  -o: the lock belongs to flock(1) itself,
+# so killing that one pid releases it.  Sets HPID.
+holder() {
+	local opts=$1 file=$2 tag=$3
+	flock $opts -o "$file" sh -c "echo \$\$ >> '$T_PIDS'; echo $tag >> '$ORDER'; exec sleep 60" &
+	HPID=$!
+	bg_track "$HPID"
+	disown "$HPID"    # no "Killed" notice when the test kills it
+}
+
+# granted TAG: the holder tagged TAG got its lock.
+granted() { grep -qx "$1" "$ORDER"; }
+
+# release PID: kills a holder, which frees its lock.
+release() { kill_tree KILL "$1"; wait "$1" 2>/dev/null; }
+
 # ---- the daemon ---------------------------------------------------------
 
 # mounted: the test mount point is a mount point now.
