@@ -1,0 +1,139 @@
+/*
+ * net/store.h - the durable Raft log store of cluckd (--data-dir).
+ *
+ * The driver persists what the Raft engine asks for here: the hard state
+ * (term, vote) and the log.  Layout of the directory:
+ *   state                 term and vote, replaced atomically (write to
+ *                         state.tmp, fsync, rename, fsync the directory)
+ *   log-<16 hex digits>   a segment, named by the index of its first record
+ * A segment is a sequence of records, little endian:
+ *   u32 length   bytes after the crc field (17 + payload length)
+ *   u32 crc32c   of those bytes (index .. payload)
+ *   u64 index, u64 term, u8 type, payload
+ *
+ * Group commit: store_append() and store_set_hardstate() only buffer;
+ * store_sync() makes everything since the previous sync durable with one
+ * fdatasync (plus a directory fsync when segments were created or removed)
+ * and returns the highest synced index.  The driver steps the engine with
+ * RF_EV_PERSISTED only after store_sync() returned.
+ *
+ * It must never report an index as synced before the bytes and the
+ * directory entries holding it were fsynced, never keep going after a
+ * write or fsync failure (the page cache can no longer be trusted: the
+ * store is dead and every later call returns -EIO), and never silently
+ * skip a corrupt record: recovery stops at the first one and says so.
+ *
+ * Single-threaded: one struct store is used by one thread at a time.
+ *
+ * TODO (not in this scope): snapshots and log compaction (the log starts
+ * at index 1 and is never compacted; store_open() refuses a directory
+ * whose first segment does not start at 1).
+ */
+#ifndef CLUCK_STORE_H
+#define CLUCK_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_SEGMENT_BYTES  (8u * 1024u * 1024u)  /* roll at about this */
+#define STORE_PAYLOAD_MAX    (1u * 1024u * 1024u)  /* largest entry */
+#define STORE_REC_HDR        25u                   /* record overhead */
+#define STORE_MSG_MAX        256u                  /* recovery message */
+
+struct store_config {
+	const char *dir;               /* created (0700) when missing */
+	uint64_t segment_bytes;        /* 0: STORE_SEGMENT_BYTES; tests only */
+};
+
+/* An entry loaded by store_open(); index is implied (first + position). */
+struct store_entry {
+	uint64_t term;
+	uint8_t  type;
+	uint32_t len;
+	const uint8_t *buf;            /* owned by the store */
+};
+
+struct store_stats {
+	uint64_t fdatasyncs;           /* of segments */
+	uint64_t fsyncs;               /* of the state file and the directory */
+	uint64_t syncs;                /* store_sync() calls that wrote */
+	uint64_t appends;
+	uint64_t bytes;                /* record bytes written */
+	uint64_t segments;             /* segments now in the directory */
+};
+
+struct store;
+
+/*
+ * Opens (creating if needed) the store in cfg->dir, takes an exclusive
+ * flock on the directory, loads the hard state and every valid record.
+ * Recovery stops at the first torn or corrupt record (bad length, crc,
+ * index gap, decreasing term, zero-filled tail): that record and
+ * everything after it are truncated away durably, and `msg` (of msg_size
+ * bytes, may be NULL) receives one line saying where and why; it is ""
+ * when the directory was clean.  Returns 0 and *out (free with
+ * store_close()), -EBUSY when another process holds the directory,
+ * -EUCLEAN for a corrupt state file or a log not starting at index 1
+ * (nothing is deleted then; msg says why), -ENOMEM, or another -errno.
+ */
+int store_open(const struct store_config *cfg, struct store **out,
+	       char *msg, size_t msg_size);
+
+/* Closes without syncing (unsynced appends may be lost, as in a crash).
+ * Frees everything, including the loaded entries.  NULL is a no-op. */
+void store_close(struct store *s);
+
+/* Hard state as last set (synced or not); 0, 0 for a fresh store. */
+void store_hardstate(const struct store *s, uint64_t *term, uint64_t *vote);
+
+/* The entries found by store_open() (index 1 .. *n), valid until
+ * store_loaded_free() or store_close(); later appends and truncations do
+ * not change this view.  Returns the array (NULL when empty). */
+const struct store_entry *store_loaded(const struct store *s, uint64_t *n);
+
+/* Frees the loaded entries (the driver's engine has its own copy). */
+void store_loaded_free(struct store *s);
+
+/* Index of the last record (synced or not); 0 when the log is empty. */
+uint64_t store_last_index(const struct store *s);
+/* Term of the last record; 0 when the log is empty. */
+uint64_t store_last_term(const struct store *s);
+
+/*
+ * Buffers a new hard state; store_sync() writes it.  Returns 0, or -EIO
+ * after an earlier failure.
+ */
+int store_set_hardstate(struct store *s, uint64_t term, uint64_t vote);
+
+/*
+ * Buffers one record.  index must be store_last_index() + 1 and term at
+ * least store_last_term().  The payload is copied.  Returns 0, -EINVAL
+ * (index, term), -E2BIG (len > STORE_PAYLOAD_MAX), -ENOMEM, -EIO after an
+ * earlier failure, or an -errno from writing or rolling a segment.
+ */
+int store_append(struct store *s, uint64_t index, uint64_t term,
+		 uint8_t type, const void *buf, uint32_t len);
+
+/*
+ * Drops every record with index >= `index` (Raft conflict): ftruncate of
+ * the segment holding it, unlink of later segments.  Durable at the next
+ * store_sync().  index > last is a no-op.  Returns 0, -EINVAL for index 0,
+ * -EIO after an earlier failure, or an -errno.
+ */
+int store_truncate(struct store *s, uint64_t index);
+
+/*
+ * Makes everything buffered since the last sync durable: one fdatasync of
+ * the tail segment, the hard state file, one directory fsync if segments
+ * were created or removed.  Returns the highest synced index (>= 0), or a
+ * negative errno; after a failed fsync every later call returns -EIO.
+ */
+int64_t store_sync(struct store *s);
+
+/* Counters since store_open(). */
+void store_stats(const struct store *s, struct store_stats *st);
+
+/* CRC32C (Castagnoli) of buf, continuing from crc (0 to start). */
+uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif /* CLUCK_STORE_H */

@@ -1,0 +1,622 @@
+/*
+ * t/unit_store.c - CUnit tests of the durable Raft log store (net/store.h).
+ *
+ * Every test works in a fresh mkdtemp directory that it removes at the
+ * end, and damages files the way a crash or a bad disk would (cut, flip,
+ * zero-fill) to check what recovery keeps and what it reports.
+ *
+ * It must never touch anything outside its own temporary directory, and
+ * never look inside struct store: everything it checks comes from the
+ * public API and the files on disk.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
+
+#include "net/store.h"
+
+static char dir[64];
+static char msg[STORE_MSG_MAX];
+
+static void mkdir_fresh(void)
+{
+	strcpy(dir, "/tmp/unit_store.XXXXXX");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+}
+
+static void rm_dir(void)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+	rmdir(dir);
+}
+
+static struct store *open_store(uint64_t seg_bytes)
+{
+	struct store_config cfg = { .dir = dir, .segment_bytes = seg_bytes };
+	struct store *s = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(store_open(&cfg, &s, msg, sizeof(msg)), 0);
+	/* STORE_SHOW=1 prints the recovery messages for a human to read. */
+	if (msg[0] && getenv("STORE_SHOW"))
+		fprintf(stderr, "\n    recovery: %s\n", msg);
+	return s;
+}
+
+/* Payload of entry i: deterministic, of varying length. */
+static uint32_t payload(uint64_t i, uint8_t *buf)
+{
+	uint32_t len = (uint32_t)(i * 7 % 50);
+
+	for (uint32_t k = 0; k < len; k++)
+		buf[k] = (uint8_t)(i + k);
+	return len;
+}
+
+static uint64_t term_of(uint64_t i)
+{
+	return 1 + i / 10;
+}
+
+static void append_range(struct store *s, uint64_t from, uint64_t to)
+{
+	uint8_t b[64];
+
+	for (uint64_t i = from; i <= to; i++) {
+		uint32_t len = payload(i, b);
+
+		CU_ASSERT_EQUAL_FATAL(store_append(s, i, term_of(i),
+						   (uint8_t)(i & 1), b, len), 0);
+	}
+}
+
+/* Checks the loaded view is exactly entries 1..n as append_range made. */
+static void check_loaded(struct store *s, uint64_t n)
+{
+	uint64_t got;
+	const struct store_entry *e = store_loaded(s, &got);
+	uint8_t b[64];
+
+	CU_ASSERT_EQUAL_FATAL(got, n);
+	CU_ASSERT_EQUAL(store_last_index(s), n);
+	for (uint64_t i = 1; i <= n; i++) {
+		uint32_t len = payload(i, b);
+
+		CU_ASSERT_EQUAL_FATAL(e[i - 1].term, term_of(i));
+		CU_ASSERT_EQUAL(e[i - 1].type, i & 1);
+		CU_ASSERT_EQUAL_FATAL(e[i - 1].len, len);
+		CU_ASSERT(len == 0 || memcmp(e[i - 1].buf, b, len) == 0);
+	}
+}
+
+static char *seg_path(uint64_t first)
+{
+	static char p[128];
+
+	snprintf(p, sizeof(p), "%s/log-%016" PRIx64, dir, first);
+	return p;
+}
+
+static off_t file_size(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0 ? st.st_size : -1;
+}
+
+static int count_segments(void)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, "log-", 4) == 0;
+	closedir(d);
+	return n;
+}
+
+static void test_crc32c(void)
+{
+	CU_ASSERT_EQUAL(store_crc32c(0, "123456789", 9), 0xe3069283u);
+	CU_ASSERT_EQUAL(store_crc32c(store_crc32c(0, "1234", 4), "56789", 5),
+			0xe3069283u);
+	CU_ASSERT_EQUAL(store_crc32c(0, "", 0), 0);
+}
+
+static void test_empty_dir(void)
+{
+	struct store *s;
+	uint64_t t, v, n;
+
+	mkdir_fresh();
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	CU_ASSERT_EQUAL(store_last_index(s), 0);
+	CU_ASSERT_EQUAL(store_last_term(s), 0);
+	CU_ASSERT_PTR_NULL(store_loaded(s, &n));
+	CU_ASSERT_EQUAL(n, 0);
+	store_hardstate(s, &t, &v);
+	CU_ASSERT_EQUAL(t, 0);
+	CU_ASSERT_EQUAL(v, 0);
+	CU_ASSERT_EQUAL(store_sync(s), 0);
+	store_close(s);
+	rm_dir();
+
+	/* A missing data dir is created. */
+	mkdir_fresh();
+	rmdir(dir);
+	s = open_store(0);
+	CU_ASSERT_EQUAL(store_last_index(s), 0);
+	store_close(s);
+	rm_dir();
+}
+
+static void test_roundtrip(void)
+{
+	struct store *s;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 100);
+	CU_ASSERT_EQUAL(store_sync(s), 100);
+	store_close(s);
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_loaded(s, 100);
+	CU_ASSERT_EQUAL(store_last_term(s), term_of(100));
+	/* Appending continues after a reopen. */
+	store_loaded_free(s);
+	append_range(s, 101, 120);
+	CU_ASSERT_EQUAL(store_sync(s), 120);
+	store_close(s);
+	s = open_store(0);
+	check_loaded(s, 120);
+	store_close(s);
+	rm_dir();
+}
+
+static void test_bad_append(void)
+{
+	struct store *s;
+	uint8_t b = 0;
+
+	mkdir_fresh();
+	s = open_store(0);
+	CU_ASSERT_EQUAL(store_append(s, 2, 1, 0, &b, 1), -EINVAL);
+	CU_ASSERT_EQUAL(store_append(s, 1, 5, 0, &b, 1), 0);
+	CU_ASSERT_EQUAL(store_append(s, 2, 4, 0, &b, 1), -EINVAL);
+	CU_ASSERT_EQUAL(store_append(s, 2, 5, 0, NULL, STORE_PAYLOAD_MAX + 1),
+			-E2BIG);
+	CU_ASSERT_EQUAL(store_truncate(s, 0), -EINVAL);
+	CU_ASSERT_EQUAL(store_truncate(s, 9), 0);
+	CU_ASSERT_EQUAL(store_last_index(s), 1);
+	store_close(s);
+	rm_dir();
+}
+
+static void test_hardstate(void)
+{
+	struct store_config cfg = { .dir = NULL };
+	struct store *s, *s2 = NULL;
+	uint64_t t, v;
+	char p[128];
+	int fd;
+
+	mkdir_fresh();
+	s = open_store(0);
+	CU_ASSERT_EQUAL(store_set_hardstate(s, 7, 3), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 0);
+	CU_ASSERT_EQUAL(store_set_hardstate(s, 8, 0), 0);
+	store_close(s);                /* unsynced: lost as in a crash */
+	s = open_store(0);
+	store_hardstate(s, &t, &v);
+	CU_ASSERT_EQUAL(t, 7);
+	CU_ASSERT_EQUAL(v, 3);
+	/* A second opener of the same directory is refused. */
+	cfg.dir = dir;
+	CU_ASSERT_EQUAL(store_open(&cfg, &s2, msg, sizeof(msg)), -EBUSY);
+	CU_ASSERT_EQUAL(store_set_hardstate(s, 9, 2), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 0);
+	store_close(s);
+	s = open_store(0);
+	store_hardstate(s, &t, &v);
+	CU_ASSERT_EQUAL(t, 9);
+	CU_ASSERT_EQUAL(v, 2);
+	store_close(s);
+
+	/* A damaged state file is refused, not guessed at. */
+	snprintf(p, sizeof(p), "%s/state", dir);
+	fd = open(p, O_WRONLY);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(pwrite(fd, "X", 1, 9), 1);
+	close(fd);
+	CU_ASSERT_EQUAL(store_open(&cfg, &s2, msg, sizeof(msg)), -EUCLEAN);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "state"));
+	rm_dir();
+}
+
+static void test_truncate_append(void)
+{
+	struct store *s;
+	uint8_t b[4] = { 9, 9, 9, 9 };
+	uint64_t n;
+	const struct store_entry *e;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 50);
+	CU_ASSERT_EQUAL(store_sync(s), 50);
+	CU_ASSERT_EQUAL(store_truncate(s, 31), 0);
+	CU_ASSERT_EQUAL(store_last_index(s), 30);
+	CU_ASSERT_EQUAL(store_last_term(s), term_of(30));
+	CU_ASSERT_EQUAL(store_append(s, 31, 99, 0, b, 4), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 31);
+	/* Truncating unsynced records only: they never reach the disk. */
+	CU_ASSERT_EQUAL(store_append(s, 32, 99, 0, b, 4), 0);
+	CU_ASSERT_EQUAL(store_truncate(s, 32), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 31);
+	store_close(s);
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	e = store_loaded(s, &n);
+	CU_ASSERT_EQUAL_FATAL(n, 31);
+	CU_ASSERT_EQUAL(e[29].term, term_of(30));
+	CU_ASSERT_EQUAL(e[30].term, 99);
+	CU_ASSERT_EQUAL(e[30].len, 4);
+	/* Truncate everything, then the log restarts at 1. */
+	CU_ASSERT_EQUAL(store_truncate(s, 1), 0);
+	CU_ASSERT_EQUAL(store_last_index(s), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 0);
+	append_range(s, 1, 3);
+	CU_ASSERT_EQUAL(store_sync(s), 3);
+	store_close(s);
+	s = open_store(0);
+	check_loaded(s, 3);
+	store_close(s);
+	rm_dir();
+}
+
+/* Index of the first record of the last segment, by listing. */
+static uint64_t last_seg_first(void)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	uint64_t best = 0;
+
+	while (d && (e = readdir(d))) {
+		if (strncmp(e->d_name, "log-", 4) == 0) {
+			uint64_t v = strtoull(e->d_name + 4, NULL, 16);
+
+			if (v > best)
+				best = v;
+		}
+	}
+	if (d)
+		closedir(d);
+	return best;
+}
+
+static void test_segments(void)
+{
+	struct store *s;
+	struct store_stats st;
+	int before;
+
+	mkdir_fresh();
+	s = open_store(512);
+	append_range(s, 1, 200);
+	CU_ASSERT_EQUAL(store_sync(s), 200);
+	store_stats(s, &st);
+	CU_ASSERT(st.segments > 5);
+	CU_ASSERT_EQUAL((int)st.segments, count_segments());
+	store_close(s);
+	s = open_store(512);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_loaded(s, 200);
+	before = count_segments();
+	/* Truncate in the middle of the log: later segments go. */
+	CU_ASSERT_EQUAL(store_truncate(s, 57), 0);
+	CU_ASSERT(count_segments() < before);
+	store_stats(s, &st);
+	CU_ASSERT_EQUAL((int)st.segments, count_segments());
+	append_range(s, 57, 80);
+	CU_ASSERT_EQUAL(store_sync(s), 80);
+	store_close(s);
+	s = open_store(512);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_loaded(s, 80);
+	store_close(s);
+
+	/* Truncating at a segment's first index removes that segment. */
+	s = open_store(512);
+	{
+		uint64_t f = last_seg_first();
+
+		before = count_segments();
+		CU_ASSERT_FATAL(f > 1);
+		CU_ASSERT_EQUAL(store_truncate(s, f), 0);
+		CU_ASSERT_EQUAL(count_segments(), before - 1);
+		CU_ASSERT_EQUAL(file_size(seg_path(f)), -1);
+		CU_ASSERT_EQUAL(store_last_index(s), f - 1);
+		append_range(s, f, 90);
+		CU_ASSERT_EQUAL(store_sync(s), 90);
+		store_close(s);
+		s = open_store(512);
+		CU_ASSERT_STRING_EQUAL(msg, "");
+		check_loaded(s, 90);
+		store_close(s);
+	}
+	rm_dir();
+}
+
+static void test_torn_tail(void)
+{
+	struct store *s;
+	const char *p;
+	off_t size;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 10);
+	CU_ASSERT_EQUAL(store_sync(s), 10);
+	store_close(s);
+	p = seg_path(1);
+	size = file_size(p);
+	CU_ASSERT_EQUAL(truncate(p, size - 5), 0);
+	s = open_store(0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "torn record"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "index 10"));
+	check_loaded(s, 9);
+	/* The torn bytes are gone, and appending continues cleanly. */
+	store_loaded_free(s);
+	append_range(s, 10, 12);
+	CU_ASSERT_EQUAL(store_sync(s), 12);
+	store_close(s);
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_loaded(s, 12);
+	store_close(s);
+	rm_dir();
+
+	/* A header cut short. */
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 4);
+	CU_ASSERT_EQUAL(store_sync(s), 4);
+	store_close(s);
+	CU_ASSERT_EQUAL(truncate(seg_path(1), file_size(seg_path(1)) +
+				 10 - (off_t)(STORE_REC_HDR + payload(4, (uint8_t[64]){0}))), 0);
+	s = open_store(0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "torn record header"));
+	check_loaded(s, 3);
+	store_close(s);
+	rm_dir();
+}
+
+static void test_flipped_byte(void)
+{
+	struct store *s;
+	uint64_t first;
+	int fd, segs;
+	off_t off;
+	uint8_t c;
+
+	mkdir_fresh();
+	s = open_store(1024);
+	append_range(s, 1, 100);
+	CU_ASSERT_EQUAL(store_sync(s), 100);
+	store_close(s);
+	segs = count_segments();
+	CU_ASSERT_FATAL(segs > 3);
+	/* Damage the third segment's second record's term: find it by
+	 * reading the first record's length. */
+	s = open_store(1024);
+	store_close(s);
+	{
+		DIR *d = opendir(dir);
+		struct dirent *e;
+		uint64_t v[64];
+		int n = 0;
+
+		while ((e = readdir(d)))
+			if (strncmp(e->d_name, "log-", 4) == 0 && n < 64)
+				v[n++] = strtoull(e->d_name + 4, NULL, 16);
+		closedir(d);
+		/* third smallest */
+		for (int i = 0; i < n; i++)
+			for (int j = i + 1; j < n; j++)
+				if (v[j] < v[i]) {
+					uint64_t t = v[i];
+					v[i] = v[j];
+					v[j] = t;
+				}
+		first = v[2];
+	}
+	fd = open(seg_path(first), O_RDWR);
+	CU_ASSERT_FATAL(fd >= 0);
+	{
+		uint8_t l[4];
+
+		CU_ASSERT_EQUAL(pread(fd, l, 4, 0), 4);
+		off = 8 + (off_t)(l[0] | l[1] << 8 | l[2] << 16 | l[3] << 24);
+	}
+	CU_ASSERT_EQUAL(pread(fd, &c, 1, off + 16), 1);
+	c ^= 0x40;
+	CU_ASSERT_EQUAL(pwrite(fd, &c, 1, off + 16), 1);
+	close(fd);
+	s = open_store(1024);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "crc mismatch"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "later segment"));
+	check_loaded(s, first);
+	CU_ASSERT_EQUAL(file_size(seg_path(first)), off);
+	CU_ASSERT_EQUAL(count_segments(), 3);
+	CU_ASSERT_EQUAL(last_seg_first(), first);
+	store_loaded_free(s);
+	append_range(s, first + 1, first + 40);
+	CU_ASSERT_EQUAL(store_sync(s), (int64_t)first + 40);
+	store_close(s);
+	s = open_store(1024);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_loaded(s, first + 40);
+	store_close(s);
+	rm_dir();
+}
+
+static void test_zero_tail(void)
+{
+	struct store *s;
+	static uint8_t zeros[4096];
+	int fd;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 5);
+	CU_ASSERT_EQUAL(store_sync(s), 5);
+	store_close(s);
+	fd = open(seg_path(1), O_WRONLY | O_APPEND);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(write(fd, zeros, sizeof(zeros)), (ssize_t)sizeof(zeros));
+	close(fd);
+	s = open_store(0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "zero-filled tail of 4096 bytes"));
+	check_loaded(s, 5);
+	store_close(s);
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_loaded(s, 5);
+	store_close(s);
+	rm_dir();
+}
+
+static void test_gap_and_missing_first(void)
+{
+	struct store *s = NULL;
+	struct store_config cfg = { .dir = NULL };
+	char p2[128];
+
+	mkdir_fresh();
+	cfg.dir = dir;
+	s = open_store(512);
+	append_range(s, 1, 60);
+	CU_ASSERT_EQUAL(store_sync(s), 60);
+	store_close(s);
+	CU_ASSERT_FATAL(count_segments() >= 3);
+	/* A missing middle segment: recovery keeps what is before the gap. */
+	{
+		uint64_t f = last_seg_first(), g;
+
+		CU_ASSERT_EQUAL(unlink(seg_path(f)), 0);
+		g = last_seg_first();
+		snprintf(p2, sizeof(p2), "%s", seg_path(g));
+		CU_ASSERT_EQUAL(rename(p2, seg_path(f)), 0);
+		s = open_store(512);
+		CU_ASSERT_PTR_NOT_NULL(strstr(msg, "expected"));
+		check_loaded(s, g - 1);
+		CU_ASSERT_EQUAL(file_size(seg_path(f)), -1);
+		store_close(s);
+	}
+	/* A log that does not start at 1 is refused and left alone. */
+	snprintf(p2, sizeof(p2), "%s", seg_path(1));
+	CU_ASSERT_EQUAL(rename(p2, seg_path(0x100000)), 0);
+	CU_ASSERT_EQUAL(store_open(&cfg, &s, msg, sizeof(msg)), -EUCLEAN);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "not 1"));
+	CU_ASSERT_EQUAL(file_size(seg_path(0x100000)) > 0, 1);
+	rm_dir();
+}
+
+static void test_group_commit(void)
+{
+	struct store *s;
+	struct store_stats st;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 1000);
+	CU_ASSERT_EQUAL(store_set_hardstate(s, 3, 1), 0);
+	store_stats(s, &st);
+	CU_ASSERT_EQUAL(st.fdatasyncs, 0);
+	CU_ASSERT_EQUAL(store_sync(s), 1000);
+	store_stats(s, &st);
+	CU_ASSERT_EQUAL(st.fdatasyncs, 1);
+	CU_ASSERT_EQUAL(st.syncs, 1);
+	CU_ASSERT_EQUAL(st.appends, 1000);
+	/* state file fsync + one directory fsync (new segment and rename) */
+	CU_ASSERT_EQUAL(st.fsyncs, 2);
+	/* Nothing new: no disk work. */
+	CU_ASSERT_EQUAL(store_sync(s), 1000);
+	store_stats(s, &st);
+	CU_ASSERT_EQUAL(st.fdatasyncs, 1);
+	CU_ASSERT_EQUAL(st.syncs, 1);
+	append_range(s, 1001, 1500);
+	CU_ASSERT_EQUAL(store_sync(s), 1500);
+	store_stats(s, &st);
+	CU_ASSERT_EQUAL(st.fdatasyncs, 2);
+	CU_ASSERT_EQUAL(st.fsyncs, 2);  /* no new segment: no dir fsync */
+	store_close(s);
+	rm_dir();
+}
+
+static const struct {
+	const char *name;
+	CU_TestFunc fn;
+} tests[] = {
+#define T(f) { #f, f }
+	T(test_crc32c),
+	T(test_empty_dir),
+	T(test_roundtrip),
+	T(test_bad_append),
+	T(test_hardstate),
+	T(test_truncate_append),
+	T(test_segments),
+	T(test_torn_tail),
+	T(test_flipped_byte),
+	T(test_zero_tail),
+	T(test_gap_and_missing_first),
+	T(test_group_commit),
+#undef T
+};
+
+int main(int argc, char **argv)
+{
+	CU_pSuite suite;
+	unsigned failed;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	suite = CU_add_suite("store", NULL, NULL);
+	if (!suite)
+		goto fail;
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+		if (!CU_add_test(suite, tests[i].name + 5, tests[i].fn))
+			goto fail;
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() +
+		 CU_get_number_of_tests_failed();
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+
+fail:
+	CU_cleanup_registry();
+	return 1;
+}
