@@ -7,7 +7,9 @@
  * that lose unsynced writes when a node crashes, with pauses, bounded
  * clock drift and lock clients that retry with the same (origin, serial).
  * Every run ends with invariant checks; a violation prints the seed, the
- * last events and the replay command, and exits 1.
+ * last events and the replay command, and exits 1.  Every seed's flock
+ * history (what the clients saw, with simulated call and return times) must
+ * also be linearizable against a sequential reader/writer lock (t/linz.h).
  *
  * It must never: read the real clock, use unseeded randomness, or let
  * anything but the seed decide what happens (a failing seed must replay
@@ -23,6 +25,7 @@
 
 #include "lockcore/lc.h"
 #include "lockcore/raft.h"
+#include "t/linz.h"
 
 #define MAXN       7
 #define MAXC       64
@@ -41,6 +44,7 @@
 #define CLOCK_DRIFT 10u
 #define LIVE_BOUND  20000u              /* after heal, everything completes */
 #define REQ_TIMEOUT 400u
+#define LINZ_BUDGET 2000000u            /* search steps per seed's history */
 
 /* ---- deterministic PRNG: xoshiro256** seeded by splitmix64 ------------- */
 
@@ -140,6 +144,8 @@ struct client {
 	uint64_t hold_ino, hold_owner;
 	char hold_name[8];
 	uint64_t sent_at;
+	bool lz_on;                        /* the current request goes into the history */
+	struct linz_op lz;                 /* ... as this op (out and ret still open) */
 	int answers;                       /* final answers received */
 	int last_status;
 	uint64_t last_token;
@@ -151,6 +157,7 @@ static struct sim {
 	uint64_t seed;
 	struct rng rng;
 	int n, nclients;
+	int voters_arg;                    /* --voters as given (0: the seed picks) */
 	uint64_t now, evseq;
 	struct ev *heap;
 	size_t nheap, capheap;
@@ -162,6 +169,7 @@ static struct sim {
 	uint64_t fault_lo, fault_hi;       /* ms between faults */
 	uint64_t heal_at;
 	uint32_t brk;
+	bool brk_grant_twice;              /* sim-side break: fake one try-acquire's answer */
 	bool trace_all;
 	const char *brk_name;
 	const char *scenario;
@@ -177,8 +185,13 @@ static struct sim {
 	uint64_t last_token[NFILES];
 	uint64_t *term_leader;
 	size_t term_cap;
+	/* the flock history of this seed (NULL outside run_seed) */
+	struct linz *lz;
+	struct linz_op *lzv;               /* ... its ops, handed over at the end */
+	size_t lzn, lzcap;
 	/* metrics */
 	uint64_t msgs, syncs, cmds, events, max_leaders;
+	uint64_t lz_checked, lz_linear, lz_unknown, lz_ops;
 	/* trace ring */
 	char trace[TRACE_KEEP][TRACE_LEN];
 	unsigned tpos, tcount;
@@ -224,8 +237,12 @@ static void fail(const char *fmt, ...)
 			printf("%s\n", S.trace[(S.tpos + TRACE_KEEP - S.tcount + i) %
 					       TRACE_KEEP]);
 	}
-	printf("replay: t/sim --seed %llu --voters %d%s%s%s%s --trace\n",
-	       (unsigned long long)S.seed, S.n, S.brk_name ? " --break=" : "",
+	/* --voters only when it was given: naming the count the seed picked
+	 * would skip that draw and replay a different run. */
+	printf("replay: t/sim --seed %llu", (unsigned long long)S.seed);
+	if (S.voters_arg)
+		printf(" --voters %d", S.voters_arg);
+	printf("%s%s%s%s --trace\n", S.brk_name ? " --break=" : "",
 	       S.brk_name ? S.brk_name : "", S.scenario ? " --scenario=" : "",
 	       S.scenario ? S.scenario : "");
 	fflush(stdout);
@@ -832,6 +849,128 @@ static void client_submit(struct client *c)
 	   c->node + 1, (unsigned long long)c->serial, c->cmd.type, (unsigned long long)idx);
 }
 
+static void lz_add(const struct linz_op *op)
+{
+	if (S.lzn == S.lzcap) {
+		S.lzcap = S.lzcap ? S.lzcap * 2 : 128;
+		S.lzv = xrealloc(S.lzv, S.lzcap * sizeof(*S.lzv));
+	}
+	S.lzv[S.lzn++] = *op;
+}
+
+/* Opens a history op for the request just built, when it is one the model
+ * knows: flock acquire or release on a plain file.  The semaphore file is
+ * left out because a client can change its slot count in mid-run, and
+ * POSIX locks, lockfiles and writes are not reader/writer lock ops. */
+static void lz_begin(struct client *c)
+{
+	const struct lc_cmd *m = &c->cmd;
+	bool wait = m->flags & LC_LK_WAIT;
+
+	c->lz_on = false;
+	if (!S.lz || m->ino == S.files[NFILES - 1])
+		return;
+	if (m->type == LC_CMD_FLOCK)
+		c->lz.kind = m->lock_type == LC_WRLCK ? (wait ? LINZ_ACQ_EX : LINZ_TRY_EX)
+						      : (wait ? LINZ_ACQ_SH : LINZ_TRY_SH);
+	else if (m->type == LC_CMD_RELEASE)
+		c->lz.kind = LINZ_RELEASE;
+	else
+		return;
+	/* The owner is per acquisition (its release names it too); the low
+	 * 32 bits stay unique because sessions and serials are small. */
+	c->lz.client = (uint32_t)m->who.owner;
+	c->lz.key = m->ino;
+	c->lz.call = S.now;
+	c->lz.ret = LINZ_INF;
+	c->lz.out = LINZ_ERR;
+	c->lz_on = true;
+}
+
+/* Closes the client's open history op with the final status it got. */
+static void lz_end(struct client *c, int status)
+{
+	struct linz_op op = c->lz;
+
+	if (!c->lz_on)
+		return;
+	c->lz_on = false;
+	op.ret = S.now;
+	if (status == 0)
+		op.out = LINZ_OK;
+	else if (status == -EAGAIN && (op.kind == LINZ_TRY_EX || op.kind == LINZ_TRY_SH))
+		op.out = LINZ_BUSY;
+	else
+		op.out = LINZ_ERR;         /* refused: no effect */
+	lz_add(&op);
+}
+
+/* True when a blocking exclusive acquire of op's key was under way at some
+ * instant of op's interval: SPEC's writer preference (a queued exclusive
+ * request holds back later shared ones) then lets a try-sh fail with no
+ * exclusive holder, which linz's model does not know. */
+static bool lz_ex_waiter_during(const struct linz_op *op)
+{
+	for (size_t k = 0; k < S.lzn; k++) {
+		const struct linz_op *w = &S.lzv[k];
+
+		if (w->kind == LINZ_ACQ_EX && w->key == op->key && w->client != op->client &&
+		    w->call <= op->ret && w->ret >= op->call)
+			return true;
+	}
+	return false;
+}
+
+/* The end of a seed: requests still without a final answer may or may not
+ * have taken effect; then the whole history must linearize. */
+static void lz_finish(void)
+{
+	char why[1024];
+	enum linz_result r;
+
+	bool faked = false;
+
+	for (int k = 0; k < S.nclients; k++)
+		if (S.cl[k].lz_on) {
+			S.cl[k].lz_on = false;
+			lz_add(&S.cl[k].lz);
+		}
+	for (size_t k = 0; k < S.lzn; k++) {
+		struct linz_op *op = &S.lzv[k];
+
+		/* A busy try-sh that writer preference may explain proves
+		 * nothing: keep it out (as an acquire without effect). */
+		if (op->kind == LINZ_TRY_SH && op->out == LINZ_BUSY && op->ret != LINZ_INF &&
+		    lz_ex_waiter_during(op))
+			op->out = LINZ_ERR;
+		if (S.brk_grant_twice && !faked && op->out == LINZ_BUSY && op->ret != LINZ_INF) {
+			/* Only the history lies; the client believed EAGAIN. */
+			faked = true;
+			op->out = LINZ_OK;
+			tr("break grant-twice: owner %u's EAGAIN recorded as OK", op->client);
+		}
+	}
+	for (size_t k = 0; k < S.lzn; k++)
+		if (linz_add_op(S.lz, &S.lzv[k]) < 0)
+			fail("history: linz_add_op refused owner %u kind %d out %d",
+			     S.lzv[k].client, S.lzv[k].kind, S.lzv[k].out);
+	S.lz_ops += S.lzn;
+	S.lzn = 0;
+	r = linz_check(S.lz);
+	S.lz_checked++;
+	if (r == LINZ_NOT) {
+		linz_explain(S.lz, why, sizeof(why));
+		fail("flock history not linearizable: %s", why);
+	}
+	if (r == LINZ_UNKNOWN) {
+		S.lz_unknown++;
+		tr("history: linearizability unknown after %llu steps",
+		   (unsigned long long)linz_steps(S.lz));
+	} else {
+		S.lz_linear++;
+	}
+}
+
 static void client_request(struct client *c, const struct lc_cmd *cmd)
 {
 	size_t len;
@@ -847,6 +986,7 @@ static void client_request(struct client *c, const struct lc_cmd *cmd)
 	c->len = len;
 	c->sent_at = S.now;
 	c->state = C_WAIT;
+	lz_begin(c);
 	client_submit(c);
 }
 
@@ -950,6 +1090,7 @@ static void client_answer(struct client *c, int node, const struct lc_completion
 	tr("c%llu <- n%d serial %llu status %d token %llu", (unsigned long long)c->session,
 	   node + 1, (unsigned long long)c->serial, cp->status, (unsigned long long)cp->token);
 	c->answers++;
+	lz_end(c, cp->status);
 	c->last_status = cp->status;
 	c->last_token = cp->token;
 	if (t == LC_CMD_SESSION_OPEN) {
@@ -1367,8 +1508,15 @@ static void run_seed(uint64_t seed, int voters)
 	int clients;
 
 	rng_seed(&pick, seed ^ 0x5eedull);
+	S.voters_arg = voters;
 	clients = (int)between(&pick, 1, 6);
 	world_init(seed, voters, clients, (int)between(&pick, 3, 10));
+	S.lz = linz_new(LINZ_BUDGET);
+	if (!S.lz) {
+		fprintf(stderr, "sim: out of memory\n");
+		exit(2);
+	}
+	S.lzn = 0;
 	S.faults_on = true;
 	S.heal_at = between(&S.rng, 300, 3000);
 	S.fault_lo = between(&S.rng, 10, 50);
@@ -1377,6 +1525,9 @@ static void run_seed(uint64_t seed, int voters)
 	at(S.heal_at, E_HEAL, -1, 0, 0);
 	run_until(S.heal_at, false);
 	finish_checks();
+	lz_finish();
+	linz_free(S.lz);
+	S.lz = NULL;
 	world_free();
 }
 
@@ -1635,6 +1786,7 @@ static void scenario_figure8(void)
 
 static void run_scenario(const char *name)
 {
+	S.voters_arg = 0;
 	if (!strcmp(name, "two-leaders"))
 		scenario_two_leaders();
 	else if (!strcmp(name, "quorum-loss"))
@@ -1680,7 +1832,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: sim [--seeds N] [--from S] [--seed S] [--voters K] [--trace]\n"
-		"           [--scenario=two-leaders|quorum-loss|figure8] [--break=vote-any-log|ack-unsynced|commit-old-term]\n"
+		"           [--scenario=two-leaders|quorum-loss|figure8] [--break=vote-any-log|ack-unsynced|commit-old-term|grant-twice]\n"
 		"           [--no-measure] [--no-scenarios]\n");
 	exit(2);
 }
@@ -1723,6 +1875,8 @@ int main(int argc, char **argv)
 				S.brk = RF_BREAK_ACK_UNSYNCED;
 			else if (!strcmp(S.brk_name, "commit-old-term"))
 				S.brk = RF_BREAK_COMMIT_OLD_TERM;
+			else if (!strcmp(S.brk_name, "grant-twice"))
+				S.brk_grant_twice = true;
 			else
 				usage();
 		} else
@@ -1734,8 +1888,9 @@ int main(int argc, char **argv)
 	}
 	if (have_one) {
 		run_seed(one, voters);
-		printf("seed %llu: ok (%d voters, %llu events)\n", (unsigned long long)one,
-		       S.n, (unsigned long long)S.events);
+		printf("seed %llu: ok (%d voters, %llu events, flock history %s)\n",
+		       (unsigned long long)one, S.n, (unsigned long long)S.events,
+		       S.lz_unknown ? "unknown" : "linearizable");
 		return 0;
 	}
 	if (scenarios) {
@@ -1746,11 +1901,18 @@ int main(int argc, char **argv)
 	S.events = S.msgs = S.syncs = S.cmds = 0;
 	for (uint64_t s = from; s < from + seeds; s++)
 		run_seed(s, voters);
+	free(S.lzv);
+	S.lzv = NULL;
+	S.lzn = S.lzcap = 0;
 	printf("%llu seeds from %llu: ok (%llu events, %llu messages, %llu fsyncs, "
 	       "%llu commands)\n", (unsigned long long)seeds, (unsigned long long)from,
 	       (unsigned long long)S.events, (unsigned long long)S.msgs,
 	       (unsigned long long)S.syncs, (unsigned long long)S.cmds);
-	if (measure_on && !S.brk) {
+	printf("flock histories: %llu checked, %llu linearizable, %llu unknown "
+	       "(%llu ops, budget %u steps each)\n", (unsigned long long)S.lz_checked,
+	       (unsigned long long)S.lz_linear, (unsigned long long)S.lz_unknown,
+	       (unsigned long long)S.lz_ops, LINZ_BUDGET);
+	if (measure_on && !S.brk && !S.brk_grant_twice) {
 		printf("cost per committed lock command (no faults, 3 voters, heartbeats included):\n");
 		measure(1, 200);
 		measure(64, 20);
