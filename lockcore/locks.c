@@ -982,43 +982,49 @@ static void info(const struct lc_req *r, struct lc_lockinfo *li)
 	li->serial = r->serial;
 }
 
+/* Reports the records of two lists, flock and POSIX, merged into one
+ * order: by grant token for holders, by queue position for waiters.
+ * Returns non-zero when fn asked to stop. */
+static int walk_merged(const struct lc_req *a, const struct lc_req *b,
+		       bool holders,
+		       int (*fn)(void *ctx, const struct lc_lockinfo *), void *ctx)
+{
+	struct lc_lockinfo li;
+
+	while (a || b) {
+		const struct lc_req *r;
+
+		if (a && (!b || (holders ? a->token < b->token
+					 : a->qseq < b->qseq))) {
+			r = a;
+			a = a->next;
+		} else {
+			r = b;
+			b = b->next;
+		}
+		info(r, &li);
+		if (fn && fn(ctx, &li))
+			return 1;
+	}
+	return 0;
+}
+
 /* Holders in grant order, then waiters in queue order. */
 int lc_locks(const struct lc_state *s, uint64_t ino,
 	     int (*holder)(void *ctx, const struct lc_lockinfo *),
 	     int (*waiter)(void *ctx, const struct lc_lockinfo *), void *ctx)
 {
 	struct lc_inode *ip = s ? lci_iget(s, ino) : NULL;
-	const struct lc_req *a, *b, *r;
-	struct lc_lockinfo li;
+	const struct lc_lk *lk;
 
 	if (!ip)
 		return -ENOENT;
-	if (!LCI_LK(ip))
+	lk = LCI_LK(ip);
+	if (!lk)
 		return 0;
-	for (a = LCI_LK(ip)->fh.h, b = LCI_LK(ip)->ph.h; a || b;) {
-		if (a && (!b || a->token < b->token)) {
-			r = a;
-			a = a->next;
-		} else {
-			r = b;
-			b = b->next;
-		}
-		info(r, &li);
-		if (holder && holder(ctx, &li))
-			return 0;
-	}
-	for (a = LCI_LK(ip)->fw.h, b = LCI_LK(ip)->pw.h; a || b;) {
-		if (a && (!b || a->qseq < b->qseq)) {
-			r = a;
-			a = a->next;
-		} else {
-			r = b;
-			b = b->next;
-		}
-		info(r, &li);
-		if (waiter && waiter(ctx, &li))
-			return 0;
-	}
+	if (walk_merged(lk->fh.h, lk->ph.h, true, holder, ctx))
+		return 0;
+	walk_merged(lk->fw.h, lk->pw.h, false, waiter, ctx);
 	return 0;
 }
 
