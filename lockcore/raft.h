@@ -32,10 +32,30 @@
  * clocks advance at the same rate within max_clock_drift_ms over one
  * election timeout.
  *
- * TODO (not in this scope): membership changes (single-server add/remove,
- * promotion of learners), learners, snapshots and log compaction (the whole
- * log stays in memory), read-index for reads when the lease is not valid,
- * leadership transfer.
+ * Configurations.  The voters decide; learners (cluck's members) receive
+ * the log and apply it but never vote nor count toward a quorum.  The
+ * configuration in force is the latest RF_ENTRY_CONF in the log (committed
+ * or not, as in the Raft dissertation's single-server changes), else the
+ * snapshot's, else the bootstrap one from rf_config.  A node whose id is
+ * not a voter of the configuration in force never starts an election.  One
+ * change at a time: a leader accepts a change only when the previous one is
+ * committed and it has committed an entry of its own term.  A leader
+ * removed from the voters steps down once that change is committed.
+ *
+ * Snapshots.  The driver snapshots the applied state machine whenever it
+ * likes, persists it, and hands it to the engine with RF_EV_SNAPSHOT; the
+ * engine then forgets the log up to that index and sends the snapshot in
+ * chunks (RF_MSG_SNAP) to followers that need entries it no longer has.  A
+ * follower that receives a whole snapshot newer than its commit index
+ * reports it with RF_UPD_SNAPSHOT in an update whose write the driver
+ * persists like any other; the follower acknowledges it only once synced.
+ *
+ * Reads.  RF_EV_READ asks for a read index: a position in the log such
+ * that the state applied up to it reflects every write committed before
+ * the request.  With a valid lease it is answered in the same step;
+ * otherwise after a heartbeat round acknowledged by a quorum (read-index).
+ *
+ * TODO (not in this scope): leadership transfer.
  */
 #ifndef CLUCK_RAFT_H
 #define CLUCK_RAFT_H
@@ -56,7 +76,28 @@
 
 enum rf_role { RF_FOLLOWER = 0, RF_PRECANDIDATE, RF_CANDIDATE, RF_LEADER };
 
-enum rf_entry_type { RF_ENTRY_NOOP = 0, RF_ENTRY_CMD = 1 };
+enum rf_entry_type { RF_ENTRY_NOOP = 0, RF_ENTRY_CMD = 1, RF_ENTRY_CONF = 2 };
+
+/* Learners in one configuration (voters: RF_MAX_VOTERS). */
+#define RF_MAX_LEARNERS   248u
+
+/* A configuration: who votes, who only learns.  Ids are non-zero and
+ * appear once in the union of both lists. */
+struct rf_conf {
+	uint64_t voters[RF_MAX_VOTERS];
+	unsigned n_voters;
+	uint64_t learners[RF_MAX_LEARNERS];
+	unsigned n_learners;
+};
+
+/* Encoding of a configuration, as in RF_ENTRY_CONF payloads and snapshot
+ * metadata: version u8 (1), n_voters u8, n_learners u16, then the ids
+ * (u64 each, voters first), little endian.  rf_conf_encode returns the
+ * length or -EMSGSIZE; rf_conf_decode returns 0 or -EINVAL (bad version,
+ * counts, length, zero or duplicate id, no voter). */
+size_t rf_conf_size(const struct rf_conf *c);
+int rf_conf_encode(const struct rf_conf *c, uint8_t *buf, size_t size);
+int rf_conf_decode(const uint8_t *buf, size_t len, struct rf_conf *c);
 
 /* One log entry.  `buf` is owned by the engine (or by a decoded message's
  * input buffer). */
@@ -68,9 +109,12 @@ struct rf_entry {
 };
 
 struct rf_config {
-	uint64_t id;                   /* this node, non-zero, one of voters */
-	uint64_t voters[RF_MAX_VOTERS];
-	unsigned n_voters;
+	uint64_t id;                   /* this node, non-zero; when not among
+	                                  the voters it is a learner */
+	uint64_t voters[RF_MAX_VOTERS];    /* bootstrap configuration, used */
+	unsigned n_voters;                 /* until the log or a snapshot has one */
+	uint64_t learners[RF_MAX_LEARNERS];
+	unsigned n_learners;
 	uint32_t election_timeout_min_ms;  /* default 1000 */
 	uint32_t election_timeout_max_ms;  /* default 2000 */
 	uint32_t heartbeat_ms;             /* default 100 */
@@ -97,6 +141,8 @@ enum rf_msg_type {
 	RF_MSG_VOTE_RESP,
 	RF_MSG_APPEND,                 /* AppendEntries, also the heartbeat */
 	RF_MSG_APPEND_RESP,
+	RF_MSG_SNAP,                   /* InstallSnapshot chunk */
+	RF_MSG_SNAP_RESP,
 	RF_MSG__COUNT
 };
 
@@ -118,6 +164,15 @@ struct rf_msg {
 	 * (conflict_term 0 means "my log ends at conflict_index - 1") */
 	uint64_t match_index;
 	uint64_t conflict_index, conflict_term;
+	/* SNAP: prev_index/prev_term are the snapshot's last included index
+	 * and term; the snapshot stream (the engine's own framing of
+	 * configuration and state bytes) is snap_total bytes long and this
+	 * chunk holds data[0..data_len) at snap_offset.  SNAP_RESP: ok, and
+	 * snap_offset = bytes received so far in order (the next wanted),
+	 * prev_index echoed, stamp echoed. */
+	uint64_t snap_offset, snap_total;
+	const uint8_t *data;
+	uint32_t data_len;
 };
 
 /* Wire format, little endian.  Header (RF_HDR_BYTES): version u8 (1),
@@ -126,6 +181,8 @@ struct rf_msg {
  * last_term u64; VOTE_RESP nothing; APPEND prev_index, prev_term, commit,
  * stamp (u64 each), n_entries u32, then per entry term u64, type u8,
  * len u32, bytes; APPEND_RESP match_index, conflict_index, conflict_term,
+ * stamp (u64 each); SNAP prev_index, prev_term, snap_offset, snap_total,
+ * stamp (u64 each), data_len u32, data; SNAP_RESP prev_index, snap_offset,
  * stamp (u64 each).  The length must match exactly. */
 
 /* Encodes `m` into buf (at most `size` bytes).  Returns the length, or
@@ -149,7 +206,23 @@ enum rf_event_type {
 	RF_EV_RECEIVE,
 	RF_EV_TIMEOUT,                 /* time passed */
 	RF_EV_PROPOSE,
-	RF_EV_PERSISTED
+	RF_EV_PERSISTED,
+	RF_EV_SNAPSHOT,                /* the driver made and synced a snapshot */
+	RF_EV_CONF,                    /* leader: propose a membership change */
+	RF_EV_READ                     /* leader: ask for a read index */
+};
+
+enum rf_conf_op {
+	RF_CONF_ADD_LEARNER = 1,       /* a new member */
+	RF_CONF_ADD_VOTER,             /* a new voter, or promote a learner */
+	RF_CONF_DEMOTE,                /* a voter becomes a learner */
+	RF_CONF_REMOVE                 /* a voter or a learner leaves */
+};
+
+/* A read index became ready (index > 0: serve the read once the state is
+ * applied up to index) or failed (index 0: leadership lost; retry). */
+struct rf_read {
+	uint64_t ctx, index;
 };
 
 struct rf_event {
@@ -158,7 +231,13 @@ struct rf_event {
 	union {
 		struct {               /* START: what the driver has synced */
 			uint64_t term, vote;
-			const struct rf_entry *entries;  /* index 1.. */
+			/* the latest snapshot (snap_index 0: none); on
+			 * success the engine owns snap_buf (from malloc) */
+			uint64_t snap_index, snap_term;
+			const struct rf_conf *snap_conf;
+			uint8_t *snap_buf;
+			size_t snap_len;
+			const struct rf_entry *entries;  /* index snap_index+1.. */
 			uint64_t n_entries;
 		} start;
 		const struct rf_msg *receive;
@@ -169,17 +248,43 @@ struct rf_event {
 		struct {
 			uint64_t seq;  /* every write up to this seq is synced */
 		} persisted;
+		struct {               /* SNAPSHOT: state applied up to index
+			                  (<= commit, > the previous snapshot),
+			                  already synced; on success the engine
+			                  owns buf (from malloc) and drops its log
+			                  up to index */
+			uint64_t index;
+			uint8_t *buf;
+			size_t len;
+		} snapshot;
+		struct {
+			uint8_t op;    /* enum rf_conf_op */
+			uint64_t id;
+		} conf;
+		struct {
+			uint64_t ctx;  /* the driver's, echoed in rf_read */
+		} read;
 	};
 };
 
 #define RF_UPD_HARDSTATE  0x1u
 #define RF_UPD_ENTRIES    0x2u
 #define RF_UPD_ROLE       0x4u         /* role, term or leader changed */
+#define RF_UPD_SNAPSHOT   0x8u         /* persist and install a snapshot */
+#define RF_UPD_CONF       0x10u        /* the configuration in force changed */
 
 struct rf_update {
 	uint32_t flags;
 	uint64_t write_seq;            /* non-zero: this update holds a write */
 	uint64_t hs_term, hs_vote;     /* RF_UPD_HARDSTATE */
+	/* RF_UPD_SNAPSHOT (part of this update's write, handled before the
+	 * entries): store the snapshot, drop every stored entry (the log
+	 * then continues at snap_index + 1), and replace the state machine
+	 * with snap_buf; committed entries below follow it.  Engine-owned. */
+	uint64_t snap_index, snap_term;
+	const struct rf_conf *snap_conf;
+	const uint8_t *snap_buf;
+	size_t snap_len;
 	uint64_t first_index;          /* RF_UPD_ENTRIES: replace from here */
 	size_t   n_entries;
 	const struct rf_entry *entries;
@@ -189,7 +294,9 @@ struct rf_update {
 	size_t   n_committed;          /* newly committed, in order, to apply */
 	const struct rf_entry *committed;
 	uint64_t next_deadline_ms;     /* step RF_EV_TIMEOUT at this time */
-	uint64_t proposed_index;       /* RF_EV_PROPOSE: index of the entry */
+	uint64_t proposed_index;       /* RF_EV_PROPOSE, RF_EV_CONF: its index */
+	const struct rf_read *reads;   /* read indexes ready or failed */
+	size_t   n_reads;
 	uint8_t  role;                 /* current, always filled */
 	uint64_t term, leader;         /* current, always filled (leader 0: none) */
 };
@@ -204,10 +311,16 @@ void rf_free(struct raft *r);
 /*
  * Feeds one event and fills *upd (overwriting it).  The first event must
  * be RF_EV_START.  Returns 0; -EINVAL for an event that is malformed or
- * out of order (the engine is unchanged); -EPERM for a proposal to a
- * non-leader (upd->leader is the hint); -E2BIG for a proposal larger than
- * RF_ENTRY_MAX; -ENOMEM (the engine is unchanged for proposals; for other
- * events the step is dropped as if the message were lost).
+ * out of order (the engine is unchanged); -EPERM for a proposal, a
+ * membership change or a read to a non-leader (upd->leader is the hint);
+ * -E2BIG for a proposal larger than RF_ENTRY_MAX; -EBUSY for a membership
+ * change while another is uncommitted or before the leader committed an
+ * entry of its term; -EINVAL for a change that makes no sense (id 0, add
+ * an existing node, remove an unknown one, no voter left, more than
+ * RF_MAX_VOTERS voters or RF_MAX_LEARNERS learners); -ENOMEM (the engine
+ * is unchanged for proposals; for other events the step is dropped as if
+ * the message were lost).  On any error return of RF_EV_START or
+ * RF_EV_SNAPSHOT the caller still owns the snapshot buffer.
  */
 int rf_step(struct raft *r, const struct rf_event *ev, struct rf_update *upd);
 
@@ -222,7 +335,19 @@ uint64_t rf_term(const struct raft *r);
 uint64_t rf_leader(const struct raft *r);
 uint64_t rf_commit_index(const struct raft *r);
 uint64_t rf_last_index(const struct raft *r);
-/* Entry at index (1..last), or NULL. */
+/* Entry at index (first..last), or NULL (compacted or beyond). */
 const struct rf_entry *rf_entry_at(const struct raft *r, uint64_t index);
+/* First index still in the log (snapshot index + 1). */
+uint64_t rf_first_index(const struct raft *r);
+/* The latest snapshot's index and term (0, 0: none). */
+uint64_t rf_snapshot_index(const struct raft *r);
+uint64_t rf_snapshot_term(const struct raft *r);
+/* The configuration in force. */
+const struct rf_conf *rf_conf(const struct raft *r);
+/* Leader: the highest index known replicated on node id (0 if unknown,
+ * not a peer, or not leader).  For promoting a learner once caught up. */
+uint64_t rf_match_index(const struct raft *r, uint64_t id);
+/* Leader: local time of the last answer from node id this term (0 if none). */
+uint64_t rf_last_ack_ms(const struct raft *r, uint64_t id);
 
 #endif /* CLUCK_RAFT_H */

@@ -25,9 +25,14 @@
  *
  * Single-threaded: one struct store is used by one thread at a time.
  *
- * TODO (not in this scope): snapshots and log compaction (the log starts
- * at index 1 and is never compacted; store_open() refuses a directory
- * whose first segment does not start at 1).
+ * Snapshots: snap-<16 hex digits> (the last included index), written to
+ * snap.tmp, fsynced, renamed, directory fsynced, so a snapshot file is
+ * whole or absent.  Layout, little endian: u32 magic "CKSN", u32 version
+ * (1), u64 index, u64 term, u32 meta length, u64 data length, meta, data,
+ * u32 crc32c of everything before it.  The two newest are kept (an older
+ * one is a fallback when the newest is corrupt).  With a snapshot the log
+ * may start anywhere at or below its index + 1; records at or below the
+ * snapshot's index are skipped on load.
  */
 #ifndef CLUCK_STORE_H
 #define CLUCK_STORE_H
@@ -60,6 +65,7 @@ struct store_stats {
 	uint64_t appends;
 	uint64_t bytes;                /* record bytes written */
 	uint64_t segments;             /* segments now in the directory */
+	uint64_t snapshots;            /* snapshots written */
 };
 
 struct store;
@@ -71,10 +77,12 @@ struct store;
  * index gap, decreasing term, zero-filled tail): that record and
  * everything after it are truncated away durably, and `msg` (of msg_size
  * bytes, may be NULL) receives one line saying where and why; it is ""
- * when the directory was clean.  Returns 0 and *out (free with
- * store_close()), -EBUSY when another process holds the directory,
- * -EUCLEAN for a corrupt state file or a log not starting at index 1
- * (nothing is deleted then; msg says why), -ENOMEM, or another -errno.
+ * when the directory was clean.  The newest valid snapshot is loaded
+ * too (a corrupt newer one is named in msg and skipped).  Returns 0 and
+ * *out (free with store_close()), -EBUSY when another process holds the
+ * directory, -EUCLEAN for a corrupt state file or a log that does not
+ * continue the snapshot (or start at index 1 without one) (nothing is
+ * deleted then; msg says why), -ENOMEM, or another -errno.
  */
 int store_open(const struct store_config *cfg, struct store **out,
 	       char *msg, size_t msg_size);
@@ -86,7 +94,8 @@ void store_close(struct store *s);
 /* Hard state as last set (synced or not); 0, 0 for a fresh store. */
 void store_hardstate(const struct store *s, uint64_t *term, uint64_t *vote);
 
-/* The entries found by store_open() (index 1 .. *n), valid until
+/* The entries found by store_open() (index store_first_index() onwards,
+ * *n of them), valid until
  * store_loaded_free() or store_close(); later appends and truncations do
  * not change this view.  Returns the array (NULL when empty). */
 const struct store_entry *store_loaded(const struct store *s, uint64_t *n);
@@ -94,7 +103,11 @@ const struct store_entry *store_loaded(const struct store *s, uint64_t *n);
 /* Frees the loaded entries (the driver's engine has its own copy). */
 void store_loaded_free(struct store *s);
 
-/* Index of the last record (synced or not); 0 when the log is empty. */
+/* Index of the first loaded entry: the snapshot's index + 1, or 1. */
+uint64_t store_first_index(const struct store *s);
+
+/* Index of the last record (synced or not); the snapshot's index when the
+ * log is empty after it, 0 when there is neither. */
 uint64_t store_last_index(const struct store *s);
 /* Term of the last record; 0 when the log is empty. */
 uint64_t store_last_term(const struct store *s);
@@ -129,6 +142,48 @@ int store_truncate(struct store *s, uint64_t index);
  * negative errno; after a failed fsync every later call returns -EIO.
  */
 int64_t store_sync(struct store *s);
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+struct store_snapshot {
+	uint64_t index, term;          /* index 0: no snapshot */
+	uint8_t *meta;                 /* malloc'd (Raft configuration) */
+	uint32_t meta_len;
+	uint8_t *data;                 /* malloc'd (state machine) */
+	uint64_t len;
+};
+
+/* Hands the snapshot found by store_open() to the caller, who then owns
+ * meta and data (free()); later calls give index 0. */
+void store_snapshot_take(struct store *s, struct store_snapshot *out);
+
+/*
+ * Writes a snapshot of the state applied up to `index` (term: the term of
+ * that entry) durably before returning, then removes the snapshots older
+ * than the previous one.  Does not touch the log.  Returns 0, -EINVAL
+ * (index 0 or not above the newest snapshot), -EIO after an earlier
+ * failure, or another -errno (the store is then dead: -EIO from then on).
+ */
+int store_snapshot_save(struct store *s, uint64_t index, uint64_t term,
+			const void *meta, uint32_t meta_len,
+			const void *data, uint64_t len);
+
+/*
+ * Compaction after a snapshot at or above `upto`: removes every segment
+ * whose records are all at or below `upto` (durable at once).  Records at
+ * or below `upto` in a segment that also holds later ones stay until the
+ * whole segment can go.  Returns 0 or -errno.
+ */
+int store_compact(struct store *s, uint64_t upto);
+
+/*
+ * A snapshot received from the leader: store_snapshot_save(), then drop
+ * the whole log so that it continues at index + 1 (durable before
+ * returning).  Returns as store_snapshot_save().
+ */
+int store_snapshot_install(struct store *s, uint64_t index, uint64_t term,
+			   const void *meta, uint32_t meta_len,
+			   const void *data, uint64_t len);
 
 /* Counters since store_open(). */
 void store_stats(const struct store *s, struct store_stats *st);
