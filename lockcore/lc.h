@@ -213,9 +213,14 @@ void lc_state_free(struct lc_state *s);
  * changes and the CANCEL completes with -ENOENT (the caller answers with the
  * target's own result).
  *
- * Tokens: every grant gets a token from a single counter in the state that
- * only grows; hence tokens are strictly increasing per file and cluster-wide.
+ * Tokens: a grant's token is (index << LC_TOKEN_SHIFT) + k, where index is
+ * the log position of the command that made the grant and k counts the
+ * grants that command made before it (with a floor of the previous token +
+ * 1).  Hence tokens are strictly increasing per file and cluster-wide,
+ * across leader changes and restarts, and token >> LC_TOKEN_SHIFT names the
+ * log entry that granted the lock.
  */
+#define LC_TOKEN_SHIFT 20u
 #define LC_DEDUP_WINDOW 256u
 int lc_apply(struct lc_state *s, uint64_t index, const struct lc_cmd *cmd,
 	     struct lc_out *out);

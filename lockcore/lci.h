@@ -274,6 +274,7 @@ struct lc_ctx {
 	struct lc_out *out;
 	uint64_t origin;
 	uint64_t now;
+	uint64_t index;                /* log position being applied */
 };
 
 static inline uint64_t lci_slot_cookie(struct lc_dslot sl)

@@ -259,9 +259,19 @@ static void drop_waiter(struct lc_ctx *x, struct lc_req *r, int status)
 	free(r);
 }
 
-static uint64_t take_token(struct lc_state *s, struct lc_lk *lk)
+/* The token of a grant is the log position of the command that made it,
+ * shifted left by LC_TOKEN_SHIFT, plus how many grants that same command
+ * made before it: strictly increasing because log positions are, and
+ * readable (token >> LC_TOKEN_SHIFT is the index).  The counter is the
+ * floor, should one command ever make 2^LC_TOKEN_SHIFT grants. */
+static uint64_t take_token(struct lc_ctx *x, struct lc_lk *lk)
 {
-	uint64_t t = s->next_token++;
+	struct lc_state *s = x->s;
+	uint64_t t = x->index << LC_TOKEN_SHIFT;
+
+	if (t < s->next_token)
+		t = s->next_token;
+	s->next_token = t + 1;
 
 	lk->last_token = t;
 	s->grants++;
@@ -408,7 +418,7 @@ static bool px_apply(struct lc_ctx *x, struct lc_lk *lk, uint64_t session,
 		rec->waiting = 0;
 		rec->qseq = 0;
 		rec->since_ns = x->now;
-		rec->token = take_token(x->s, lk);
+		rec->token = take_token(x, lk);
 		lci_req_attach(x->s, rec);
 	}
 	return true;
@@ -422,7 +432,7 @@ static void grant_flock(struct lc_ctx *x, struct lc_lk *lk, struct lc_req *r)
 	r->waiting = 0;
 	r->qseq = 0;
 	r->since_ns = x->now;
-	r->token = take_token(x->s, lk);
+	r->token = take_token(x, lk);
 	lci_req_attach(x->s, r);
 	lci_emit(x, r->origin, r->serial, 0, lk->ip->ino, r->token);
 	lci_req_done(x->s, r->origin, r->serial, 0, r->token);
@@ -691,7 +701,7 @@ static int do_flock(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 	}
 	if (fl_fits(lk, slots_of(ip), r->type) &&
 	    (r->type == LC_WRLCK ? !lk->nfl_w : !lk->nfl_wx)) {
-		r->token = take_token(x->s, lk);
+		r->token = take_token(x, lk);
 		r->since_ns = x->now;
 		lci_req_attach(x->s, r);
 		*token = r->token;

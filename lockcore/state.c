@@ -766,7 +766,7 @@ static void applied(struct lc_state *s, uint64_t index,
 int lc_apply(struct lc_state *s, uint64_t index, const struct lc_cmd *c,
 	     struct lc_out *out)
 {
-	struct lc_ctx x = { .s = s, .c = c, .out = out };
+	struct lc_ctx x = { .s = s, .c = c, .out = out, .index = index };
 	struct lc_sess *se = NULL;
 	struct lc_dedup *dd;
 	size_t own;

@@ -1246,22 +1246,38 @@ static void test_tokens_strictly_increase_per_file(void)
 	fx_free(f);
 }
 
-static void test_tokens_come_from_one_counter(void)
+static void test_tokens_name_the_granting_log_entry(void)
 {
 	FX;
-	uint64_t a = file(f, "a"), b = file(f, "b"), ta, tb, tp;
+	uint64_t a = file(f, "a"), b = file(f, "b"), ta, tb, tp, rel;
 	struct lc_stats st;
 
 	ex(f, a, 1);
 	ta = fx_comp(f, 0)->token;
+	CU_ASSERT_EQUAL(ta >> LC_TOKEN_SHIFT, f->index);
 	ex(f, b, 1);
 	tb = fx_comp(f, 0)->token;
+	CU_ASSERT_EQUAL(tb >> LC_TOKEN_SHIFT, f->index);
 	setlk(f, a, 2, LC_WRLCK, 0, 0, 0);
 	tp = fx_comp(f, 0)->token;
 	CU_ASSERT(tb > ta);
 	CU_ASSERT(tp > tb);
 	lc_stats(f->s, &st);
 	CU_ASSERT(st.next_token > tp);
+
+	/* One release granting three shared waiters: one log entry, three
+	 * consecutive tokens, all naming that entry. */
+	CU_ASSERT_EQUAL(wait_sh(f, b, 2), LC_PENDING);
+	CU_ASSERT_EQUAL(wait_sh(f, b, 3), LC_PENDING);
+	CU_ASSERT_EQUAL(wait_sh(f, b, 4), LC_PENDING);
+	CU_ASSERT_EQUAL(release(f, b, 1), 0);
+	rel = f->index;
+	CU_ASSERT_EQUAL(fx_ncomp(f), 4);
+	for (size_t i = 1; i < fx_ncomp(f); i++) {
+		CU_ASSERT_EQUAL(fx_comp(f, i)->status, 0);
+		CU_ASSERT_EQUAL(fx_comp(f, i)->token >> LC_TOKEN_SHIFT, rel);
+		CU_ASSERT_EQUAL(fx_comp(f, i)->token & ((1u << LC_TOKEN_SHIFT) - 1), i - 1);
+	}
 	fx_free(f);
 }
 
@@ -3058,7 +3074,7 @@ static const struct test_def tests[] = {
 	T(test_session_close_frees_its_locks_and_grants_others),
 	T(test_session_close_refuses_its_waiters_with_enolck),
 	T(test_tokens_strictly_increase_per_file),
-	T(test_tokens_come_from_one_counter),
+	T(test_tokens_name_the_granting_log_entry),
 	T(test_lc_token_is_the_holders_grant_or_the_latest),
 	T(test_reapplied_grant_emits_same_answer_and_changes_nothing),
 	T(test_reapplied_queued_request_is_still_pending),
