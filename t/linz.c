@@ -9,6 +9,8 @@
  * cache of (set of linearised ops, model state) already explored prunes
  * the exponential blow-up.  Pending ops (ret == LINZ_INF) have their return
  * at the very end, so meeting one means every completed op is placed.
+ * Memo keys are variable length: a ranged key's state is its list of
+ * POSIX locks, in a canonical form so that equal states compare equal.
  *
  * It must never do I/O, read a clock or draw random numbers, and never
  * crash or loop forever on any input: the step budget bounds the work.
@@ -17,6 +19,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +39,7 @@ struct linz {
 	uint64_t steps;
 	enum linz_result last;
 	bool checked;
-	char expl[640];
+	char expl[1024];
 };
 
 /* One call or return event in the WGL list. */
@@ -47,22 +50,30 @@ struct ent {
 	struct ent *prev, *next, *match;
 };
 
+struct rng;
+struct mrec;
+
 /* A partition under search. */
 struct part {
 	const struct linz *h;
 	uint64_t key;
-	uint32_t slots;
+	uint32_t slots;                /* before the first set-slots */
+	bool ranged;                   /* POSIX byte ranges, not whole key */
 	uint32_t m;                    /* ops in the partition */
 	const uint32_t *idx;           /* partition op -> history op index */
 	uint32_t *cl;                  /* partition op -> dense client index */
 	uint32_t *clid;                /* dense client index -> client id */
 	uint32_t nc;
 	size_t wo, wc;                 /* words of op bitset, of client bitset */
-	size_t kw;                     /* words of one cache key */
-	/* memo: open addressing over an arena of kw-word keys */
+	size_t maxr;                   /* most POSIX locks a state can have */
+	size_t sw;                     /* most words of an encoded state */
+	struct rng *scr;               /* maxr + 2 locks of scratch */
+	/* memo: open addressing over records of variable-length keys */
 	uint64_t *arena;
-	size_t narena, caparena;       /* in keys */
-	uint32_t *tab;                 /* 0 = empty, else arena index + 1 */
+	size_t narena, caparena;       /* in words */
+	struct mrec *rec;
+	size_t nrec, caprec;
+	uint32_t *tab;                 /* 0 = empty, else record index + 1 */
 	size_t tabsize;
 };
 
@@ -74,6 +85,8 @@ static const char *kind_name(enum linz_kind k)
 	case LINZ_TRY_EX: return "try-ex";
 	case LINZ_TRY_SH: return "try-sh";
 	case LINZ_RELEASE: return "release";
+	case LINZ_SET_SLOTS: return "set-slots";
+	case LINZ_RELEASE_ALL: return "release-all";
 	}
 	return "?";
 }
@@ -144,21 +157,32 @@ int linz_set_slots(struct linz *h, uint64_t key, uint32_t slots)
 	return 0;
 }
 
+/* Is op a lock op on a byte range (which makes its key a ranged one)? */
+static bool is_ranged(const struct linz_op *op)
+{
+	return op->ranged && op->kind <= LINZ_RELEASE;
+}
+
 /* linz_add_op: see t/linz.h. */
 int linz_add_op(struct linz *h, const struct linz_op *op)
 {
 	if (!h || !op)
 		return -EINVAL;
-	if ((unsigned)op->kind > LINZ_RELEASE)
+	if ((unsigned)op->kind > LINZ_RELEASE_ALL)
 		return -EINVAL;
 	if (op->ret != LINZ_INF) {
 		if ((unsigned)op->out > LINZ_ERR)
 			return -EINVAL;
-		if (op->out == LINZ_BUSY &&
-		    (op->kind == LINZ_ACQ_EX || op->kind == LINZ_ACQ_SH ||
-		     op->kind == LINZ_RELEASE))
+		/* only tries answer busy */
+		if (op->out == LINZ_BUSY && op->kind != LINZ_TRY_EX &&
+		    op->kind != LINZ_TRY_SH)
+			return -EINVAL;
+		/* a session's end cannot be refused */
+		if (op->kind == LINZ_RELEASE_ALL && op->out != LINZ_OK)
 			return -EINVAL;
 	}
+	if (is_ranged(op) && op->start > op->end)
+		return -EINVAL;
 	if (op->ret < op->call)
 		return -EINVAL;
 	/* indices are returned as int and stored as uint32_t */
@@ -185,10 +209,24 @@ uint64_t linz_steps(const struct linz *h)
 
 /* ---- the sequential model ------------------------------------------- */
 
-/* Model state: ex holder (dense client index or -1) then wc sh words. */
+/* One POSIX lock of a ranged key: client c holds [s, e] in one mode. */
+struct rng {
+	uint32_t c;                    /* dense client index */
+	bool ex;
+	uint64_t s, e;
+};
+
+/*
+ * Model state.  Whole keys use ex and sh; ranged keys the list r[], kept
+ * canonical (sorted by client then start, a client's touching locks of one
+ * mode merged) so that equal states encode to equal words.
+ */
 struct mstate {
-	int64_t ex;
-	uint64_t *sh;
+	uint32_t slots;
+	int64_t ex;                    /* dense holder or -1 */
+	uint64_t *sh;                  /* wc words */
+	struct rng *r;
+	uint32_t nr;
 };
 
 static bool bit(const uint64_t *w, uint32_t i)
@@ -213,12 +251,64 @@ static uint32_t popcnt(const uint64_t *w, size_t n)
 	return c;
 }
 
+static void mstate_copy(const struct part *p, struct mstate *d,
+			const struct mstate *s)
+{
+	d->slots = s->slots;
+	d->ex = s->ex;
+	if (p->ranged) {
+		memcpy(d->r, s->r, s->nr * sizeof(*d->r));
+		d->nr = s->nr;
+	} else {
+		memcpy(d->sh, s->sh, p->wc * sizeof(*d->sh));
+	}
+}
+
+/* Writes the canonical encoding of st to w; returns its length in words
+ * (at most p->sw). */
+static size_t mstate_enc(const struct part *p, const struct mstate *st,
+			 uint64_t *w)
+{
+	w[0] = st->slots;
+	if (!p->ranged) {
+		w[1] = (uint64_t)st->ex;
+		memcpy(w + 2, st->sh, p->wc * sizeof(*w));
+		return 2 + p->wc;
+	}
+	w[1] = st->nr;
+	for (uint32_t i = 0; i < st->nr; i++) {
+		w[2 + 3 * i] = (uint64_t)st->r[i].c << 1 | st->r[i].ex;
+		w[3 + 3 * i] = st->r[i].s;
+		w[4 + 3 * i] = st->r[i].e;
+	}
+	return 2 + 3 * (size_t)st->nr;
+}
+
+/* The inverse of mstate_enc(). */
+static void mstate_dec(const struct part *p, struct mstate *st,
+		       const uint64_t *w)
+{
+	st->slots = (uint32_t)w[0];
+	if (!p->ranged) {
+		st->ex = (int64_t)w[1];
+		memcpy(st->sh, w + 2, p->wc * sizeof(*w));
+		return;
+	}
+	st->nr = (uint32_t)w[1];
+	for (uint32_t i = 0; i < st->nr; i++) {
+		st->r[i].c = (uint32_t)(w[2 + 3 * i] >> 1);
+		st->r[i].ex = w[2 + 3 * i] & 1;
+		st->r[i].s = w[3 + 3 * i];
+		st->r[i].e = w[4 + 3 * i];
+	}
+}
+
 enum mres { M_OK, M_WAIT, M_ERR };
 
 /*
- * Applies one op of client c to st in place when it is granted.  M_WAIT
- * means an acquire would have to wait (a try answers busy); M_ERR a release
- * of something not held.  Only M_OK changes st.
+ * Applies one whole-key op of client c to st in place when it is granted.
+ * M_WAIT means an acquire would have to wait (a try answers busy); M_ERR a
+ * release of something not held.  Only M_OK changes st.
  */
 static enum mres mstep(const struct part *p, struct mstate *st,
 		       enum linz_kind k, uint32_t c)
@@ -246,11 +336,13 @@ static enum mres mstep(const struct part *p, struct mstate *st,
 			setbit(st->sh, c, true);
 			return M_OK;
 		}
-		if (st->ex >= 0 || (p->slots && nsh >= p->slots))
+		/* a lowered count takes nothing away: nsh may exceed it */
+		if (st->ex >= 0 || (st->slots && nsh >= st->slots))
 			return M_WAIT;
 		setbit(st->sh, c, true);
 		return M_OK;
 	case LINZ_RELEASE:
+	case LINZ_RELEASE_ALL:
 		if (hex) {
 			st->ex = -1;
 			return M_OK;
@@ -259,7 +351,118 @@ static enum mres mstep(const struct part *p, struct mstate *st,
 			setbit(st->sh, c, false);
 			return M_OK;
 		}
-		return M_ERR;
+		return k == LINZ_RELEASE_ALL ? M_OK : M_ERR;
+	case LINZ_SET_SLOTS:
+		break;                 /* handled by try_op */
+	}
+	return M_ERR;
+}
+
+static int rng_cmp(const void *a, const void *b)
+{
+	const struct rng *x = a, *y = b;
+
+	if (x->c != y->c)
+		return x->c < y->c ? -1 : 1;
+	return x->s < y->s ? -1 : x->s > y->s;
+}
+
+/* Do [a, b] and [s, e] share a byte? */
+static bool overlaps(uint64_t a, uint64_t b, uint64_t s, uint64_t e)
+{
+	return a <= e && s <= b;
+}
+
+/*
+ * Sets (ex/sh) or clears (!lock) [s, e] for client c, as Linux's
+ * posix_lock_file() does: the client's own locks on those bytes are
+ * trimmed, split or dropped, the new lock put in and merged with touching
+ * locks of the same mode, so the list stays canonical.  A client's locks
+ * are disjoint, so at most one of them is split: each call grows the list
+ * by at most two, which is what p->maxr counts on.
+ */
+static void rstep(const struct part *p, struct mstate *st, uint32_t c,
+		  bool lock, bool ex, uint64_t s, uint64_t e)
+{
+	struct rng *o = p->scr;
+	uint32_t n = 0, w = 0;
+
+	for (uint32_t i = 0; i < st->nr; i++) {
+		const struct rng *h = &st->r[i];
+
+		if (h->c != c || !overlaps(h->s, h->e, s, e)) {
+			o[n++] = *h;
+			continue;
+		}
+		if (h->s < s) {
+			o[n] = *h;
+			o[n++].e = s - 1;
+		}
+		if (h->e > e) {
+			o[n] = *h;
+			o[n++].s = e + 1;
+		}
+	}
+	if (lock) {
+		o[n].c = c;
+		o[n].ex = ex;
+		o[n].s = s;
+		o[n].e = e;
+		n++;
+	}
+	qsort(o, n, sizeof(*o), rng_cmp);
+	for (uint32_t i = 0; i < n; i++) {
+		struct rng *l = w ? &st->r[w - 1] : NULL;
+
+		if (l && l->c == o[i].c && l->ex == o[i].ex &&
+		    l->e != UINT64_MAX && l->e + 1 >= o[i].s) {
+			if (o[i].e > l->e)
+				l->e = o[i].e;
+			continue;
+		}
+		st->r[w++] = o[i];
+	}
+	st->nr = w;
+}
+
+/* Would an ex (or sh) lock of c on [s, e] conflict with another client? */
+static bool rconflict(const struct mstate *st, uint32_t c, bool ex,
+		      uint64_t s, uint64_t e)
+{
+	for (uint32_t i = 0; i < st->nr; i++) {
+		const struct rng *h = &st->r[i];
+
+		if (h->c != c && (ex || h->ex) && overlaps(h->s, h->e, s, e))
+			return true;
+	}
+	return false;
+}
+
+/* The ranged counterpart of mstep(): releases never fail. */
+static enum mres rmstep(const struct part *p, struct mstate *st,
+			const struct linz_op *op, uint32_t c)
+{
+	uint64_t s = op->ranged ? op->start : 0;
+	uint64_t e = op->ranged ? op->end : UINT64_MAX;
+	bool ex = op->kind == LINZ_ACQ_EX || op->kind == LINZ_TRY_EX;
+
+	switch (op->kind) {
+	case LINZ_ACQ_EX:
+	case LINZ_TRY_EX:
+	case LINZ_ACQ_SH:
+	case LINZ_TRY_SH:
+		if (rconflict(st, c, ex, s, e))
+			return M_WAIT;
+		rstep(p, st, c, true, ex, s, e);
+		return M_OK;
+	case LINZ_RELEASE:
+		rstep(p, st, c, false, false, s, e);
+		return M_OK;
+	case LINZ_RELEASE_ALL:
+		rstep(p, st, c, false, false, 0, UINT64_MAX);
+		return M_OK;
+	case LINZ_SET_SLOTS:
+		break;                 /* handled by try_op */
 	}
 	return M_ERR;
 }
@@ -272,8 +475,25 @@ static enum mres mstep(const struct part *p, struct mstate *st,
 static bool try_op(const struct part *p, struct mstate *st, uint32_t o)
 {
 	const struct linz_op *op = &p->h->ops[p->idx[o]];
-	enum mres r = mstep(p, st, op->kind, p->cl[o]);
+	enum mres r;
 
+	if (op->kind == LINZ_SET_SLOTS) {
+		/* completed ones that failed were filtered out; POSIX locks
+		 * ignore the count, and leaving it out of a ranged state
+		 * lets more states meet in the memo */
+		if (!p->ranged)
+			st->slots = op->slots;
+		return true;
+	}
+	if (p->ranged) {
+		/* a failed POSIX release did nothing: it fits anywhere */
+		if (op->kind == LINZ_RELEASE && op->ret != LINZ_INF &&
+		    op->out == LINZ_ERR)
+			return true;
+		r = rmstep(p, st, op, p->cl[o]);
+	} else {
+		r = mstep(p, st, op->kind, p->cl[o]);
+	}
 	if (op->ret == LINZ_INF)
 		return r == M_OK;
 	switch (op->kind) {
@@ -286,15 +506,27 @@ static bool try_op(const struct part *p, struct mstate *st, uint32_t o)
 		return op->out == (r == M_OK ? LINZ_OK : LINZ_BUSY);
 	case LINZ_RELEASE:
 		return op->out == (r == M_OK ? LINZ_OK : LINZ_ERR);
+	case LINZ_RELEASE_ALL:
+		return r == M_OK;      /* linz_add_op() insisted on LINZ_OK */
+	case LINZ_SET_SLOTS:
+		break;
 	}
 	return false;
 }
 
 /* ---- the memo --------------------------------------------------------- */
 
+/* Keys are variable length (a ranged state grows with its locks), so the
+ * table points at records of an arena of words. */
+struct mrec {
+	uint64_t hash;
+	size_t off;                    /* in words, into p->arena */
+	size_t len;
+};
+
 static uint64_t hash_words(const uint64_t *w, size_t n)
 {
-	uint64_t x = 0x9e3779b97f4a7c15u;
+	uint64_t x = 0x9e3779b97f4a7c15u ^ n;
 
 	for (size_t i = 0; i < n; i++) {
 		x ^= w[i] + 0x9e3779b97f4a7c15u + (x << 6) + (x >> 2);
@@ -311,9 +543,8 @@ static int memo_grow(struct part *p)
 
 	if (!nt)
 		return -ENOMEM;
-	for (size_t i = 0; i < p->narena; i++) {
-		uint64_t hv = hash_words(p->arena + i * p->kw, p->kw);
-		size_t j = hv & (ns - 1);
+	for (size_t i = 0; i < p->nrec; i++) {
+		size_t j = p->rec[i].hash & (ns - 1);
 
 		while (nt[j])
 			j = (j + 1) & (ns - 1);
@@ -325,35 +556,55 @@ static int memo_grow(struct part *p)
 	return 0;
 }
 
-/* Inserts key; 1 if it was new, 0 if already seen, -ENOMEM. */
-static int memo_insert(struct part *p, const uint64_t *key)
+/* Inserts key[0..len); 1 if it was new (*at = its record), 0 if already
+ * seen, -ENOMEM. */
+static int memo_insert(struct part *p, const uint64_t *key, size_t len,
+		       uint32_t *at)
 {
 	uint64_t hv;
 	size_t j;
 
-	if ((p->narena + 1) * 2 > p->tabsize) {
-		if (p->narena >= UINT32_MAX - 1 || memo_grow(p) < 0)
+	if ((p->nrec + 1) * 2 > p->tabsize) {
+		if (p->nrec >= UINT32_MAX / 2 || memo_grow(p) < 0)
 			return -ENOMEM;
 	}
-	hv = hash_words(key, p->kw);
+	hv = hash_words(key, len);
 	for (j = hv & (p->tabsize - 1); p->tab[j];
 	     j = (j + 1) & (p->tabsize - 1)) {
-		const uint64_t *k = p->arena + (size_t)(p->tab[j] - 1) * p->kw;
+		const struct mrec *m = &p->rec[p->tab[j] - 1];
 
-		if (!memcmp(k, key, p->kw * sizeof(*key)))
+		if (m->hash == hv && m->len == len &&
+		    !memcmp(p->arena + m->off, key, len * sizeof(*key)))
 			return 0;
 	}
-	if (p->narena == p->caparena) {
-		size_t cap = p->caparena ? p->caparena * 2 : 1024;
-		uint64_t *na = realloc(p->arena, cap * p->kw * sizeof(*na));
+	if (p->nrec == p->caprec) {
+		size_t cap = p->caprec ? p->caprec * 2 : 1024;
+		struct mrec *nr = realloc(p->rec, cap * sizeof(*nr));
 
+		if (!nr)
+			return -ENOMEM;
+		p->rec = nr;
+		p->caprec = cap;
+	}
+	if (p->narena + len > p->caparena) {
+		size_t cap = p->caparena ? p->caparena : 4096;
+		uint64_t *na;
+
+		while (cap < p->narena + len)
+			cap *= 2;
+		na = realloc(p->arena, cap * sizeof(*na));
 		if (!na)
 			return -ENOMEM;
 		p->arena = na;
 		p->caparena = cap;
 	}
-	memcpy(p->arena + p->narena * p->kw, key, p->kw * sizeof(*key));
-	p->tab[j] = (uint32_t)(++p->narena);
+	memcpy(p->arena + p->narena, key, len * sizeof(*key));
+	p->rec[p->nrec].hash = hv;
+	p->rec[p->nrec].off = p->narena;
+	p->rec[p->nrec].len = len;
+	p->narena += len;
+	*at = (uint32_t)p->nrec;
+	p->tab[j] = (uint32_t)(++p->nrec);
 	return 1;
 }
 
@@ -400,77 +651,133 @@ static void unlift(struct ent *e)
 	e->next->prev = e;
 }
 
+/* Appends to buf[*n..len) like snprintf, keeping *n <= len. */
+static void cat(char *buf, size_t len, size_t *n, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void cat(char *buf, size_t len, size_t *n, const char *fmt, ...)
+{
+	va_list ap;
+	int w;
+
+	if (*n >= len)
+		return;
+	va_start(ap, fmt);
+	w = vsnprintf(buf + *n, len - *n, fmt, ap);
+	va_end(ap);
+	if (w < 0)
+		return;
+	*n += (size_t)w;
+	if (*n > len)
+		*n = len;
+}
+
 static void describe_state(const struct part *p, const struct mstate *st,
 			   char *buf, size_t len)
 {
 	size_t n = 0;
-	int w;
 	bool any = false;
 
-	if (st->ex >= 0)
-		w = snprintf(buf, len, "held ex by client %" PRIu32,
-			     p->clid[st->ex]);
-	else
-		w = snprintf(buf, len, "free");
-	if (w < 0)
+	buf[0] = '\0';
+	if (p->ranged) {
+		if (!st->nr)
+			cat(buf, len, &n, "free (no holders)");
+		for (uint32_t i = 0; i < st->nr; i++)
+			cat(buf, len, &n, "%sclient %" PRIu32 " %s bytes [%" PRIu64
+			    ", %" PRIu64 "]", i ? ", " : "held by ",
+			    p->clid[st->r[i].c], st->r[i].ex ? "ex" : "sh",
+			    st->r[i].s, st->r[i].e);
 		return;
-	n = (size_t)w;
-	for (uint32_t c = 0; c < p->nc && n < len; c++) {
+	}
+	if (st->ex >= 0)
+		cat(buf, len, &n, "held ex by client %" PRIu32,
+		    p->clid[st->ex]);
+	else
+		cat(buf, len, &n, "free");
+	for (uint32_t c = 0; c < p->nc; c++) {
 		if (!bit(st->sh, c))
 			continue;
-		w = snprintf(buf + n, len - n, "%s%" PRIu32,
-			     any ? "," : (st->ex >= 0 ? ", sh by clients "
-					  : "; sh by clients "), p->clid[c]);
-		if (w < 0)
-			return;
+		cat(buf, len, &n, "%s%" PRIu32,
+		    any ? "," : (st->ex >= 0 ? ", sh by clients "
+				 : "; sh by clients "), p->clid[c]);
 		any = true;
-		n += (size_t)w;
 	}
-	if (!any && st->ex < 0 && n < len)
-		snprintf(buf + n, len - n, " (no holders)");
+	if (!any && st->ex < 0)
+		cat(buf, len, &n, " (no holders)");
+	cat(buf, len, &n, "; slots %" PRIu32, st->slots);
 }
 
 static void explain_not(struct linz *h, const struct part *p, uint32_t stuck,
 			uint32_t best, const struct mstate *bst)
 {
 	const struct linz_op *op = &h->ops[p->idx[stuck]];
-	char sbuf[256];
+	char sbuf[384], rbuf[64] = "";
 
 	describe_state(p, bst, sbuf, sizeof(sbuf));
+	if (op->ranged)
+		snprintf(rbuf, sizeof(rbuf), " bytes [%" PRIu64 ", %" PRIu64
+			 "]", op->start, op->end);
+	else if (op->kind == LINZ_SET_SLOTS)
+		snprintf(rbuf, sizeof(rbuf), " %" PRIu32, op->slots);
 	snprintf(h->expl, sizeof(h->expl),
-		 "NOT linearizable: key %" PRIu64 " (%" PRIu32 " ops, slots %"
-		 PRIu32 "): at most %" PRIu32 " ops can be ordered; op #%"
-		 PRIu32 " (client %" PRIu32 " %s -> %s, [%" PRIu64 ", %" PRIu64
-		 "]) cannot be placed; the lock was then %s",
-		 p->key, p->m, p->slots, best, p->idx[stuck], op->client,
-		 kind_name(op->kind), out_name(op->out), op->call, op->ret,
-		 sbuf);
+		 "NOT linearizable: %s key %" PRIu64 " (%" PRIu32 " ops, slots %"
+		 PRIu32 " at first): at most %" PRIu32 " ops can be ordered; op #%"
+		 PRIu32 " (client %" PRIu32 " %s%s -> %s, time [%" PRIu64 ", %"
+		 PRIu64 "]) cannot be placed; the lock was then %s",
+		 p->ranged ? "ranged" : "whole", p->key, p->m, p->slots, best,
+		 p->idx[stuck], op->client, kind_name(op->kind), rbuf,
+		 out_name(op->out), op->call, op->ret, sbuf);
+}
+
+/* Buffers of one mstate for partition p. */
+static int mstate_alloc(const struct part *p, struct mstate *st)
+{
+	st->sh = calloc(p->wc + 1, sizeof(*st->sh));
+	st->r = calloc(p->maxr + 1, sizeof(*st->r));
+	st->ex = -1;
+	st->nr = 0;
+	st->slots = p->slots;
+	return st->sh && st->r ? 0 : -ENOMEM;
+}
+
+static void mstate_free(struct mstate *st)
+{
+	free(st->sh);
+	free(st->r);
 }
 
 /*
  * Runs WGL over one partition.  Returns the verdict, or -ENOMEM.  On NOT it
  * writes the explanation into h->expl.
+ *
+ * The key being explored lives in kb (op bitset, then the encoded state).
+ * Every linearised op's resulting key is a fresh memo record, so a frame
+ * only remembers its record: backtracking copies the key back from there
+ * instead of keeping a stack of states.
  */
 static int search(struct linz *h, struct part *p)
 {
 	uint32_t m = p->m;
 	struct ent *ev = NULL, head;
-	uint64_t *key = NULL;          /* linearised bitset, then state */
-	uint64_t *stk = NULL;          /* saved states, (1 + wc) per frame */
-	uint64_t *best = NULL;         /* state at the deepest point */
+	uint64_t *kb = NULL, *k0 = NULL;
+	size_t klen, k0len;
 	struct ent **calls = NULL;
+	uint32_t *at = NULL;
 	uint32_t depth = 0, bestdepth = 0, stuck = 0;
-	struct mstate st, bst;
+	int64_t bestrec = -1;          /* memo record of the deepest point */
+	struct mstate cur, tmp, t;
 	struct ent *e;
-	size_t sw = 1 + p->wc;
 	int rc = -ENOMEM;
 
+	memset(&cur, 0, sizeof(cur));
+	memset(&tmp, 0, sizeof(tmp));
 	ev = calloc((size_t)m * 2, sizeof(*ev));
-	key = calloc(p->kw, sizeof(*key));
-	stk = calloc((size_t)m * sw + 1, sizeof(*stk));
-	best = calloc(sw, sizeof(*best));
+	kb = calloc(p->wo + p->sw, sizeof(*kb));
+	k0 = calloc(p->wo + p->sw, sizeof(*k0));
 	calls = calloc(m, sizeof(*calls));
-	if (!ev || !key || !stk || !best || !calls)
+	at = calloc(m, sizeof(*at));
+	if (!ev || !kb || !k0 || !calls || !at ||
+	    mstate_alloc(p, &cur) < 0 || mstate_alloc(p, &tmp) < 0)
 		goto out_free;
 	for (uint32_t i = 0; i < m; i++) {
 		const struct linz_op *op = &h->ops[p->idx[i]];
@@ -506,12 +813,8 @@ static int search(struct linz *h, struct part *p)
 		ev[i - 1].next = &ev[i];
 	}
 
-	/* the model state lives inside the cache key, after the op bits */
-	st.sh = key + p->wo + 1;
-	key[p->wo] = (uint64_t)-1;
-	bst.sh = best + 1;
-	best[0] = (uint64_t)-1;
-
+	k0len = p->wo + mstate_enc(p, &cur, k0 + p->wo);
+	memcpy(kb, k0, k0len * sizeof(*kb));
 	e = head.next;
 	while (head.next) {
 		if (h->budget && h->steps >= h->budget) {
@@ -527,29 +830,28 @@ static int search(struct linz *h, struct part *p)
 			goto out_free;
 		}
 		if (e && !e->ret) {
-			uint64_t *save = stk + (size_t)depth * sw;
-			int ins;
+			mstate_copy(p, &tmp, &cur);
+			if (try_op(p, &tmp, e->op)) {
+				uint32_t rec = 0;
+				int ins;
 
-			st.ex = (int64_t)key[p->wo];
-			save[0] = key[p->wo];
-			memcpy(save + 1, st.sh, p->wc * sizeof(*save));
-			if (try_op(p, &st, e->op)) {
-				key[p->wo] = (uint64_t)st.ex;
-				setbit(key, e->op, true);
-				ins = memo_insert(p, key);
+				setbit(kb, e->op, true);
+				klen = p->wo + mstate_enc(p, &tmp, kb + p->wo);
+				ins = memo_insert(p, kb, klen, &rec);
 				if (ins < 0)
 					goto out_free;
 				if (ins) {
-					calls[depth++] = e;
+					calls[depth] = e;
+					at[depth++] = rec;
+					t = cur;
+					cur = tmp;
+					tmp = t;
 					lift(e);
 					e = head.next;
 					continue;
 				}
-				setbit(key, e->op, false);
+				setbit(kb, e->op, false);
 			}
-			/* undo the trial step */
-			key[p->wo] = save[0];
-			memcpy(st.sh, save + 1, p->wc * sizeof(*save));
 			e = e->next;
 			continue;
 		}
@@ -558,22 +860,30 @@ static int search(struct linz *h, struct part *p)
 		if (depth > bestdepth || (depth == 0 && bestdepth == 0)) {
 			bestdepth = depth;
 			stuck = e ? e->op : 0;
-			best[0] = key[p->wo];
-			memcpy(best + 1, st.sh, p->wc * sizeof(*best));
+			bestrec = depth ? (int64_t)at[depth - 1] : -1;
 		}
 		if (depth == 0) {
-			bst.ex = (int64_t)best[0];
-			explain_not(h, p, stuck, bestdepth, &bst);
+			if (bestrec >= 0)
+				mstate_dec(p, &tmp, p->arena +
+					   p->rec[bestrec].off + p->wo);
+			else
+				mstate_dec(p, &tmp, k0 + p->wo);
+			explain_not(h, p, stuck, bestdepth, &tmp);
 			rc = LINZ_NOT;
 			goto out_free;
 		}
 		{
 			struct ent *c = calls[--depth];
-			uint64_t *save = stk + (size_t)depth * sw;
 
-			setbit(key, c->op, false);
-			key[p->wo] = save[0];
-			memcpy(st.sh, save + 1, p->wc * sizeof(*save));
+			if (depth) {
+				const struct mrec *r = &p->rec[at[depth - 1]];
+
+				memcpy(kb, p->arena + r->off,
+				       r->len * sizeof(*kb));
+			} else {
+				memcpy(kb, k0, k0len * sizeof(*kb));
+			}
+			mstate_dec(p, &cur, kb + p->wo);
 			unlift(c);
 			e = c->next;
 		}
@@ -581,10 +891,12 @@ static int search(struct linz *h, struct part *p)
 	rc = LINZ_LINEARIZABLE;
 
 out_free:
+	mstate_free(&tmp);
+	mstate_free(&cur);
+	free(at);
 	free(calls);
-	free(best);
-	free(stk);
-	free(key);
+	free(k0);
+	free(kb);
 	free(ev);
 	return rc;
 }
@@ -601,6 +913,9 @@ static int check_part(struct linz *h, uint64_t key, const uint32_t *idx,
 	p.key = key;
 	p.slots = slots_of(h, key);
 	p.m = m;
+	for (uint32_t i = 0; i < m; i++)
+		if (is_ranged(&h->ops[idx[i]]))
+			p.ranged = true;
 	p.idx = idx;
 	p.cl = calloc(m, sizeof(*p.cl));
 	p.clid = calloc(m, sizeof(*p.clid));
@@ -620,12 +935,19 @@ static int check_part(struct linz *h, uint64_t key, const uint32_t *idx,
 	}
 	p.wo = (m + 63) / 64;
 	p.wc = (p.nc + 63) / 64;
-	p.kw = p.wo + 1 + p.wc;
+	/* every op adds at most two locks (see rstep) */
+	p.maxr = p.ranged ? 2 * (size_t)m + 2 : 0;
+	p.sw = 2 + (p.ranged ? 3 * (size_t)p.maxr : p.wc);
+	p.scr = calloc((size_t)p.maxr + 2, sizeof(*p.scr));
+	if (!p.scr)
+		goto out_free;
 	rc = search(h, &p);
 
 out_free:
 	free(p.tab);
+	free(p.rec);
 	free(p.arena);
+	free(p.scr);
 	free(p.clid);
 	free(p.cl);
 	return rc;
@@ -672,8 +994,8 @@ enum linz_result linz_check(struct linz *h)
 	for (size_t i = 0; i < h->nops; i++) {
 		const struct linz_op *op = &h->ops[i];
 
-		/* an acquire that failed had no effect anywhere in its
-		 * interval, so it constrains nothing */
+		/* an acquire or set-slots that failed had no effect
+		 * anywhere in its interval, so it constrains nothing */
 		if (op->ret != LINZ_INF && op->out == LINZ_ERR &&
 		    op->kind != LINZ_RELEASE)
 			continue;
