@@ -1,13 +1,16 @@
 /*
  * net/store.c - the durable Raft log store: hard state file, segmented
- * append-only log with CRC32C on every record, group commit, recovery.
- * The format and the contract are in net/store.h.
+ * append-only log with CRC32C on every record, group commit, recovery,
+ * snapshots and compaction.  The format and the contract are in
+ * net/store.h.
  *
  * It must never report an index as synced before an fsync covering it
  * returned, never retry or continue after a failed write or fsync (the
  * store becomes dead and returns -EIO), never trust a record whose length,
- * crc, index or term does not check out, and never delete anything during
- * recovery except the corrupt tail it reports in the message.
+ * crc, index or term does not check out, never delete anything during
+ * recovery except the corrupt tail it reports in the message, and never
+ * remove a log record that no durable snapshot covers (except on a Raft
+ * conflict truncation or a snapshot install).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -31,6 +34,11 @@
 #define STATE_VERSION 1u
 #define STATE_BYTES   28u
 #define WBUF_FLUSH    (1u << 20)       /* write out pending bytes beyond */
+#define SNAP_TMP      "snap.tmp"
+#define SNAP_MAGIC    0x4e534b43u      /* "CKSN" little endian */
+#define SNAP_VERSION  1u
+#define SNAP_HDR      36u              /* magic .. data length */
+#define SNAP_KEEP     2                /* newest and one fallback */
 
 struct seg {
 	uint64_t first;                /* index of its first record */
@@ -47,13 +55,21 @@ struct store {
 	uint64_t seg_bytes;
 	struct seg *segs;
 	size_t nsegs, capsegs;
-	struct pos *pos;               /* pos[i] describes index i + 1 */
+	size_t nobs;                   /* segs[0..nobs) hold only records a
+					  snapshot covers and are not loaded */
+	uint64_t obs_last;             /* bound on what those segments hold */
+	uint64_t base;                 /* pos[i] describes index base + i + 1 */
+	struct pos *pos;
 	uint64_t npos, cappos;
-	int tailfd;                    /* segs[nsegs - 1], or -1 */
+	int tailfd;                    /* segs[nsegs - 1] (never an obsolete
+					  one), or -1: the next append rolls */
 	uint8_t *wbuf;                 /* records not yet written to tailfd */
 	size_t wlen, wcap;
 	bool tail_dirty, dir_dirty, hs_pending, failed;
-	uint64_t term, vote, synced;
+	uint64_t term, vote, synced;   /* synced: an absolute index */
+	uint64_t snap_index, snap_term;  /* newest durable snapshot */
+	uint64_t first_loaded;         /* index of loaded[0] */
+	struct store_snapshot held;    /* found by store_open(), until taken */
 	struct store_entry *loaded;
 	uint64_t nloaded;
 	uint8_t **arenas;              /* segment contents loaded entries use */
@@ -134,14 +150,21 @@ static void seg_name(char *buf, size_t size, uint64_t first)
 	snprintf(buf, size, "log-%016" PRIx64, first);
 }
 
-/* Parses "log-<16 hex>"; false for any other name. */
-static bool parse_seg_name(const char *name, uint64_t *first)
+static void snap_name(char *buf, size_t size, uint64_t index)
 {
+	snprintf(buf, size, "snap-%016" PRIx64, index);
+}
+
+/* Parses "<prefix><16 hex>" ("log-", "snap-"); false for any other name,
+ * so that snap.tmp and foreign files are never taken for ours. */
+static bool parse_name(const char *name, const char *prefix, uint64_t *first)
+{
+	size_t pl = strlen(prefix);
 	uint64_t v = 0;
 
-	if (strncmp(name, "log-", 4) != 0 || strlen(name) != 20)
+	if (strncmp(name, prefix, pl) != 0 || strlen(name) != pl + 16)
 		return false;
-	for (const char *c = name + 4; *c; c++) {
+	for (const char *c = name + pl; *c; c++) {
 		int d;
 
 		if (*c >= '0' && *c <= '9')
@@ -297,8 +320,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Lists segment first indexes, sorted.  Returns the count or -errno. */
-static int list_segments(struct store *s, uint64_t **out)
+/* Lists the indexes in the names of files "<prefix><16 hex>", sorted.
+ * Returns the count or -errno. */
+static int list_names(struct store *s, const char *prefix, uint64_t **out)
 {
 	int fd = dup(s->dirfd);
 	DIR *d;
@@ -310,11 +334,15 @@ static int list_segments(struct store *s, uint64_t **out)
 		return -errno;
 	d = fdopendir(fd);
 	if (!d) {
+		int err = errno;
+
 		close(fd);
-		return -errno;
+		return -err;
 	}
+	/* A dup shares the offset: an earlier listing left it at the end. */
+	rewinddir(d);
 	while ((e = readdir(d))) {
-		if (!parse_seg_name(e->d_name, &first))
+		if (!parse_name(e->d_name, prefix, &first))
 			continue;
 		if (n == cap) {
 			uint64_t *nv;
@@ -468,13 +496,15 @@ static int load_segment(struct store *s, uint64_t first, char *why,
 	while (off < len) {
 		uint64_t prev = s->npos ? s->pos[s->npos - 1].term : 0;
 
-		if (check_record(b + off, len - off, s->npos + 1, prev, why,
-				 why_size)) {
+		if (check_record(b + off, len - off, s->base + s->npos + 1,
+				 prev, why, why_size)) {
 			clean = false;
 			break;
 		}
 		rc = push_pos(s, off, get64(b + off + 16));
-		if (rc == 0)
+		/* What the snapshot covers stays on disk until compaction
+		 * but is not the driver's to replay. */
+		if (rc == 0 && get64(b + off + 8) > s->snap_index)
 			rc = push_loaded(s, b + off);
 		if (rc < 0)
 			goto close_fd;
@@ -498,30 +528,351 @@ close_fd:
 	return rc;
 }
 
+/* Reads exactly len bytes at off; -EUCLEAN when the file ends first. */
+static int read_at(int fd, uint8_t *p, uint64_t len, uint64_t off)
+{
+	while (len) {
+		size_t want = len > (1u << 30) ? (1u << 30) : (size_t)len;
+		ssize_t n = pread(fd, p, want, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EUCLEAN;
+		p += n;
+		len -= (uint64_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Loads snap-<index> into *out (meta and data malloc'd, each in one
+ * allocation sized from the header, checked against the file size first
+ * so a damaged length cannot make us allocate gigabytes).  Returns 0, 1
+ * when the file is not a whole valid snapshot (`why` says what is wrong;
+ * *out is then empty), or -errno.
+ */
+static int load_snapshot(struct store *s, uint64_t index,
+			 struct store_snapshot *out, char *why, size_t why_size)
+{
+	char name[32];
+	uint8_t h[SNAP_HDR], t[4];
+	struct stat st;
+	uint64_t size, len;
+	uint32_t meta_len, crc;
+	int fd, rc;
+
+	memset(out, 0, sizeof(*out));
+	snap_name(name, sizeof(name), index);
+	fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto close_fd;
+	}
+	size = (uint64_t)st.st_size;
+	rc = read_at(fd, h, SNAP_HDR, 0);
+	if (rc == -EUCLEAN) {
+		snprintf(why, why_size, "torn header (%" PRIu64 " bytes)", size);
+		rc = 1;
+		goto close_fd;
+	}
+	if (rc < 0)
+		goto close_fd;
+	meta_len = get32(h + 24);
+	len = get64(h + 28);
+	rc = 1;
+	if (get32(h) != SNAP_MAGIC) {
+		snprintf(why, why_size, "bad magic 0x%08" PRIx32, get32(h));
+		goto close_fd;
+	}
+	if (get32(h + 4) != SNAP_VERSION) {
+		snprintf(why, why_size, "unknown version %" PRIu32,
+			 get32(h + 4));
+		goto close_fd;
+	}
+	if (get64(h + 8) != index) {
+		snprintf(why, why_size, "holds index %" PRIu64, get64(h + 8));
+		goto close_fd;
+	}
+	if (size < (uint64_t)SNAP_HDR + 4 + meta_len ||
+	    size - SNAP_HDR - 4 - meta_len != len) {
+		snprintf(why, why_size, "length %" PRIu64 " bytes, the header "
+			 "says %" PRIu32 " + %" PRIu64 " + %u", size, meta_len,
+			 len, SNAP_HDR + 4);
+		goto close_fd;
+	}
+	if ((uint64_t)(size_t)len != len) {
+		rc = -ENOMEM;
+		goto close_fd;
+	}
+	out->meta = meta_len ? malloc(meta_len) : NULL;
+	out->data = len ? malloc((size_t)len) : NULL;
+	if ((meta_len && !out->meta) || (len && !out->data)) {
+		rc = -ENOMEM;
+		goto free_bufs;
+	}
+	rc = read_at(fd, out->meta, meta_len, SNAP_HDR);
+	if (rc == 0)
+		rc = read_at(fd, out->data, len, SNAP_HDR + (uint64_t)meta_len);
+	if (rc == 0)
+		rc = read_at(fd, t, 4, SNAP_HDR + (uint64_t)meta_len + len);
+	if (rc == -EUCLEAN) {
+		/* It shrank under us: as torn as any other short file. */
+		snprintf(why, why_size, "file shorter than its header says");
+		rc = 1;
+	}
+	if (rc != 0)
+		goto free_bufs;
+	crc = store_crc32c(0, h, SNAP_HDR);
+	crc = store_crc32c(crc, out->meta, meta_len);
+	crc = store_crc32c(crc, out->data, (size_t)len);
+	if (crc != get32(t)) {
+		snprintf(why, why_size, "crc mismatch");
+		rc = 1;
+		goto free_bufs;
+	}
+	out->index = index;
+	out->term = get64(h + 16);
+	out->meta_len = meta_len;
+	out->len = len;
+	close(fd);
+	return 0;
+
+free_bufs:
+	free(out->meta);
+	free(out->data);
+	memset(out, 0, sizeof(*out));
+close_fd:
+	close(fd);
+	return rc;
+}
+
+/*
+ * Finds the newest valid snapshot, newest first; every corrupt one it
+ * passes over is named in `note` (one line, "" when none was).  Corrupt
+ * files are left alone: recovery deletes nothing it did not report as a
+ * cut tail, and store_snapshot_save() retires them later.
+ */
+static int load_snapshots(struct store *s, char *note, size_t note_size)
+{
+	uint64_t *idx = NULL;
+	size_t used = 0;
+	int n, rc = 0;
+
+	note[0] = '\0';
+	n = list_names(s, "snap-", &idx);
+	if (n < 0)
+		return n;
+	for (int i = n - 1; i >= 0; i--) {
+		char why[128] = "";
+
+		rc = load_snapshot(s, idx[i], &s->held, why, sizeof(why));
+		if (rc < 0)
+			goto free_idx;
+		if (rc == 0) {
+			s->snap_index = s->held.index;
+			s->snap_term = s->held.term;
+			if (used)
+				snprintf(note + used, note_size - used,
+					 ", falling back to snap-%016" PRIx64,
+					 idx[i]);
+			break;
+		}
+		used += (size_t)snprintf(note + used, note_size - used,
+					 "%ssnap-%016" PRIx64 ": corrupt "
+					 "snapshot skipped: %s",
+					 used ? "; " : "", idx[i], why);
+		if (used >= note_size)
+			used = note_size - 1;
+	}
+	if (rc == 1)
+		snprintf(note + used, note_size - used,
+			 ", no valid snapshot left");
+	rc = 0;
+free_idx:
+	free(idx);
+	return rc;
+}
+
+/* Forgets the in-memory log when it ends below the newest snapshot: what
+ * it holds is covered, and the next append (snap_index + 1) must start a
+ * segment of its own for the log on disk to stay contiguous per segment. */
+static void log_behind_snapshot(struct store *s)
+{
+	if (s->base + s->npos >= s->snap_index)
+		return;
+	if (s->tailfd >= 0)
+		close(s->tailfd);
+	s->tailfd = -1;
+	s->wlen = 0;
+	s->tail_dirty = false;
+	s->nobs = s->nsegs;
+	s->obs_last = s->snap_index;
+	s->base = s->snap_index;
+	s->npos = 0;
+}
+
+/*
+ * The term of the record at the snapshot's index, when the log still
+ * holds it: 1 and *term, 0 when it does not, or -errno.  When the loaded
+ * log starts right after the snapshot, the record is the last one of the
+ * segment before, which recovery skipped: read that one alone.
+ */
+static int snap_record_term(struct store *s, const uint64_t *firsts,
+			    int start, uint64_t *term)
+{
+	uint64_t i = s->snap_index, want, prev = 0, got = 0;
+	uint8_t *b = NULL;
+	size_t len = 0, off = 0;
+	char name[32], why[128];
+	int fd, rc;
+
+	if (!i)
+		return 0;
+	if (i > s->base && i <= s->base + s->npos) {
+		*term = s->pos[i - s->base - 1].term;
+		return 1;
+	}
+	if (start == 0 || firsts[start] != i + 1)
+		return 0;
+	seg_name(name, sizeof(name), firsts[start - 1]);
+	fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = read_file(fd, &b, &len);
+	close(fd);
+	if (rc < 0)
+		return rc;
+	for (want = firsts[start - 1]; off < len; want++) {
+		if (check_record(b + off, len - off, want, prev, why,
+				 sizeof(why)))
+			break;
+		prev = get64(b + off + 16);
+		got = want;
+		off += 8 + get32(b + off);
+	}
+	free(b);
+	if (got != i)
+		return 0;
+	*term = prev;
+	return 1;
+}
+
+/*
+ * A log whose record at the snapshot's index has another term is from a
+ * history the snapshot replaced: store_snapshot_save() refuses such a
+ * term, so only a store_snapshot_install() that crashed between writing
+ * the snapshot and removing the log leaves this.  Finish that install:
+ * every segment goes, and `msg` says so.
+ */
+static int finish_install(struct store *s, const uint64_t *firsts, int start,
+			  char *msg, size_t msg_size)
+{
+	uint64_t term = 0;
+	char name[32];
+	size_t had = s->nsegs, used;
+	int rc = snap_record_term(s, firsts, start, &term);
+
+	if (rc <= 0 || term == s->snap_term)
+		return rc;
+	while (s->nsegs) {
+		seg_name(name, sizeof(name), s->segs[s->nsegs - 1].first);
+		if (unlinkat(s->dirfd, name, 0) < 0)
+			return -errno;
+		s->nsegs--;
+	}
+	rc = fsync_dir(s);
+	if (rc < 0)
+		return rc;
+	s->nobs = 0;
+	s->base = s->snap_index;
+	s->npos = 0;
+	free(s->loaded);               /* the arenas go as usual */
+	s->loaded = NULL;
+	s->nloaded = 0;
+	if (!msg)
+		return 0;
+	used = strlen(msg);
+	snprintf(msg + used, msg_size - used, "%ssnap-%016" PRIx64 ": the "
+		 "log has term %" PRIu64 " at index %" PRIu64 ", the snapshot "
+		 "%" PRIu64 ": finished an interrupted install, removed %zu "
+		 "segment%s", used ? "; " : "", s->snap_index, term,
+		 s->snap_index, s->snap_term, had, had == 1 ? "" : "s");
+	return 0;
+}
+
 static int recover(struct store *s, char *msg, size_t msg_size)
 {
 	uint64_t *firsts = NULL, bad_off = 0, cut = 0;
 	char why[128] = "", name[32];
-	int n, rc = 0, i, stop = -1, removed = 0;
+	int n, rc = 0, i, start = 0, stop = -1, removed = 0;
 
-	n = list_segments(s, &firsts);
-	if (n < 0)
+	s->base = s->snap_index;
+	s->first_loaded = s->snap_index + 1;
+	n = list_names(s, "log-", &firsts);
+	if (n <= 0)
 		return n;
-	if (n > 0 && firsts[0] != 1) {
-		/* TODO snapshots: until then a log must start at 1, and a
-		 * missing first segment is not ours to paper over. */
+	/* Replay from the newest segment that holds snap_index + 1 (or
+	 * starts right after it); the ones before hold only what the
+	 * snapshot covers, so they are not even read. */
+	while (start + 1 < n && firsts[start + 1] <= s->snap_index + 1)
+		start++;
+	if (firsts[0] == 0) {
+		/* Indexes start at 1: no writer of ours made this. */
 		if (msg)
-			snprintf(msg, msg_size, "log-%016" PRIx64 ": the log "
-				 "starts at index %" PRIu64 ", not 1",
-				 firsts[0], firsts[0]);
+			snprintf(msg, msg_size, "log-%016" PRIx64 ": a segment "
+				 "named for index 0", firsts[0]);
 		rc = -EUCLEAN;
 		goto free_firsts;
 	}
-	for (i = 0; i < n && stop < 0; i++) {
-		if (firsts[i] != s->npos + 1) {
+	if (firsts[start] > s->snap_index + 1) {
+		/* A missing first segment is not ours to paper over. */
+		if (msg && !s->snap_index)
+			snprintf(msg, msg_size, "log-%016" PRIx64 ": the log "
+				 "starts at index %" PRIu64 ", not 1",
+				 firsts[0], firsts[0]);
+		else if (msg)
+			snprintf(msg, msg_size, "log-%016" PRIx64 ": the log "
+				 "starts at index %" PRIu64 ", leaving a gap "
+				 "after snapshot snap-%016" PRIx64
+				 " (index %" PRIu64 ")", firsts[0], firsts[0],
+				 s->snap_index, s->snap_index);
+		rc = -EUCLEAN;
+		goto free_firsts;
+	}
+	for (i = 0; i < start; i++) {
+		rc = push_seg(s, firsts[i], 0);
+		if (rc < 0)
+			goto free_firsts;
+	}
+	s->nobs = (size_t)start;
+	s->obs_last = s->snap_index;
+	s->base = firsts[start] - 1;
+	for (i = start; i < n && stop < 0; i++) {
+		uint64_t want = s->base + s->npos + 1;
+
+		if (firsts[i] != want && want <= s->snap_index) {
+			/* The log ends inside the snapshot and resumes past
+			 * its end: entries nobody can rebuild are missing. */
+			if (msg)
+				snprintf(msg, msg_size, "log-%016" PRIx64 ": "
+					 "the log stops at index %" PRIu64
+					 " and resumes at %" PRIu64 ", leaving a "
+					 "gap after snapshot snap-%016" PRIx64
+					 " (index %" PRIu64 ")", firsts[i],
+					 want - 1, firsts[i], s->snap_index,
+					 s->snap_index);
+			rc = -EUCLEAN;
+			goto free_firsts;
+		}
+		if (firsts[i] != want) {
 			snprintf(why, sizeof(why), "segment starts at index %"
-				 PRIu64 ", expected %" PRIu64, firsts[i],
-				 s->npos + 1);
+				 PRIu64 ", expected %" PRIu64, firsts[i], want);
 			stop = i;
 			bad_off = 0;
 			break;
@@ -535,7 +886,7 @@ static int recover(struct store *s, char *msg, size_t msg_size)
 	}
 	rc = 0;
 	if (stop < 0)
-		goto free_firsts;
+		goto behind;
 	/* Everything after the bad record goes: a later segment cannot be
 	 * contiguous with a log that stopped early. */
 	for (int j = (int)s->nsegs; j < n; j++) {
@@ -555,13 +906,20 @@ static int recover(struct store *s, char *msg, size_t msg_size)
 		snprintf(msg, msg_size, "log-%016" PRIx64 " offset %" PRIu64
 			 ": recovery stopped at index %" PRIu64 ": %s; cut %"
 			 PRIu64 " bytes and %d later segment%s",
-			 firsts[stop], bad_off, s->npos + 1, why, cut,
-			 removed, removed == 1 ? "" : "s");
+			 firsts[stop], bad_off, s->base + s->npos + 1, why,
+			 cut, removed, removed == 1 ? "" : "s");
+behind:
+	rc = finish_install(s, firsts, start, msg, msg_size);
+	if (rc < 0)
+		goto free_firsts;
+	log_behind_snapshot(s);
 free_firsts:
 	free(firsts);
 	return rc;
 }
 
+/* Reopens the tail for appending, unless it is an obsolete segment (then
+ * the next append rolls a new one). */
 static int open_tail(struct store *s)
 {
 	char name[32];
@@ -569,11 +927,22 @@ static int open_tail(struct store *s)
 	if (s->tailfd >= 0)
 		close(s->tailfd);
 	s->tailfd = -1;
-	if (!s->nsegs)
+	if (s->nsegs <= s->nobs)
 		return 0;
 	seg_name(name, sizeof(name), s->segs[s->nsegs - 1].first);
 	s->tailfd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC);
 	return s->tailfd < 0 ? -errno : 0;
+}
+
+/* Puts the snapshot note in front of the log recovery message. */
+static void add_note(char *msg, size_t msg_size, const char *note)
+{
+	char rest[STORE_MSG_MAX];
+
+	if (!msg || !note[0])
+		return;
+	snprintf(rest, sizeof(rest), "%s", msg);
+	snprintf(msg, msg_size, "%s%s%s", note, rest[0] ? "; " : "", rest);
 }
 
 /* Opens the store in cfg->dir and recovers it; see store.h. */
@@ -581,10 +950,13 @@ int store_open(const struct store_config *cfg, struct store **out,
 	       char *msg, size_t msg_size)
 {
 	struct store *s;
+	char note[STORE_MSG_MAX];
 	int rc;
 
 	if (msg && msg_size)
 		msg[0] = '\0';
+	else
+		msg = NULL;
 	if (!cfg || !cfg->dir || !out)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
@@ -608,20 +980,26 @@ int store_open(const struct store_config *cfg, struct store **out,
 		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		goto close_dir;
 	}
-	if (unlinkat(s->dirfd, STATE_TMP, 0) < 0 && errno != ENOENT) {
+	/* A .tmp file is a write that never got renamed: never ours. */
+	if ((unlinkat(s->dirfd, STATE_TMP, 0) < 0 && errno != ENOENT) ||
+	    (unlinkat(s->dirfd, SNAP_TMP, 0) < 0 && errno != ENOENT)) {
 		rc = -errno;
 		goto close_dir;
 	}
 	rc = load_state(s, msg, msg_size);
 	if (rc < 0)
 		goto close_dir;
+	rc = load_snapshots(s, note, sizeof(note));
+	if (rc < 0)
+		goto close_dir;
 	rc = recover(s, msg, msg_size);
+	add_note(msg, msg_size, note);
 	if (rc < 0)
 		goto close_dir;
 	rc = open_tail(s);
 	if (rc < 0)
 		goto close_dir;
-	s->synced = s->npos;
+	s->synced = store_last_index(s);
 	*out = s;
 	return 0;
 
@@ -639,6 +1017,8 @@ void store_close(struct store *s)
 	if (!s)
 		return;
 	store_loaded_free(s);
+	free(s->held.meta);
+	free(s->held.data);
 	if (s->tailfd >= 0)
 		close(s->tailfd);
 	if (s->dirfd >= 0)
@@ -676,16 +1056,24 @@ void store_loaded_free(struct store *s)
 	s->nloaded = 0;
 }
 
-/* Index of the last record; see store.h. */
-uint64_t store_last_index(const struct store *s)
+/* Index of the first loaded entry; see store.h. */
+uint64_t store_first_index(const struct store *s)
 {
-	return s->npos;
+	return s->first_loaded;
 }
 
-/* Term of the last record; see store.h. */
+/* Index of the last record, else the snapshot's; see store.h.  The log
+ * never ends below the snapshot (log_behind_snapshot() sees to it), so
+ * base + npos is both. */
+uint64_t store_last_index(const struct store *s)
+{
+	return s->base + s->npos;
+}
+
+/* Term of the last record, else the snapshot's; see store.h. */
 uint64_t store_last_term(const struct store *s)
 {
-	return s->npos ? s->pos[s->npos - 1].term : 0;
+	return s->npos ? s->pos[s->npos - 1].term : s->snap_term;
 }
 
 /* Buffers a hard state for the next sync; see store.h. */
@@ -756,7 +1144,7 @@ int store_append(struct store *s, uint64_t index, uint64_t term,
 
 	if (s->failed)
 		return -EIO;
-	if (index != s->npos + 1 || term < store_last_term(s))
+	if (index != store_last_index(s) + 1 || term < store_last_term(s))
 		return -EINVAL;
 	if (len > STORE_PAYLOAD_MAX)
 		return -E2BIG;
@@ -819,9 +1207,12 @@ int store_truncate(struct store *s, uint64_t index)
 
 	if (s->failed)
 		return -EIO;
-	if (index == 0)
+	/* What a durable snapshot covers is committed: a conflict there
+	 * would be a bug of the caller, and cutting it would break the
+	 * rule that the log continues the snapshot. */
+	if (index == 0 || index <= s->snap_index)
 		return -EINVAL;
-	if (index > s->npos)
+	if (index > store_last_index(s))
 		return 0;
 	rc = flush(s);
 	if (rc < 0)
@@ -829,7 +1220,7 @@ int store_truncate(struct store *s, uint64_t index)
 	for (k = s->nsegs; k > 0 && s->segs[k - 1].first > index; k--)
 		;
 	k--;                           /* segs[k] holds index */
-	off = s->pos[index - 1].off;
+	off = s->pos[index - s->base - 1].off;
 	while (s->nsegs > k + (off > 0)) {
 		struct seg *g = &s->segs[s->nsegs - 1];
 
@@ -861,9 +1252,9 @@ int store_truncate(struct store *s, uint64_t index)
 	/* A truncated tail must be synced; an untouched one that became the
 	 * tail again was synced when the next segment was rolled. */
 	s->tail_dirty = off > 0;
-	s->npos = index - 1;
-	if (s->synced > s->npos)
-		s->synced = s->npos;
+	s->npos = index - s->base - 1;
+	if (s->synced > index - 1)
+		s->synced = index - 1;
 	return 0;
 }
 
@@ -898,8 +1289,205 @@ int64_t store_sync(struct store *s)
 		if (rc < 0)
 			return rc;
 	}
-	s->synced = s->npos;
+	s->synced = store_last_index(s);
 	return (int64_t)s->synced;
+}
+
+/* ---- snapshots and compaction ------------------------------------------ */
+
+/* Hands over the snapshot found at open; see store.h. */
+void store_snapshot_take(struct store *s, struct store_snapshot *out)
+{
+	*out = s->held;
+	memset(&s->held, 0, sizeof(s->held));
+}
+
+/* Removes every snap-* but `keep` and `prev`.  Unlink failures are not
+ * fatal: a leftover old snapshot is only wasted space, never wrong. */
+static void retire_snapshots(struct store *s, uint64_t keep, uint64_t prev)
+{
+	uint64_t *idx = NULL;
+	char name[32];
+	int n = list_names(s, "snap-", &idx);
+
+	for (int i = 0; i < n; i++) {
+		if (idx[i] == keep || idx[i] == prev)
+			continue;
+		snap_name(name, sizeof(name), idx[i]);
+		if (unlinkat(s->dirfd, name, 0) == 0)
+			s->dir_dirty = true;
+	}
+	free(idx);
+}
+
+/* Writes snap-<index> durably and retires the older ones. */
+static int snapshot_write(struct store *s, uint64_t index, uint64_t term,
+			  const void *meta, uint32_t meta_len,
+			  const void *data, uint64_t len)
+{
+	uint8_t h[SNAP_HDR], t[4];
+	char name[32];
+	uint32_t crc;
+	uint64_t prev = s->snap_index;
+	int fd, rc;
+
+	if (s->failed)
+		return -EIO;
+	if (index == 0 || index <= s->snap_index ||
+	    (meta_len && !meta) || (len && !data) ||
+	    (uint64_t)(size_t)len != len)
+		return -EINVAL;
+	put32(h, SNAP_MAGIC);
+	put32(h + 4, SNAP_VERSION);
+	put64(h + 8, index);
+	put64(h + 16, term);
+	put32(h + 24, meta_len);
+	put64(h + 28, len);
+	crc = store_crc32c(0, h, SNAP_HDR);
+	crc = store_crc32c(crc, meta, meta_len);
+	crc = store_crc32c(crc, data, (size_t)len);
+	put32(t, crc);
+	fd = openat(s->dirfd, SNAP_TMP,
+		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fail(s, -errno);
+	/* write_all() loops over short writes: data can be tens of MB. */
+	rc = write_all(fd, h, SNAP_HDR, 0);
+	if (rc == 0)
+		rc = write_all(fd, meta, meta_len, SNAP_HDR);
+	if (rc == 0)
+		rc = write_all(fd, data, (size_t)len,
+			       SNAP_HDR + (uint64_t)meta_len);
+	if (rc == 0)
+		rc = write_all(fd, t, 4, SNAP_HDR + (uint64_t)meta_len + len);
+	if (rc < 0)
+		goto close_fd;
+	s->st.fsyncs++;
+	if (fsync(fd) < 0) {
+		rc = -errno;
+		goto close_fd;
+	}
+	close(fd);
+	snap_name(name, sizeof(name), index);
+	if (renameat(s->dirfd, SNAP_TMP, s->dirfd, name) < 0)
+		return fail(s, -errno);
+	retire_snapshots(s, index, prev);
+	/* One directory fsync makes the rename and the removals durable
+	 * (and whatever else was pending on the directory). */
+	rc = fsync_dir(s);
+	if (rc < 0)
+		return rc;
+	s->snap_index = index;
+	s->snap_term = term;
+	s->st.snapshots++;
+	if (store_last_index(s) < index) {
+		/* Applied beyond our own log (entries committed elsewhere):
+		 * the snapshot is durable, so that much is synced. */
+		rc = flush(s);
+		if (rc < 0)
+			return rc;
+		log_behind_snapshot(s);
+		s->synced = index;
+	}
+	return 0;
+
+close_fd:
+	close(fd);
+	return fail(s, rc);
+}
+
+/* Writes a snapshot durably; see store.h. */
+int store_snapshot_save(struct store *s, uint64_t index, uint64_t term,
+			const void *meta, uint32_t meta_len,
+			const void *data, uint64_t len)
+{
+	/* A term that is not our entry's would make recovery take the log
+	 * for one an interrupted install left behind (finish_install()). */
+	if (!s->failed && index > s->base && index <= store_last_index(s) &&
+	    s->pos[index - s->base - 1].term != term)
+		return -EINVAL;
+	return snapshot_write(s, index, term, meta, meta_len, data, len);
+}
+
+/* Highest index segs[i] can hold, or UINT64_MAX when unknown (the tail
+ * being appended to). */
+static uint64_t seg_last(const struct store *s, size_t i)
+{
+	if (i + 1 < s->nsegs)
+		return s->segs[i + 1].first - 1;
+	if (i < s->nobs)
+		return s->obs_last;
+	return UINT64_MAX;
+}
+
+/* Removes the segments at or below a snapshot; see store.h. */
+int store_compact(struct store *s, uint64_t upto)
+{
+	char name[32];
+	size_t k = 0;
+	int rc;
+
+	if (s->failed)
+		return -EIO;
+	/* Only a durable snapshot makes records disposable. */
+	if (upto > s->snap_index)
+		return -EINVAL;
+	while (k < s->nsegs && seg_last(s, k) <= upto) {
+		seg_name(name, sizeof(name), s->segs[k].first);
+		if (unlinkat(s->dirfd, name, 0) < 0 && errno != ENOENT)
+			return fail(s, -errno);
+		k++;
+	}
+	if (!k)
+		return 0;
+	if (k > s->nobs) {
+		/* Loaded segments went: the in-memory index follows.  The
+		 * tail never goes (seg_last() is unknown), so k < nsegs. */
+		uint64_t nb = s->segs[k].first - 1, drop = nb - s->base;
+
+		memmove(s->pos, s->pos + drop,
+			(size_t)(s->npos - drop) * sizeof(*s->pos));
+		s->npos -= drop;
+		s->base = nb;
+	}
+	s->nobs = s->nobs > k ? s->nobs - k : 0;
+	memmove(s->segs, s->segs + k, (s->nsegs - k) * sizeof(*s->segs));
+	s->nsegs -= k;
+	s->st.segments = s->nsegs;
+	rc = fsync_dir(s);
+	return rc < 0 ? rc : 0;
+}
+
+/* Saves a leader's snapshot and drops the whole log; see store.h. */
+int store_snapshot_install(struct store *s, uint64_t index, uint64_t term,
+			   const void *meta, uint32_t meta_len,
+			   const void *data, uint64_t len)
+{
+	char name[32];
+	int rc = snapshot_write(s, index, term, meta, meta_len, data, len);
+
+	if (rc < 0)
+		return rc;
+	/* Buffered records are part of the log being dropped. */
+	s->wlen = 0;
+	if (s->tailfd >= 0)
+		close(s->tailfd);
+	s->tailfd = -1;
+	s->tail_dirty = false;
+	while (s->nsegs) {
+		seg_name(name, sizeof(name), s->segs[s->nsegs - 1].first);
+		if (unlinkat(s->dirfd, name, 0) < 0 && errno != ENOENT)
+			return fail(s, -errno);
+		s->nsegs--;
+	}
+	s->st.segments = 0;
+	s->nobs = 0;
+	s->base = index;
+	s->npos = 0;
+	s->synced = index;
+	/* Durable before returning: a reopen must not find the old log
+	 * continuing where the new snapshot says otherwise. */
+	return fsync_dir(s);
 }
 
 /* Counters; see store.h. */

@@ -78,7 +78,8 @@ struct store;
  * everything after it are truncated away durably, and `msg` (of msg_size
  * bytes, may be NULL) receives one line saying where and why; it is ""
  * when the directory was clean.  The newest valid snapshot is loaded
- * too (a corrupt newer one is named in msg and skipped).  Returns 0 and
+ * too (a corrupt newer one is named in msg and skipped, not deleted; a
+ * stray snap.tmp is removed).  Returns 0 and
  * *out (free with store_close()), -EBUSY when another process holds the
  * directory, -EUCLEAN for a corrupt state file or a log that does not
  * continue the snapshot (or start at index 1 without one) (nothing is
@@ -109,7 +110,8 @@ uint64_t store_first_index(const struct store *s);
 /* Index of the last record (synced or not); the snapshot's index when the
  * log is empty after it, 0 when there is neither. */
 uint64_t store_last_index(const struct store *s);
-/* Term of the last record; 0 when the log is empty. */
+/* Term of the last record; the snapshot's term when the log is empty
+ * after it, 0 when there is neither. */
 uint64_t store_last_term(const struct store *s);
 
 /*
@@ -130,8 +132,9 @@ int store_append(struct store *s, uint64_t index, uint64_t term,
 /*
  * Drops every record with index >= `index` (Raft conflict): ftruncate of
  * the segment holding it, unlink of later segments.  Durable at the next
- * store_sync().  index > last is a no-op.  Returns 0, -EINVAL for index 0,
- * -EIO after an earlier failure, or an -errno.
+ * store_sync().  index > last is a no-op.  Returns 0, -EINVAL for index 0
+ * or at or below the newest snapshot's index (committed), -EIO after an
+ * earlier failure, or an -errno.
  */
 int store_truncate(struct store *s, uint64_t index);
 
@@ -160,9 +163,12 @@ void store_snapshot_take(struct store *s, struct store_snapshot *out);
 /*
  * Writes a snapshot of the state applied up to `index` (term: the term of
  * that entry) durably before returning, then removes the snapshots older
- * than the previous one.  Does not touch the log.  Returns 0, -EINVAL
- * (index 0 or not above the newest snapshot), -EIO after an earlier
- * failure, or another -errno (the store is then dead: -EIO from then on).
+ * than the previous one.  Does not touch the log files (when index is
+ * beyond the last record, appends continue at index + 1 in a new
+ * segment).  Returns 0, -EINVAL (index 0, not above the newest snapshot,
+ * or a term that is not the one of the log's record at index), -EIO after
+ * an earlier failure, or another -errno (the store is then dead: -EIO
+ * from then on).
  */
 int store_snapshot_save(struct store *s, uint64_t index, uint64_t term,
 			const void *meta, uint32_t meta_len,
@@ -172,14 +178,19 @@ int store_snapshot_save(struct store *s, uint64_t index, uint64_t term,
  * Compaction after a snapshot at or above `upto`: removes every segment
  * whose records are all at or below `upto` (durable at once).  Records at
  * or below `upto` in a segment that also holds later ones stay until the
- * whole segment can go.  Returns 0 or -errno.
+ * whole segment can go; the tail being appended to never goes.  Returns
+ * 0, -EINVAL when upto is above the newest snapshot's index, -EIO after
+ * an earlier failure, or another -errno (the store is then dead).
  */
 int store_compact(struct store *s, uint64_t upto);
 
 /*
  * A snapshot received from the leader: store_snapshot_save(), then drop
  * the whole log so that it continues at index + 1 (durable before
- * returning).  Returns as store_snapshot_save().
+ * returning).  The term need not match the log's (that is the point).  A
+ * crash between the two steps leaves a log whose record at index has
+ * another term: store_open() then finishes the install (removes every
+ * segment and says so in msg).  Returns as store_snapshot_save().
  */
 int store_snapshot_install(struct store *s, uint64_t index, uint64_t term,
 			   const void *meta, uint32_t meta_len,

@@ -3,7 +3,8 @@
  *
  * Every test works in a fresh mkdtemp directory that it removes at the
  * end, and damages files the way a crash or a bad disk would (cut, flip,
- * zero-fill) to check what recovery keeps and what it reports.
+ * zero-fill) to check what recovery keeps and what it reports, and the
+ * snapshots, their fallback and the compaction they allow.
  *
  * It must never touch anything outside its own temporary directory, and
  * never look inside struct store: everything it checks comes from the
@@ -576,6 +577,634 @@ static void test_group_commit(void)
 	rm_dir();
 }
 
+/* ---- snapshots and compaction ------------------------------------------ */
+
+/* Checks the loaded view is exactly entries first..last of append_range. */
+static void check_loaded_range(struct store *s, uint64_t first, uint64_t last)
+{
+	uint64_t got;
+	const struct store_entry *e = store_loaded(s, &got);
+	uint8_t b[64];
+
+	CU_ASSERT_EQUAL(store_first_index(s), first);
+	CU_ASSERT_EQUAL_FATAL(got, last + 1 - first);
+	CU_ASSERT_EQUAL(store_last_index(s), last);
+	for (uint64_t i = first; i <= last; i++) {
+		uint32_t len = payload(i, b);
+		const struct store_entry *x = &e[i - first];
+
+		CU_ASSERT_EQUAL_FATAL(x->term, term_of(i));
+		CU_ASSERT_EQUAL(x->type, i & 1);
+		CU_ASSERT_EQUAL_FATAL(x->len, len);
+		CU_ASSERT(len == 0 || memcmp(x->buf, b, len) == 0);
+	}
+}
+
+static char *snap_path(uint64_t index)
+{
+	static char p[128];
+
+	snprintf(p, sizeof(p), "%s/snap-%016" PRIx64, dir, index);
+	return p;
+}
+
+static int count_prefix(const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return n;
+}
+
+/* Sorted first indexes of the segments on disk; returns the count. */
+static int list_segs(uint64_t *v, int max)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, "log-", 4) == 0 && n < max)
+			v[n++] = strtoull(e->d_name + 4, NULL, 16);
+	closedir(d);
+	for (int i = 0; i < n; i++)
+		for (int j = i + 1; j < n; j++)
+			if (v[j] < v[i]) {
+				uint64_t t = v[i];
+
+				v[i] = v[j];
+				v[j] = t;
+			}
+	return n;
+}
+
+/* Snapshot data for index: recognisable bytes, len of them. */
+static uint8_t *snap_data(uint64_t index, size_t len)
+{
+	uint8_t *d = malloc(len ? len : 1);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+	for (size_t i = 0; i < len; i++)
+		d[i] = (uint8_t)(index * 31 + i * 7 + (i >> 13));
+	return d;
+}
+
+static void save_snap(struct store *s, uint64_t index, size_t len)
+{
+	uint8_t *d = snap_data(index, len);
+	char meta[32];
+
+	snprintf(meta, sizeof(meta), "conf@%" PRIu64, index);
+	CU_ASSERT_EQUAL_FATAL(store_snapshot_save(s, index, term_of(index),
+						  meta, (uint32_t)strlen(meta),
+						  d, len), 0);
+	free(d);
+}
+
+/* Takes the snapshot found at open and checks it is save_snap(index). */
+static void check_snap(struct store *s, uint64_t index, size_t len)
+{
+	struct store_snapshot sn;
+	uint8_t *d = snap_data(index, len);
+	char meta[32];
+
+	snprintf(meta, sizeof(meta), "conf@%" PRIu64, index);
+	store_snapshot_take(s, &sn);
+	CU_ASSERT_EQUAL(sn.index, index);
+	CU_ASSERT_EQUAL(sn.term, term_of(index));
+	CU_ASSERT_EQUAL(sn.meta_len, strlen(meta));
+	CU_ASSERT(sn.meta && memcmp(sn.meta, meta, strlen(meta)) == 0);
+	CU_ASSERT_EQUAL(sn.len, len);
+	CU_ASSERT(len == 0 || (sn.data && memcmp(sn.data, d, len) == 0));
+	free(sn.meta);
+	free(sn.data);
+	free(d);
+	/* The caller owns it now: a second take finds nothing. */
+	store_snapshot_take(s, &sn);
+	CU_ASSERT_EQUAL(sn.index, 0);
+	CU_ASSERT_PTR_NULL(sn.data);
+	CU_ASSERT_PTR_NULL(sn.meta);
+}
+
+static void test_snapshot_roundtrip(void)
+{
+	struct store *s;
+	struct store_stats st0, st;
+	size_t big = 24u << 20;         /* tens of MB: many write calls */
+	uint8_t b = 0;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 40);
+	CU_ASSERT_EQUAL(store_sync(s), 40);
+	CU_ASSERT_EQUAL(store_snapshot_save(s, 0, 1, NULL, 0, NULL, 0), -EINVAL);
+	store_stats(s, &st0);
+	save_snap(s, 30, big);
+	store_stats(s, &st);
+	CU_ASSERT_EQUAL(st.snapshots, st0.snapshots + 1);
+	CU_ASSERT_EQUAL(st.fsyncs, st0.fsyncs + 2);   /* file + directory */
+	CU_ASSERT_EQUAL(st.fdatasyncs, st0.fdatasyncs);
+	CU_ASSERT_EQUAL(file_size(snap_path(30)),
+			(off_t)(36 + strlen("conf@30") + big + 4));
+	/* Not above the newest: refused, and nothing written. */
+	CU_ASSERT_EQUAL(store_snapshot_save(s, 30, 3, &b, 1, &b, 1), -EINVAL);
+	CU_ASSERT_EQUAL(store_snapshot_save(s, 29, 3, &b, 1, &b, 1), -EINVAL);
+	/* The log is untouched by a save. */
+	CU_ASSERT_EQUAL(store_last_index(s), 40);
+	CU_ASSERT_EQUAL(count_segments(), 1);
+	/* What the snapshot covers cannot be truncated any more. */
+	CU_ASSERT_EQUAL(store_truncate(s, 30), -EINVAL);
+	CU_ASSERT_EQUAL(store_truncate(s, 31), 0);
+	CU_ASSERT_EQUAL(store_last_index(s), 30);
+	append_range(s, 31, 45);
+	CU_ASSERT_EQUAL(store_sync(s), 45);
+	store_close(s);
+
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_snap(s, 30, big);
+	check_loaded_range(s, 31, 45);
+	CU_ASSERT_EQUAL(store_last_term(s), term_of(45));
+	append_range(s, 46, 50);
+	CU_ASSERT_EQUAL(store_sync(s), 50);
+	store_close(s);
+	s = open_store(0);
+	check_loaded_range(s, 31, 50);
+	store_close(s);
+	CU_ASSERT_EQUAL(count_prefix("snap.tmp"), 0);
+	rm_dir();
+}
+
+static void test_snapshot_retention(void)
+{
+	struct store *s;
+	struct store_stats st;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 60);
+	CU_ASSERT_EQUAL(store_sync(s), 60);
+	save_snap(s, 10, 100);
+	CU_ASSERT_EQUAL(count_prefix("snap-"), 1);
+	save_snap(s, 20, 100);
+	CU_ASSERT_EQUAL(count_prefix("snap-"), 2);
+	save_snap(s, 30, 100);
+	save_snap(s, 45, 0);
+	CU_ASSERT_EQUAL(count_prefix("snap-"), 2);
+	CU_ASSERT_EQUAL(file_size(snap_path(10)), -1);
+	CU_ASSERT_EQUAL(file_size(snap_path(20)), -1);
+	CU_ASSERT(file_size(snap_path(30)) > 0);
+	CU_ASSERT(file_size(snap_path(45)) > 0);
+	store_stats(s, &st);
+	CU_ASSERT_EQUAL(st.snapshots, 4);
+	store_close(s);
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_snap(s, 45, 0);
+	check_loaded_range(s, 46, 60);
+	store_close(s);
+	rm_dir();
+}
+
+static void test_compact(void)
+{
+	struct store *s;
+	struct store_stats st;
+	uint64_t v[256], w[256];
+	int n, m, keep = 0;
+
+	mkdir_fresh();
+	s = open_store(512);
+	append_range(s, 1, 200);
+	CU_ASSERT_EQUAL(store_sync(s), 200);
+	n = list_segs(v, 256);
+	CU_ASSERT_FATAL(n > 10);
+	/* Nothing may go beyond a durable snapshot. */
+	CU_ASSERT_EQUAL(store_compact(s, 50), -EINVAL);
+	CU_ASSERT_EQUAL(count_segments(), n);
+	save_snap(s, 100, 1000);
+	CU_ASSERT_EQUAL(store_compact(s, 101), -EINVAL);
+	CU_ASSERT_EQUAL(store_compact(s, 100), 0);
+	/* Exactly the segments whose successor starts at or below 101. */
+	m = list_segs(w, 256);
+	for (int i = 0; i < n; i++)
+		if (i + 1 == n || v[i + 1] - 1 > 100)
+			CU_ASSERT_EQUAL(w[keep++], v[i]);
+	CU_ASSERT_EQUAL(m, keep);
+	CU_ASSERT_FATAL(keep < n);
+	CU_ASSERT(w[0] <= 101);
+	store_stats(s, &st);
+	CU_ASSERT_EQUAL((int)st.segments, m);
+	/* Compacting again is a no-op; appends go on as before. */
+	CU_ASSERT_EQUAL(store_compact(s, 100), 0);
+	CU_ASSERT_EQUAL(count_segments(), m);
+	CU_ASSERT_EQUAL(store_last_index(s), 200);
+	append_range(s, 201, 220);
+	CU_ASSERT_EQUAL(store_sync(s), 220);
+	/* Truncation still works on what is left. */
+	CU_ASSERT_EQUAL(store_truncate(s, 211), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 210);
+	store_close(s);
+
+	s = open_store(512);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_snap(s, 100, 1000);
+	check_loaded_range(s, 101, 210);
+	store_loaded_free(s);
+	append_range(s, 211, 300);
+	CU_ASSERT_EQUAL(store_sync(s), 300);
+	/* A compaction in a reopened store, up to a later snapshot that
+	 * ends exactly where a segment does: that segment goes too. */
+	n = list_segs(v, 256);
+	{
+		uint64_t f = 0;
+
+		for (int i = 0; i < n && !f; i++)
+			if (v[i] > 240)
+				f = v[i];
+		CU_ASSERT_FATAL(f > 240 && f < 300);
+		save_snap(s, f - 1, 10);
+		CU_ASSERT_EQUAL(store_compact(s, f - 1), 0);
+		n = list_segs(v, 256);
+		CU_ASSERT_EQUAL(v[0], f);
+		store_close(s);
+		s = open_store(512);
+		CU_ASSERT_STRING_EQUAL(msg, "");
+		check_snap(s, f - 1, 10);
+		check_loaded_range(s, f, 300);
+	}
+	store_close(s);
+	rm_dir();
+}
+
+static void test_install(void)
+{
+	struct store *s;
+	uint8_t d[3] = { 1, 2, 3 };
+	uint64_t n;
+
+	mkdir_fresh();
+	s = open_store(512);
+	append_range(s, 1, 50);
+	CU_ASSERT_EQUAL(store_sync(s), 50);
+	append_range(s, 51, 55);       /* unsynced: dropped too */
+	CU_ASSERT_EQUAL(store_snapshot_install(s, 80, 9, "m", 1, d, 3), 0);
+	CU_ASSERT_EQUAL(count_segments(), 0);
+	CU_ASSERT_EQUAL(store_last_index(s), 80);
+	CU_ASSERT_EQUAL(store_last_term(s), 9);
+	CU_ASSERT_EQUAL(store_sync(s), 80);
+	CU_ASSERT_EQUAL(store_append(s, 80, 9, 0, d, 1), -EINVAL);
+	CU_ASSERT_EQUAL(store_append(s, 81, 8, 0, d, 1), -EINVAL);
+	CU_ASSERT_EQUAL(store_append(s, 81, 9, 0, d, 1), 0);
+	CU_ASSERT_EQUAL(store_append(s, 82, 10, 1, d, 2), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 82);
+	CU_ASSERT_EQUAL(count_segments(), 1);
+	CU_ASSERT(file_size(seg_path(81)) > 0);
+	store_close(s);
+
+	s = open_store(512);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	CU_ASSERT_EQUAL(store_first_index(s), 81);
+	CU_ASSERT_EQUAL(store_last_index(s), 82);
+	{
+		const struct store_entry *e = store_loaded(s, &n);
+		struct store_snapshot sn;
+
+		CU_ASSERT_EQUAL_FATAL(n, 2);
+		CU_ASSERT_EQUAL(e[0].term, 9);
+		CU_ASSERT_EQUAL(e[1].term, 10);
+		CU_ASSERT_EQUAL(e[1].len, 2);
+		store_snapshot_take(s, &sn);
+		CU_ASSERT_EQUAL(sn.index, 80);
+		CU_ASSERT_EQUAL(sn.term, 9);
+		CU_ASSERT_EQUAL(sn.len, 3);
+		CU_ASSERT(sn.data && memcmp(sn.data, d, 3) == 0);
+		CU_ASSERT(sn.meta_len == 1 && sn.meta && sn.meta[0] == 'm');
+		free(sn.meta);
+		free(sn.data);
+	}
+	/* An install below our last index drops the longer log too. */
+	CU_ASSERT_EQUAL(store_snapshot_install(s, 81, 9, NULL, 0, NULL, 0), 0);
+	CU_ASSERT_EQUAL(store_last_index(s), 81);
+	CU_ASSERT_EQUAL(count_segments(), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 81);
+	store_close(s);
+	/* Nothing but the snapshot: the log continues right after it. */
+	s = open_store(512);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	CU_ASSERT_EQUAL(store_first_index(s), 82);
+	CU_ASSERT_EQUAL(store_last_index(s), 81);
+	CU_ASSERT_EQUAL(store_last_term(s), 9);
+	CU_ASSERT_PTR_NULL(store_loaded(s, &n));
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(store_append(s, 82, 9, 0, d, 1), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 82);
+	/* An install below the last index, then appends right away. */
+	CU_ASSERT_EQUAL(store_snapshot_install(s, 82, 9, NULL, 0, NULL, 0), 0);
+	CU_ASSERT_EQUAL(store_append(s, 83, 9, 0, d, 1), 0);
+	CU_ASSERT_EQUAL(store_append(s, 84, 9, 0, d, 1), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 84);
+	CU_ASSERT_EQUAL(count_segments(), 1);
+	CU_ASSERT(file_size(seg_path(83)) > 0);
+	store_close(s);
+	s = open_store(512);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	CU_ASSERT_EQUAL(store_first_index(s), 83);
+	CU_ASSERT_EQUAL(store_last_index(s), 84);
+	CU_ASSERT_PTR_NOT_NULL(store_loaded(s, &n));
+	CU_ASSERT_EQUAL(n, 2);
+	store_close(s);
+	rm_dir();
+}
+
+/* A log that ends below a snapshot (applied entries this node never
+ * synced itself): appends continue after the snapshot in a segment of
+ * their own, and the old log goes at the next compaction. */
+static void test_log_behind_snapshot(void)
+{
+	struct store *s;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 10);
+	CU_ASSERT_EQUAL(store_sync(s), 10);
+	save_snap(s, 20, 5);
+	CU_ASSERT_EQUAL(store_last_index(s), 20);
+	CU_ASSERT_EQUAL(store_last_term(s), term_of(20));
+	CU_ASSERT_EQUAL(store_sync(s), 20);
+	append_range(s, 21, 25);
+	CU_ASSERT_EQUAL(store_sync(s), 25);
+	CU_ASSERT_EQUAL(count_segments(), 2);
+	store_close(s);
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_loaded_range(s, 21, 25);
+	CU_ASSERT_EQUAL(store_compact(s, 20), 0);
+	CU_ASSERT_EQUAL(count_segments(), 1);
+	CU_ASSERT_EQUAL(file_size(seg_path(1)), -1);
+	store_close(s);
+
+	/* The same found at open: the old segment is left for compaction. */
+	rm_dir();
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 10);
+	CU_ASSERT_EQUAL(store_sync(s), 10);
+	save_snap(s, 20, 5);
+	store_close(s);
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	CU_ASSERT_EQUAL(store_first_index(s), 21);
+	CU_ASSERT_EQUAL(store_last_index(s), 20);
+	append_range(s, 21, 22);
+	CU_ASSERT_EQUAL(store_sync(s), 22);
+	CU_ASSERT_EQUAL(store_compact(s, 20), 0);
+	CU_ASSERT_EQUAL(count_segments(), 1);
+	store_close(s);
+	s = open_store(0);
+	check_loaded_range(s, 21, 22);
+	store_close(s);
+	rm_dir();
+}
+
+static void flip_byte(const char *p, off_t off)
+{
+	int fd = open(p, O_RDWR);
+	uint8_t c = 0;
+
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(pread(fd, &c, 1, off), 1);
+	c ^= 0x10;
+	CU_ASSERT_EQUAL(pwrite(fd, &c, 1, off), 1);
+	close(fd);
+}
+
+static void test_snapshot_corrupt(void)
+{
+	struct store *s = NULL;
+	struct store_config cfg = { .dir = NULL };
+	int segs;
+
+	/* A flipped byte in the newest: the older one is used. */
+	mkdir_fresh();
+	cfg.dir = dir;
+	s = open_store(0);
+	append_range(s, 1, 150);
+	CU_ASSERT_EQUAL(store_sync(s), 150);
+	save_snap(s, 50, 4000);
+	save_snap(s, 100, 4000);
+	store_close(s);
+	flip_byte(snap_path(100), 2000);
+	s = open_store(0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "snap-0000000000000064"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "crc mismatch"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "snap-0000000000000032"));
+	check_snap(s, 50, 4000);
+	check_loaded_range(s, 51, 150);
+	store_close(s);
+	/* Recovery deletes no snapshot, not even a corrupt one. */
+	CU_ASSERT(file_size(snap_path(100)) > 0);
+
+	/* Cut short (torn): the same fallback. */
+	CU_ASSERT_EQUAL(truncate(snap_path(100), 3000), 0);
+	s = open_store(0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "length 3000"));
+	check_snap(s, 50, 4000);
+	/* The next save retires the corrupt one and keeps 50 as fallback. */
+	save_snap(s, 120, 10);
+	CU_ASSERT_EQUAL(file_size(snap_path(100)), -1);
+	CU_ASSERT(file_size(snap_path(50)) > 0);
+	store_close(s);
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_snap(s, 120, 10);
+	store_close(s);
+
+	/* A bad magic, and no older snapshot: the log from 1 still works. */
+	flip_byte(snap_path(120), 0);
+	unlink(snap_path(50));
+	s = open_store(0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "bad magic"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "no valid snapshot"));
+	check_loaded_range(s, 1, 150);
+	store_close(s);
+	rm_dir();
+
+	/* The older one is not continued by the compacted log: refused,
+	 * and nothing is deleted. */
+	mkdir_fresh();
+	s = open_store(512);
+	append_range(s, 1, 200);
+	CU_ASSERT_EQUAL(store_sync(s), 200);
+	save_snap(s, 50, 10);
+	save_snap(s, 150, 10);
+	CU_ASSERT_EQUAL(store_compact(s, 150), 0);
+	store_close(s);
+	segs = count_segments();
+	flip_byte(snap_path(150), 40);
+	CU_ASSERT_EQUAL(store_open(&cfg, &s, msg, sizeof(msg)), -EUCLEAN);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "crc mismatch"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "gap"));
+	CU_ASSERT_EQUAL(count_segments(), segs);
+	CU_ASSERT_EQUAL(count_prefix("snap-"), 2);
+	rm_dir();
+}
+
+static void test_snapshot_gap(void)
+{
+	struct store *s = NULL;
+	struct store_config cfg = { .dir = NULL };
+	uint64_t v[256];
+	int n, segs;
+
+	mkdir_fresh();
+	cfg.dir = dir;
+	s = open_store(512);
+	append_range(s, 1, 200);
+	CU_ASSERT_EQUAL(store_sync(s), 200);
+	save_snap(s, 100, 10);
+	store_close(s);
+	/* Lose the segment holding 101 and every one before it. */
+	n = list_segs(v, 256);
+	for (int i = 0; i < n && v[i] <= 101; i++)
+		CU_ASSERT_EQUAL(unlink(seg_path(v[i])), 0);
+	segs = count_segments();
+	CU_ASSERT_FATAL(segs > 0);
+	CU_ASSERT_EQUAL(store_open(&cfg, &s, msg, sizeof(msg)), -EUCLEAN);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "gap after snapshot"));
+	CU_ASSERT_EQUAL(count_segments(), segs);
+	CU_ASSERT(file_size(snap_path(100)) > 0);
+	rm_dir();
+
+	/* A log that stops inside the snapshot and resumes past it. */
+	mkdir_fresh();
+	s = open_store(512);
+	append_range(s, 1, 200);
+	CU_ASSERT_EQUAL(store_sync(s), 200);
+	save_snap(s, 100, 10);
+	store_close(s);
+	n = list_segs(v, 256);
+	for (int i = 0; i < n; i++)
+		if (v[i] > 20 && v[i] <= 101)
+			CU_ASSERT_EQUAL(unlink(seg_path(v[i])), 0);
+	segs = count_segments();
+	CU_ASSERT_EQUAL(store_open(&cfg, &s, msg, sizeof(msg)), -EUCLEAN);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "resumes"));
+	CU_ASSERT_EQUAL(count_segments(), segs);
+	rm_dir();
+}
+
+static void test_stray_snap_tmp(void)
+{
+	struct store *s;
+	char p[128];
+	int fd;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 20);
+	CU_ASSERT_EQUAL(store_sync(s), 20);
+	save_snap(s, 10, 100);
+	store_close(s);
+	/* A crash mid-save: a half-written newer snapshot never renamed. */
+	snprintf(p, sizeof(p), "%s/snap.tmp", dir);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(write(fd, "CKSN\1\0\0\0garbage", 15), 15);
+	close(fd);
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	CU_ASSERT_EQUAL(file_size(p), -1);
+	check_snap(s, 10, 100);
+	check_loaded_range(s, 11, 20);
+	store_close(s);
+	rm_dir();
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	static uint8_t b[1 << 16];
+	int in = open(from, O_RDONLY), out;
+	ssize_t n;
+
+	CU_ASSERT_FATAL(in >= 0);
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CU_ASSERT_FATAL(out >= 0);
+	while ((n = read(in, b, sizeof(b))) > 0)
+		CU_ASSERT_EQUAL(write(out, b, (size_t)n), n);
+	close(in);
+	close(out);
+}
+
+/* A crash inside store_snapshot_install(), after the snapshot and before
+ * the log went: the old log (another history at the snapshot's index)
+ * is dropped at the next open, and the message says so.  Also covers the
+ * record at the snapshot's index sitting in the segment before the ones
+ * replayed. */
+static void test_interrupted_install(void)
+{
+	static const uint64_t seg_sizes[2] = { 0, 512 };
+	uint8_t d = 7;
+
+	for (int round = 0; round < 2; round++) {
+		struct store *s;
+		uint64_t v[256], at = 100, n;
+		char keep[64][160];
+		int segs;
+
+		mkdir_fresh();
+		s = open_store(seg_sizes[round]);
+		append_range(s, 1, 150);
+		CU_ASSERT_EQUAL(store_sync(s), 150);
+		/* A snapshot whose term is not the entry's is refused. */
+		CU_ASSERT_EQUAL(store_snapshot_save(s, 100, 77, NULL, 0,
+						    &d, 1), -EINVAL);
+		store_close(s);
+		segs = list_segs(v, 64);
+		if (round == 1) {
+			CU_ASSERT_FATAL(segs > 3);
+			at = v[segs / 2] - 1;  /* ends a segment exactly */
+		}
+		for (int i = 0; i < segs; i++) {
+			snprintf(keep[i], sizeof(keep[i]), "%s/keep-%d",
+				 dir, i);
+			copy_file(seg_path(v[i]), keep[i]);
+		}
+		s = open_store(seg_sizes[round]);
+		CU_ASSERT_EQUAL(store_snapshot_install(s, at, 99, NULL, 0,
+						       &d, 1), 0);
+		store_close(s);
+		CU_ASSERT_EQUAL(count_segments(), 0);
+		for (int i = 0; i < segs; i++) {
+			CU_ASSERT_EQUAL(rename(keep[i], seg_path(v[i])), 0);
+		}
+		s = open_store(seg_sizes[round]);
+		CU_ASSERT_PTR_NOT_NULL(strstr(msg, "interrupted install"));
+		CU_ASSERT_EQUAL(count_segments(), 0);
+		CU_ASSERT_EQUAL(store_first_index(s), at + 1);
+		CU_ASSERT_EQUAL(store_last_index(s), at);
+		CU_ASSERT_EQUAL(store_last_term(s), 99);
+		CU_ASSERT_PTR_NULL(store_loaded(s, &n));
+		CU_ASSERT_EQUAL(n, 0);
+		CU_ASSERT_EQUAL(store_append(s, at + 1, 99, 0, &d, 1), 0);
+		CU_ASSERT_EQUAL(store_sync(s), (int64_t)at + 1);
+		store_close(s);
+		s = open_store(seg_sizes[round]);
+		CU_ASSERT_STRING_EQUAL(msg, "");
+		CU_ASSERT_EQUAL(store_last_index(s), at + 1);
+		store_close(s);
+		rm_dir();
+	}
+}
+
 static const struct {
 	const char *name;
 	CU_TestFunc fn;
@@ -593,6 +1222,15 @@ static const struct {
 	T(test_zero_tail),
 	T(test_gap_and_missing_first),
 	T(test_group_commit),
+	T(test_snapshot_roundtrip),
+	T(test_snapshot_retention),
+	T(test_compact),
+	T(test_install),
+	T(test_log_behind_snapshot),
+	T(test_snapshot_corrupt),
+	T(test_snapshot_gap),
+	T(test_stray_snap_tmp),
+	T(test_interrupted_install),
 #undef T
 };
 
