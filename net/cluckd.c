@@ -428,6 +428,7 @@ int main(int argc, char **argv)
 	}
 	memset(&ncfg, 0, sizeof(ncfg));
 	ncfg.name = o.name;
+	ncfg.data_dir = o.data_dir;
 	ncfg.lease_ms = o.lease_ms;
 	ncfg.op_timeout_ms = o.op_timeout_ms;
 	node = node_new(d.loop, &ncfg);
@@ -439,9 +440,12 @@ int main(int argc, char **argv)
 	 * an engine to talk to and a failure leaves nothing mounted. */
 	rc = node_start(node);
 	if (rc < 0) {
-		fprintf(stderr, "cluckd: cannot open the node's session: %s\n", strerror(-rc));
+		if (rc == -EINTR)
+			fprintf(stderr, "cluckd: stopped by a signal while starting\n");
+		else
+			fprintf(stderr, "cluckd: cannot start the node: %s\n", strerror(-rc));
 		rc = 1;
-		goto free_node;
+		goto stop_node;
 	}
 	rc = 1;
 	memset(&fcfg, 0, sizeof(fcfg));
@@ -497,7 +501,7 @@ int main(int argc, char **argv)
 		log_err("cannot watch the FUSE fd");
 		goto unmount;
 	}
-	log_info("mounted on %s (one-node cluster)", abs);
+	log_info("mounted on %s (one-node cluster, data in %s)", abs, o.data_dir);
 
 	rc = loop_run(d.loop);
 	if (rc < 0) {
@@ -506,6 +510,8 @@ int main(int argc, char **argv)
 	}
 	loop_unwatch(d.loop, fd);
 	rc = d.exit_code;
+	if (node_error(node))
+		rc = 1;
 unmount:
 	/* The session closes while the channel is still up, so every parked
 	 * request gets its answer before the unmount. */
@@ -518,7 +524,6 @@ free_args:
 	fs_free(fs);
 stop_node:
 	node_stop(node);        /* no-op when already stopped */
-free_node:
 	node_free(node);
 free_loop:
 	loop_free(d.loop);

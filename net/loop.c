@@ -61,6 +61,9 @@ struct loop {
 	uint32_t nheap, capheap;
 	uint64_t seq;
 
+	loop_timer_fn idle_fn;  /* loop_on_idle() */
+	void *idle_ctx;
+
 	sigset_t sigmask;
 	struct {
 		loop_signal_fn fn;
@@ -546,8 +549,17 @@ int loop_run(struct loop *l)
 		}
 		if (!l->stop)
 			fire_timers(l, loop_mono_ns());
+		if (l->idle_fn)
+			l->idle_fn(l, l->idle_ctx);
 	}
 	return 0;
+}
+
+/* Sets the hook run after every round (see loop.h). */
+void loop_on_idle(struct loop *l, loop_timer_fn fn, void *ctx)
+{
+	l->idle_fn = fn;
+	l->idle_ctx = ctx;
 }
 
 /* Makes loop_run() return after the current callback. */

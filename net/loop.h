@@ -38,6 +38,11 @@ void loop_timer_cancel(struct loop *l, uint64_t id);
 /* Blocks signo for the process and delivers it through the loop. 0/-errno. */
 int loop_signal(struct loop *l, int signo, loop_signal_fn fn, void *ctx);
 
+/* One hook run after every round of fd events and timers, just before the
+ * loop waits again: where work batched over a round is flushed (the node
+ * driver's group commit).  fn NULL removes it. */
+void loop_on_idle(struct loop *l, loop_timer_fn fn, void *ctx);
+
 /* Runs until loop_stop(). 0 or -errno on an epoll failure. */
 int loop_run(struct loop *l);
 void loop_stop(struct loop *l);

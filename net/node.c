@@ -1,29 +1,47 @@
 /*
- * net/node.c - the engine driver for a ONE-NODE cluster (implements
- * net/node.h).
+ * net/node.c - the engine driver (implements net/node.h): the lock state
+ * machine replicated by the Raft engine, persisted in --data-dir.
  *
- * This node is its own leader: a proposed command is stamped (origin = our
- * session, next serial, leader wall time, never going backwards) and
- * applied at the next log index at once; its completions are delivered to
- * the callbacks registered for our serials.  A loop timer at the state's
- * next deadline applies leader-made TICKs so lockfile ttls expire.  The
- * consensus engine replaces this file without touching fs/.
+ * A proposed command is stamped (origin = our session, next serial, wall
+ * time never going backwards), encoded and proposed to the Raft engine
+ * (lockcore/raft.h); what the engine asks to persist goes to the store
+ * (net/store.h) and is made durable once per loop round (group commit: one
+ * fdatasync for everything the round appended); committed entries are
+ * applied to the local lockcore state in log order and their completions
+ * handed to the callbacks registered for our serials.  The leader also
+ * proposes the leader-made commands: TICKs when a lockfile ttl runs out and
+ * SESSION_CLOSEs for sessions whose lease ran out on its clock (every
+ * session known at election gets a fresh lease first: a restart or a
+ * leader change never frees a lock by itself).  Snapshots of the state are
+ * taken every SNAP_EVERY entries and the log is compacted behind them.
  *
- * It must never: block, call a callback after its final answer (or at all
- * when node_propose() failed), reuse a completion buffer across nested
- * node_propose() calls, or hold a position in the pending table while a
- * callback runs (callbacks propose again).
+ * This build runs a cluster of one voter (this node); the peer transport
+ * comes with the cluster issue and plugs in where messages are dropped.
+ *
+ * It must never: block anywhere but in the round's fdatasync, answer a
+ * request before its entry is durable and applied, call a callback after
+ * its final answer (or at all when node_propose() failed), or keep going
+ * after the store failed (the node stops the loop and reports it).
  */
 #include "config.h"
 
 #include "net/node.h"
 #include "net/loop.h"
+#include "net/log.h"
+#include "net/store.h"
+#include "lockcore/raft.h"
+#include "lockcore/lease.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+
+#define SELF_ID      1u              /* our Raft id in a one-voter cluster */
+#define SNAP_EVERY   20000u          /* entries between snapshots */
+#define SNAP_BYTES   (64u << 20)     /* ... or this many log bytes */
 
 /* Registered callback of one of our requests still waiting for its final
  * answer.  serial 0 marks a free bucket. */
@@ -33,25 +51,50 @@ struct pend {
 	void *ctx;
 };
 
+/* An encoded proposal waiting for a leader. */
+struct outq {
+	uint8_t *buf;
+	size_t len;
+};
+
 struct node {
 	struct loop *loop;
 	char *name;
+	char *data_dir;
 	uint64_t lease_ms, op_timeout_ms;
+	int error;              /* fatal: the store failed; 0 while healthy */
 
 	struct lc_state *st;
+	struct raft *raft;
+	struct store *store;
+	struct lease_table leases;
 	uint64_t session;
-	uint64_t index;         /* last log index used */
+	uint64_t applied;       /* last log index fed to the state */
 	uint64_t serial;        /* last serial of our session */
-	uint64_t leader_serial; /* last serial of origin-0 commands */
 	uint64_t last_time;     /* last time_ns stamped: time never goes back */
-	bool started, stopped;
+	uint8_t role;
+	bool started, stopped, open_done;
+	int open_status;
 
-	uint64_t timer;         /* deadline timer id, 0 when none */
-	uint64_t timer_at;      /* wall ns it was armed for */
+	/* persistence */
+	uint64_t want_seq;      /* highest write_seq handed to the store */
+	uint64_t synced_seq;    /* ... and reported synced */
+	uint64_t snap_index, since_snap_entries, since_snap_bytes;
+
+	/* timers */
+	uint64_t raft_timer, raft_at;     /* engine deadline (mono ms) */
+	uint64_t tick_timer, tick_at;     /* lockcore deadline (wall ns) */
+	uint64_t lease_timer, lease_at;   /* session lease deadline (mono ms) */
+
+	struct outq *oq;        /* proposals made while there was no leader */
+	size_t noq, capoq;
 
 	struct pend *pt;        /* open addressing, linear probing */
 	size_t pcap, pn;        /* pcap is 0 or a power of two */
 };
+
+static void handle(struct node *n, const struct rf_update *u);
+static void flush_round(struct loop *l, void *ctx);
 
 /* ---- pending table ------------------------------------------------------ */
 
@@ -75,8 +118,7 @@ static struct pend *pend_find(struct node *n, uint64_t serial)
 	}
 }
 
-/* Makes room for one more entry so the insert after an apply cannot fail
- * (the state has changed by then and cannot be rolled back).  0/-ENOMEM. */
+/* Makes room for one more entry.  0/-ENOMEM. */
 static int pend_reserve(struct node *n)
 {
 	struct pend *old = n->pt;
@@ -139,7 +181,12 @@ static void pend_remove(struct node *n, struct pend *p)
 	n->pn--;
 }
 
-/* ---- applying ----------------------------------------------------------- */
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+	return loop_mono_ns() / 1000000u;
+}
 
 static uint64_t stamp_time(struct node *n)
 {
@@ -149,6 +196,18 @@ static uint64_t stamp_time(struct node *n)
 		now = n->last_time;
 	n->last_time = now;
 	return now;
+}
+
+/* A failure that makes this node untrustworthy: stop serving.  cluckd
+ * sees node_error() after the loop returns, unmounts and exits 1. */
+static void die(struct node *n, const char *what, int rc)
+{
+	if (n->error)
+		return;
+	n->error = rc < 0 ? rc : -EIO;
+	log_err("%s: %s; stopping (the data directory %s is kept as it is)",
+		what, strerror(-n->error), n->data_dir);
+	loop_stop(n->loop);
 }
 
 /* Hands every completion of our session to its registered callback.  The
@@ -175,92 +234,519 @@ static void dispatch(struct node *n, const struct lc_out *out)
 	}
 }
 
-static void on_deadline(struct loop *l, void *ctx);
+/* ---- engine steps -------------------------------------------------------- */
+
+static int step(struct node *n, struct rf_event *ev)
+{
+	struct rf_update u;
+	int rc;
+
+	ev->now_ms = now_ms();
+	rc = rf_step(n->raft, ev, &u);
+	/* Only -EINVAL leaves the engine untouched; every other return
+	 * (a refused proposal included) may carry timer effects. */
+	if (rc != -EINVAL)
+		handle(n, &u);
+	return rc;
+}
+
+/* Proposes an encoded command if we lead, else keeps it for when we do.
+ * 0 or -ENOMEM / -E2BIG. */
+static int submit(struct node *n, uint8_t *buf, size_t len)
+{
+	struct rf_event ev = { .type = RF_EV_PROPOSE };
+	int rc;
+
+	if (n->role == RF_LEADER) {
+		ev.propose.buf = buf;
+		ev.propose.len = (uint32_t)len;
+		rc = step(n, &ev);
+		if (rc != -EPERM) {
+			free(buf);
+			return rc;
+		}
+	}
+	if (n->noq == n->capoq) {
+		size_t nc = n->capoq ? n->capoq * 2 : 16;
+		struct outq *nv = realloc(n->oq, nc * sizeof(*nv));
+
+		if (!nv) {
+			free(buf);
+			return -ENOMEM;
+		}
+		n->oq = nv;
+		n->capoq = nc;
+	}
+	n->oq[n->noq++] = (struct outq){ buf, len };
+	return 0;
+}
+
+/* Proposes what waited for a leader, in order. */
+static void flush_outq(struct node *n)
+{
+	size_t k = 0, i;
+
+	for (i = 0; i < n->noq && n->role == RF_LEADER; i++) {
+		struct rf_event ev = { .type = RF_EV_PROPOSE };
+		int rc;
+
+		ev.propose.buf = n->oq[i].buf;
+		ev.propose.len = (uint32_t)n->oq[i].len;
+		rc = step(n, &ev);
+		if (rc == -EPERM || rc == -ENOMEM)
+			break;
+		free(n->oq[i].buf);
+	}
+	for (; i < n->noq; i++)
+		n->oq[k++] = n->oq[i];
+	n->noq = k;
+}
+
+/* Proposes a leader-made command (origin 0).  Only the leader does. */
+static void propose_leader(struct node *n, struct lc_cmd *cmd)
+{
+	uint8_t *buf;
+	size_t len;
+
+	if (n->role != RF_LEADER)
+		return;
+	cmd->origin = 0;
+	cmd->serial = 0;
+	cmd->time_ns = stamp_time(n);
+	if (lc_cmd_encode(cmd, &buf, &len) < 0)
+		return;          /* ENOMEM: the timer tries again */
+	(void)submit(n, buf, len);
+}
+
+/* ---- timers --------------------------------------------------------------- */
+
+static void on_raft_timer(struct loop *l, void *ctx)
+{
+	struct node *n = ctx;
+	struct rf_event ev = { .type = RF_EV_TIMEOUT };
+
+	(void)l;
+	n->raft_timer = 0;
+	n->raft_at = 0;
+	step(n, &ev);
+}
+
+static void arm_raft(struct node *n, uint64_t at_ms)
+{
+	if (at_ms == n->raft_at && n->raft_timer)
+		return;
+	if (n->raft_timer)
+		loop_timer_cancel(n->loop, n->raft_timer);
+	n->raft_timer = 0;
+	n->raft_at = 0;
+	if (!at_ms || n->stopped)
+		return;
+	n->raft_timer = loop_timer_at(n->loop, at_ms * 1000000u, on_raft_timer, n);
+	if (n->raft_timer)
+		n->raft_at = at_ms;
+}
+
+static void on_tick(struct loop *l, void *ctx)
+{
+	struct node *n = ctx;
+	struct lc_cmd cmd;
+
+	(void)l;
+	n->tick_timer = 0;
+	n->tick_at = 0;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_TICK;
+	propose_leader(n, &cmd);
+}
 
 /* Arms the TICK timer for the state's next deadline (wall clock, converted
- * to the monotonic clock the loop runs on). */
-static void rearm(struct node *n)
+ * to the monotonic clock the loop runs on); only the leader proposes. */
+static void arm_tick(struct node *n)
 {
-	uint64_t d = n->stopped ? 0 : lc_next_deadline(n->st);
+	uint64_t d = n->stopped || n->role != RF_LEADER ? 0 : lc_next_deadline(n->st);
 	uint64_t wall, mono;
 
-	if (d == n->timer_at && (n->timer || d == 0))
+	if (d == n->tick_at && (n->tick_timer || d == 0))
 		return;
-	if (n->timer) {
-		loop_timer_cancel(n->loop, n->timer);
-		n->timer = 0;
-	}
-	n->timer_at = 0;
+	if (n->tick_timer)
+		loop_timer_cancel(n->loop, n->tick_timer);
+	n->tick_timer = 0;
+	n->tick_at = 0;
 	if (d == 0)
 		return;
 	wall = loop_wall_ns();
 	mono = loop_mono_ns();
 	if (d > wall)
 		mono += d - wall;
-	else if (d <= n->last_time)
-		/* Already due by the time we stamped and still pending: do not
-		 * spin on it, retry a little later. */
-		mono += 1000000u;
-	n->timer = loop_timer_at(n->loop, mono, on_deadline, n);
-	if (n->timer)
-		n->timer_at = d;
+	else
+		/* Already due and still pending (a TICK is in flight): do not
+		 * spin on it, look again a little later. */
+		mono += 20000000u;
+	n->tick_timer = loop_timer_at(n->loop, mono, on_tick, n);
+	if (n->tick_timer)
+		n->tick_at = d;
 }
 
-/* Applies cmd at the next index into a fresh buffer (never shared with an
- * outer call), rearms the deadline timer, and returns lc_apply's result
- * with the buffer to dispatch. */
-static int apply(struct node *n, const struct lc_cmd *cmd, struct lc_out *out)
+static void on_lease_timer(struct loop *l, void *ctx);
+
+/* Leader: proposes a SESSION_CLOSE for every session whose lease ran out,
+ * then arms the timer for the next one. */
+static void check_leases(struct node *n)
 {
-	int rc;
+	uint64_t now = now_ms(), expired[32], at;
+	size_t k;
 
-	rc = lc_apply(n->st, ++n->index, cmd, out);
-	if (rc != -ENOMEM)
-		rearm(n);
-	return rc;
+	if (n->role != RF_LEADER || n->stopped)
+		return;
+	/* Our own session lives as long as we lead. */
+	if (n->session)
+		(void)lease_touch(&n->leases, n->session, now);
+	k = lease_expired(&n->leases, now, expired, 32);
+	for (size_t i = 0; i < k; i++) {
+		struct lc_cmd cmd;
+
+		memset(&cmd, 0, sizeof(cmd));
+		cmd.type = LC_CMD_SESSION_CLOSE;
+		cmd.session = expired[i];
+		log_info("session %016llx expired: no contact for %llu ms",
+			 (unsigned long long)expired[i], (unsigned long long)n->lease_ms);
+		propose_leader(n, &cmd);
+	}
+	at = lease_next_deadline(&n->leases);
+	if (k == 32)
+		at = now + 1;
+	if (at == n->lease_at && n->lease_timer)
+		return;
+	if (n->lease_timer)
+		loop_timer_cancel(n->loop, n->lease_timer);
+	n->lease_timer = 0;
+	n->lease_at = 0;
+	if (!at)
+		return;
+	/* Our own lease never needs more than a look per lease period. */
+	n->lease_timer = loop_timer_at(n->loop, at * 1000000u, on_lease_timer, n);
+	if (n->lease_timer)
+		n->lease_at = at;
 }
 
-/* Applies a leader-made command (origin 0) and delivers what it resolves. */
-static int apply_leader(struct node *n, struct lc_cmd *cmd)
-{
-	struct lc_out out = { 0 };
-	int rc;
-
-	cmd->origin = 0;
-	cmd->serial = ++n->leader_serial;
-	cmd->time_ns = stamp_time(n);
-	rc = apply(n, cmd, &out);
-	if (rc != -ENOMEM)
-		dispatch(n, &out);
-	lc_out_free(&out);
-	return rc;
-}
-
-static void on_deadline(struct loop *l, void *ctx)
+static void on_lease_timer(struct loop *l, void *ctx)
 {
 	struct node *n = ctx;
-	struct lc_cmd cmd;
 
 	(void)l;
-	n->timer = 0;
-	n->timer_at = 0;
-	if (n->stopped)
+	n->lease_timer = 0;
+	n->lease_at = 0;
+	check_leases(n);
+}
+
+/* ---- applying and snapshots ---------------------------------------------- */
+
+/* Snapshots the applied state, persists it, hands it to the engine and
+ * compacts the store.  Failure to snapshot is not fatal: the log grows. */
+static void maybe_snapshot(struct node *n)
+{
+	const struct rf_conf *conf;
+	struct rf_event ev = { .type = RF_EV_SNAPSHOT };
+	uint8_t *data = NULL, meta[4 + 16 * RF_MAX_VOTERS + 8 * RF_MAX_LEARNERS];
+	const struct rf_entry *e;
+	size_t len;
+	int mlen, rc;
+
+	if (n->since_snap_entries < SNAP_EVERY && n->since_snap_bytes < SNAP_BYTES)
 		return;
-	memset(&cmd, 0, sizeof(cmd));
-	cmd.type = LC_CMD_TICK;
-	if (apply_leader(n, &cmd) == -ENOMEM)
-		/* Try again soon rather than leave a ttl unexpired forever. */
-		n->timer = loop_timer_at(n->loop, loop_mono_ns() + 100000000u,
-					 on_deadline, n);
+	e = rf_entry_at(n->raft, n->applied);
+	conf = rf_conf(n->raft);
+	if (!e || !conf)
+		return;
+	mlen = rf_conf_encode(conf, meta, sizeof(meta));
+	if (mlen < 0 || lc_state_save(n->st, &data, &len) < 0)
+		return;
+	rc = store_snapshot_save(n->store, n->applied, e->term, meta, (uint32_t)mlen,
+				 data, len);
+	if (rc < 0) {
+		free(data);
+		die(n, "cannot write a snapshot", rc);
+		return;
+	}
+	ev.snapshot.index = n->applied;
+	ev.snapshot.buf = data;
+	ev.snapshot.len = len;
+	if (step(n, &ev) < 0) {
+		free(data);
+		return;
+	}
+	n->snap_index = n->applied;
+	n->since_snap_entries = n->since_snap_bytes = 0;
+	rc = store_compact(n->store, n->applied);
+	if (rc < 0)
+		die(n, "cannot compact the log", rc);
+}
+
+static void apply_entry(struct node *n, uint64_t index, const struct rf_entry *e)
+{
+	struct lc_out out = { 0 };
+	struct lc_cmd cmd;
+	int rc;
+
+	n->applied = index;
+	n->since_snap_entries++;
+	n->since_snap_bytes += e->len;
+	if (e->type != RF_ENTRY_CMD)
+		return;
+	if (lc_cmd_decode(e->buf, e->len, &cmd) < 0) {
+		/* Every replica decodes the same bytes the same way: skipping
+		 * it keeps them equal.  It cannot come from a healthy peer. */
+		log_warn("log entry %llu does not decode; skipped", (unsigned long long)index);
+		return;
+	}
+	rc = lc_apply(n->st, index, &cmd, &out);
+	if (rc == -ENOMEM) {
+		lc_out_free(&out);
+		die(n, "cannot apply a committed entry", rc);
+		return;
+	}
+	if (n->role == RF_LEADER) {
+		if (cmd.type == LC_CMD_SESSION_OPEN && out.n && out.v[0].status == 0)
+			(void)lease_open(&n->leases, cmd.session, now_ms());
+		else if (cmd.type == LC_CMD_SESSION_CLOSE)
+			lease_forget(&n->leases, cmd.session);
+	}
+	if (cmd.type == LC_CMD_SESSION_OPEN && cmd.session == n->session &&
+	    cmd.origin == n->session && !n->open_done) {
+		n->open_done = true;
+		n->open_status = out.n ? out.v[0].status : -EIO;
+	}
+	dispatch(n, &out);
+	lc_out_free(&out);
+}
+
+/* Replaces the state with a snapshot received from the leader. */
+static void install_snapshot(struct node *n, const struct rf_update *u)
+{
+	struct lc_state *st;
+	uint8_t meta[4 + 16 * RF_MAX_VOTERS + 8 * RF_MAX_LEARNERS];
+	int mlen, rc;
+
+	mlen = rf_conf_encode(u->snap_conf, meta, sizeof(meta));
+	rc = lc_state_load(u->snap_buf, u->snap_len, &st);
+	if (mlen < 0 || rc < 0) {
+		die(n, "cannot load the leader's snapshot", rc < 0 ? rc : -EINVAL);
+		return;
+	}
+	rc = store_snapshot_install(n->store, u->snap_index, u->snap_term, meta,
+				    (uint32_t)mlen, u->snap_buf, u->snap_len);
+	if (rc < 0) {
+		lc_state_free(st);
+		die(n, "cannot store the leader's snapshot", rc);
+		return;
+	}
+	lc_state_free(n->st);
+	n->st = st;
+	n->applied = n->snap_index = u->snap_index;
+	n->since_snap_entries = n->since_snap_bytes = 0;
+}
+
+/* Executes one update of the engine: persist, send, apply, re-arm. */
+static void handle(struct node *n, const struct rf_update *u)
+{
+	uint8_t role0 = n->role;
+	int rc = 0;
+
+	if (u->write_seq && !n->error) {
+		if (u->flags & RF_UPD_SNAPSHOT)
+			install_snapshot(n, u);
+		if (u->flags & RF_UPD_HARDSTATE)
+			rc = store_set_hardstate(n->store, u->hs_term, u->hs_vote);
+		if (rc == 0 && (u->flags & RF_UPD_ENTRIES)) {
+			rc = store_truncate(n->store, u->first_index);
+			for (size_t i = 0; rc == 0 && i < u->n_entries; i++) {
+				const struct rf_entry *e = &u->entries[i];
+
+				rc = store_append(n->store, u->first_index + i, e->term,
+						  e->type, e->buf, e->len);
+			}
+		}
+		if (rc < 0)
+			die(n, "cannot write the log", rc);
+		n->want_seq = u->write_seq;
+	}
+	/* Messages: a one-voter cluster has no peers to send to. */
+	for (size_t i = 0; i < u->n_committed && !n->error; i++)
+		apply_entry(n, u->commit_first + i, &u->committed[i]);
+	n->role = u->role;
+	if (u->n_committed) {
+		arm_tick(n);
+		maybe_snapshot(n);
+	}
+	arm_raft(n, u->next_deadline_ms);
+	if (n->role == RF_LEADER && role0 != RF_LEADER) {
+		/* Chubby's grace: every session the state knows gets a full
+		 * lease from now before anything can expire. */
+		if (lease_reset(&n->leases, n->st, now_ms()) < 0)
+			die(n, "cannot track session leases", -ENOMEM);
+		log_info("leading term %llu", (unsigned long long)u->term);
+		arm_tick(n);
+		check_leases(n);
+		flush_outq(n);
+	}
+}
+
+/* The loop's idle hook: one fdatasync for everything this round wrote,
+ * then the engine learns it is durable (which commits and applies). */
+static void flush_round(struct loop *l, void *ctx)
+{
+	struct node *n = ctx;
+
+	(void)l;
+	for (int round = 0; round < 8 && n->want_seq > n->synced_seq && !n->error; round++) {
+		struct rf_event ev = { .type = RF_EV_PERSISTED };
+		uint64_t seq = n->want_seq;
+		int64_t rc = store_sync(n->store);
+
+		if (rc < 0) {
+			die(n, "cannot sync the log", (int)rc);
+			return;
+		}
+		n->synced_seq = seq;
+		ev.persisted.seq = seq;
+		step(n, &ev);
+	}
+}
+
+/* ---- start-up ------------------------------------------------------------ */
+
+/* mkdir -p of the directories above `dir` (the store makes `dir` itself,
+ * 0700), so the default /var/lib/cluck/NAME works on a fresh machine. */
+static void make_parents(const char *dir)
+{
+	char *p = strdup(dir);
+
+	if (!p)
+		return;
+	for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		(void)mkdir(p, 0755);
+		*s = '/';
+	}
+	free(p);
+}
+
+/* Loads what --data-dir holds and starts the engine on it. */
+static int load(struct node *n)
+{
+	struct store_config scfg = { .dir = n->data_dir };
+	struct store_snapshot snap = { 0 };
+	struct rf_config rc;
+	struct rf_conf conf;
+	struct rf_event ev = { .type = RF_EV_START };
+	struct rf_entry *ents = NULL;
+	const struct store_entry *se;
+	uint64_t ne = 0, term, vote;
+	char msg[STORE_MSG_MAX];
+	int r;
+
+	make_parents(n->data_dir);
+	r = store_open(&scfg, &n->store, msg, sizeof(msg));
+	if (r < 0) {
+		log_err("cannot open the data directory %s: %s%s%s", n->data_dir,
+			strerror(-r), msg[0] ? ": " : "", msg);
+		return r;
+	}
+	if (msg[0])
+		log_warn("data directory %s: %s", n->data_dir, msg);
+	store_snapshot_take(n->store, &snap);
+	if (snap.index) {
+		lc_state_free(n->st);
+		n->st = NULL;
+		r = lc_state_load(snap.data, snap.len, &n->st);
+		if (r == 0)
+			r = rf_conf_decode(snap.meta, snap.meta_len, &conf);
+		if (r < 0) {
+			log_err("the snapshot at index %llu in %s does not load: %s",
+				(unsigned long long)snap.index, n->data_dir, strerror(-r));
+			goto free_snap;
+		}
+		n->applied = n->snap_index = snap.index;
+	}
+	rf_config_defaults(&rc);
+	rc.id = SELF_ID;
+	rc.voters[0] = SELF_ID;
+	rc.n_voters = 1;
+	/* Alone, there is nobody to wait for: elect at once. */
+	rc.election_timeout_min_ms = 10;
+	rc.election_timeout_max_ms = 20;
+	rc.heartbeat_ms = 5;
+	rc.max_clock_drift_ms = 1;
+	if (getrandom(&rc.seed, sizeof(rc.seed), GRND_NONBLOCK) != (ssize_t)sizeof(rc.seed))
+		rc.seed = loop_mono_ns();
+	r = rf_new(&rc, &n->raft);
+	if (r < 0)
+		goto free_snap;
+	se = store_loaded(n->store, &ne);
+	if (ne) {
+		ents = calloc(ne, sizeof(*ents));
+		if (!ents) {
+			r = -ENOMEM;
+			goto free_snap;
+		}
+		for (uint64_t i = 0; i < ne; i++)
+			ents[i] = (struct rf_entry){ se[i].term, se[i].type, se[i].len, se[i].buf };
+	}
+	store_hardstate(n->store, &term, &vote);
+	ev.start.term = term;
+	ev.start.vote = vote;
+	ev.start.snap_index = snap.index;
+	ev.start.snap_term = snap.term;
+	ev.start.snap_conf = snap.index ? &conf : NULL;
+	ev.start.snap_buf = snap.data;
+	ev.start.snap_len = snap.len;
+	ev.start.entries = ents;
+	ev.start.n_entries = ne;
+	r = step(n, &ev);
+	free(ents);
+	if (r < 0) {
+		log_err("the log in %s does not load into the engine: %s", n->data_dir,
+			strerror(-r));
+		goto free_snap;
+	}
+	snap.data = NULL;        /* the engine's now */
+	free(snap.meta);
+	store_loaded_free(n->store);
+	if (ne || snap.index)
+		log_info("recovered %s: snapshot at %llu, %llu log entries", n->data_dir,
+			 (unsigned long long)snap.index, (unsigned long long)ne);
+	return 0;
+
+free_snap:
+	free(snap.meta);
+	free(snap.data);
+	return r < 0 ? r : -EINVAL;
+}
+
+static void on_start_timeout(struct loop *l, void *ctx)
+{
+	(void)ctx;
+	loop_stop(l);
+}
+
+/* Our SESSION_OPEN is applied: node_start()'s loop can return. */
+static void on_own_open(void *ctx, const struct lc_completion *c)
+{
+	struct node *n = ctx;
+
+	(void)c;
+	loop_stop(n->loop);
 }
 
 /* ---- public API --------------------------------------------------------- */
 
-/* Creates a node (nothing applied yet).  NULL and errno (EINVAL, ENOMEM). */
+/* Creates a node (nothing loaded yet).  NULL and errno (EINVAL, ENOMEM). */
 struct node *node_new(struct loop *loop, const struct node_config *cfg)
 {
 	struct node *n;
 
-	if (!loop || !cfg || !cfg->name || !cfg->name[0]) {
+	if (!loop || !cfg || !cfg->name || !cfg->name[0] || !cfg->data_dir ||
+	    !cfg->data_dir[0] || !cfg->lease_ms) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -271,29 +757,35 @@ struct node *node_new(struct loop *loop, const struct node_config *cfg)
 	n->lease_ms = cfg->lease_ms;
 	n->op_timeout_ms = cfg->op_timeout_ms;
 	n->name = strdup(cfg->name);
-	if (!n->name)
+	n->data_dir = strdup(cfg->data_dir);
+	if (!n->name || !n->data_dir)
 		goto free_node;
 	n->st = lc_state_new();
 	if (!n->st)
-		goto free_name;
+		goto free_node;
+	lease_table_init(&n->leases, cfg->lease_ms);
 	return n;
 
-free_name:
-	free(n->name);
 free_node:
+	free(n->data_dir);
+	free(n->name);
 	free(n);
 fail:
 	errno = ENOMEM;
 	return NULL;
 }
 
-/* Opens our session at index 1.  0, -EALREADY, -EIO (no randomness), or
- * -ENOMEM / the SESSION_OPEN's own error. */
+/* Recovers --data-dir, starts the engine and opens a new session for this
+ * run, returning once it is applied (running the loop meanwhile).  0,
+ * -EALREADY, -EIO (no randomness), -ETIMEDOUT (no leader within the
+ * operation timeout), -EINTR (the loop was stopped: a signal), a store
+ * error, or the SESSION_OPEN's own error. */
 int node_start(struct node *n)
 {
-	struct lc_out out = { 0 };
 	struct lc_cmd cmd;
-	uint64_t sid = 0;
+	uint64_t sid = 0, deadline, timer;
+	uint8_t *buf;
+	size_t len;
 	int rc;
 
 	if (n->started)
@@ -306,6 +798,12 @@ int node_start(struct node *n)
 		if (r != (ssize_t)sizeof(sid))
 			return -EIO;
 	}
+	loop_on_idle(n->loop, flush_round, n);
+	rc = load(n);
+	if (rc < 0)
+		return rc;
+	n->session = sid;
+	n->started = true;
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_SESSION_OPEN;
 	cmd.origin = sid;
@@ -314,41 +812,71 @@ int node_start(struct node *n)
 	cmd.session = sid;
 	cmd.data = n->name;
 	cmd.data_len = (uint32_t)strlen(n->name);
-	rc = apply(n, &cmd, &out);
-	if (rc == 0 && out.n > 0 && out.v[0].status < 0)
-		rc = out.v[0].status;
-	lc_out_free(&out);
+	rc = pend_reserve(n);
+	if (rc == 0)
+		rc = lc_cmd_encode(&cmd, &buf, &len);
+	if (rc == 0) {
+		pend_insert(n, cmd.serial, on_own_open, n);
+		rc = submit(n, buf, len);
+	}
 	if (rc < 0)
 		return rc;
-	n->session = sid;
-	n->started = true;
-	return 0;
+	deadline = loop_mono_ns() + (n->op_timeout_ms ? n->op_timeout_ms : 10000u) * 1000000u;
+	timer = loop_timer_at(n->loop, deadline, on_start_timeout, n);
+	while (!n->open_done && !n->error && loop_mono_ns() < deadline) {
+		rc = loop_run(n->loop);
+		if (rc < 0)
+			break;
+		if (!n->open_done && !n->error && loop_mono_ns() < deadline) {
+			rc = -EINTR;
+			break;
+		}
+	}
+	loop_timer_cancel(n->loop, timer);
+	if (n->error)
+		return n->error;
+	if (!n->open_done)
+		return rc < 0 ? rc : -ETIMEDOUT;
+	return n->open_status;
 }
 
-/* Closes our session: lockcore frees our locks, answers our queued
- * requests (delivered here, so fs answers every parked request) and drops
- * our ephemeral files.  Then the deadline timer goes. */
+/* Closes our session (SESSION_CLOSE: frees this node's locks, answers our
+ * queued requests, drops our ephemeral files) and waits, a bounded time,
+ * for it to be applied; then stops the timers. */
 void node_stop(struct node *n)
 {
 	struct lc_cmd cmd;
+	uint64_t deadline;
 
 	if (!n || n->stopped)
 		return;
-	/* Stopped first: callbacks run below must see -ENOLCK if they try to
-	 * propose for a session that is closing. */
-	n->stopped = true;
-	if (n->started) {
+	if (n->started && !n->error && n->session) {
+		uint64_t before = n->applied;
+
 		memset(&cmd, 0, sizeof(cmd));
 		cmd.type = LC_CMD_SESSION_CLOSE;
 		cmd.session = n->session;
-		/* On ENOMEM the state keeps our session, which dies with the
-		 * process anyway; the pending callbacks are then dropped. */
-		(void)apply_leader(n, &cmd);
+		propose_leader(n, &cmd);
+		/* A one-voter cluster commits on the next sync; nobody else
+		 * is waited for. */
+		deadline = loop_mono_ns() + 2000000000u;
+		while (n->want_seq > n->synced_seq && !n->error &&
+		       loop_mono_ns() < deadline) {
+			flush_round(n->loop, n);
+		}
+		(void)before;
 	}
-	if (n->timer)
-		loop_timer_cancel(n->loop, n->timer);
-	n->timer = 0;
-	n->timer_at = 0;
+	/* Stopped after: callbacks run above may still propose; from now on
+	 * they get -ENOLCK. */
+	n->stopped = true;
+	loop_on_idle(n->loop, NULL, NULL);
+	arm_raft(n, 0);
+	if (n->tick_timer)
+		loop_timer_cancel(n->loop, n->tick_timer);
+	if (n->lease_timer)
+		loop_timer_cancel(n->loop, n->lease_timer);
+	n->tick_timer = n->lease_timer = 0;
+	n->tick_at = n->lease_at = 0;
 }
 
 /* Frees the node and its state; pending callbacks are never called. */
@@ -356,29 +884,41 @@ void node_free(struct node *n)
 {
 	if (!n)
 		return;
-	if (n->timer)
-		loop_timer_cancel(n->loop, n->timer);
+	if (!n->stopped)
+		loop_on_idle(n->loop, NULL, NULL);
+	if (n->raft_timer)
+		loop_timer_cancel(n->loop, n->raft_timer);
+	if (n->tick_timer)
+		loop_timer_cancel(n->loop, n->tick_timer);
+	if (n->lease_timer)
+		loop_timer_cancel(n->loop, n->lease_timer);
+	for (size_t i = 0; i < n->noq; i++)
+		free(n->oq[i].buf);
+	free(n->oq);
+	rf_free(n->raft);
+	store_close(n->store);
+	lease_table_free(&n->leases);
 	lc_state_free(n->st);
 	free(n->pt);
+	free(n->data_dir);
 	free(n->name);
 	free(n);
 }
 
-/* Proposes and, on one node, applies cmd at once (see node.h).  0, -ENOMEM,
- * -ENOLCK (not started or stopped), -EINVAL (bad arguments).  A command
- * that lockcore rejects as invalid is answered through fn with -EINVAL. */
+/* Proposes cmd (see node.h); the answer comes once its entry is durable
+ * and applied.  0, -ENOMEM, -E2BIG, -ENOLCK (not started, stopped or
+ * failed), -EINVAL (bad arguments). */
 int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 		 void *ctx, uint64_t *serial)
 {
-	struct lc_out out = { 0 };
-	struct pend *p;
-	bool answered = false;
+	uint8_t *buf;
+	size_t len;
 	uint64_t s;
 	int rc;
 
 	if (!n || !cmd || !fn)
 		return -EINVAL;
-	if (!n->started || n->stopped)
+	if (!n->started || n->stopped || n->error)
 		return -ENOLCK;
 	if (pend_reserve(n) < 0)
 		return -ENOMEM;
@@ -386,33 +926,24 @@ int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 	cmd->origin = n->session;
 	cmd->serial = s;
 	cmd->time_ns = stamp_time(n);
-	rc = apply(n, cmd, &out);
-	if (rc == -ENOMEM) {
-		lc_out_free(&out);
-		return -ENOMEM;
+	rc = lc_cmd_encode(cmd, &buf, &len);
+	if (rc < 0)
+		return rc;
+	if (len > RF_ENTRY_MAX) {
+		free(buf);
+		return -E2BIG;
 	}
 	n->serial = s;
 	if (serial)
 		*serial = s;
 	pend_insert(n, s, fn, ctx);
-	for (size_t i = 0; i < out.n; i++)
-		if (out.v[i].origin == n->session && out.v[i].serial == s)
-			answered = true;
-	dispatch(n, &out);
-	lc_out_free(&out);
-	if (!answered) {
-		/* lockcore always answers the command itself; if it ever does
-		 * not, answer for it so fs never waits forever. */
-		struct lc_completion c = {
-			.origin = n->session, .serial = s,
-			.status = rc < 0 ? rc : -EIO,
-		};
+	rc = submit(n, buf, len);
+	if (rc < 0) {
+		struct pend *p = pend_find(n, s);
 
-		p = pend_find(n, s);
-		if (p) {
+		if (p)
 			pend_remove(n, p);
-			fn(ctx, &c);
-		}
+		return rc;
 	}
 	return 0;
 }
@@ -438,18 +969,36 @@ uint64_t node_now_ns(const struct node *n)
 	return now < n->last_time ? n->last_time : now;
 }
 
-/* Status of a one-node cluster: always its own leader with quorum. */
+/* 0 while healthy, else the -errno that made the node stop. */
+int node_error(const struct node *n)
+{
+	return n->error;
+}
+
+static const char *role_name(uint8_t role)
+{
+	switch (role) {
+	case RF_LEADER: return "leader";
+	case RF_CANDIDATE:
+	case RF_PRECANDIDATE: return "candidate";
+	default: return "follower";
+	}
+}
+
+/* Status of this node for /cluck/status. */
 void node_get_status(const struct node *n, struct node_status *st)
 {
+	bool lead = n->raft && rf_role(n->raft) == RF_LEADER;
+
 	memset(st, 0, sizeof(*st));
 	st->name = n->name;
-	st->role = "leader";
-	st->term = 1;
-	st->leader = n->name;
+	st->role = n->raft ? role_name(rf_role(n->raft)) : "follower";
+	st->term = n->raft ? rf_term(n->raft) : 0;
+	st->leader = lead ? n->name : "";
 	st->voters_reachable = 1;
 	st->voters_total = 1;
-	st->quorum = 1;
-	st->session = n->stopped ? "expired" : "ok";
+	st->quorum = lead;
+	st->session = n->stopped || n->error ? "expired" : "ok";
 	st->session_id = n->session;
 	st->applied_index = lc_applied_index(n->st);
 }

@@ -2,14 +2,14 @@
  * net/node.h - the engine driver: what fs/ talks to.
  *
  * A node owns the lockcore state of this cluckd and the path from
- * "proposed" to "applied".  On a one-node cluster a proposed command is
- * stamped (origin = our session, next serial, leader time) and applied at
- * once; the consensus issue replaces node.c with a replicated log without
- * touching fs/: fs/ only ever proposes commands and receives completions.
+ * "proposed" to "applied": a proposed command is stamped (origin = our
+ * session, next serial, time), replicated by the Raft engine, made durable
+ * in the data directory and applied in log order; fs/ only ever proposes
+ * commands and receives completions.
  *
- * It never blocks: completions arrive through callbacks, from inside
- * node_propose() (one node, immediate apply) or later from the event loop
- * (queued lock requests granted by another command).
+ * It never blocks on the network: completions arrive through callbacks
+ * from the event loop once the command is committed and applied (and later
+ * again for a queued lock request that another command resolves).
  */
 #ifndef CLUCK_NODE_H
 #define CLUCK_NODE_H
@@ -22,6 +22,7 @@ struct node;
 
 struct node_config {
 	const char *name;            /* node name (status, session name) */
+	const char *data_dir;        /* --data-dir: the durable log */
 	uint64_t lease_ms;           /* --lease */
 	uint64_t op_timeout_ms;      /* --op-timeout */
 };
@@ -48,10 +49,16 @@ struct node_status {
  */
 typedef void (*node_done_fn)(void *ctx, const struct lc_completion *c);
 
-/* Returns NULL and sets errno on failure.  Does not apply anything yet. */
+/* Returns NULL and sets errno on failure.  Does not load anything yet. */
 struct node *node_new(struct loop *loop, const struct node_config *cfg);
-/* Opens this node's session (SESSION_OPEN).  0 or -errno. */
+/* Recovers the data directory, starts the engine and opens this run's
+ * session (SESSION_OPEN), running the loop until that is applied.  0 or
+ * -errno (-ETIMEDOUT, -EINTR when a signal stopped the loop, a store
+ * error: the reason is logged). */
 int node_start(struct node *n);
+/* 0 while the node is healthy; the -errno that made it stop (its store
+ * failed: it stopped the loop and will not serve again). */
+int node_error(const struct node *n);
 /* Closes the session cleanly (SESSION_CLOSE: frees this node's locks and
  * ephemeral files) and stops timers. */
 void node_stop(struct node *n);
