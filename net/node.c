@@ -80,6 +80,7 @@ struct node {
 	uint64_t want_seq;      /* highest write_seq handed to the store */
 	uint64_t synced_seq;    /* ... and reported synced */
 	uint64_t snap_index, since_snap_entries, since_snap_bytes;
+	uint64_t snap_every;    /* entries between snapshots */
 
 	/* timers */
 	uint64_t raft_timer, raft_at;     /* engine deadline (mono ms) */
@@ -231,6 +232,29 @@ static void dispatch(struct node *n, const struct lc_out *out)
 		if (c->status != LC_PENDING)
 			pend_remove(n, p);
 		fn(ctx, c);
+	}
+}
+
+/* Gives every request still waiting its final answer `status` (the node
+ * is stopping or failed), so fs answers every FUSE request it holds. */
+static void fail_pending(struct node *n, int status)
+{
+	/* Stopped: callbacks cannot add entries.  A removal may shift a
+	 * later entry into slot i (look at it again) or, across the wrap,
+	 * into a slot already passed (hence the next pass). */
+	while (n->pn) {
+		for (size_t i = 0; i < n->pcap;) {
+			struct pend p = n->pt[i];
+			struct lc_completion c = { .origin = n->session, .status = status };
+
+			if (!p.serial) {
+				i++;
+				continue;
+			}
+			pend_remove(n, &n->pt[i]);
+			c.serial = p.serial;
+			p.fn(p.ctx, &c);
+		}
 	}
 }
 
@@ -452,7 +476,7 @@ static void maybe_snapshot(struct node *n)
 	size_t len;
 	int mlen, rc;
 
-	if (n->since_snap_entries < SNAP_EVERY && n->since_snap_bytes < SNAP_BYTES)
+	if (n->since_snap_entries < n->snap_every && n->since_snap_bytes < SNAP_BYTES)
 		return;
 	e = rf_entry_at(n->raft, n->applied);
 	conf = rf_conf(n->raft);
@@ -649,7 +673,8 @@ static int load(struct node *n)
 	r = store_open(&scfg, &n->store, msg, sizeof(msg));
 	if (r < 0) {
 		log_err("cannot open the data directory %s: %s%s%s", n->data_dir,
-			strerror(-r), msg[0] ? ": " : "", msg);
+			r == -EBUSY ? "another cluckd is using it" : strerror(-r),
+			msg[0] ? ": " : "", msg);
 		return r;
 	}
 	if (msg[0])
@@ -764,6 +789,14 @@ struct node *node_new(struct loop *loop, const struct node_config *cfg)
 	if (!n->st)
 		goto free_node;
 	lease_table_init(&n->leases, cfg->lease_ms);
+	n->snap_every = SNAP_EVERY;
+	/* A tuning knob (and the tests' way to see snapshots soon). */
+	if (getenv("CLUCKD_SNAPSHOT_EVERY")) {
+		unsigned long long v = strtoull(getenv("CLUCKD_SNAPSHOT_EVERY"), NULL, 10);
+
+		if (v)
+			n->snap_every = v;
+	}
 	return n;
 
 free_node:
@@ -867,8 +900,9 @@ void node_stop(struct node *n)
 		(void)before;
 	}
 	/* Stopped after: callbacks run above may still propose; from now on
-	 * they get -ENOLCK. */
+	 * they get -ENOLCK, and whatever is still unanswered is answered. */
 	n->stopped = true;
+	fail_pending(n, n->error ? -EIO : -ENOLCK);
 	loop_on_idle(n->loop, NULL, NULL);
 	arm_raft(n, 0);
 	if (n->tick_timer)
