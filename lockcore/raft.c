@@ -1,12 +1,20 @@
 /*
  * lockcore/raft.c - Raft as a pure step function (see raft.h): pre-vote,
  * check-quorum, leader leases, batched and pipelined replication with fast
- * backtracking, and the wire codec of its messages.
+ * backtracking, log compaction with chunked snapshot transfer, single-server
+ * membership changes with learners, read-index, and the wire codec of its
+ * messages.
  *
  * Must never: read a clock, do I/O, use any randomness but its own PRNG,
- * acknowledge a vote or entries before the driver reported them synced,
- * count its own unsynced entries toward commitment, commit an entry of an
- * earlier term by counting, or read outside a buffer it decodes.
+ * acknowledge a vote, entries or a snapshot before the driver reported them
+ * synced, count its own unsynced entries (or a learner) toward commitment,
+ * commit an entry of an earlier term by counting, let a learner vote or
+ * campaign, or read outside a buffer it decodes.
+ *
+ * Snapshot stream (what RF_MSG_SNAP chunks carry, in order): conf_len u32
+ * (little endian), the configuration encoded as rf_conf_encode() does, then
+ * the state machine's bytes.  The engine keeps its latest snapshot in that
+ * framing, so a chunk is a slice of one buffer.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -15,16 +23,27 @@
 
 #include "lockcore/raft.h"
 
+#define RF_MAX_PEERS   (RF_MAX_VOTERS + RF_MAX_LEARNERS)
+#define SNAP_BODY      44u            /* SNAP fields after the header */
+#define CONF_MAX_BYTES (4u + 8u * RF_MAX_PEERS)
+
 struct peer {
 	uint64_t id;
+	bool     voter;
 	uint64_t next, match;
 	uint32_t inflight;             /* AppendEntries with entries not yet answered */
 	bool     probing;              /* after a rejection: one batch at a time
 	                                  from next, until one succeeds */
 	uint64_t last_ack_ms;          /* local time of the last answer this term */
-	uint64_t progress_ms;          /* local time match last advanced */
+	uint64_t progress_ms;          /* local time match (or a snapshot
+	                                  transfer) last advanced */
 	uint64_t lease_stamp;          /* latest echoed stamp this term */
 	bool     granted;              /* (pre)vote granted this round */
+	/* snapshot transfer: active while `snap` */
+	bool     snap;
+	uint64_t snap_idx;             /* which snapshot is being sent */
+	uint64_t snap_next, snap_acked, snap_gap;
+	uint32_t snap_inflight;
 };
 
 /* A write handed to the driver and not yet reported synced. */
@@ -39,6 +58,11 @@ struct held {
 	uint64_t check_index, check_term;   /* drop if the log changed under it */
 };
 
+/* A read index waiting for a quorum to confirm this leadership. */
+struct pread {
+	uint64_t ctx, index, need, term;
+};
+
 struct raft {
 	struct rf_config cfg;
 	uint64_t rng;
@@ -47,9 +71,27 @@ struct raft {
 	uint64_t term, vote, leader;
 	uint8_t role;
 
-	struct rf_entry *log;          /* log[i - 1] is index i; buf owned */
+	/* log[k] is index snap_index + 1 + k; buf owned */
+	struct rf_entry *log;
 	uint64_t n, cap;
 	uint64_t commit, applied;
+
+	/* the latest snapshot, in stream framing (see the top comment) */
+	uint64_t snap_index, snap_term;
+	uint8_t *snap;
+	size_t snap_total, snap_state_off;
+	struct rf_conf snap_conf;
+
+	/* a snapshot being received, in order */
+	uint8_t *rx;
+	size_t rx_len, rx_cap;
+	uint64_t rx_index, rx_term, rx_total;
+
+	/* configurations: in force, bootstrap; conf_index 0 when not from
+	 * the log */
+	struct rf_conf conf, boot_conf;
+	uint64_t conf_index;
+	bool self_voter;
 
 	uint64_t wseq, durable_seq, durable_index, durable_term, durable_vote;
 	struct wrec *wr;
@@ -58,18 +100,25 @@ struct raft {
 	struct held *held;
 	size_t nheld, capheld;
 
+	struct pread *reads;
+	size_t nreads, capreads;
+	uint64_t read_send_at;         /* a heartbeat round owed to reads */
+	uint64_t last_stamp;           /* stamp of the latest APPEND/SNAP sent */
+
 	uint64_t election_deadline, heartbeat_deadline, cq_deadline;
 	uint64_t last_heard_ms, vote_block_until;
 	uint64_t noop_index;
 
-	struct peer peers[RF_MAX_VOTERS];
-	unsigned self;                 /* index of this node in peers */
+	struct peer peers[RF_MAX_PEERS];   /* everyone in conf but self */
+	unsigned npeers;
 
 	/* per step */
-	bool hs_dirty;
+	bool hs_dirty, snap_dirty, conf_changed;
 	uint64_t dirty_from;
 	struct rf_msg *out;
 	size_t nout, capout;
+	struct rf_read *rout;
+	size_t nrout, caprout;
 	uint64_t now;
 };
 
@@ -84,14 +133,58 @@ static uint64_t splitmix(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-static unsigned quorum(const struct raft *r)
+static uint8_t *put64(uint8_t *p, uint64_t v)
 {
-	return r->cfg.n_voters / 2 + 1;
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+	return p + 8;
 }
 
+static uint8_t *put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+	return p + 4;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static uint64_t last_index(const struct raft *r)
+{
+	return r->snap_index + r->n;
+}
+
+/* Entry at index i, which the caller knows is in (snap_index, last]. */
+static struct rf_entry *ent(const struct raft *r, uint64_t i)
+{
+	return &r->log[i - r->snap_index - 1];
+}
+
+static unsigned quorum(const struct raft *r)
+{
+	return r->conf.n_voters / 2 + 1;
+}
+
+/* Term of index i; 0 when unknown (compacted below the snapshot or beyond
+ * the log). */
 static uint64_t term_at(const struct raft *r, uint64_t i)
 {
-	return i && i <= r->n ? r->log[i - 1].term : 0;
+	if (i == r->snap_index)
+		return r->snap_term;
+	return i > r->snap_index && i <= last_index(r) ? ent(r, i)->term : 0;
 }
 
 static void reset_election(struct raft *r)
@@ -122,6 +215,8 @@ static void send_now(struct raft *r, const struct rf_msg *m)
 		r->out = nv;
 		r->capout = nc;
 	}
+	if (m->type == RF_MSG_APPEND || m->type == RF_MSG_SNAP)
+		r->last_stamp = m->stamp;
 	r->out[r->nout++] = *m;
 }
 
@@ -140,20 +235,149 @@ static void send_held(struct raft *r, const struct rf_msg *m,
 	r->held[r->nheld++] = (struct held){ *m, 0, check_index, check_term };
 }
 
+static void emit_read(struct raft *r, uint64_t ctx, uint64_t index)
+{
+	if (r->nrout == r->caprout) {
+		size_t nc = r->caprout ? r->caprout * 2 : 8;
+		struct rf_read *nv = realloc(r->rout, nc * sizeof(*nv));
+
+		if (!nv)
+			return;        /* the driver times the read out */
+		r->rout = nv;
+		r->caprout = nc;
+	}
+	r->rout[r->nrout++] = (struct rf_read){ ctx, index };
+}
+
+/* ---- configurations ----------------------------------------------------- */
+
+static bool conf_has(const uint64_t *ids, unsigned n, uint64_t id)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+static bool conf_eq(const struct rf_conf *a, const struct rf_conf *b)
+{
+	return a->n_voters == b->n_voters && a->n_learners == b->n_learners &&
+	       !memcmp(a->voters, b->voters, a->n_voters * sizeof(a->voters[0])) &&
+	       !memcmp(a->learners, b->learners,
+		       a->n_learners * sizeof(a->learners[0]));
+}
+
+static struct peer *peer_of(struct raft *r, uint64_t id)
+{
+	for (unsigned i = 0; i < r->npeers; i++)
+		if (r->peers[i].id == id)
+			return &r->peers[i];
+	return NULL;
+}
+
+static void init_peer(struct raft *r, struct peer *p, uint64_t id)
+{
+	memset(p, 0, sizeof(*p));
+	p->id = id;
+	/* The newest entry probes: a fresh node rejects it and says where
+	 * its log ends. */
+	p->next = last_index(r) ? last_index(r) : 1;
+	p->last_ack_ms = r->now;
+	p->progress_ms = r->now;
+}
+
+/* Makes peers[] follow r->conf, keeping the progress of those who stay. */
+static void rebuild_peers(struct raft *r)
+{
+	struct peer np[RF_MAX_PEERS];
+	unsigned k = 0;
+
+	for (unsigned pass = 0; pass < 2; pass++) {
+		const uint64_t *ids = pass ? r->conf.learners : r->conf.voters;
+		unsigned n = pass ? r->conf.n_learners : r->conf.n_voters;
+
+		for (unsigned i = 0; i < n; i++) {
+			struct peer *old;
+
+			if (ids[i] == r->cfg.id)
+				continue;
+			old = peer_of(r, ids[i]);
+			if (old)
+				np[k] = *old;
+			else
+				init_peer(r, &np[k], ids[i]);
+			np[k].voter = !pass;
+			if (pass)
+				np[k].granted = false;
+			k++;
+		}
+	}
+	memcpy(r->peers, np, k * sizeof(np[0]));
+	r->npeers = k;
+	r->self_voter = conf_has(r->conf.voters, r->conf.n_voters, r->cfg.id);
+}
+
+static void set_conf(struct raft *r, const struct rf_conf *c, uint64_t index)
+{
+	r->conf_index = index;
+	if (conf_eq(&r->conf, c))
+		return;
+	r->conf = *c;
+	r->conf_changed = true;
+	rebuild_peers(r);
+}
+
+/* The configuration in force at `index` (>= snap_index): the latest CONF
+ * entry up to it, else the snapshot's, else the bootstrap one.  Sets
+ * *at to the entry's index (0 when not from the log). */
+static void conf_at(const struct raft *r, uint64_t index, struct rf_conf *c,
+		    uint64_t *at)
+{
+	for (uint64_t i = index; i > r->snap_index; i--) {
+		const struct rf_entry *e = ent(r, i);
+
+		/* Entries were validated when they entered the log. */
+		if (e->type == RF_ENTRY_CONF && rf_conf_decode(e->buf, e->len, c) == 0) {
+			*at = i;
+			return;
+		}
+	}
+	*c = r->snap_index ? r->snap_conf : r->boot_conf;
+	*at = 0;
+}
+
+static void recompute_conf(struct raft *r)
+{
+	struct rf_conf c;
+	uint64_t at;
+
+	conf_at(r, last_index(r), &c, &at);
+	set_conf(r, &c, at);
+}
+
+/* ---- the log ------------------------------------------------------------ */
+
 static void truncate_from(struct raft *r, uint64_t from)
 {
-	while (r->n >= from && r->n) {
+	while (last_index(r) >= from && r->n) {
 		free((void *)r->log[r->n - 1].buf);
 		r->n--;
 	}
 	mark_dirty(r, from);
+	if (r->conf_index >= from)
+		recompute_conf(r);
 }
 
+/* Appends one entry; a CONF entry takes effect at once (Raft dissertation
+ * 4.1: a server uses the latest configuration in its log). */
 static int append_entry(struct raft *r, uint64_t term, uint8_t type,
 			const uint8_t *buf, uint32_t len)
 {
+	struct rf_conf c;
 	uint8_t *copy = NULL;
 
+	if (type == RF_ENTRY_CONF && rf_conf_decode(buf, len, &c))
+		return -EINVAL;
 	if (r->n == r->cap) {
 		uint64_t nc = r->cap ? r->cap * 2 : 64;
 		struct rf_entry *nv = realloc(r->log, nc * sizeof(*nv));
@@ -170,8 +394,21 @@ static int append_entry(struct raft *r, uint64_t term, uint8_t type,
 		memcpy(copy, buf, len);
 	}
 	r->log[r->n++] = (struct rf_entry){ term, type, len, copy };
-	mark_dirty(r, r->n);
+	mark_dirty(r, last_index(r));
+	if (type == RF_ENTRY_CONF)
+		set_conf(r, &c, last_index(r));
 	return 0;
+}
+
+/* Forgets entries up to `index` (in the log). */
+static void compact_to(struct raft *r, uint64_t index)
+{
+	uint64_t drop = index - r->snap_index;
+
+	for (uint64_t i = 0; i < drop; i++)
+		free((void *)r->log[i].buf);
+	memmove(r->log, r->log + drop, (r->n - drop) * sizeof(r->log[0]));
+	r->n -= drop;
 }
 
 static bool in_lease(const struct raft *r)
@@ -202,7 +439,7 @@ static void send_append(struct raft *r, struct peer *p, bool empty)
 {
 	struct rf_msg m = { 0 };
 	size_t bytes = RF_HDR_BYTES + RF_APPEND_BYTES;
-	uint64_t i;
+	uint64_t i, last = last_index(r);
 
 	m.type = RF_MSG_APPEND;
 	m.from = r->cfg.id;
@@ -212,20 +449,77 @@ static void send_append(struct raft *r, struct peer *p, bool empty)
 	m.prev_term = term_at(r, m.prev_index);
 	m.commit = r->commit;
 	m.stamp = r->now;
-	for (i = p->next; !empty && i <= r->n; i++) {
-		size_t add = RF_ENTRY_HDR + r->log[i - 1].len;
+	for (i = p->next; !empty && i <= last; i++) {
+		size_t add = RF_ENTRY_HDR + ent(r, i)->len;
 
 		if (bytes + add > r->cfg.max_msg_bytes && i > p->next)
 			break;
 		bytes += add;
 	}
 	m.n_entries = (uint32_t)(i - p->next);
-	m.entries = m.n_entries ? &r->log[p->next - 1] : NULL;
+	m.entries = m.n_entries ? ent(r, p->next) : NULL;
 	if (m.n_entries && !p->probing) {
 		p->next = i;
 		p->inflight++;
 	}
 	send_now(r, &m);
+}
+
+static void snap_begin(struct raft *r, struct peer *p)
+{
+	p->snap = true;
+	p->snap_idx = r->snap_index;
+	p->snap_next = p->snap_acked = 0;
+	p->snap_gap = UINT64_MAX;
+	p->snap_inflight = 0;
+	p->progress_ms = r->now;
+}
+
+/* Streams the snapshot to a peer that needs compacted entries, at most
+ * max_inflight chunks ahead of its acknowledgements. */
+static void send_snap(struct raft *r, struct peer *p, bool force)
+{
+	size_t chunk = r->cfg.max_msg_bytes - RF_HDR_BYTES - SNAP_BODY;
+	bool sent = false;
+
+	if (!p->snap || p->snap_idx != r->snap_index)
+		snap_begin(r, p);
+	while (p->snap_next < r->snap_total &&
+	       p->snap_inflight < r->cfg.max_inflight) {
+		struct rf_msg m = { 0 };
+		size_t left = r->snap_total - p->snap_next;
+
+		m.type = RF_MSG_SNAP;
+		m.from = r->cfg.id;
+		m.to = p->id;
+		m.term = r->term;
+		m.prev_index = r->snap_index;
+		m.prev_term = r->snap_term;
+		m.snap_offset = p->snap_next;
+		m.snap_total = r->snap_total;
+		m.data = r->snap + p->snap_next;
+		m.data_len = (uint32_t)(left < chunk ? left : chunk);
+		m.stamp = r->now;
+		p->snap_next += m.data_len;
+		p->snap_inflight++;
+		send_now(r, &m);
+		sent = true;
+	}
+	if (force && !sent) {
+		/* A heartbeat that keeps its election timer quiet and echoes
+		 * our stamp; it names the snapshot's end, which we know. */
+		struct rf_msg m = { 0 };
+
+		m.type = RF_MSG_APPEND;
+		m.from = r->cfg.id;
+		m.to = p->id;
+		m.term = r->term;
+		m.prev_index = r->snap_index;
+		m.prev_term = r->snap_term;
+		m.commit = r->commit;
+		m.stamp = r->now;
+		send_now(r, &m);
+	}
 }
 
 /* Sends what the peer lacks, keeping at most max_inflight batches in
@@ -234,6 +528,10 @@ static void replicate(struct raft *r, struct peer *p, bool force)
 {
 	bool sent = false;
 
+	if (p->snap || p->next <= r->snap_index) {
+		send_snap(r, p, force);
+		return;
+	}
 	/* While probing, the heartbeat carries no entries: its answer says
 	 * where to probe, and a big batch every beat would be waste. */
 	if (p->probing) {
@@ -241,7 +539,7 @@ static void replicate(struct raft *r, struct peer *p, bool force)
 			send_append(r, p, true);
 		return;
 	}
-	while (p->next <= r->n && p->inflight < r->cfg.max_inflight) {
+	while (p->next <= last_index(r) && p->inflight < r->cfg.max_inflight) {
 		send_append(r, p, false);
 		sent = true;
 	}
@@ -251,9 +549,8 @@ static void replicate(struct raft *r, struct peer *p, bool force)
 
 static void broadcast(struct raft *r, bool force)
 {
-	for (unsigned i = 0; i < r->cfg.n_voters; i++)
-		if (i != r->self)
-			replicate(r, &r->peers[i], force);
+	for (unsigned i = 0; i < r->npeers; i++)
+		replicate(r, &r->peers[i], force);
 }
 
 static int cmp_u64_desc(const void *a, const void *b)
@@ -263,20 +560,26 @@ static int cmp_u64_desc(const void *a, const void *b)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* Commits by counting only entries of the current term (Raft 5.4.2); the
- * leader's own copy counts only once synced. */
+/* Commits by counting only entries of the current term (Raft 5.4.2) and
+ * only voters; the leader's own copy counts only once synced, and not at
+ * all once it is no longer a voter. */
 static void advance_commit(struct raft *r)
 {
 	uint64_t m[RF_MAX_VOTERS], c;
+	unsigned k = 0;
 
-	for (unsigned i = 0; i < r->cfg.n_voters; i++)
-		m[i] = i == r->self ? r->durable_index : r->peers[i].match;
-	if (r->cfg.test_break & RF_BREAK_ACK_UNSYNCED)
-		m[r->self] = r->n;
-	qsort(m, r->cfg.n_voters, sizeof(m[0]), cmp_u64_desc);
+	if (r->self_voter)
+		m[k++] = (r->cfg.test_break & RF_BREAK_ACK_UNSYNCED) ?
+			 last_index(r) : r->durable_index;
+	for (unsigned i = 0; i < r->npeers && k < RF_MAX_VOTERS; i++)
+		if (r->peers[i].voter)
+			m[k++] = r->peers[i].match;
+	if (k < quorum(r))
+		return;
+	qsort(m, k, sizeof(m[0]), cmp_u64_desc);
 	c = m[quorum(r) - 1];
-	if (c > r->n)
-		c = r->n;
+	if (c > last_index(r))
+		c = last_index(r);
 	if (c > r->commit && (term_at(r, c) == r->term ||
 			      (r->cfg.test_break & RF_BREAK_COMMIT_OLD_TERM))) {
 		r->commit = c;
@@ -286,28 +589,24 @@ static void advance_commit(struct raft *r)
 
 static void become_leader(struct raft *r)
 {
-	uint64_t next = r->n + 1;
-
 	r->role = RF_LEADER;
 	r->leader = r->cfg.id;
-	for (unsigned i = 0; i < r->cfg.n_voters; i++) {
+	for (unsigned i = 0; i < r->npeers; i++) {
 		struct peer *p = &r->peers[i];
+		bool voter = p->voter;
 
-		p->next = next;
-		p->match = 0;
-		p->inflight = 0;
-		p->probing = false;
-		p->last_ack_ms = r->now;
-		p->progress_ms = r->now;
-		p->lease_stamp = 0;
+		init_peer(r, p, p->id);
+		p->voter = voter;
+		p->next = last_index(r) + 1;
 	}
 	/* The no-op lets the leader commit the entries of earlier terms. */
 	if (append_entry(r, r->term, RF_ENTRY_NOOP, NULL, 0) == 0)
-		r->noop_index = r->n;
+		r->noop_index = last_index(r);
 	else
 		r->noop_index = UINT64_MAX;
 	r->heartbeat_deadline = r->now + r->cfg.heartbeat_ms;
 	r->cq_deadline = r->now + r->cfg.election_timeout_min_ms;
+	r->read_send_at = 0;
 	broadcast(r, true);
 }
 
@@ -315,19 +614,19 @@ static void become_leader(struct raft *r)
 
 static void request_votes(struct raft *r, bool pre)
 {
-	for (unsigned i = 0; i < r->cfg.n_voters; i++) {
+	for (unsigned i = 0; i < r->npeers; i++) {
 		struct rf_msg m = { 0 };
 
 		r->peers[i].granted = false;
-		if (i == r->self)
-			continue;
+		if (!r->peers[i].voter)
+			continue;      /* learners are never asked */
 		m.type = RF_MSG_VOTE;
 		m.prevote = pre;
 		m.from = r->cfg.id;
 		m.to = r->peers[i].id;
 		m.term = pre ? r->term + 1 : r->term;
-		m.last_index = r->n;
-		m.last_term = term_at(r, r->n);
+		m.last_index = last_index(r);
+		m.last_term = term_at(r, last_index(r));
 		if (pre)
 			send_now(r, &m);
 		else    /* only once our own vote for ourselves is synced */
@@ -358,14 +657,16 @@ static unsigned count_granted(const struct raft *r)
 {
 	unsigned n = 0;
 
-	for (unsigned i = 0; i < r->cfg.n_voters; i++)
-		if (i != r->self && r->peers[i].granted)
+	for (unsigned i = 0; i < r->npeers; i++)
+		if (r->peers[i].voter && r->peers[i].granted)
 			n++;
 	return n;
 }
 
 static void try_win(struct raft *r)
 {
+	if (!r->self_voter)
+		return;
 	if (r->role == RF_PRECANDIDATE && count_granted(r) + 1 >= quorum(r))
 		start_election(r);
 	bool self_ok = (r->durable_term == r->term &&
@@ -377,21 +678,13 @@ static void try_win(struct raft *r)
 		become_leader(r);
 }
 
-static struct peer *peer_of(struct raft *r, uint64_t id)
+static bool log_ok(const struct raft *r, uint64_t li, uint64_t lt)
 {
-	for (unsigned i = 0; i < r->cfg.n_voters; i++)
-		if (r->peers[i].id == id && i != r->self)
-			return &r->peers[i];
-	return NULL;
-}
-
-static bool log_ok(const struct raft *r, uint64_t last_index, uint64_t last_term)
-{
-	uint64_t lt = term_at(r, r->n);
+	uint64_t last = last_index(r), t = term_at(r, last);
 
 	if (r->cfg.test_break & RF_BREAK_VOTE_ANY_LOG)
 		return true;
-	return last_term > lt || (last_term == lt && last_index >= r->n);
+	return lt > t || (lt == t && li >= last);
 }
 
 static void on_vote(struct raft *r, const struct rf_msg *m)
@@ -409,7 +702,8 @@ static void on_vote(struct raft *r, const struct rf_msg *m)
 	if (m->term > r->term && in_lease(r))
 		return;
 	if (m->prevote) {
-		grant = m->term > r->term && log_ok(r, m->last_index, m->last_term);
+		grant = r->self_voter && m->term > r->term &&
+			log_ok(r, m->last_index, m->last_term);
 		resp.term = grant ? m->term : r->term;
 		resp.ok = grant;
 		send_now(r, &resp);
@@ -417,7 +711,8 @@ static void on_vote(struct raft *r, const struct rf_msg *m)
 	}
 	if (m->term > r->term)
 		become_follower(r, m->term, 0);
-	if (m->term == r->term && (!r->vote || r->vote == m->from) &&
+	if (r->self_voter && m->term == r->term &&
+	    (!r->vote || r->vote == m->from) &&
 	    (r->role == RF_FOLLOWER || r->role == RF_PRECANDIDATE) &&
 	    log_ok(r, m->last_index, m->last_term)) {
 		grant = true;
@@ -440,10 +735,9 @@ static void on_vote_resp(struct raft *r, const struct rf_msg *m)
 {
 	struct peer *p = peer_of(r, m->from);
 
-	if (!p)
-		return;
 	if (m->prevote) {
-		if (r->role == RF_PRECANDIDATE && m->ok && m->term == r->term + 1)
+		if (p && p->voter && r->role == RF_PRECANDIDATE && m->ok &&
+		    m->term == r->term + 1)
 			p->granted = true;
 		else if (!m->ok && m->term > r->term)
 			become_follower(r, m->term, 0);
@@ -453,7 +747,7 @@ static void on_vote_resp(struct raft *r, const struct rf_msg *m)
 		become_follower(r, m->term, 0);
 		return;
 	}
-	if (r->role == RF_CANDIDATE && m->term == r->term && m->ok)
+	if (p && p->voter && r->role == RF_CANDIDATE && m->term == r->term && m->ok)
 		p->granted = true;
 }
 
@@ -478,12 +772,14 @@ static void on_append(struct raft *r, const struct rf_msg *m)
 	become_follower(r, m->term, m->from);
 	resp.term = r->term;
 	resp.match_index = m->prev_index;  /* on failure: the index rejected */
-	if (m->prev_index > r->n) {
-		resp.conflict_index = r->n + 1;
+	if (m->prev_index > last_index(r)) {
+		resp.conflict_index = last_index(r) + 1;
 		send_now(r, &resp);
 		return;
 	}
-	if (m->prev_index && term_at(r, m->prev_index) != m->prev_term) {
+	/* Below our snapshot everything is committed, hence equal. */
+	if (m->prev_index > r->snap_index &&
+	    term_at(r, m->prev_index) != m->prev_term) {
 		uint64_t t = term_at(r, m->prev_index), j = m->prev_index;
 
 		while (j > r->commit + 1 && term_at(r, j - 1) == t)
@@ -497,7 +793,9 @@ static void on_append(struct raft *r, const struct rf_msg *m)
 		uint64_t idx = m->prev_index + 1 + i;
 		const struct rf_entry *e = &m->entries[i];
 
-		if (idx <= r->n) {
+		if (idx <= r->snap_index)
+			continue;
+		if (idx <= last_index(r)) {
 			if (term_at(r, idx) == e->term)
 				continue;
 			if (idx <= r->commit)
@@ -505,7 +803,7 @@ static void on_append(struct raft *r, const struct rf_msg *m)
 			truncate_from(r, idx);
 		}
 		if (append_entry(r, e->term, e->type, e->buf, e->len))
-			return;        /* ENOMEM: as if lost */
+			return;        /* ENOMEM or a bad CONF: as if lost */
 	}
 	match = m->prev_index + m->n_entries;
 	if (m->commit > r->commit) {
@@ -516,7 +814,7 @@ static void on_append(struct raft *r, const struct rf_msg *m)
 	}
 	resp.ok = 1;
 	resp.match_index = match;
-	send_held(r, &resp, match, term_at(r, match));
+	send_held(r, &resp, match > r->snap_index ? match : 0, term_at(r, match));
 }
 
 static void on_append_resp(struct raft *r, const struct rf_msg *m)
@@ -532,8 +830,10 @@ static void on_append_resp(struct raft *r, const struct rf_msg *m)
 	p->last_ack_ms = r->now;
 	if (m->stamp > p->lease_stamp && m->stamp <= r->now)
 		p->lease_stamp = m->stamp;
+	if (p->snap)
+		return;                /* only the snapshot's answer moves it */
 	if (m->ok) {
-		if (m->match_index > r->n)
+		if (m->match_index > last_index(r))
 			return;        /* bogus */
 		if (p->inflight)
 			p->inflight--;
@@ -558,23 +858,322 @@ static void on_append_resp(struct raft *r, const struct rf_msg *m)
 	uint64_t nn = m->conflict_index;
 
 	if (m->conflict_term) {
-		uint64_t j = r->n;
+		uint64_t j = last_index(r);
 
-		while (j && term_at(r, j) > m->conflict_term)
+		while (j > r->snap_index && term_at(r, j) > m->conflict_term)
 			j--;
-		if (j && term_at(r, j) == m->conflict_term)
+		if (j >= r->snap_index && term_at(r, j) == m->conflict_term)
 			nn = j + 1;
 	}
-	if (nn > r->n + 1)
-		nn = r->n + 1;
+	if (nn > last_index(r) + 1)
+		nn = last_index(r) + 1;
 	if (nn < p->match + 1)
 		nn = p->match + 1;
 	if (nn < p->next || !p->probing) {
 		p->next = nn;
 		p->inflight = 0;
 		p->probing = true;
-		send_append(r, p, false);
+		if (nn <= r->snap_index)
+			send_snap(r, p, false);
+		else
+			send_append(r, p, false);
 	}
+}
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+/* Follower: the whole stream is in r->rx; make it our snapshot.  Returns
+ * false when the stream does not parse (a broken sender). */
+static bool install_rx(struct raft *r)
+{
+	struct rf_conf c;
+	uint32_t clen;
+
+	if (r->rx_len < 4)
+		return false;
+	clen = get32(r->rx);
+	if (clen > r->rx_len - 4 || rf_conf_decode(r->rx + 4, clen, &c))
+		return false;
+	truncate_from(r, r->snap_index + 1);
+	r->dirty_from = 0;             /* the snapshot write drops them all */
+	for (size_t i = 0; i < r->nwr; i++)
+		if (r->wr[i].upto > r->rx_index)
+			r->wr[i].upto = r->rx_index;
+	if (r->durable_index > r->rx_index)
+		r->durable_index = r->rx_index;
+	free(r->snap);
+	r->snap = r->rx;
+	r->snap_total = r->rx_len;
+	r->snap_state_off = 4 + (size_t)clen;
+	r->snap_index = r->rx_index;
+	r->snap_term = r->rx_term;
+	r->snap_conf = c;
+	r->rx = NULL;
+	r->rx_len = r->rx_cap = 0;
+	r->rx_index = r->rx_term = r->rx_total = 0;
+	r->commit = r->applied = r->snap_index;
+	r->snap_dirty = true;
+	recompute_conf(r);
+	return true;
+}
+
+static void on_snap(struct raft *r, const struct rf_msg *m)
+{
+	struct rf_msg resp = { 0 };
+
+	resp.type = RF_MSG_SNAP_RESP;
+	resp.from = r->cfg.id;
+	resp.to = m->from;
+	resp.prev_index = m->prev_index;
+	resp.stamp = m->stamp;
+	if (m->term < r->term) {
+		resp.term = r->term;
+		send_now(r, &resp);
+		return;
+	}
+	if (r->role == RF_LEADER && m->term == r->term)
+		return;
+	become_follower(r, m->term, m->from);
+	resp.term = r->term;
+	/* Already have it: committed, or the very entry is in our log (then
+	 * everything before it matches too).  Acknowledge once synced. */
+	if (m->prev_index <= r->commit ||
+	    (m->prev_index <= last_index(r) && m->prev_term &&
+	     term_at(r, m->prev_index) == m->prev_term)) {
+		resp.ok = 1;
+		resp.snap_offset = m->snap_total;
+		send_held(r, &resp, m->prev_index > r->snap_index ? m->prev_index : 0,
+			  m->prev_term);
+		return;
+	}
+	if (r->rx_index != m->prev_index || r->rx_term != m->prev_term ||
+	    r->rx_total != m->snap_total) {
+		r->rx_len = 0;
+		r->rx_index = m->prev_index;
+		r->rx_term = m->prev_term;
+		r->rx_total = m->snap_total;
+	}
+	if (m->snap_offset == r->rx_len && m->data_len &&
+	    m->snap_offset + m->data_len <= m->snap_total) {
+		size_t need = r->rx_len + m->data_len;
+
+		if (need > r->rx_cap) {
+			size_t nc = r->rx_cap ? r->rx_cap * 2 : 4096;
+			uint8_t *nv;
+
+			while (nc < need)
+				nc *= 2;
+			if (nc > r->rx_total)
+				nc = r->rx_total;
+			nv = realloc(r->rx, nc);
+			if (!nv)
+				return;        /* as if lost */
+			r->rx = nv;
+			r->rx_cap = nc;
+		}
+		memcpy(r->rx + r->rx_len, m->data, m->data_len);
+		r->rx_len = need;
+	}
+	if (r->rx_len == r->rx_total) {
+		if (install_rx(r)) {
+			resp.ok = 1;
+			resp.snap_offset = m->snap_total;
+			send_held(r, &resp, 0, 0);     /* after the snapshot write */
+			return;
+		}
+		r->rx_len = 0;         /* broken stream: ask from the start */
+	}
+	resp.snap_offset = r->rx_len;
+	send_now(r, &resp);
+}
+
+static void on_snap_resp(struct raft *r, const struct rf_msg *m)
+{
+	struct peer *p = peer_of(r, m->from);
+
+	if (m->term > r->term) {
+		become_follower(r, m->term, 0);
+		return;
+	}
+	if (!p || r->role != RF_LEADER || m->term != r->term)
+		return;
+	p->last_ack_ms = r->now;
+	if (m->stamp > p->lease_stamp && m->stamp <= r->now)
+		p->lease_stamp = m->stamp;
+	if (m->ok) {
+		if (m->prev_index > last_index(r))
+			return;        /* bogus */
+		if (m->prev_index > p->match) {
+			p->match = m->prev_index;
+			p->progress_ms = r->now;
+		}
+		if (!p->snap || m->prev_index < p->snap_idx)
+			return;
+		p->snap = false;
+		p->next = p->match + 1;
+		p->inflight = 0;
+		p->probing = false;
+		advance_commit(r);
+		replicate(r, p, false);
+		return;
+	}
+	if (!p->snap || m->prev_index != p->snap_idx || m->snap_offset > p->snap_next)
+		return;
+	if (p->snap_inflight)
+		p->snap_inflight--;
+	if (m->snap_offset > p->snap_acked) {
+		p->snap_acked = m->snap_offset;
+		p->progress_ms = r->now;
+	} else if (m->snap_offset == p->snap_acked &&
+		   m->snap_offset < p->snap_next && m->snap_offset != p->snap_gap) {
+		/* The follower got a chunk it cannot use: one went missing.
+		 * Resend from its offset, once per gap (the rest of the
+		 * window reports the same offset). */
+		p->snap_gap = m->snap_offset;
+		p->snap_next = m->snap_offset;
+		p->snap_inflight = 0;
+	}
+	send_snap(r, p, false);
+}
+
+/* ---- reads --------------------------------------------------------------- */
+
+static void fail_reads_not_leader(struct raft *r)
+{
+	for (size_t i = 0; i < r->nreads; i++)
+		emit_read(r, r->reads[i].ctx, 0);
+	r->nreads = 0;
+	r->read_send_at = 0;
+}
+
+/* Answers the pending reads whose heartbeat round a quorum acknowledged,
+ * once an entry of this term is committed. */
+static void check_reads(struct raft *r)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < r->nreads; i++) {
+		struct pread *pr = &r->reads[i];
+		unsigned n = r->self_voter ? 1 : 0;
+
+		if (pr->term != r->term) {
+			emit_read(r, pr->ctx, 0);
+			continue;
+		}
+		for (unsigned j = 0; j < r->npeers; j++)
+			if (r->peers[j].voter && r->peers[j].lease_stamp >= pr->need)
+				n++;
+		if (n >= quorum(r) && r->commit >= r->noop_index) {
+			emit_read(r, pr->ctx, pr->index > r->noop_index ?
+					     pr->index : r->noop_index);
+			continue;
+		}
+		r->reads[k++] = *pr;
+	}
+	r->nreads = k;
+}
+
+static int on_read(struct raft *r, uint64_t ctx)
+{
+	uint64_t need;
+
+	/* Only messages sent after the request prove leadership after it:
+	 * one sent earlier within the same millisecond has the same stamp. */
+	need = r->last_stamp >= r->now ? r->now + 1 : r->now;
+	if (r->role != RF_LEADER)
+		return -EPERM;
+	if (rf_lease_valid(r, r->now)) {
+		emit_read(r, ctx, r->commit);
+		return 0;
+	}
+	if (r->nreads == r->capreads) {
+		size_t nc = r->capreads ? r->capreads * 2 : 8;
+		struct pread *nv = realloc(r->reads, nc * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		r->reads = nv;
+		r->capreads = nc;
+	}
+	r->reads[r->nreads++] = (struct pread){ ctx, r->commit, need, r->term };
+	if (need <= r->now) {
+		broadcast(r, true);
+		r->heartbeat_deadline = r->now + r->cfg.heartbeat_ms;
+	} else if (!r->read_send_at || r->read_send_at > need) {
+		r->read_send_at = need;
+	}
+	return 0;
+}
+
+/* ---- membership ---------------------------------------------------------- */
+
+static int on_conf(struct raft *r, uint8_t op, uint64_t id, struct rf_update *u)
+{
+	struct rf_conf c;
+	uint8_t buf[CONF_MAX_BYTES];
+	bool voter, learner;
+	int len, rc;
+
+	if (r->role != RF_LEADER)
+		return -EPERM;
+	c = r->conf;
+	voter = conf_has(c.voters, c.n_voters, id);
+	learner = conf_has(c.learners, c.n_learners, id);
+	if (!id)
+		return -EINVAL;
+	switch (op) {
+	case RF_CONF_ADD_LEARNER:
+		if (voter || learner || c.n_learners >= RF_MAX_LEARNERS)
+			return -EINVAL;
+		c.learners[c.n_learners++] = id;
+		break;
+	case RF_CONF_ADD_VOTER:
+		if (voter || c.n_voters >= RF_MAX_VOTERS)
+			return -EINVAL;
+		c.voters[c.n_voters++] = id;
+		break;
+	case RF_CONF_DEMOTE:
+		if (!voter || c.n_voters == 1 || (!learner && c.n_learners >= RF_MAX_LEARNERS))
+			return -EINVAL;
+		c.learners[c.n_learners++] = id;
+		break;
+	case RF_CONF_REMOVE:
+		if ((!voter && !learner) || (voter && c.n_voters == 1))
+			return -EINVAL;
+		break;
+	default:
+		return -EINVAL;
+	}
+	/* Drop id from the list it leaves (promotion, demotion, removal). */
+	if (op == RF_CONF_ADD_VOTER || op == RF_CONF_REMOVE) {
+		unsigned k = 0;
+
+		for (unsigned i = 0; i < c.n_learners; i++)
+			if (c.learners[i] != id)
+				c.learners[k++] = c.learners[i];
+		c.n_learners = k;
+	}
+	if (op == RF_CONF_DEMOTE || op == RF_CONF_REMOVE) {
+		unsigned k = 0;
+
+		for (unsigned i = 0; i < c.n_voters; i++)
+			if (c.voters[i] != id)
+				c.voters[k++] = c.voters[i];
+		c.n_voters = k;
+	}
+	/* One change at a time, and only once this term committed an entry
+	 * (the dissertation's errata on single-server changes). */
+	if (r->conf_index > r->commit || r->commit < r->noop_index)
+		return -EBUSY;
+	len = rf_conf_encode(&c, buf, sizeof(buf));
+	if (len < 0)
+		return -EINVAL;
+	rc = append_entry(r, r->term, RF_ENTRY_CONF, buf, (uint32_t)len);
+	if (rc)
+		return rc;
+	u->proposed_index = last_index(r);
+	broadcast(r, false);
+	return 0;
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -582,16 +1181,20 @@ static void on_append_resp(struct raft *r, const struct rf_msg *m)
 static void on_time(struct raft *r)
 {
 	if (r->role != RF_LEADER) {
-		if (r->now >= r->election_deadline)
-			start_prevote(r);
+		if (r->now >= r->election_deadline) {
+			if (r->self_voter)
+				start_prevote(r);
+			else
+				reset_election(r);     /* learners never campaign */
+		}
 		return;
 	}
 	if (r->now >= r->cq_deadline) {
-		unsigned live = 1;
+		unsigned live = r->self_voter ? 1 : 0;
 
-		for (unsigned i = 0; i < r->cfg.n_voters; i++)
-			if (i != r->self && r->now - r->peers[i].last_ack_ms <
-					    r->cfg.election_timeout_min_ms)
+		for (unsigned i = 0; i < r->npeers; i++)
+			if (r->peers[i].voter && r->now - r->peers[i].last_ack_ms <
+						 r->cfg.election_timeout_min_ms)
 				live++;
 		if (live < quorum(r)) {
 			become_follower(r, r->term, 0);
@@ -599,15 +1202,21 @@ static void on_time(struct raft *r)
 		}
 		r->cq_deadline = r->now + r->cfg.election_timeout_min_ms;
 	}
-	if (r->now >= r->heartbeat_deadline) {
-		for (unsigned i = 0; i < r->cfg.n_voters; i++) {
+	if (r->now >= r->heartbeat_deadline ||
+	    (r->read_send_at && r->now >= r->read_send_at)) {
+		for (unsigned i = 0; i < r->npeers; i++) {
 			struct peer *p = &r->peers[i];
 
-			if (i == r->self)
-				continue;
-			/* Batches lost in flight: resend from the last match. */
-			if (p->next > p->match + 1 &&
+			/* Batches or chunks lost in flight: resend from what
+			 * was last acknowledged. */
+			if (p->snap && p->snap_next > p->snap_acked &&
 			    r->now - p->progress_ms >= 3ull * r->cfg.heartbeat_ms) {
+				p->snap_next = p->snap_acked;
+				p->snap_inflight = 0;
+				p->snap_gap = UINT64_MAX;
+				p->progress_ms = r->now;
+			} else if (!p->snap && p->next > p->match + 1 &&
+				   r->now - p->progress_ms >= 3ull * r->cfg.heartbeat_ms) {
 				p->next = p->match + 1;
 				p->inflight = 0;
 				p->progress_ms = r->now;
@@ -615,6 +1224,7 @@ static void on_time(struct raft *r)
 			replicate(r, p, true);
 		}
 		r->heartbeat_deadline = r->now + r->cfg.heartbeat_ms;
+		r->read_send_at = 0;
 	}
 }
 
@@ -641,31 +1251,125 @@ static void on_persisted(struct raft *r, uint64_t seq)
 		r->durable_seq = seq;
 }
 
+/* Frames conf and the state bytes in `buf` (from malloc, len bytes) into
+ * one snapshot stream, reusing buf.  On error buf is untouched. */
+static int frame_snapshot(const struct rf_conf *c, uint8_t *buf, size_t len,
+			  uint8_t **out, size_t *total, size_t *state_off)
+{
+	uint8_t hdr[4 + CONF_MAX_BYTES];
+	int clen = rf_conf_encode(c, hdr + 4, sizeof(hdr) - 4);
+	uint8_t *nb;
+
+	if (clen < 0)
+		return -EINVAL;
+	put32(hdr, (uint32_t)clen);
+	if (len > SIZE_MAX - 4 - (size_t)clen)
+		return -EINVAL;
+	nb = realloc(buf, len + 4 + (size_t)clen);
+	if (!nb)
+		return -ENOMEM;
+	if (len)
+		memmove(nb + 4 + clen, nb, len);
+	memcpy(nb, hdr, 4 + (size_t)clen);
+	*out = nb;
+	*total = len + 4 + (size_t)clen;
+	*state_off = 4 + (size_t)clen;
+	return 0;
+}
+
 static int on_start(struct raft *r, const struct rf_event *ev)
 {
 	const struct rf_entry *e = ev->start.entries;
+	uint64_t si = ev->start.snap_index, st = ev->start.snap_term;
+	struct rf_conf c;
+	int rc;
 
-	if (ev->start.vote && !peer_of(r, ev->start.vote) &&
-	    ev->start.vote != r->cfg.id)
+	if (ev->start.n_entries && !e)
 		return -EINVAL;
-	for (uint64_t i = 0; i < ev->start.n_entries; i++) {
-		if (e[i].term > ev->start.term || (i && e[i].term < e[i - 1].term) ||
-		    (e[i].len && !e[i].buf))
+	if (si && (!ev->start.snap_conf || !st || st > ev->start.term ||
+		   (ev->start.snap_len && !ev->start.snap_buf)))
+		return -EINVAL;
+	if (si) {
+		uint8_t tmp[CONF_MAX_BYTES];
+		int clen = rf_conf_encode(ev->start.snap_conf, tmp, sizeof(tmp));
+
+		if (clen < 0 || rf_conf_decode(tmp, (size_t)clen, &c))
 			return -EINVAL;
 	}
-	for (uint64_t i = 0; i < ev->start.n_entries; i++)
-		if (append_entry(r, e[i].term, e[i].type, e[i].buf, e[i].len))
-			return -ENOMEM;
+	for (uint64_t i = 0; i < ev->start.n_entries; i++) {
+		struct rf_conf x;
+
+		if (e[i].term > ev->start.term || e[i].term < (i ? e[i - 1].term : st) ||
+		    (e[i].len && !e[i].buf) || e[i].type > RF_ENTRY_CONF ||
+		    (e[i].type == RF_ENTRY_CONF && rf_conf_decode(e[i].buf, e[i].len, &x)))
+			return -EINVAL;
+	}
+	r->snap_index = si;
+	r->snap_term = st;
+	if (si)
+		r->snap_conf = c;
+	for (uint64_t i = 0; i < ev->start.n_entries; i++) {
+		rc = append_entry(r, e[i].term, e[i].type, e[i].buf, e[i].len);
+		if (rc)
+			goto undo_entries;
+	}
+	if (si) {
+		rc = frame_snapshot(&c, ev->start.snap_buf, ev->start.snap_len,
+				    &r->snap, &r->snap_total, &r->snap_state_off);
+		if (rc)
+			goto undo_entries;
+	}
+	r->commit = r->applied = si;
 	r->term = r->durable_term = ev->start.term;
 	r->vote = r->durable_vote = ev->start.vote;
-	r->durable_index = r->n;
+	r->durable_index = last_index(r);
 	r->dirty_from = 0;
 	r->role = RF_FOLLOWER;
 	r->leader = 0;
 	/* We may have granted a lease-protecting ack just before a crash. */
 	r->vote_block_until = r->now + r->cfg.election_timeout_min_ms;
 	reset_election(r);
+	recompute_conf(r);
+	r->conf_changed = false;       /* the driver knows what it gave us */
 	r->started = true;
+	return 0;
+
+undo_entries:
+	while (r->n)
+		free((void *)r->log[--r->n].buf);
+	r->snap_index = r->snap_term = 0;
+	recompute_conf(r);
+	r->conf_changed = false;
+	return rc;
+}
+
+/* The driver synced a snapshot of the state applied up to ev's index. */
+static int on_snapshot(struct raft *r, const struct rf_event *ev)
+{
+	uint64_t idx = ev->snapshot.index;
+	struct rf_conf c;
+	uint64_t at;
+	uint8_t *nb;
+	size_t total, off;
+	int rc;
+
+	if (idx > last_index(r) || idx > r->applied || idx <= r->snap_index ||
+	    (ev->snapshot.len && !ev->snapshot.buf))
+		return -EINVAL;
+	conf_at(r, idx, &c, &at);
+	rc = frame_snapshot(&c, ev->snapshot.buf, ev->snapshot.len, &nb, &total, &off);
+	if (rc)
+		return rc;
+	r->snap_term = term_at(r, idx);
+	compact_to(r, idx);
+	free(r->snap);
+	r->snap = nb;
+	r->snap_total = total;
+	r->snap_state_off = off;
+	r->snap_index = idx;
+	r->snap_conf = c;
+	if (r->durable_index < idx)
+		r->durable_index = idx;
 	return 0;
 }
 
@@ -686,16 +1390,37 @@ static int grow_wr(struct raft *r)
 static void finish(struct raft *r, struct rf_update *u)
 {
 	size_t k = 0;
+	uint64_t last;
 
 	try_win(r);
-	if (r->role == RF_LEADER)
+	if (r->role == RF_LEADER) {
 		advance_commit(r);
-	if ((r->hs_dirty || r->dirty_from) && grow_wr(r) == 0) {
+		/* Removed or demoted: lead until the change commits, tell
+		 * everyone it did, then let the voters elect. */
+		if (!r->self_voter && r->conf_index && r->conf_index <= r->commit) {
+			broadcast(r, true);
+			become_follower(r, r->term, 0);
+		}
+	}
+	if (r->role == RF_LEADER)
+		check_reads(r);
+	else if (r->nreads)
+		fail_reads_not_leader(r);
+	last = last_index(r);
+	if ((r->hs_dirty || r->dirty_from || r->snap_dirty) && grow_wr(r) == 0) {
 		u->write_seq = ++r->wseq;
 		if (r->hs_dirty) {
 			u->flags |= RF_UPD_HARDSTATE;
 			u->hs_term = r->term;
 			u->hs_vote = r->vote;
+		}
+		if (r->snap_dirty) {
+			u->flags |= RF_UPD_SNAPSHOT;
+			u->snap_index = r->snap_index;
+			u->snap_term = r->snap_term;
+			u->snap_conf = &r->snap_conf;
+			u->snap_buf = r->snap + r->snap_state_off;
+			u->snap_len = r->snap_total - r->snap_state_off;
 		}
 		if (r->dirty_from) {
 			uint64_t keep = r->dirty_from - 1;
@@ -707,13 +1432,13 @@ static void finish(struct raft *r, struct rf_update *u)
 				r->durable_index = keep;
 			u->flags |= RF_UPD_ENTRIES;
 			u->first_index = r->dirty_from;
-			u->n_entries = r->n >= r->dirty_from ?
-				       r->n - r->dirty_from + 1 : 0;
-			u->entries = u->n_entries ? &r->log[r->dirty_from - 1] : NULL;
+			u->n_entries = last >= r->dirty_from ? last - r->dirty_from + 1 : 0;
+			u->entries = u->n_entries ? ent(r, r->dirty_from) : NULL;
 		}
-		r->wr[r->nwr++] = (struct wrec){ r->wseq, r->n, r->term, r->vote };
+		r->wr[r->nwr++] = (struct wrec){ r->wseq, last, r->term, r->vote };
 	}
 	r->hs_dirty = false;
+	r->snap_dirty = false;
 	r->dirty_from = 0;
 	for (size_t i = 0; i < r->nheld; i++) {
 		struct held *h = &r->held[i];
@@ -721,7 +1446,8 @@ static void finish(struct raft *r, struct rf_update *u)
 		if (!h->need_seq)
 			h->need_seq = r->wseq;
 		/* An ack for entries a later leader replaced is a lie. */
-		if (h->check_index && term_at(r, h->check_index) != h->check_term)
+		if (h->check_index > r->snap_index &&
+		    term_at(r, h->check_index) != h->check_term)
 			continue;
 		if (h->need_seq <= r->durable_seq ||
 		    (r->cfg.test_break & RF_BREAK_ACK_UNSYNCED)) {
@@ -734,19 +1460,43 @@ static void finish(struct raft *r, struct rf_update *u)
 	if (r->commit > r->applied) {
 		u->commit_first = r->applied + 1;
 		u->n_committed = r->commit - r->applied;
-		u->committed = &r->log[r->applied];
+		u->committed = ent(r, r->applied + 1);
 		r->applied = r->commit;
 	}
-	/* The log may have grown (moved) after a batch was queued. */
-	for (size_t i = 0; i < r->nout; i++)
-		if (r->out[i].type == RF_MSG_APPEND && r->out[i].n_entries)
-			r->out[i].entries = &r->log[r->out[i].prev_index];
+	/* The log may have grown (moved) after a batch was queued; a batch
+	 * queued before we lost leadership (and maybe the entries) goes. */
+	k = 0;
+	for (size_t i = 0; i < r->nout; i++) {
+		struct rf_msg *m = &r->out[i];
+
+		if (m->type == RF_MSG_APPEND && m->n_entries) {
+			if (r->role != RF_LEADER || m->term != r->term ||
+			    m->prev_index < r->snap_index ||
+			    m->prev_index + m->n_entries > last)
+				continue;
+			m->entries = ent(r, m->prev_index + 1);
+		}
+		if (m->type == RF_MSG_SNAP &&
+		    (r->role != RF_LEADER || m->prev_index != r->snap_index))
+			continue;
+		r->out[k++] = *m;
+	}
+	r->nout = k;
 	u->msgs = r->out;
 	u->n_msgs = r->nout;
-	u->next_deadline_ms = r->role == RF_LEADER ?
-		(r->heartbeat_deadline < r->cq_deadline ? r->heartbeat_deadline
-							 : r->cq_deadline) :
-		r->election_deadline;
+	u->reads = r->nrout ? r->rout : NULL;
+	u->n_reads = r->nrout;
+	if (r->conf_changed)
+		u->flags |= RF_UPD_CONF;
+	r->conf_changed = false;
+	if (r->role == RF_LEADER) {
+		u->next_deadline_ms = r->heartbeat_deadline < r->cq_deadline ?
+				      r->heartbeat_deadline : r->cq_deadline;
+		if (r->read_send_at && r->read_send_at < u->next_deadline_ms)
+			u->next_deadline_ms = r->read_send_at;
+	} else {
+		u->next_deadline_ms = r->election_deadline;
+	}
 	u->role = r->role;
 	u->term = r->term;
 	u->leader = r->leader;
@@ -761,13 +1511,14 @@ int rf_step(struct raft *r, const struct rf_event *ev, struct rf_update *u)
 
 	memset(u, 0, sizeof(*u));
 	r->nout = 0;
+	r->nrout = 0;
 	if (!ev || (!r->started) != (ev->type == RF_EV_START))
 		return -EINVAL;
 	if (ev->now_ms < r->now)
 		return -EINVAL;        /* clocks given to us never go back */
-	r->now = ev->now_ms;
 	switch (ev->type) {
 	case RF_EV_START:
+		r->now = ev->now_ms;
 		rc = on_start(r, ev);
 		if (rc)
 			return rc;
@@ -775,9 +1526,11 @@ int rf_step(struct raft *r, const struct rf_event *ev, struct rf_update *u)
 	case RF_EV_RECEIVE: {
 		const struct rf_msg *m = ev->receive;
 
-		if (!m || m->to != r->cfg.id || !peer_of(r, m->from) ||
-		    (m->n_entries && !m->entries))
+		if (!m || m->to != r->cfg.id || !m->from || m->from == r->cfg.id ||
+		    (m->n_entries && !m->entries) || (m->data_len && !m->data) ||
+		    !m->type || m->type >= RF_MSG__COUNT)
 			return -EINVAL;
+		r->now = ev->now_ms;
 		on_time(r);
 		switch (m->type) {
 		case RF_MSG_VOTE:
@@ -792,18 +1545,32 @@ int rf_step(struct raft *r, const struct rf_event *ev, struct rf_update *u)
 		case RF_MSG_APPEND_RESP:
 			on_append_resp(r, m);
 			break;
+		case RF_MSG_SNAP:
+			if (m->snap_offset <= m->snap_total &&
+			    m->data_len <= m->snap_total - m->snap_offset)
+				on_snap(r, m);
+			break;
+		case RF_MSG_SNAP_RESP:
+			on_snap_resp(r, m);
+			break;
 		default:
-			return -EINVAL;
+			break;
 		}
 		break;
 	}
 	case RF_EV_TIMEOUT:
+		r->now = ev->now_ms;
 		on_time(r);
 		break;
 	case RF_EV_PROPOSE:
+		r->now = ev->now_ms;
 		on_time(r);
 		if (ev->propose.len > RF_ENTRY_MAX) {
 			rc = -E2BIG;
+			break;
+		}
+		if (ev->propose.len && !ev->propose.buf) {
+			rc = -EINVAL;
 			break;
 		}
 		if (r->role != RF_LEADER) {
@@ -814,14 +1581,36 @@ int rf_step(struct raft *r, const struct rf_event *ev, struct rf_update *u)
 				  ev->propose.len);
 		if (rc)
 			break;
-		u->proposed_index = r->n;
+		u->proposed_index = last_index(r);
 		broadcast(r, false);
 		break;
 	case RF_EV_PERSISTED:
 		if (ev->persisted.seq > r->wseq)
 			return -EINVAL;
+		r->now = ev->now_ms;
 		on_persisted(r, ev->persisted.seq);
 		on_time(r);
+		break;
+	case RF_EV_SNAPSHOT:
+		/* No timers here: nothing may be queued that points into the
+		 * entries this compaction frees. */
+		rc = on_snapshot(r, ev);
+		if (rc)
+			return rc;
+		r->now = ev->now_ms;
+		break;
+	case RF_EV_CONF:
+		r->now = ev->now_ms;
+		on_time(r);
+		rc = on_conf(r, ev->conf.op, ev->conf.id, u);
+		break;
+	case RF_EV_READ:
+		r->now = ev->now_ms;
+		/* Before on_time: its heartbeats, sent after the request,
+		 * may confirm it. */
+		rc = on_read(r, ev->read.ctx);
+		if (rc != -EPERM)
+			on_time(r);
 		break;
 	default:
 		return -EINVAL;
@@ -854,42 +1643,42 @@ void rf_config_defaults(struct rf_config *c)
 int rf_new(const struct rf_config *cfg, struct raft **out)
 {
 	struct raft *r;
-	bool found = false;
+	struct rf_conf c = { 0 };
+	uint8_t tmp[CONF_MAX_BYTES];
+	int len;
 
 	if (!cfg || !out || !cfg->id || !cfg->n_voters ||
-	    cfg->n_voters > RF_MAX_VOTERS || !cfg->election_timeout_min_ms ||
+	    cfg->n_voters > RF_MAX_VOTERS || cfg->n_learners > RF_MAX_LEARNERS ||
+	    !cfg->election_timeout_min_ms ||
 	    cfg->election_timeout_min_ms > cfg->election_timeout_max_ms ||
 	    !cfg->heartbeat_ms || !cfg->max_inflight ||
 	    cfg->max_clock_drift_ms >= cfg->election_timeout_min_ms ||
 	    cfg->max_msg_bytes > RF_MSG_MAX ||
 	    cfg->max_msg_bytes < RF_HDR_BYTES + RF_APPEND_BYTES + RF_ENTRY_HDR + RF_ENTRY_MAX)
 		return -EINVAL;
-	for (unsigned i = 0; i < cfg->n_voters; i++) {
-		if (!cfg->voters[i])
-			return -EINVAL;
-		for (unsigned j = 0; j < i; j++)
-			if (cfg->voters[j] == cfg->voters[i])
-				return -EINVAL;
-		if (cfg->voters[i] == cfg->id)
-			found = true;
-	}
-	if (!found)
+	memcpy(c.voters, cfg->voters, cfg->n_voters * sizeof(c.voters[0]));
+	c.n_voters = cfg->n_voters;
+	memcpy(c.learners, cfg->learners, cfg->n_learners * sizeof(c.learners[0]));
+	c.n_learners = cfg->n_learners;
+	/* The codec's checks: non-zero, unique. */
+	len = rf_conf_encode(&c, tmp, sizeof(tmp));
+	if (len < 0 || rf_conf_decode(tmp, (size_t)len, &c) ||
+	    (!conf_has(c.voters, c.n_voters, cfg->id) &&
+	     !conf_has(c.learners, c.n_learners, cfg->id)))
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->cfg = *cfg;
 	r->rng = cfg->seed ^ (cfg->id * 0x2545f4914f6cdd1dull);
-	for (unsigned i = 0; i < cfg->n_voters; i++) {
-		r->peers[i].id = cfg->voters[i];
-		if (cfg->voters[i] == cfg->id)
-			r->self = i;
-	}
+	r->boot_conf = c;
+	r->conf = c;
+	rebuild_peers(r);
 	*out = r;
 	return 0;
 }
 
-/* Frees the engine and its log. */
+/* Frees the engine, its log and its snapshot. */
 void rf_free(struct raft *r)
 {
 	if (!r)
@@ -897,8 +1686,12 @@ void rf_free(struct raft *r)
 	for (uint64_t i = 0; i < r->n; i++)
 		free((void *)r->log[i].buf);
 	free(r->log);
+	free(r->snap);
+	free(r->rx);
 	free(r->wr);
 	free(r->held);
+	free(r->reads);
+	free(r->rout);
 	free(r->out);
 	free(r);
 }
@@ -907,12 +1700,12 @@ void rf_free(struct raft *r)
 int rf_lease_valid(const struct raft *r, uint64_t now_ms)
 {
 	uint64_t span = r->cfg.election_timeout_min_ms - r->cfg.max_clock_drift_ms;
-	unsigned n = 1;
+	unsigned n = r->self_voter ? 1 : 0;
 
 	if (r->role != RF_LEADER || r->commit < r->noop_index)
 		return 0;
-	for (unsigned i = 0; i < r->cfg.n_voters; i++)
-		if (i != r->self && r->peers[i].lease_stamp &&
+	for (unsigned i = 0; i < r->npeers; i++)
+		if (r->peers[i].voter && r->peers[i].lease_stamp &&
 		    r->peers[i].lease_stamp + span > now_ms)
 			n++;
 	return n >= quorum(r);
@@ -926,45 +1719,104 @@ uint64_t rf_term(const struct raft *r) { return r->term; }
 uint64_t rf_leader(const struct raft *r) { return r->leader; }
 /* Highest index known committed. */
 uint64_t rf_commit_index(const struct raft *r) { return r->commit; }
-/* Index of the last entry in the log. */
-uint64_t rf_last_index(const struct raft *r) { return r->n; }
+/* Index of the last entry in the log (the snapshot's when it is empty). */
+uint64_t rf_last_index(const struct raft *r) { return last_index(r); }
+/* First index still in the log. */
+uint64_t rf_first_index(const struct raft *r) { return r->snap_index + 1; }
+/* The latest snapshot's index, 0 for none. */
+uint64_t rf_snapshot_index(const struct raft *r) { return r->snap_index; }
+/* The latest snapshot's term, 0 for none. */
+uint64_t rf_snapshot_term(const struct raft *r) { return r->snap_term; }
+/* The configuration in force. */
+const struct rf_conf *rf_conf(const struct raft *r) { return &r->conf; }
 
-/* Entry at `index`, or NULL outside the log. */
+/* Entry at `index`, or NULL outside the log (compacted or beyond). */
 const struct rf_entry *rf_entry_at(const struct raft *r, uint64_t index)
 {
-	return index && index <= r->n ? &r->log[index - 1] : NULL;
+	return index > r->snap_index && index <= last_index(r) ? ent(r, index) : NULL;
+}
+
+/* Leader's view of a peer's replicated index; see raft.h. */
+uint64_t rf_match_index(const struct raft *r, uint64_t id)
+{
+	if (r->role != RF_LEADER)
+		return 0;
+	for (unsigned i = 0; i < r->npeers; i++)
+		if (r->peers[i].id == id)
+			return r->peers[i].match;
+	return 0;
+}
+
+/* Leader's local time of the last answer from a peer; see raft.h. */
+uint64_t rf_last_ack_ms(const struct raft *r, uint64_t id)
+{
+	if (r->role != RF_LEADER)
+		return 0;
+	for (unsigned i = 0; i < r->npeers; i++)
+		if (r->peers[i].id == id)
+			return r->peers[i].last_ack_ms;
+	return 0;
+}
+
+/* ---- configuration codec ------------------------------------------------- */
+
+/* Encoded size of a configuration; see raft.h. */
+size_t rf_conf_size(const struct rf_conf *c)
+{
+	return 4 + 8 * ((size_t)c->n_voters + c->n_learners);
+}
+
+/* Encodes a configuration; see raft.h. */
+int rf_conf_encode(const struct rf_conf *c, uint8_t *buf, size_t size)
+{
+	uint8_t *p = buf;
+
+	if (!c || c->n_voters > RF_MAX_VOTERS || c->n_learners > RF_MAX_LEARNERS)
+		return -EINVAL;
+	if (!buf || rf_conf_size(c) > size)
+		return -EMSGSIZE;
+	*p++ = 1;
+	*p++ = (uint8_t)c->n_voters;
+	*p++ = (uint8_t)(c->n_learners & 0xff);
+	*p++ = (uint8_t)(c->n_learners >> 8);
+	for (unsigned i = 0; i < c->n_voters; i++)
+		p = put64(p, c->voters[i]);
+	for (unsigned i = 0; i < c->n_learners; i++)
+		p = put64(p, c->learners[i]);
+	return (int)(p - buf);
+}
+
+/* Decodes a configuration; see raft.h. */
+int rf_conf_decode(const uint8_t *buf, size_t len, struct rf_conf *c)
+{
+	unsigned nv, nl, n;
+	uint64_t ids[RF_MAX_VOTERS + RF_MAX_LEARNERS];
+
+	if (!buf || !c || len < 4 || buf[0] != 1)
+		return -EINVAL;
+	nv = buf[1];
+	nl = (unsigned)buf[2] | (unsigned)buf[3] << 8;
+	if (!nv || nv > RF_MAX_VOTERS || nl > RF_MAX_LEARNERS ||
+	    len != 4 + 8 * (size_t)(nv + nl))
+		return -EINVAL;
+	n = nv + nl;
+	for (unsigned i = 0; i < n; i++) {
+		ids[i] = get64(buf + 4 + 8 * (size_t)i);
+		if (!ids[i])
+			return -EINVAL;
+		for (unsigned j = 0; j < i; j++)
+			if (ids[j] == ids[i])
+				return -EINVAL;
+	}
+	memset(c, 0, sizeof(*c));
+	memcpy(c->voters, ids, nv * sizeof(ids[0]));
+	c->n_voters = nv;
+	memcpy(c->learners, ids + nv, nl * sizeof(ids[0]));
+	c->n_learners = nl;
+	return 0;
 }
 
 /* ---- wire codec ---------------------------------------------------------- */
-
-static uint8_t *put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-	return p + 8;
-}
-
-static uint8_t *put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-	return p + 4;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
 
 static size_t body_size(uint8_t type)
 {
@@ -973,6 +1825,8 @@ static size_t body_size(uint8_t type)
 	case RF_MSG_VOTE_RESP: return 0;
 	case RF_MSG_APPEND: return RF_APPEND_BYTES;
 	case RF_MSG_APPEND_RESP: return 32;
+	case RF_MSG_SNAP: return SNAP_BODY;
+	case RF_MSG_SNAP_RESP: return 24;
 	default: return 0;
 	}
 }
@@ -985,6 +1839,8 @@ size_t rf_msg_size(const struct rf_msg *m)
 	if (m->type == RF_MSG_APPEND)
 		for (uint32_t i = 0; i < m->n_entries; i++)
 			n += RF_ENTRY_HDR + m->entries[i].len;
+	if (m->type == RF_MSG_SNAP)
+		n += m->data_len;
 	return n;
 }
 
@@ -995,7 +1851,10 @@ int rf_msg_encode(const struct rf_msg *m, uint8_t *buf, size_t size)
 	uint8_t *p = buf;
 
 	if (!m || !m->type || m->type >= RF_MSG__COUNT ||
-	    (m->n_entries && (!m->entries || m->type != RF_MSG_APPEND)))
+	    (m->n_entries && (!m->entries || m->type != RF_MSG_APPEND)) ||
+	    (m->data_len && (!m->data || m->type != RF_MSG_SNAP)) ||
+	    (m->type == RF_MSG_SNAP && (m->snap_offset > m->snap_total ||
+					m->data_len > m->snap_total - m->snap_offset)))
 		return -EINVAL;
 	len = rf_msg_size(m);
 	if (len > size || len > RF_MSG_MAX)
@@ -1036,6 +1895,22 @@ int rf_msg_encode(const struct rf_msg *m, uint8_t *buf, size_t size)
 		p = put64(p, m->conflict_term);
 		p = put64(p, m->stamp);
 		break;
+	case RF_MSG_SNAP:
+		p = put64(p, m->prev_index);
+		p = put64(p, m->prev_term);
+		p = put64(p, m->snap_offset);
+		p = put64(p, m->snap_total);
+		p = put64(p, m->stamp);
+		p = put32(p, m->data_len);
+		if (m->data_len)
+			memcpy(p, m->data, m->data_len);
+		p += m->data_len;
+		break;
+	case RF_MSG_SNAP_RESP:
+		p = put64(p, m->prev_index);
+		p = put64(p, m->snap_offset);
+		p = put64(p, m->stamp);
+		break;
 	default:
 		break;
 	}
@@ -1061,9 +1936,9 @@ int rf_msg_decode(const uint8_t *buf, size_t len, struct rf_msg *m)
 	m->term = get64(buf + 24);
 	p = buf + RF_HDR_BYTES;
 	if ((size_t)(end - p) < body_size(m->type))
-		return -EINVAL;
+		goto fail_entries;
 	if (m->prevote && m->type != RF_MSG_VOTE && m->type != RF_MSG_VOTE_RESP)
-		return -EINVAL;
+		goto fail_entries;
 	switch (m->type) {
 	case RF_MSG_VOTE:
 		m->last_index = get64(p);
@@ -1079,11 +1954,13 @@ int rf_msg_decode(const uint8_t *buf, size_t len, struct rf_msg *m)
 		p += RF_APPEND_BYTES;
 		/* Each entry needs at least its header: bounds the allocation. */
 		if (m->n_entries > (size_t)(end - p) / RF_ENTRY_HDR)
-			return -EINVAL;
+			goto fail_entries;
 		if (m->n_entries) {
 			ev = calloc(m->n_entries, sizeof(*ev));
-			if (!ev)
+			if (!ev) {
+				memset(m, 0, sizeof(*m));
 				return -ENOMEM;
+			}
 		}
 		for (uint32_t i = 0; i < m->n_entries; i++) {
 			if ((size_t)(end - p) < RF_ENTRY_HDR)
@@ -1092,7 +1969,7 @@ int rf_msg_decode(const uint8_t *buf, size_t len, struct rf_msg *m)
 			ev[i].type = p[8];
 			ev[i].len = get32(p + 9);
 			p += RF_ENTRY_HDR;
-			if (ev[i].type > RF_ENTRY_CMD ||
+			if (ev[i].type > RF_ENTRY_CONF ||
 			    ev[i].len > (size_t)(end - p))
 				goto fail_entries;
 			ev[i].buf = ev[i].len ? p : NULL;
@@ -1106,6 +1983,27 @@ int rf_msg_decode(const uint8_t *buf, size_t len, struct rf_msg *m)
 		m->conflict_term = get64(p + 16);
 		m->stamp = get64(p + 24);
 		p += 32;
+		break;
+	case RF_MSG_SNAP:
+		m->prev_index = get64(p);
+		m->prev_term = get64(p + 8);
+		m->snap_offset = get64(p + 16);
+		m->snap_total = get64(p + 24);
+		m->stamp = get64(p + 32);
+		m->data_len = get32(p + 40);
+		p += SNAP_BODY;
+		if (m->data_len > (size_t)(end - p) ||
+		    m->snap_offset > m->snap_total ||
+		    m->data_len > m->snap_total - m->snap_offset)
+			goto fail_entries;
+		m->data = m->data_len ? p : NULL;
+		p += m->data_len;
+		break;
+	case RF_MSG_SNAP_RESP:
+		m->prev_index = get64(p);
+		m->snap_offset = get64(p + 8);
+		m->stamp = get64(p + 16);
+		p += 24;
 		break;
 	default:
 		break;

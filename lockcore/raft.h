@@ -231,8 +231,9 @@ struct rf_event {
 	union {
 		struct {               /* START: what the driver has synced */
 			uint64_t term, vote;
-			/* the latest snapshot (snap_index 0: none); on
-			 * success the engine owns snap_buf (from malloc) */
+			/* the latest snapshot (snap_index 0: none, and
+			 * snap_buf is ignored); on success the engine
+			 * owns snap_buf (from malloc) */
 			uint64_t snap_index, snap_term;
 			const struct rf_conf *snap_conf;
 			uint8_t *snap_buf;
@@ -303,8 +304,9 @@ struct rf_update {
 
 struct raft;
 
-/* Creates an engine.  -EINVAL for a bad config (id not among voters,
- * timeouts zero or min > max, budget too small), -ENOMEM. */
+/* Creates an engine.  -EINVAL for a bad config (id among neither the
+ * voters nor the learners, a zero or duplicate id, timeouts zero or
+ * min > max, budget too small), -ENOMEM. */
 int rf_new(const struct rf_config *cfg, struct raft **out);
 void rf_free(struct raft *r);
 

@@ -482,6 +482,15 @@ static void maybe_snapshot(struct node *n)
 	conf = rf_conf(n->raft);
 	if (!e || !conf)
 		return;
+	/* The configuration in force may come from an entry not applied
+	 * yet (it takes effect when appended); a snapshot must carry the one
+	 * at its own index, so wait until no such entry is pending. */
+	for (uint64_t i = n->applied + 1; i <= rf_last_index(n->raft); i++) {
+		const struct rf_entry *p = rf_entry_at(n->raft, i);
+
+		if (p && p->type == RF_ENTRY_CONF)
+			return;
+	}
 	mlen = rf_conf_encode(conf, meta, sizeof(meta));
 	if (mlen < 0 || lc_state_save(n->st, &data, &len) < 0)
 		return;
