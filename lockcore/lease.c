@@ -202,7 +202,7 @@ void lease_view_init(struct lease_view *v, uint64_t lease_ms, uint64_t margin_ms
 	v->lease_ms = lease_ms ? lease_ms : 1;
 	/* The margin must leave jeopardy a window before expiry. */
 	room = v->lease_ms - v->lease_ms / LEASE_JEOPARDY_DIV;
-	v->margin_ms = margin_ms < room ? margin_ms : (room ? room - 1 : 0);
+	v->margin_ms = margin_ms + 2 <= room ? margin_ms : (room >= 2 ? room - 2 : 0);
 }
 
 /* The leader acknowledged a contact sent at sent_ms. */

@@ -124,8 +124,9 @@ struct lease_view {
 	uint8_t  started, expired;
 };
 
-/* A view for a new session: lease_ms, and margin_ms (clamped below
- * lease_ms - lease_ms / LEASE_JEOPARDY_DIV so jeopardy comes first). */
+/* A view for a new session: lease_ms, and margin_ms (clamped to at most
+ * lease_ms - lease_ms / LEASE_JEOPARDY_DIV - 2, so jeopardy always comes
+ * before expiry). */
 void lease_view_init(struct lease_view *v, uint64_t lease_ms, uint64_t margin_ms);
 
 /* The leader acknowledged a contact this node sent at sent_ms (its own

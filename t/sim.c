@@ -5,7 +5,16 @@
  * the committed log to its own lockcore state (lc.h), over a fake network
  * that delays, drops, duplicates, reorders and partitions, on fake disks
  * that lose unsynced writes when a node crashes, with pauses, bounded
- * clock drift and lock clients that retry with the same (origin, serial).
+ * clock drift.  Each node has a session with the cluster (lockcore/lease.h):
+ * it opens one when it starts, keeps it alive with keepalives every
+ * lease / 4, and forwards its clients' requests to the leader as messages
+ * on the same faulty network (origin = its session, serials it assigns,
+ * retried with the same (origin, serial) after a timeout); it answers its
+ * clients only from its own applied log.  The leader keeps a lease table
+ * and proposes SESSION_CLOSE for sessions it has not heard from for a
+ * lease; a node whose own, shorter view expired tells its clients their
+ * locks are lost and opens a new session.  At every step no two clients
+ * whose node's lease view is valid believe they hold conflicting locks.
  * Every run ends with invariant checks; a violation prints the seed, the
  * last events and the replay command, and exits 1.  Every seed's flock
  * history (what the clients saw, with simulated call and return times) must
@@ -24,6 +33,7 @@
 #include <string.h>
 
 #include "lockcore/lc.h"
+#include "lockcore/lease.h"
 #include "lockcore/raft.h"
 #include "t/linz.h"
 
@@ -43,7 +53,11 @@
 #define CFG_DRIFT   30u
 #define CLOCK_DRIFT 10u
 #define LIVE_BOUND  20000u              /* after heal, everything completes */
-#define REQ_TIMEOUT 400u
+#define REQ_TIMEOUT 400u              /* a node re-forwards a request after this */
+#define LEASE_MS    1000u             /* node session lease in random seeds */
+#define LEASE_MARGIN 50u              /* > 2 * CLOCK_DRIFT + NODE_TICK: lease.h */
+#define NODE_TICK   5u                /* the node's timer granularity */
+#define SESS_BASE   2001u             /* first node session id */
 #define LINZ_BUDGET 2000000u            /* search steps per seed's history */
 
 /* ---- deterministic PRNG: xoshiro256** seeded by splitmix64 ------------- */
@@ -90,7 +104,8 @@ static bool chance(struct rng *r, unsigned pct)
 
 /* ---- world ------------------------------------------------------------- */
 
-enum { E_MSG = 1, E_TICK, E_SYNC, E_CLIENT, E_FAULT, E_RESTART, E_HEAL, E_UNPAUSE };
+enum { E_MSG = 1, E_TICK, E_SYNC, E_CLIENT, E_FAULT, E_RESTART, E_HEAL, E_UNPAUSE,
+       E_SMSG, E_NODE };
 
 struct ev {
 	uint64_t t, seq;
@@ -110,6 +125,25 @@ struct pwrite {                         /* a write not yet synced */
 	size_t n;
 };
 
+/* A request a node forwards for one of its clients (client -1: the
+ * node's own SESSION_OPEN), until its completion is applied locally. */
+struct fwd {
+	uint64_t session, serial;
+	int client;
+	uint8_t *buf;
+	size_t len;
+	uint64_t sent_ms;                  /* node-local time of the last send */
+	bool queued;                       /* LC_PENDING seen: it is in the log */
+	unsigned sends;
+};
+
+/* Node-level messages (not Raft): forwards, keepalives and their acks. */
+enum { SM_FWD = 1, SM_FWD_ACK, SM_KA, SM_KA_ACK };
+struct smsg {
+	uint8_t kind, ok;
+	uint64_t session, serial, stamp, leader;
+};
+
 struct node {
 	bool up;
 	struct raft *r;
@@ -125,23 +159,49 @@ struct node {
 	uint64_t paused_until;
 	uint64_t clock_off, last_local;
 	uint8_t role;
+	/* its session, as the node sees it */
+	uint64_t sess, sserial;            /* current session (0: none), last serial */
+	uint64_t open_sent;                /* local first send of its SESSION_OPEN */
+	bool sess_open;                    /* SESSION_OPEN applied here */
+	struct lease_view view;
+	uint64_t next_ka;                  /* local time of the next keepalive */
+	uint64_t node_gen;
+	struct fwd *fw;
+	size_t nfw, capfw;
+	/* the leader's lease table, valid while tab_on */
+	struct lease_table tab;
+	bool tab_on;
+	uint64_t last_leader;
+	uint64_t hint;                     /* the last leader heard of (0: none) */
+	uint64_t close_serial;
+};
+
+/* Every node session ever opened in this run. */
+struct sreg {
+	int node;
+	bool gave_up, closed;
+	uint64_t closed_at;                /* first commit of its SESSION_CLOSE */
+	struct ans *ans;                   /* by serial */
+	size_t nans;
 };
 
 enum { C_IDLE = 0, C_WAIT, C_PENDING, C_DONE };
 enum { H_NONE = 0, H_FLOCK, H_POSIX, H_FILE };
 
 struct client {
-	uint64_t session, serial;
-	int node, state;
-	int pinned;                        /* scenarios: always this node, or -1 */
+	uint64_t serial;                   /* its node's serial for the request */
+	uint64_t req_sess;                 /* ... and the session it went under */
+	int node, state;                   /* attached to one node for good */
 	uint64_t gen;
-	uint8_t *buf;
-	size_t len;
+	uint64_t acqs;                     /* acquisitions: owner ids */
 	struct lc_cmd cmd;                 /* current request */
 	int ops_left;
 	bool opened, scripted;
-	int hold;                          /* H_*: what it holds */
-	uint64_t hold_ino, hold_owner;
+	int hold;                          /* H_*: what it believes it holds */
+	uint64_t hold_ino, hold_owner, hold_sess, hold_start, hold_end, hold_token;
+	uint8_t hold_type;
+	int lost;                          /* times it was told its lock was lost */
+	uint64_t lost_at;
 	char hold_name[8];
 	uint64_t sent_at;
 	bool lz_on;                        /* the current request goes into the history */
@@ -152,6 +212,10 @@ struct client {
 };
 
 struct ans { bool final; int status; uint64_t token; unsigned applied; };
+
+/* A lost lock's release in the history: its return is the commit of the
+ * session's SESSION_CLOSE, or never. */
+struct lostop { uint64_t session; struct linz_op op; };
 
 static struct sim {
 	uint64_t seed;
@@ -170,6 +234,7 @@ static struct sim {
 	uint64_t heal_at;
 	uint32_t brk;
 	bool brk_grant_twice;              /* sim-side break: fake one try-acquire's answer */
+	bool brk_no_grace;                 /* a new leader keeps no grace */
 	bool trace_all;
 	const char *brk_name;
 	const char *scenario;
@@ -180,7 +245,13 @@ static struct sim {
 	struct lc_state *ref;
 	uint64_t *ref_hash;
 	size_t ref_hash_cap;
-	struct ans ans[MAXC][512];
+	struct sreg *sr;
+	size_t nsr, capsr;
+	struct lostop *lost;
+	size_t nlost, caplost;
+	uint64_t lease_ms;
+	int measuring;                     /* 1: flock on 3 files, 2: own POSIX range */
+	uint64_t pairs;
 	uint64_t files[NFILES];
 	uint64_t last_token[NFILES];
 	uint64_t *term_leader;
@@ -190,7 +261,7 @@ static struct sim {
 	struct linz_op *lzv;               /* ... its ops, handed over at the end */
 	size_t lzn, lzcap;
 	/* metrics */
-	uint64_t msgs, syncs, cmds, events, max_leaders;
+	uint64_t msgs, fmsgs, kmsgs, syncs, cmds, events, max_leaders, expiries, losts;
 	uint64_t lz_checked, lz_linear, lz_unknown, lz_ops;
 	/* trace ring */
 	char trace[TRACE_KEEP][TRACE_LEN];
@@ -200,6 +271,7 @@ static struct sim {
 /* Scenario hooks: drop chosen messages; act the instant a node leads
  * (before its first messages leave). */
 static bool (*drop_hook)(int from, const struct rf_msg *m);
+static bool (*sdrop_hook)(int from, int to, const struct smsg *m);
 static void (*leader_hook)(int node);
 
 static void tr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -392,12 +464,33 @@ static void check_holders(struct lc_state *sm, const char *who)
 	}
 }
 
-static struct client *client_of(uint64_t session)
+static struct sreg *sreg_of(uint64_t session)
 {
-	if (session >= 1 && session <= (uint64_t)S.nclients)
-		return &S.cl[session - 1];
+	if (session >= SESS_BASE && session - SESS_BASE < S.nsr)
+		return &S.sr[session - SESS_BASE];
 	return NULL;
 }
+
+/* What the log answered (origin, serial), for node sessions. */
+static struct ans *ans_of(uint64_t session, uint64_t serial)
+{
+	struct sreg *r = sreg_of(session);
+
+	if (!r || !serial)
+		return NULL;
+	if (serial >= r->nans) {
+		size_t n = r->nans ? r->nans : 64;
+
+		while (n <= serial)
+			n *= 2;
+		r->ans = xrealloc(r->ans, n * sizeof(*r->ans));
+		memset(r->ans + r->nans, 0, (n - r->nans) * sizeof(*r->ans));
+		r->nans = n;
+	}
+	return &r->ans[serial];
+}
+
+static void session_closed(uint64_t session);
 
 static void ref_apply(uint64_t idx)
 {
@@ -406,7 +499,7 @@ static void ref_apply(uint64_t idx)
 	struct lc_cmd cmd;
 	struct lc_stats before, after;
 	bool dup = false;
-	struct client *c;
+	struct ans *a0;
 
 	if (idx >= S.ref_hash_cap) {
 		S.ref_hash_cap = S.ref_hash_cap ? S.ref_hash_cap * 2 : 1024;
@@ -417,8 +510,8 @@ static void ref_apply(uint64_t idx)
 	if (e->type == RF_ENTRY_CMD) {
 		if (lc_cmd_decode(e->buf, e->len, &cmd))
 			fail("committed entry %llu does not decode", (unsigned long long)idx);
-		c = client_of(cmd.origin);
-		if (c && cmd.serial < 512 && S.ans[c - S.cl][cmd.serial].applied)
+		a0 = ans_of(cmd.origin, cmd.serial);
+		if (a0 && a0->applied)
 			dup = true;
 		lc_stats(S.ref, &before);
 		if (lc_apply(S.ref, idx, &cmd, &out) < 0)
@@ -428,12 +521,14 @@ static void ref_apply(uint64_t idx)
 			    before.releases != after.releases))
 			fail("retry of (%llu,%llu) applied twice",
 			     (unsigned long long)cmd.origin, (unsigned long long)cmd.serial);
-		if (c && cmd.serial < 512)
-			S.ans[c - S.cl][cmd.serial].applied++;
+		if (a0)
+			ans_of(cmd.origin, cmd.serial)->applied++;
 		S.cmds++;
+		if (cmd.type == LC_CMD_SESSION_CLOSE && !out.v[0].status)
+			session_closed(cmd.session);
 		for (size_t i = 0; i < out.n; i++) {
 			struct lc_completion *cp = &out.v[i];
-			struct client *w = client_of(cp->origin);
+			struct ans *w = ans_of(cp->origin, cp->serial);
 
 			if (!dup && cp->token) {
 				for (int f = 0; f < NFILES; f++)
@@ -445,12 +540,10 @@ static void ref_apply(uint64_t idx)
 						S.last_token[f] = cp->token;
 					}
 			}
-			if (w && cp->serial < 512 && cp->status != LC_PENDING && !(dup && i == 0)) {
-				struct ans *a = &S.ans[w - S.cl][cp->serial];
-
-				a->final = true;
-				a->status = cp->status;
-				a->token = cp->token;
+			if (w && cp->status != LC_PENDING && !(dup && i == 0)) {
+				w->final = true;
+				w->status = cp->status;
+				w->token = cp->token;
 			}
 		}
 		lc_out_free(&out);
@@ -489,7 +582,8 @@ static void record_commit(int i, uint64_t idx, const struct rf_entry *e)
 	ref_apply(idx);
 }
 
-static void client_answer(struct client *c, int node, const struct lc_completion *cp);
+static void node_completion(int i, const struct lc_completion *cp);
+static void node_session_gone(int i, uint64_t session);
 static int leader_node(void);
 
 static void node_apply(int i, uint64_t idx, const struct rf_entry *e)
@@ -503,12 +597,16 @@ static void node_apply(int i, uint64_t idx, const struct rf_entry *e)
 		if (lc_cmd_decode(e->buf, e->len, &cmd) ||
 		    lc_apply(nd->sm, idx, &cmd, &out) < 0)
 			fail("node %d cannot apply %llu", i + 1, (unsigned long long)idx);
-		for (size_t k = 0; k < out.n; k++) {
-			struct client *c = client_of(out.v[k].origin);
-
-			if (c)
-				client_answer(c, i, &out.v[k]);
-		}
+		/* The leader's table follows the sessions of the state. */
+		if (nd->tab_on && cmd.type == LC_CMD_SESSION_OPEN && !out.v[0].status &&
+		    lease_open(&nd->tab, cmd.session, local(i)))
+			fail("n%d: lease_open failed", i + 1);
+		if (nd->tab_on && cmd.type == LC_CMD_SESSION_CLOSE)
+			lease_forget(&nd->tab, cmd.session);
+		for (size_t k = 0; k < out.n; k++)
+			node_completion(i, &out.v[k]);
+		if (cmd.type == LC_CMD_SESSION_CLOSE && !out.v[0].status)
+			node_session_gone(i, cmd.session);
 		lc_out_free(&out);
 		check_holders(nd->sm, "node");
 	}
@@ -537,6 +635,11 @@ static void check_leader_complete(int i)
 	}
 }
 
+static uint64_t rf_leader_prev(const struct node *nd)
+{
+	return nd->last_leader;
+}
+
 static void handle(int i, const struct rf_update *u)
 {
 	struct node *nd = &S.nodes[i];
@@ -560,9 +663,24 @@ static void handle(int i, const struct rf_update *u)
 				     (unsigned long long)S.term_leader[u->term], i + 1);
 			S.term_leader[u->term] = (uint64_t)i + 1;
 			check_leader_complete(i);
+			/* Chubby's grace: every session gets a full lease from
+			 * this election before anything may expire. */
+			if (lease_reset(&nd->tab, nd->sm, S.brk_no_grace ? 0 : local(i)))
+				fail("n%d: lease_reset failed", i + 1);
+			nd->tab_on = true;
 			if (leader_hook)
 				leader_hook(i);
 		}
+		if (u->role != RF_LEADER)
+			nd->tab_on = false;
+		/* A leader is known again: forward what waits at once. */
+		if (u->leader && u->leader != rf_leader_prev(nd))
+			for (size_t k = 0; k < nd->nfw; k++)
+				if (!nd->fw[k].queued)
+					nd->fw[k].sent_ms = 0;
+		nd->last_leader = u->leader;
+		if (u->leader)
+			nd->hint = u->leader;
 		nd->role = u->role;
 	}
 	if (u->write_seq) {
@@ -640,6 +758,10 @@ static uint64_t step_propose(int i, const uint8_t *buf, size_t len, uint64_t *le
 	return rc ? 0 : u.proposed_index;
 }
 
+static void open_session(int i);
+static void node_timer(int i);
+static void node_crash_clients(int i);
+
 static void node_start(int i)
 {
 	struct node *nd = &S.nodes[i];
@@ -677,6 +799,10 @@ static void node_start(int i)
 	   (unsigned long long)nd->d_term, (unsigned long long)nd->d_vote, nd->dn);
 	step(i, &ev);
 	free(es);
+	lease_table_free(&nd->tab);
+	lease_table_init(&nd->tab, S.lease_ms);
+	open_session(i);
+	node_timer(i);
 }
 
 static void free_pw(struct pwrite *w)
@@ -693,6 +819,12 @@ static void node_crash(int i)
 	if (!nd->up)
 		return;
 	tr("n%d CRASH (loses %zu unsynced writes)", i + 1, nd->npw);
+	node_crash_clients(i);
+	nd->tab_on = false;
+	nd->last_leader = 0;
+	nd->hint = 0;
+	lease_table_free(&nd->tab);
+	nd->node_gen++;
 	rf_free(nd->r);
 	nd->r = NULL;
 	lc_state_free(nd->sm);
@@ -749,12 +881,33 @@ static void disk_sync(int i)
 
 /* ---- network ------------------------------------------------------------- */
 
+/* Puts one message on the faulty network: blocked links, drops,
+ * duplicates, and delays that reorder. */
+static void net_push(int from, int to, int type, const uint8_t *buf, size_t len)
+{
+	int copies = 1;
+
+	if (to < 0 || to >= S.n || S.block[from][to])
+		return;
+	if (S.faults_on && chance(&S.rng, S.drop_pct))
+		return;
+	if (S.faults_on && chance(&S.rng, S.dup_pct))
+		copies = 2;
+	while (copies--) {
+		uint64_t d = between(&S.rng, 1, 5);
+
+		if (S.faults_on && chance(&S.rng, 5))
+			d += between(&S.rng, 10, 100);   /* reorders */
+		push((struct ev){ .t = S.now + d, .type = type, .node = to,
+				  .a = from, .buf = dup_bytes(buf, len), .len = len });
+	}
+}
+
 static void net_send(int from, const struct rf_msg *m)
 {
 	uint8_t buf[RF_MSG_MAX];
 	int len = rf_msg_encode(m, buf, sizeof(buf));
 	int to = (int)m->to - 1;
-	int copies = 1;
 
 	if (len < 0)
 		fail("n%d: cannot encode message type %d: %d", from + 1, m->type, len);
@@ -777,21 +930,9 @@ static void net_send(int from, const struct rf_msg *m)
 			rf_msg_release(&x);
 		free(bad);
 	}
-	if (to < 0 || to >= S.n || S.block[from][to] || (drop_hook && drop_hook(from, m)))
+	if (drop_hook && drop_hook(from, m))
 		return;
-	if (S.faults_on && chance(&S.rng, S.drop_pct))
-		return;
-	if (S.faults_on && chance(&S.rng, S.dup_pct))
-		copies = 2;
-	while (copies--) {
-		uint64_t d = between(&S.rng, 1, 5);
-
-		if (S.faults_on && chance(&S.rng, 5))
-			d += between(&S.rng, 10, 100);   /* reorders */
-		push((struct ev){ .t = S.now + d, .type = E_MSG, .node = to,
-				  .a = from, .buf = dup_bytes(buf, (size_t)len),
-				  .len = (size_t)len });
-	}
+	net_push(from, to, E_MSG, buf, (size_t)len);
 }
 
 static void deliver(struct ev *e)
@@ -806,48 +947,7 @@ static void deliver(struct ev *e)
 	rf_msg_release(&m);
 }
 
-/* ---- clients ------------------------------------------------------------- */
-
-static int pick_node(void)
-{
-	return (int)between(&S.rng, 0, (uint64_t)S.n - 1);
-}
-
-static void client_timer(struct client *c, uint64_t t)
-{
-	c->gen++;
-	at(t, E_CLIENT, (int)(c - S.cl), 0, c->gen);
-}
-
-static void client_submit(struct client *c)
-{
-	struct node *nd = &S.nodes[c->node];
-	uint64_t leader = 0, idx;
-	int answers;
-
-	if (c->pinned >= 0)
-		nd = &S.nodes[c->node = c->pinned];
-	if (!nd->up || S.now < nd->paused_until) {
-		c->node = pick_node();
-		client_timer(c, S.now + 20);
-		return;
-	}
-	/* The step may commit and answer at once: be waiting before it. */
-	answers = c->answers;
-	if (c->state != C_PENDING)
-		c->state = C_WAIT;
-	client_timer(c, S.now + (c->state == C_PENDING ? 3 * REQ_TIMEOUT : REQ_TIMEOUT));
-	idx = step_propose(c->node, c->buf, c->len, &leader);
-	if (c->answers != answers)
-		return;
-	if (!idx) {
-		c->node = leader ? (int)leader - 1 : pick_node();
-		client_timer(c, S.now + 10);
-		return;
-	}
-	tr("c%llu -> n%d serial %llu type %d at index %llu", (unsigned long long)c->session,
-	   c->node + 1, (unsigned long long)c->serial, c->cmd.type, (unsigned long long)idx);
-}
+/* ---- the flock history ---------------------------------------------------- */
 
 static void lz_add(const struct linz_op *op)
 {
@@ -858,7 +958,16 @@ static void lz_add(const struct linz_op *op)
 	S.lzv[S.lzn++] = *op;
 }
 
-/* Opens a history op for the request just built, when it is one the model
+/* TODO (t/linz.h now has ranged keys, LINZ_SET_SLOTS and
+ * LINZ_RELEASE_ALL): feed POSIX ranges (key space apart from flock on the
+ * same file, FLUSH = release of [0, UINT64_MAX], tries refused behind a
+ * queued waiter recorded as LINZ_ERR), the semaphore file (the slots
+ * SETXATTR as LINZ_SET_SLOTS) and lockfiles (CREATE|EXCL = try-ex, UNLINK =
+ * release, the session's close = LINZ_RELEASE_ALL) into the history too;
+ * lost locks then become LINZ_RELEASE_ALL ops closed at the SESSION_CLOSE
+ * commit as flock's lost releases are below.
+ *
+ * Opens a history op for the request just built, when it is one the model
  * knows: flock acquire or release on a plain file.  The semaphore file is
  * left out because a client can change its slot count in mid-run, and
  * POSIX locks, lockfiles and writes are not reader/writer lock ops. */
@@ -935,6 +1044,10 @@ static void lz_finish(void)
 			S.cl[k].lz_on = false;
 			lz_add(&S.cl[k].lz);
 		}
+	/* lost locks whose session was never closed: release pending */
+	for (size_t k = 0; k < S.nlost; k++)
+		lz_add(&S.lost[k].op);
+	S.nlost = 0;
 	for (size_t k = 0; k < S.lzn; k++) {
 		struct linz_op *op = &S.lzv[k];
 
@@ -971,64 +1084,512 @@ static void lz_finish(void)
 	}
 }
 
+/* ---- node sessions: forwarding, keepalives, leases ----------------------- */
+
+static int pick_node(void)
+{
+	return (int)between(&S.rng, 0, (uint64_t)S.n - 1);
+}
+
+/* Where node i sends what is meant for the leader: the leader its engine
+ * knows, else anyone (who answers with a hint). */
+static int leader_guess(int i)
+{
+	uint64_t l = S.nodes[i].r ? rf_leader(S.nodes[i].r) : 0;
+
+	if (!l)
+		l = S.nodes[i].hint;   /* a precandidate forgot it, not we */
+
+	return l >= 1 && l <= (uint64_t)S.n ? (int)l - 1 : pick_node();
+}
+
+static void smsg_send(int from, int to, const struct smsg *m, const uint8_t *body,
+		      size_t blen)
+{
+	uint8_t *buf;
+
+	if (m->kind == SM_FWD || m->kind == SM_FWD_ACK)
+		S.fmsgs++;
+	else
+		S.kmsgs++;
+	if (sdrop_hook && sdrop_hook(from, to, m)) {
+		tr("n%d -> n%d: message %d (%llu,%llu) dropped by the scenario", from + 1,
+		   to + 1, m->kind, (unsigned long long)m->session,
+		   (unsigned long long)m->serial);
+		return;
+	}
+	buf = xrealloc(NULL, sizeof(*m) + blen);
+	memcpy(buf, m, sizeof(*m));
+	if (blen)
+		memcpy(buf + sizeof(*m), body, blen);
+	net_push(from, to, E_SMSG, buf, sizeof(*m) + blen);
+	free(buf);
+}
+
+static void fwd_send(int i, struct fwd *f)
+{
+	struct smsg m = { .kind = SM_FWD, .session = f->session, .serial = f->serial };
+
+	f->sent_ms = local(i);
+	m.stamp = f->sent_ms;
+	f->sends++;
+	smsg_send(i, leader_guess(i), &m, f->buf, f->len);
+}
+
+/* Node i forwards a request of `client` (-1: its own) under its session. */
+static uint64_t node_forward(int i, int client, struct lc_cmd *cmd)
+{
+	struct node *nd = &S.nodes[i];
+	struct fwd *f;
+
+	cmd->origin = nd->sess;
+	cmd->serial = ++nd->sserial;
+	cmd->time_ns = S.now * 1000000ull;
+	if (nd->nfw == nd->capfw) {
+		nd->capfw = nd->capfw ? nd->capfw * 2 : 16;
+		nd->fw = xrealloc(nd->fw, nd->capfw * sizeof(*nd->fw));
+	}
+	f = &nd->fw[nd->nfw++];
+	memset(f, 0, sizeof(*f));
+	f->session = nd->sess;
+	f->serial = cmd->serial;
+	f->client = client;
+	if (lc_cmd_encode(cmd, &f->buf, &f->len))
+		fail("n%d cannot encode a command", i + 1);
+	fwd_send(i, f);
+	return cmd->serial;
+}
+
+static void open_session(int i)
+{
+	struct node *nd = &S.nodes[i];
+	struct lc_cmd cmd = { 0 };
+	static char name[8];
+
+	if (S.nsr == S.capsr) {
+		S.capsr = S.capsr ? S.capsr * 2 : 16;
+		S.sr = xrealloc(S.sr, S.capsr * sizeof(*S.sr));
+	}
+	S.sr[S.nsr] = (struct sreg){ .node = i };
+	nd->sess = SESS_BASE + S.nsr++;
+	nd->sserial = 0;
+	nd->sess_open = false;
+	lease_view_init(&nd->view, S.lease_ms, LEASE_MARGIN);
+	snprintf(name, sizeof(name), "n%d", i + 1);
+	cmd.type = LC_CMD_SESSION_OPEN;
+	cmd.session = nd->sess;
+	cmd.data = name;
+	cmd.data_len = (uint32_t)strlen(name);
+	nd->open_sent = local(i);
+	tr("n%d opens session %llu", i + 1, (unsigned long long)nd->sess);
+	node_forward(i, -1, &cmd);
+}
+
+static void lost_add(uint64_t session, const struct linz_op *op)
+{
+	if (S.nlost == S.caplost) {
+		S.caplost = S.caplost ? S.caplost * 2 : 16;
+		S.lost = xrealloc(S.lost, S.caplost * sizeof(*S.lost));
+	}
+	S.lost[S.nlost++] = (struct lostop){ session, *op };
+}
+
+/* The history ops of lost locks: a release from `call` (when the client
+ * stopped believing) until the session's SESSION_CLOSE commits. */
+static void lost_release(uint64_t session, uint32_t owner, uint64_t key, uint64_t call)
+{
+	struct linz_op op = { .client = owner, .key = key, .kind = LINZ_RELEASE,
+			      .out = LINZ_OK, .call = call, .ret = LINZ_INF };
+	struct sreg *r = sreg_of(session);
+
+	if (!S.lz || key == S.files[NFILES - 1])
+		return;
+	if (r && r->closed) {
+		op.ret = S.now;
+		lz_add(&op);
+		return;
+	}
+	lost_add(session, &op);
+}
+
+/* The client is told its lock is lost; it stopped believing at `call`. */
+static void client_lost(struct client *c, uint64_t call)
+{
+	if (c->hold == H_NONE)
+		return;
+	tr("c%d told its lock (kind %d, token %llu) is lost", (int)(c - S.cl) + 1, c->hold,
+	   (unsigned long long)c->hold_token);
+	c->lost++;
+	c->lost_at = S.now;
+	S.losts++;
+	if (c->hold == H_FLOCK)
+		lost_release(c->hold_sess, (uint32_t)c->hold_owner, c->hold_ino, call);
+	c->hold = H_NONE;
+}
+
+/* Sim time at which node i's lease view ran out (its clock may be off). */
+static uint64_t view_expired_at(int i)
+{
+	struct node *nd = &S.nodes[i];
+	uint64_t dl = lease_view_deadline(&nd->view), t;
+
+	if (!dl)
+		return S.now;
+	t = dl > nd->clock_off ? dl - nd->clock_off : 0;
+	return t < S.now ? t : S.now;
+}
+
+/* Node i's view of its session expired: its clients' locks are lost, and
+ * it opens a new session. */
+static void give_up(int i)
+{
+	struct node *nd = &S.nodes[i];
+	struct sreg *r = sreg_of(nd->sess);
+	uint64_t when = view_expired_at(i);
+
+	tr("n%d: lease view of session %llu expired: locks lost", i + 1,
+	   (unsigned long long)nd->sess);
+	if (r)
+		r->gave_up = true;
+	for (int k = 0; k < S.nclients; k++)
+		if (S.cl[k].node == i && S.cl[k].hold_sess == nd->sess)
+			client_lost(&S.cl[k], when);
+	open_session(i);
+}
+
+/* The first commit of a SESSION_CLOSE (the cluster frees the session). */
+static void session_closed(uint64_t session)
+{
+	struct sreg *r = sreg_of(session);
+	struct node *nd;
+	size_t k = 0;
+
+	if (!r || r->closed)
+		return;
+	r->closed = true;
+	r->closed_at = S.now;
+	S.expiries++;
+	nd = &S.nodes[r->node];
+	tr("session %llu of n%d freed by the cluster", (unsigned long long)session,
+	   r->node + 1);
+	if (nd->up && nd->sess == session) {
+		/* The node must have given up by its own clock already; its
+		 * timer only has not run yet. */
+		if (lease_view_state(&nd->view, local(r->node)) != LEASE_EXPIRED &&
+		    nd->view.started)
+			fail("session %llu of n%d freed while the node's lease view is valid "
+			     "(until local %llu, now %llu)", (unsigned long long)session,
+			     r->node + 1, (unsigned long long)lease_view_deadline(&nd->view),
+			     (unsigned long long)local(r->node));
+		give_up(r->node);
+	}
+	while (k < S.nlost) {
+		if (S.lost[k].session != session) {
+			k++;
+			continue;
+		}
+		S.lost[k].op.ret = S.now > S.lost[k].op.call ? S.now : S.lost[k].op.call;
+		lz_add(&S.lost[k].op);
+		S.lost[k] = S.lost[--S.nlost];
+	}
+}
+
+static void fwd_drop(struct node *nd, size_t k)
+{
+	free(nd->fw[k].buf);
+	nd->fw[k] = nd->fw[--nd->nfw];
+}
+
+static void client_answer(struct client *c, int status, uint64_t token, bool from_log);
+
+/* A completion applied on node i: answer the client it belongs to. */
+static void node_completion(int i, const struct lc_completion *cp)
+{
+	struct node *nd = &S.nodes[i];
+	struct fwd *f = NULL;
+	size_t k;
+	int client;
+
+	for (k = 0; k < nd->nfw; k++)
+		if (nd->fw[k].session == cp->origin && nd->fw[k].serial == cp->serial) {
+			f = &nd->fw[k];
+			break;
+		}
+	if (!f)
+		return;
+	if (cp->status == LC_PENDING) {
+		f->queued = true;
+		return;
+	}
+	client = f->client;
+	fwd_drop(nd, k);
+	if (client >= 0) {
+		client_answer(&S.cl[client], cp->status, cp->token, true);
+		return;
+	}
+	if (cp->status)
+		fail("n%d: session %llu open failed: %d", i + 1,
+		     (unsigned long long)cp->origin, cp->status);
+	if (cp->origin != nd->sess)
+		return;
+	nd->sess_open = true;
+	lease_view_ack(&nd->view, nd->open_sent);
+	nd->next_ka = local(i);
+	tr("n%d: session %llu open", i + 1, (unsigned long long)nd->sess);
+}
+
+/* Node i applied the SESSION_CLOSE of `session`: requests of that session
+ * still unanswered can never take effect now (ids are never reused). */
+static void node_session_gone(int i, uint64_t session)
+{
+	struct node *nd = &S.nodes[i];
+	size_t k = 0;
+
+	if (session == nd->sess)
+		fail("n%d applied the close of its live session %llu", i + 1,
+		     (unsigned long long)session);
+	while (k < nd->nfw) {
+		struct fwd *f = &nd->fw[k];
+		int client = f->client;
+
+		if (f->session != session) {
+			k++;
+			continue;
+		}
+		fwd_drop(nd, k);
+		if (client >= 0)
+			client_answer(&S.cl[client], -ENOLCK, 0, false);
+	}
+}
+
+/* The leader heard from `session`: true when it may acknowledge it (it
+ * holds its Raft lease, the session is in its state and not doomed). */
+static bool leader_contact(int i, uint64_t session)
+{
+	struct node *nd = &S.nodes[i];
+	const char *name;
+	size_t len;
+	int r;
+
+	if (!nd->tab_on || lc_session_name(nd->sm, session, &name, &len))
+		return false;
+	r = lease_touch(&nd->tab, session, local(i));
+	if (r < 0)
+		fail("n%d: lease_touch: %d", i + 1, r);
+	return r == 0 && rf_lease_valid(nd->r, local(i));
+}
+
+static uint64_t step_propose(int i, const uint8_t *buf, size_t len, uint64_t *leader);
+
+static void deliver_smsg(struct ev *e)
+{
+	int i = e->node;
+	struct node *nd = &S.nodes[i];
+	struct smsg m, a = { 0 };
+	uint64_t leader = 0;
+
+	if (e->len < sizeof(m))
+		fail("short node message");
+	memcpy(&m, e->buf, sizeof(m));
+	a.session = m.session;
+	a.serial = m.serial;
+	a.stamp = m.stamp;
+	a.leader = rf_leader(nd->r);
+	switch (m.kind) {
+	case SM_FWD:
+		a.kind = SM_FWD_ACK;
+		if (nd->role == RF_LEADER) {
+			a.ok = leader_contact(i, m.session);
+			if (!step_propose(i, e->buf + sizeof(m), e->len - sizeof(m), &leader))
+				a.ok = 0;
+		}
+		smsg_send(i, e->a, &a, NULL, 0);
+		break;
+	case SM_KA:
+		a.kind = SM_KA_ACK;
+		if (nd->role == RF_LEADER)
+			a.ok = leader_contact(i, m.session);
+		smsg_send(i, e->a, &a, NULL, 0);
+		break;
+	case SM_FWD_ACK:
+	case SM_KA_ACK:
+		if (m.ok && m.session == nd->sess)
+			lease_view_ack(&nd->view, m.stamp);
+		if (!m.ok && m.leader)
+			nd->hint = m.leader;
+		if (!m.ok && m.kind == SM_FWD_ACK)
+			for (size_t k = 0; k < nd->nfw; k++) {
+				struct fwd *f = &nd->fw[k];
+
+				/* not the leader: try again soon, where it points */
+				if (f->session == m.session && f->serial == m.serial &&
+				    !f->queued && f->sent_ms + REQ_TIMEOUT > local(i) + 20)
+					f->sent_ms = local(i) + 20 - REQ_TIMEOUT;
+			}
+		break;
+	default:
+		fail("node message of unknown kind %d", m.kind);
+	}
+}
+
+static void node_timer(int i)
+{
+	struct node *nd = &S.nodes[i];
+
+	nd->node_gen++;
+	at(S.now + NODE_TICK, E_NODE, i, 0, nd->node_gen);
+}
+
+/* The node's timer: its lease view, keepalives, retries; as leader, the
+ * sessions whose lease ran out. */
+static void node_tick(int i)
+{
+	struct node *nd = &S.nodes[i];
+	uint64_t l = local(i);
+	enum lease_state st;
+
+	if (nd->sess) {
+		st = lease_view_state(&nd->view, l);
+		if (st == LEASE_EXPIRED) {
+			give_up(i);
+		} else if (nd->view.started && l >= nd->next_ka) {
+			struct smsg m = { .kind = SM_KA, .session = nd->sess, .stamp = l };
+
+			smsg_send(i, leader_guess(i), &m, NULL, 0);
+			/* in jeopardy, try harder */
+			nd->next_ka = l + (st == LEASE_JEOPARDY ? S.lease_ms / 10 : S.lease_ms / 4);
+		}
+	}
+	for (size_t k = 0; k < nd->nfw; k++) {
+		struct fwd *f = &nd->fw[k];
+
+		/* A given-up session's requests wait for its close. */
+		if (f->session != nd->sess || f->queued || l < f->sent_ms + REQ_TIMEOUT)
+			continue;
+		tr("n%d re-forwards (%llu,%llu)", i + 1, (unsigned long long)f->session,
+		   (unsigned long long)f->serial);
+		fwd_send(i, f);
+	}
+	if (nd->tab_on && nd->role == RF_LEADER) {
+		uint64_t ex[16], leader;
+		size_t n;
+
+		while (nd->tab_on && (n = lease_expired(&nd->tab, l, ex, 16)) > 0)
+			for (size_t k = 0; k < n; k++) {
+				struct lc_cmd cmd = { .type = LC_CMD_SESSION_CLOSE };
+				uint8_t *buf;
+				size_t len;
+
+				cmd.session = ex[k];
+				cmd.serial = ++nd->close_serial;
+				cmd.time_ns = S.now * 1000000ull;
+				if (lc_cmd_encode(&cmd, &buf, &len))
+					fail("cannot encode a close");
+				tr("n%d: lease of session %llu ran out: proposes its close", i + 1,
+				   (unsigned long long)ex[k]);
+				step_propose(i, buf, len, &leader);
+				free(buf);
+				if (!S.nodes[i].up || !nd->tab_on)
+					break;
+			}
+	}
+	node_timer(i);
+}
+
+
+static void client_timer(struct client *c, uint64_t t)
+{
+	c->gen++;
+	at(t, E_CLIENT, (int)(c - S.cl), 0, c->gen);
+}
+
+/* ---- clients ------------------------------------------------------------- */
+
+/* Hands the request to the client's node, which forwards it. */
 static void client_request(struct client *c, const struct lc_cmd *cmd)
 {
-	size_t len;
+	struct node *nd = &S.nodes[c->node];
+	uint8_t t = cmd->type;
 
-	free(c->buf);
-	c->buf = NULL;
 	c->cmd = *cmd;
-	c->cmd.origin = c->session;
-	c->cmd.serial = ++c->serial;
-	c->cmd.time_ns = S.now * 1000000ull;
-	if (lc_cmd_encode(&c->cmd, &c->buf, &len))
-		fail("client %llu cannot encode a command", (unsigned long long)c->session);
-	c->len = len;
 	c->sent_at = S.now;
 	c->state = C_WAIT;
+	c->req_sess = nd->sess;
 	lz_begin(c);
-	client_submit(c);
+	/* A client stops believing it holds when it asks to release. */
+	if (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH || t == LC_CMD_UNLINK)
+		c->hold = H_NONE;
+	c->serial = node_forward(c->node, (int)(c - S.cl), &c->cmd);
+	tr("c%d -> n%d (%llu,%llu) type %d", (int)(c - S.cl) + 1, c->node + 1,
+	   (unsigned long long)c->req_sess, (unsigned long long)c->serial, t);
 }
 
 static const char *fname[NFILES] = { "f0", "f1", "f2", "sem" };
 
-/* Picks the client's next request: open its session, release what it holds,
- * or take a new lock of a random kind. */
+/* True when node i can take a new request: up, running, with an open
+ * session whose lease is not in jeopardy (SPEC: new requests wait). */
+static bool node_ready(int i, bool release)
+{
+	struct node *nd = &S.nodes[i];
+	enum lease_state st;
+
+	if (!nd->up || S.now < nd->paused_until || !nd->sess_open)
+		return false;
+	st = lease_view_state(&nd->view, local(i));
+	return st == LEASE_OK || (release && st == LEASE_JEOPARDY);
+}
+
+/* Picks the client's next request: release what it holds, or take a new
+ * lock of a random kind. */
 static void client_next(struct client *c)
 {
 	struct lc_cmd cmd = { 0 };
 	int f = (int)between(&S.rng, 0, NFILES - 1);
+	uint64_t sess = S.nodes[c->node].sess;
+	uint32_t pid = (uint32_t)(c - S.cl) + 1;
 
-	if (!c->opened) {
-		cmd.type = LC_CMD_SESSION_OPEN;
-		cmd.session = c->session;
-		cmd.data = "client";
-		cmd.data_len = 6;
-	} else if (c->hold == H_FLOCK) {
+	if (c->hold == H_NONE && (c->ops_left <= 0 || c->scripted)) {
+		c->state = C_DONE;
+		return;
+	}
+	if (!node_ready(c->node, c->hold != H_NONE)) {
+		client_timer(c, S.now + 20);
+		return;
+	}
+	if (c->hold == H_FLOCK) {
 		cmd.type = LC_CMD_RELEASE;
 		cmd.ino = c->hold_ino;
-		cmd.who = (struct lc_owner){ c->session, c->hold_owner, (uint32_t)c->session };
+		cmd.who = (struct lc_owner){ c->hold_sess, c->hold_owner, pid };
 	} else if (c->hold == H_POSIX) {
 		cmd.type = LC_CMD_FLUSH;
 		cmd.ino = c->hold_ino;
-		cmd.who = (struct lc_owner){ c->session, c->hold_owner, (uint32_t)c->session };
+		cmd.who = (struct lc_owner){ c->hold_sess, c->hold_owner, pid };
 	} else if (c->hold == H_FILE) {
 		cmd.type = LC_CMD_UNLINK;
 		cmd.parent = LC_INO_ROOT;
 		cmd.name = c->hold_name;
 		cmd.name_len = (uint32_t)strlen(c->hold_name);
-	} else if (c->ops_left <= 0 || c->scripted) {
-		c->state = C_DONE;
-		return;
 	} else {
 		static uint8_t big[60000];
-		unsigned k = (unsigned)between(&S.rng, 0, 29);
+		unsigned k = S.measuring ? 0 : (unsigned)between(&S.rng, 0, 29);
 
-		cmd.who = (struct lc_owner){ c->session, c->session * 1000 + c->serial + 1,
-					     (uint32_t)c->session };
+		/* owner ids are distinct per client and per acquisition */
+		cmd.who = (struct lc_owner){ sess, (uint64_t)pid * 100000u + ++c->acqs, pid };
 		cmd.ino = S.files[f];
 		cmd.flags = chance(&S.rng, 50) ? LC_LK_WAIT : 0;
-		if (k < 14) {
+		if (S.measuring == 2) {
+			cmd.type = LC_CMD_SETLK;
+			cmd.lock_type = LC_WRLCK;
+			cmd.flags = LC_LK_WAIT;
+			cmd.ino = S.files[0];
+			cmd.start = (uint64_t)pid * 100u;
+			cmd.end = cmd.start + 99u;
+		} else if (S.measuring) {
+			cmd.type = LC_CMD_FLOCK;
+			cmd.lock_type = LC_WRLCK;
+			cmd.flags = LC_LK_WAIT;
+			cmd.ino = S.files[f % 3];
+		} else if (k < 14) {
 			cmd.type = LC_CMD_FLOCK;
 			cmd.lock_type = chance(&S.rng, 60) ? LC_WRLCK : LC_RDLCK;
 		} else if (k < 20) {
@@ -1066,77 +1627,105 @@ static void client_next(struct client *c)
 	client_request(c, &cmd);
 }
 
-static void client_answer(struct client *c, int node, const struct lc_completion *cp)
+/* The final answer to the client's request: from its node's applied log
+ * (from_log), or made up by the node when the request can no longer take
+ * effect (its session was closed: -ENOLCK) or the node died (-EIO). */
+static void client_answer(struct client *c, int status, uint64_t token, bool from_log)
 {
-	struct ans *a;
+	struct node *nd = &S.nodes[c->node];
+	struct sreg *r = sreg_of(c->req_sess);
 	uint8_t t = c->cmd.type;
+	uint64_t call = c->sent_at;
+	int k = (int)(c - S.cl) + 1;
 
-	if ((c->state != C_WAIT && c->state != C_PENDING) || cp->serial != c->serial ||
-	    node != c->node)
-		return;
-	if (cp->status == LC_PENDING) {
-		if (c->state == C_WAIT) {
-			c->state = C_PENDING;
-			client_timer(c, S.now + 3 * REQ_TIMEOUT);
-		}
-		return;
+	if (c->state != C_WAIT)
+		fail("client %d got an answer it was not waiting for", k);
+	if (from_log) {
+		struct ans *a = ans_of(c->req_sess, c->serial);
+
+		if (!a || !a->final || a->status != status || a->token != token)
+			fail("client %d (%llu,%llu) got %d token %llu, the log says %d token %llu",
+			     k, (unsigned long long)c->req_sess, (unsigned long long)c->serial,
+			     status, (unsigned long long)token, a && a->final ? a->status : 99,
+			     a ? (unsigned long long)a->token : 0ull);
 	}
-	a = c->serial < 512 ? &S.ans[c - S.cl][c->serial] : NULL;
-	if (a && (!a->final || a->status != cp->status || a->token != cp->token))
-		fail("client %llu serial %llu got %d token %llu, the log says %d token %llu",
-		     (unsigned long long)c->session, (unsigned long long)c->serial,
-		     cp->status, (unsigned long long)cp->token, a->final ? a->status : 99,
-		     (unsigned long long)a->token);
-	tr("c%llu <- n%d serial %llu status %d token %llu", (unsigned long long)c->session,
-	   node + 1, (unsigned long long)c->serial, cp->status, (unsigned long long)cp->token);
+	tr("c%d <- n%d (%llu,%llu) status %d token %llu", k, c->node + 1,
+	   (unsigned long long)c->req_sess, (unsigned long long)c->serial, status,
+	   (unsigned long long)token);
 	c->answers++;
-	lz_end(c, cp->status);
-	c->last_status = cp->status;
-	c->last_token = cp->token;
-	if (t == LC_CMD_SESSION_OPEN) {
-		if (cp->status)
-			fail("session open failed: %d", cp->status);
-		c->opened = true;
-	} else if ((t == LC_CMD_FLOCK || t == LC_CMD_SETLK) && cp->status == 0) {
-		c->hold = t == LC_CMD_FLOCK ? H_FLOCK : H_POSIX;
+	/* A release refused for want of a session was done by the close. */
+	lz_end(c, (t == LC_CMD_RELEASE && status == -ENOLCK) ? 0 : status);
+	c->last_status = status;
+	c->last_token = token;
+	if ((t == LC_CMD_FLOCK || t == LC_CMD_SETLK || t == LC_CMD_CREATE) && status == 0) {
+		c->hold = t == LC_CMD_FLOCK ? H_FLOCK : t == LC_CMD_SETLK ? H_POSIX : H_FILE;
 		c->hold_ino = c->cmd.ino;
 		c->hold_owner = c->cmd.who.owner;
-	} else if (t == LC_CMD_CREATE && cp->status == 0) {
-		c->hold = H_FILE;
-	} else if (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH || t == LC_CMD_UNLINK) {
-		if (cp->status && t == LC_CMD_UNLINK)
-			fail("client %llu could not remove its lockfile: %d",
-			     (unsigned long long)c->session, cp->status);
-		c->hold = H_NONE;
+		c->hold_type = c->cmd.lock_type;
+		c->hold_start = t == LC_CMD_SETLK ? c->cmd.start : 0;
+		c->hold_end = t == LC_CMD_SETLK ? c->cmd.end : LC_OFF_MAX;
+		c->hold_sess = c->req_sess;
+		c->hold_token = token;
+		/* Granted to a session its node has given up: lost at once
+		 * (the grant took effect between the call and the close). */
+		if (!nd->up || c->req_sess != nd->sess || (r && r->gave_up))
+			client_lost(c, call);
+	} else if (t == LC_CMD_UNLINK && status && status != -ENOLCK && status != -EIO) {
+		fail("client %d could not remove its lockfile: %d", k, status);
 	}
+	if (S.measuring && (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH) && status == 0)
+		S.pairs++;
 	c->state = c->scripted ? C_DONE : C_IDLE;
-	client_timer(c, S.now + between(&S.rng, 0, c->hold ? 40 : 20));
+	/* measuring: no think time, so batching has something to batch */
+	client_timer(c, S.now + (S.measuring ? 0 : between(&S.rng, 0, c->hold ? 40 : 20)));
+}
+
+/* Node i crashed: its clients' requests end with EIO (they may or may not
+ * take effect) and their locks are lost. */
+static void node_crash_clients(int i)
+{
+	struct node *nd = &S.nodes[i];
+	struct sreg *r = sreg_of(nd->sess);
+
+	if (r)
+		r->gave_up = true;
+	for (size_t k = 0; k < nd->nfw; k++) {
+		struct fwd *f = &nd->fw[k];
+		struct client *c = f->client >= 0 ? &S.cl[f->client] : NULL;
+
+		if (c && c->state == C_WAIT) {
+			bool acq = c->lz_on && c->lz.kind != LINZ_RELEASE;
+			struct linz_op op = c->lz;
+
+			if (c->lz_on) {            /* pending: may or may not happen */
+				c->lz_on = false;
+				lz_add(&c->lz);
+			}
+			/* an acquire that may have been granted is freed by the
+			 * close, if at all: a pending release says so */
+			if (acq) {
+				op.kind = LINZ_RELEASE;
+				op.out = LINZ_OK;
+				lz_add(&op);
+			}
+			client_answer(c, -EIO, 0, false);
+		}
+		free(f->buf);
+	}
+	nd->nfw = 0;
+	for (int k = 0; k < S.nclients; k++)
+		if (S.cl[k].node == i && S.cl[k].hold_sess == nd->sess)
+			client_lost(&S.cl[k], S.now);
+	nd->sess = 0;
+	nd->sess_open = false;
 }
 
 static void client_event(struct ev *e)
 {
 	struct client *c = &S.cl[e->node];
 
-	if (e->gen != c->gen)
-		return;
-	switch (c->state) {
-	case C_IDLE:
+	if (e->gen == c->gen && c->state == C_IDLE)
 		client_next(c);
-		break;
-	case C_WAIT:
-	case C_PENDING:
-		/* No answer in time: retry the same (origin, serial) where the
-		 * leader may now be. */
-		tr("c%llu retries serial %llu", (unsigned long long)c->session,
-		   (unsigned long long)c->serial);
-		c->node = leader_node();
-		if (c->node < 0)
-			c->node = pick_node();
-		client_submit(c);
-		break;
-	default:
-		break;
-	}
 }
 
 /* ---- faults -------------------------------------------------------------- */
@@ -1242,7 +1831,8 @@ static void dispatch(struct ev *e)
 	struct node *nd = e->node >= 0 && e->node < S.n ? &S.nodes[e->node] : NULL;
 
 	S.events++;
-	if (nd && (e->type == E_MSG || e->type == E_TICK || e->type == E_SYNC) &&
+	if (nd && (e->type == E_MSG || e->type == E_TICK || e->type == E_SYNC ||
+		   e->type == E_SMSG || e->type == E_NODE) &&
 	    S.now < nd->paused_until && nd->up) {
 		e->t = nd->paused_until;       /* a paused process runs later */
 		push(*e);
@@ -1253,6 +1843,15 @@ static void dispatch(struct ev *e)
 		if (nd->up)
 			deliver(e);
 		free(e->buf);
+		break;
+	case E_SMSG:
+		if (nd->up)
+			deliver_smsg(e);
+		free(e->buf);
+		break;
+	case E_NODE:
+		if (nd->up && e->gen == nd->node_gen)
+			node_tick(e->node);
 		break;
 	case E_TICK:
 		if (nd->up && e->gen == nd->tick_gen) {
@@ -1318,6 +1917,47 @@ static void check_leases(void)
 		S.max_leaders = leaders;
 }
 
+/* At every step: no two clients whose node's lease view is valid believe
+ * they hold conflicting locks (flock, POSIX ranges, lockfiles). */
+static bool believes(int k)
+{
+	struct client *c = &S.cl[k];
+	struct node *nd = &S.nodes[c->node];
+	enum lease_state st;
+
+	if (c->hold == H_NONE || !nd->up || c->hold_sess != nd->sess)
+		return false;
+	st = lease_view_state(&nd->view, local(c->node));
+	return st == LEASE_OK || st == LEASE_JEOPARDY;
+}
+
+static void check_beliefs(void)
+{
+	for (int a = 0; a < S.nclients; a++) {
+		const struct client *x = &S.cl[a];
+
+		if (!believes(a))
+			continue;
+		for (int b = a + 1; b < S.nclients; b++) {
+			const struct client *y = &S.cl[b];
+			bool clash = false;
+
+			if (!believes(b) || x->hold != y->hold)
+				continue;
+			if (x->hold == H_FILE)
+				clash = !strcmp(x->hold_name, y->hold_name);
+			else if (x->hold_ino == y->hold_ino &&
+				 (x->hold_type == LC_WRLCK || y->hold_type == LC_WRLCK))
+				clash = x->hold_start <= y->hold_end && y->hold_start <= x->hold_end;
+			if (clash)
+				fail("clients %d (n%d, token %llu) and %d (n%d, token %llu) both "
+				     "believe they hold a conflicting lock (kind %d)", a + 1,
+				     x->node + 1, (unsigned long long)x->hold_token, b + 1,
+				     y->node + 1, (unsigned long long)y->hold_token, x->hold);
+		}
+	}
+}
+
 static bool all_done(void)
 {
 	for (int k = 0; k < S.nclients; k++)
@@ -1334,6 +1974,7 @@ static void run_until(uint64_t t, bool stop_when_done)
 		S.now = e.t;
 		dispatch(&e);
 		check_leases();
+		check_beliefs();
 		if (stop_when_done && !S.faults_on && all_done() &&
 		    leader_node() >= 0)
 			return;
@@ -1378,7 +2019,10 @@ static void world_init(uint64_t seed, int voters, int clients, int ops)
 
 	memset(&S.nodes, 0, sizeof(S.nodes));
 	memset(&S.cl, 0, sizeof(S.cl));
-	memset(S.ans, 0, sizeof(S.ans));
+	S.nsr = 0;
+	S.nlost = 0;
+	if (!S.lease_ms)
+		S.lease_ms = LEASE_MS;
 	memset(S.last_token, 0, sizeof(S.last_token));
 	heal_net();
 	S.seed = seed;
@@ -1438,9 +2082,7 @@ static void world_init(uint64_t seed, int voters, int clients, int ops)
 	for (int k = 0; k < clients; k++) {
 		struct client *c = &S.cl[k];
 
-		c->session = (uint64_t)k + 1;
 		c->node = pick_node();
-		c->pinned = -1;
 		c->ops_left = ops;
 		client_timer(c, between(&S.rng, 0, 100));
 	}
@@ -1458,12 +2100,16 @@ static void world_free(void)
 
 		if (nd->up)
 			node_crash(i);
+		free(nd->fw);
 		disk_truncate(nd, 0);
 		free(nd->dlog);
 		free(nd->pw);
 	}
-	for (int k = 0; k < MAXC; k++)
-		free(S.cl[k].buf);
+	for (size_t k = 0; k < S.nsr; k++)
+		free(S.sr[k].ans);
+	S.nsr = 0;
+	S.nlost = 0;
+	S.lease_ms = 0;
 	for (size_t k = 0; k < S.gcn; k++)
 		free(S.gc[k].buf);
 	free(S.gc);
@@ -1481,6 +2127,42 @@ static void world_free(void)
 	S.term_cap = 0;
 }
 
+static int settled_state(void)
+{
+	struct lc_stats st;
+	size_t live = 0;
+
+	for (int i = 0; i < S.n; i++) {
+		struct node *nd = &S.nodes[i];
+
+		if (!nd->up || !nd->sess_open ||
+		    lease_view_state(&nd->view, local(i)) != LEASE_OK)
+			return 0;
+		live++;
+	}
+	/* every session the cluster still has is a live node's */
+	lc_stats(S.ref, &st);
+	return st.sessions == live ? 1 : 0;
+}
+
+/* After heal: every node has a live session, and every session the
+ * cluster still knows (so every holder, waiter and lockfile) is one of
+ * them: a closed, given-up or crashed node's session is gone. */
+static void check_settled(void)
+{
+	uint64_t until = S.now + 4 * S.lease_ms + LIVE_BOUND / 4;
+
+	while (!settled_state() && S.now < until)
+		run_until(S.now + 50, false);
+	if (!settled_state()) {
+		struct lc_stats st;
+
+		lc_stats(S.ref, &st);
+		fail("after heal: %llu sessions in the cluster, not one per live node",
+		     (unsigned long long)st.sessions);
+	}
+}
+
 /* The end of every run: liveness after heal, then the global checks. */
 static void finish_checks(void)
 {
@@ -1495,11 +2177,7 @@ static void finish_checks(void)
 	if (leader_node() < 0)
 		fail("liveness: no leader after heal");
 	check_log_matching();
-	for (int k = 0; k < S.nclients; k++)
-		for (uint64_t s = 1; s <= S.cl[k].serial && s < 512; s++)
-			if (!S.ans[k][s].applied)
-				fail("client %d serial %llu acknowledged but never applied", k + 1,
-				     (unsigned long long)s);
+	check_settled();
 }
 
 static void run_seed(uint64_t seed, int voters)
@@ -1540,28 +2218,36 @@ static void expect(bool ok, const char *what)
 	tr("ok: %s", what);
 }
 
-static void script(int k, uint8_t type, int file, uint8_t lt)
+/* Client k asks for `type` on `file` (a release names what it holds). */
+static void script(int k, uint8_t type, int file, uint8_t lt, uint32_t flags)
 {
 	struct lc_cmd cmd = { 0 };
 	struct client *c = &S.cl[k];
+	uint32_t pid = (uint32_t)k + 1;
 
 	cmd.type = type;
 	cmd.ino = S.files[file];
 	cmd.lock_type = lt;
-	cmd.who = (struct lc_owner){ c->session, c->session * 1000 + 7, (uint32_t)c->session };
+	cmd.flags = flags;
+	if (type == LC_CMD_RELEASE)
+		cmd.who = (struct lc_owner){ c->hold_sess, c->hold_owner, pid };
+	else
+		cmd.who = (struct lc_owner){ S.nodes[c->node].sess,
+					     (uint64_t)pid * 100000u + ++c->acqs, pid };
 	client_request(c, &cmd);
 }
 
+/* Scripted clients, and every node's session open. */
 static void open_sessions(void)
 {
 	for (int k = 0; k < S.nclients; k++) {
 		S.cl[k].scripted = true;
 		S.cl[k].gen++;           /* cancel the random start */
-		client_next(&S.cl[k]);
+		S.cl[k].state = C_DONE;
 	}
 	run_until(S.now + 2000, false);
-	for (int k = 0; k < S.nclients; k++)
-		expect(S.cl[k].opened, "every client opened its session");
+	for (int i = 0; i < S.n; i++)
+		expect(S.nodes[i].sess_open, "every node opened its session");
 }
 
 static bool holds(struct lc_state *sm, int file, uint64_t session)
@@ -1583,6 +2269,7 @@ static void scenario_two_leaders(void)
 	int old, nw = -1;
 
 	S.scenario = "two-leaders";
+	S.lease_ms = 10000;                /* SPEC's default: nothing expires here */
 	world_init(1, 3, 2, 0);
 	S.faults_on = false;
 	S.heal_at = 0;
@@ -1594,8 +2281,8 @@ static void scenario_two_leaders(void)
 	 * freeze it; then ask the majority side for the same lock. */
 	for (int b = 0; b < S.n; b++)
 		S.block[old][b] = S.block[b][old] = b != old;
-	S.cl[0].pinned = old;
-	script(0, LC_CMD_FLOCK, 0, LC_WRLCK);
+	S.cl[0].node = old;
+	script(0, LC_CMD_FLOCK, 0, LC_WRLCK, 0);
 	S.nodes[old].paused_until = S.now + 1000;
 	run_until(S.now + 600, false);
 	for (int i = 0; i < S.n; i++)
@@ -1606,22 +2293,21 @@ static void scenario_two_leaders(void)
 	expect(rf_term(S.nodes[nw].r) > rf_term(S.nodes[old].r),
 	       "the two leaders are in different terms");
 	S.cl[1].node = nw;
-	script(1, LC_CMD_FLOCK, 0, LC_WRLCK);
+	script(1, LC_CMD_FLOCK, 0, LC_WRLCK, 0);
 	run_until(S.now + 300, false);
 	expect(S.max_leaders >= 2, "two nodes believed they led at one instant");
 	expect(S.cl[1].last_status == 0 && S.cl[1].hold == H_FLOCK,
 	       "the majority side granted f0");
 	run_until(S.now + 1000, false);
 	expect(S.nodes[old].role != RF_LEADER, "the old leader stepped down when it woke");
-	expect(S.cl[0].answers == 1, "the cut-off leader answered nothing");
+	expect(S.cl[0].answers == 0, "the cut-off leader answered nothing");
 	heal_net();
-	S.cl[0].pinned = -1;
 	run_until(S.now + 3000, false);
-	expect(S.cl[0].answers == 2 && S.cl[0].last_status == -EAGAIN,
+	expect(S.cl[0].answers == 1 && S.cl[0].last_status == -EAGAIN,
 	       "after healing, the cut-off request is refused (f0 is held)");
 	for (int i = 0; i < S.n; i++)
-		expect(holds(S.nodes[i].sm, 0, S.cl[1].session) &&
-		       !holds(S.nodes[i].sm, 0, S.cl[0].session),
+		expect(holds(S.nodes[i].sm, 0, S.cl[1].hold_sess) &&
+		       !holds(S.nodes[i].sm, 0, S.cl[0].req_sess),
 		       "every node agrees who holds f0");
 	check_log_matching();
 	world_free();
@@ -1633,6 +2319,7 @@ static void scenario_quorum_loss(void)
 	int l;
 
 	S.scenario = "quorum-loss";
+	S.lease_ms = 10000;                /* quorum comes back inside the lease */
 	world_init(2, 3, 2, 0);
 	S.faults_on = false;
 	run_until(1500, false);
@@ -1640,28 +2327,29 @@ static void scenario_quorum_loss(void)
 	l = leader_node();
 	expect(l >= 0, "a leader is elected");
 	S.cl[0].node = l;
-	script(0, LC_CMD_FLOCK, 0, LC_WRLCK);
+	script(0, LC_CMD_FLOCK, 0, LC_WRLCK, 0);
 	run_until(S.now + 500, false);
 	expect(S.cl[0].hold == H_FLOCK, "client 1 holds f0");
 	for (int i = 0; i < S.n; i++)
 		if (i != l)
 			node_crash(i);
-	S.cl[1].pinned = l;
-	script(1, LC_CMD_FLOCK, 1, LC_WRLCK);
+	S.cl[1].node = l;
+	script(1, LC_CMD_FLOCK, 1, LC_WRLCK, 0);
 	run_until(S.now + 3000, false);
-	expect(S.cl[1].answers == 1, "no new grant commits without a quorum");
-	expect(holds(S.nodes[l].sm, 0, S.cl[0].session), "the survivor still shows f0 held");
+	expect(S.cl[1].answers == 0, "no new grant commits without a quorum");
+	expect(holds(S.nodes[l].sm, 0, S.cl[0].hold_sess), "the survivor still shows f0 held");
 	expect(S.nodes[l].role != RF_LEADER, "the survivor stepped down (check-quorum)");
 	for (int i = 0; i < S.n; i++)
 		if (i != l)
 			node_start(i);
-	S.cl[1].pinned = -1;
 	run_until(S.now + 4000, false);
-	expect(S.cl[1].answers == 2 && S.cl[1].hold == H_FLOCK,
+	expect(S.cl[1].answers == 1 && S.cl[1].hold == H_FLOCK,
 	       "after the quorum returns, the new request is granted");
 	for (int i = 0; i < S.n; i++)
-		expect(holds(S.nodes[i].sm, 0, S.cl[0].session),
+		expect(holds(S.nodes[i].sm, 0, S.cl[0].hold_sess),
 		       "every node, restarted ones included, shows f0 still held");
+	expect(S.cl[0].lost == 0 && S.cl[0].hold == H_FLOCK,
+	       "the holder never lost its lock (contact came back inside the lease)");
 	check_log_matching();
 	world_free();
 }
@@ -1710,6 +2398,7 @@ static void scenario_figure8(void)
 	int nl;
 
 	S.scenario = "figure8";
+	S.lease_ms = 10000;
 	world_init(3, 5, 1, 0);
 	S.faults_on = false;
 	run_until(1500, false);
@@ -1735,7 +2424,7 @@ static void scenario_figure8(void)
 			S.block[f8_old][i] = S.block[i][f8_old] = true;
 			S.block[f8_f2][i] = S.block[i][f8_f2] = true;
 		}
-	S.cl[0].pinned = f8_old;
+	S.cl[0].node = f8_old;
 	client_request(&S.cl[0], &cmd);
 	run_until(S.now + 60, false);
 	x_idx = rf_last_index(S.nodes[f8_old].r);
@@ -1775,12 +2464,229 @@ static void scenario_figure8(void)
 	f8_noop_term = 0;
 	heal_net();
 	node_start(nl);
-	S.cl[0].pinned = -1;
 	run_until(S.now + 3000, false);
-	expect(S.cl[0].answers == 2 && S.cl[0].last_status == 0,
-	       "the write completes once, after everything heals");
+	/* The writer's node crashed in (a): its client got EIO, once. */
+	expect(S.cl[0].answers == 1 && S.cl[0].last_status == -EIO,
+	       "the write's client got one answer (EIO: its node died)");
 	check_log_matching();
 	f8_s5 = -1;
+	world_free();
+}
+
+/* ---- scenarios: sessions and leases ---------------------------------------- */
+
+static void isolate(int i, bool on)
+{
+	for (int b = 0; b < S.n; b++)
+		if (b != i)
+			S.block[i][b] = S.block[b][i] = on;
+}
+
+/* lost-report: a lost delivery report affects only its own request.  (1)
+ * The first forward of one request is lost: it completes once, after the
+ * node's retry.  (2) Everything towards its node is lost for a while after
+ * the forward got through (the commit and the ack): the node retries the
+ * same (origin, serial), the log answers the retry from its dedup window,
+ * and the client gets one answer.  Other clients are never held up. */
+static uint64_t lr_sess, lr_serial;
+static int lr_drops, lr_victim = -1;
+static uint64_t lr_until;
+
+static bool lr_sdrop(int from, int to, const struct smsg *m)
+{
+	(void)from;
+	if (m->kind == SM_FWD && m->session == lr_sess && m->serial == lr_serial &&
+	    !lr_drops) {
+		lr_drops++;
+		return true;
+	}
+	return to == lr_victim && S.now < lr_until;
+}
+
+static bool lr_drop(int from, const struct rf_msg *m)
+{
+	(void)from;
+	return (int)m->to - 1 == lr_victim && S.now < lr_until;
+}
+
+static void scenario_lost_report(void)
+{
+	int l, a, b;
+	struct ans *x;
+	uint64_t rel;
+
+	S.scenario = "lost-report";
+	world_init(4, 3, 3, 0);
+	S.faults_on = false;
+	run_until(1500, false);
+	open_sessions();
+	l = leader_node();
+	expect(l >= 0, "a leader is elected");
+	a = (l + 1) % S.n;
+	b = (l + 2) % S.n;
+	S.cl[0].node = a;
+	S.cl[1].node = b;
+	S.cl[2].node = b;
+	/* (1) the first forward of c1's request is lost */
+	lr_sess = S.nodes[a].sess;
+	lr_serial = S.nodes[a].sserial + 1;
+	sdrop_hook = lr_sdrop;
+	drop_hook = lr_drop;
+	script(0, LC_CMD_FLOCK, 0, LC_WRLCK, 0);
+	run_until(S.now + 30, false);
+	script(1, LC_CMD_FLOCK, 1, LC_WRLCK, 0);
+	run_until(S.now + 100, false);
+	expect(lr_drops == 1, "the first forward was lost");
+	expect(S.cl[1].answers == 1 && S.cl[1].last_status == 0,
+	       "another client's request meanwhile completes at once");
+	expect(S.cl[0].answers == 0, "the request whose forward was lost waits");
+	run_until(S.now + 1000, false);
+	x = ans_of(lr_sess, lr_serial);
+	expect(S.cl[0].answers == 1 && S.cl[0].last_status == 0 && S.cl[0].hold == H_FLOCK,
+	       "after the node's retry it completes, once, granted");
+	expect(x && x->applied == 1, "it is in the log once");
+	/* (2) the answer path to the node is lost after the forward got in */
+	lr_victim = a;
+	lr_until = S.now + 450;
+	script(0, LC_CMD_RELEASE, 0, 0, 0);
+	rel = S.cl[0].serial;
+	run_until(S.now + 30, false);
+	script(2, LC_CMD_FLOCK, 2, LC_WRLCK, 0);
+	run_until(S.now + 100, false);
+	expect(S.cl[2].answers == 1 && S.cl[2].last_status == 0,
+	       "another client's request meanwhile completes at once");
+	expect(S.cl[0].answers == 1, "the release whose answer was lost waits");
+	run_until(S.now + 1500, false);
+	x = ans_of(S.cl[0].req_sess, rel);
+	expect(S.cl[0].answers == 2 && S.cl[0].last_status == 0,
+	       "the release completes once, with its first answer");
+	expect(x && x->applied >= 2, "the retry reached the log and was answered by dedup");
+	for (int i = 0; i < S.n; i++)
+		expect(!holds(S.nodes[i].sm, 0, S.cl[0].req_sess), "f0 is free on every node");
+	expect(S.cl[0].lost == 0 && S.cl[1].lost == 0 && S.cl[2].lost == 0, "nothing was lost");
+	sdrop_hook = NULL;
+	drop_hook = NULL;
+	lr_victim = -1;
+	lr_drops = 0;
+	check_log_matching();
+	world_free();
+}
+
+/* Client 0 on node a holds f0; client 1 on node b waits for it. */
+static void holder_and_waiter(uint64_t seed, int voters, int *l, int *a, int *b)
+{
+	world_init(seed, voters, 2, 0);
+	S.faults_on = false;
+	run_until(1500, false);
+	open_sessions();
+	*l = leader_node();
+	expect(*l >= 0, "a leader is elected");
+	*a = (*l + 1) % S.n;
+	*b = (*l + 2) % S.n;
+	S.cl[0].node = *a;
+	S.cl[1].node = *b;
+	script(0, LC_CMD_FLOCK, 0, LC_WRLCK, 0);
+	run_until(S.now + 300, false);
+	expect(S.cl[0].hold == H_FLOCK, "client 1 holds f0");
+	script(1, LC_CMD_FLOCK, 0, LC_WRLCK, LC_LK_WAIT);
+	run_until(S.now + 300, false);
+	expect(S.cl[1].answers == 0, "client 2 waits for f0");
+}
+
+/* lease-expiry: a node holding a lock is cut off past its lease: its
+ * client is told the lock is lost before the leader frees it, and the
+ * waiter on another node gets it with a higher token. */
+static void scenario_lease_expiry(void)
+{
+	int l, a, b;
+	uint64_t sa, tok, cut;
+	struct sreg *r;
+
+	S.scenario = "lease-expiry";
+	holder_and_waiter(5, 3, &l, &a, &b);
+	sa = S.nodes[a].sess;
+	tok = S.cl[0].hold_token;
+	isolate(a, true);
+	cut = S.now;
+	run_until(S.now + 3 * S.lease_ms, false);
+	r = sreg_of(sa);
+	expect(S.cl[0].lost == 1 && S.cl[0].hold == H_NONE, "the holder was told its lock is lost");
+	expect(r && r->closed, "the leader closed the cut-off node's session");
+	expect(S.cl[0].lost_at <= r->closed_at, "... after the holder was told");
+	expect(r->closed_at >= cut + S.lease_ms - S.lease_ms / 4 - 2 * CLOCK_DRIFT,
+	       "... and not before a lease without contact");
+	expect(S.cl[1].answers == 1 && S.cl[1].last_status == 0 && S.cl[1].hold == H_FLOCK,
+	       "the waiter on another node got f0");
+	expect(S.cl[1].hold_token > tok, "with a higher token");
+	isolate(a, false);
+	run_until(S.now + 2000, false);
+	expect(S.nodes[a].sess != sa && S.nodes[a].sess_open,
+	       "the node opened a new session once it could");
+	check_log_matching();
+	world_free();
+}
+
+/* lease-heal: the same cut, shorter than the lease: nothing is lost. */
+static void scenario_lease_heal(void)
+{
+	int l, a, b;
+	uint64_t sa;
+
+	S.scenario = "lease-heal";
+	holder_and_waiter(6, 3, &l, &a, &b);
+	sa = S.nodes[a].sess;
+	isolate(a, true);
+	run_until(S.now + S.lease_ms / 2, false);
+	isolate(a, false);
+	run_until(S.now + 3 * S.lease_ms, false);
+	expect(S.cl[0].lost == 0 && S.cl[0].hold == H_FLOCK, "the holder still holds f0");
+	expect(S.nodes[a].sess == sa && !sreg_of(sa)->closed, "its session lives on");
+	expect(S.cl[1].answers == 0, "the waiter still waits");
+	script(0, LC_CMD_RELEASE, 0, 0, 0);
+	run_until(S.now + 500, false);
+	expect(S.cl[1].answers == 1 && S.cl[1].hold == H_FLOCK, "after the release the waiter gets f0");
+	check_log_matching();
+	world_free();
+}
+
+/* leader-change-grace: the leader dies while a node holds a lock and that
+ * node falls silent at the same instant: the new leader does not expire
+ * its session before a full lease from its own election. */
+static uint64_t g_at;
+static int g_node = -1;
+
+static void g_leader(int i)
+{
+	if (g_node < 0) {
+		g_node = i;
+		g_at = S.now;
+	}
+}
+
+static void scenario_leader_change_grace(void)
+{
+	int l, a, b;
+	uint64_t sa;
+	struct sreg *r;
+
+	S.scenario = "leader-change-grace";
+	holder_and_waiter(7, 5, &l, &a, &b);
+	sa = S.nodes[a].sess;
+	isolate(a, true);
+	node_crash(l);
+	g_node = -1;
+	leader_hook = g_leader;
+	run_until(S.now + 4 * S.lease_ms, false);
+	leader_hook = NULL;
+	r = sreg_of(sa);
+	expect(g_node >= 0 && g_node != a, "the others elected a new leader");
+	expect(r && r->closed, "the new leader closed the silent node's session");
+	expect(r->closed_at >= g_at + S.lease_ms - 2 * CLOCK_DRIFT,
+	       "... not before a full lease from its election");
+	expect(S.cl[0].lost == 1 && S.cl[0].lost_at <= r->closed_at,
+	       "the holder was told its lock is lost first");
+	expect(S.cl[1].hold == H_FLOCK, "the waiter got f0");
+	check_log_matching();
 	world_free();
 }
 
@@ -1793,6 +2699,14 @@ static void run_scenario(const char *name)
 		scenario_quorum_loss();
 	else if (!strcmp(name, "figure8"))
 		scenario_figure8();
+	else if (!strcmp(name, "lost-report"))
+		scenario_lost_report();
+	else if (!strcmp(name, "lease-expiry"))
+		scenario_lease_expiry();
+	else if (!strcmp(name, "lease-heal"))
+		scenario_lease_heal();
+	else if (!strcmp(name, "leader-change-grace"))
+		scenario_leader_change_grace();
 	else {
 		fprintf(stderr, "sim: unknown scenario %s\n", name);
 		exit(2);
@@ -1803,27 +2717,49 @@ static void run_scenario(const char *name)
 
 /* ---- measurement ---------------------------------------------------------- */
 
-static void measure(int clients, int ops)
+/* Cost of one acquire+release pair of a blocking exclusive flock (every
+ * message counted: Raft, forwards and their acks, keepalives and theirs). */
+static void measure(int clients, int pairs, int mode)
 {
-	uint64_t m0, s0, c0;
+	uint64_t m0, f0, k0, s0, p;
+	double tot;
 
-	world_init(42, 3, clients, ops);
+	world_init(42, 3, clients, pairs);
+	S.measuring = mode;
 	S.faults_on = false;
 	S.heal_at = 0;
-	run_until(1000, false);    /* election, sessions */
+	for (int k = 0; k < clients; k++)          /* start once sessions are open */
+		client_timer(&S.cl[k], 1000);
+	S.pairs = 0;
+	run_until(1000, false);
 	m0 = S.msgs;
+	f0 = S.fmsgs;
+	k0 = S.kmsgs;
 	s0 = S.syncs;
-	c0 = S.cmds;
 	run_until(600000, true);
 	if (!all_done())
 		fail("measurement run did not finish");
-	printf("  %2d client%s: %5llu commands: %.2f messages, %.3f fsyncs per node "
-	       "(%.3f summed over the 3 nodes) per command\n",
-	       clients, clients > 1 ? "s" : " ", (unsigned long long)(S.cmds - c0),
-	       (double)(S.msgs - m0) / (double)(S.cmds - c0),
-	       (double)(S.syncs - s0) / 3.0 / (double)(S.cmds - c0),
-	       (double)(S.syncs - s0) / (double)(S.cmds - c0));
+	p = S.pairs ? S.pairs : 1;
+	tot = (double)(S.msgs - m0 + S.fmsgs - f0 + S.kmsgs - k0);
+	printf("  %2d client%s %s: %5llu pairs in %llu ms: %.2f messages per pair (raft %.2f, "
+	       "forward %.2f, keepalive %.2f), %.3f fsyncs per pair per node (%.3f summed "
+	       "over the 3 nodes)\n", clients, clients > 1 ? "s" : " ",
+	       mode == 2 ? "own POSIX range each  " : "flock on 3 files      ",
+	       (unsigned long long)S.pairs, (unsigned long long)(S.now - 1000),
+	       tot / (double)p, (double)(S.msgs - m0) / (double)p,
+	       (double)(S.fmsgs - f0) / (double)p, (double)(S.kmsgs - k0) / (double)p,
+	       (double)(S.syncs - s0) / 3.0 / (double)p, (double)(S.syncs - s0) / (double)p);
+	S.measuring = 0;
 	world_free();
+}
+
+static void measure_all(void)
+{
+	printf("cost per acquire+release pair (blocking exclusive locks, no faults, 3 voters, "
+	       "heartbeats and keepalives included):\n");
+	measure(1, 200, 1);
+	measure(64, 20, 1);
+	measure(64, 20, 2);
 }
 
 /* ---- main ------------------------------------------------------------------ */
@@ -1832,15 +2768,17 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: sim [--seeds N] [--from S] [--seed S] [--voters K] [--trace]\n"
-		"           [--scenario=two-leaders|quorum-loss|figure8] [--break=vote-any-log|ack-unsynced|commit-old-term|grant-twice]\n"
-		"           [--no-measure] [--no-scenarios]\n");
+		"           [--scenario[=| ]two-leaders|quorum-loss|figure8|lost-report|lease-expiry|\n"
+		"                       lease-heal|leader-change-grace]\n"
+		"           [--break=vote-any-log|ack-unsynced|commit-old-term|grant-twice|no-grace]\n"
+		"           [--no-measure] [--no-scenarios] [--measure]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	uint64_t from = 1, seeds = 100, one = 0;
-	bool have_one = false, measure_on = true, scenarios = true;
+	bool have_one = false, measure_on = true, scenarios = true, measure_only = false;
 	int voters = 0;
 	const char *scen = NULL;
 
@@ -1865,8 +2803,12 @@ int main(int argc, char **argv)
 			measure_on = false;
 		else if (!strcmp(a, "--no-scenarios"))
 			scenarios = false;
+		else if (!strcmp(a, "--measure"))
+			measure_only = true;
 		else if (!strncmp(a, "--scenario=", 11))
 			scen = a + 11;
+		else if (!strcmp(a, "--scenario") && i + 1 < argc)
+			scen = argv[++i];
 		else if (!strncmp(a, "--break=", 8)) {
 			S.brk_name = a + 8;
 			if (!strcmp(S.brk_name, "vote-any-log"))
@@ -1877,6 +2819,9 @@ int main(int argc, char **argv)
 				S.brk = RF_BREAK_COMMIT_OLD_TERM;
 			else if (!strcmp(S.brk_name, "grant-twice"))
 				S.brk_grant_twice = true;
+			else if (!strcmp(S.brk_name, "no-grace"))
+				S.brk_no_grace = true;
+
 			else
 				usage();
 		} else
@@ -1884,6 +2829,10 @@ int main(int argc, char **argv)
 	}
 	if (scen) {
 		run_scenario(scen);
+		return 0;
+	}
+	if (measure_only) {
+		measure_all();
 		return 0;
 	}
 	if (have_one) {
@@ -1897,6 +2846,10 @@ int main(int argc, char **argv)
 		run_scenario("two-leaders");
 		run_scenario("quorum-loss");
 		run_scenario("figure8");
+		run_scenario("lost-report");
+		run_scenario("lease-expiry");
+		run_scenario("lease-heal");
+		run_scenario("leader-change-grace");
 	}
 	S.events = S.msgs = S.syncs = S.cmds = 0;
 	for (uint64_t s = from; s < from + seeds; s++)
@@ -1908,14 +2861,16 @@ int main(int argc, char **argv)
 	       "%llu commands)\n", (unsigned long long)seeds, (unsigned long long)from,
 	       (unsigned long long)S.events, (unsigned long long)S.msgs,
 	       (unsigned long long)S.syncs, (unsigned long long)S.cmds);
+	printf("node sessions: %llu closed by the cluster, %llu locks told lost; "
+	       "%llu forward and %llu keepalive messages\n", (unsigned long long)S.expiries,
+	       (unsigned long long)S.losts, (unsigned long long)S.fmsgs,
+	       (unsigned long long)S.kmsgs);
 	printf("flock histories: %llu checked, %llu linearizable, %llu unknown "
 	       "(%llu ops, budget %u steps each)\n", (unsigned long long)S.lz_checked,
 	       (unsigned long long)S.lz_linear, (unsigned long long)S.lz_unknown,
 	       (unsigned long long)S.lz_ops, LINZ_BUDGET);
-	if (measure_on && !S.brk && !S.brk_grant_twice) {
-		printf("cost per committed lock command (no faults, 3 voters, heartbeats included):\n");
-		measure(1, 200);
-		measure(64, 20);
+	if (measure_on && !S.brk && !S.brk_grant_twice && !S.brk_no_grace) {
+		measure_all();
 	}
 	return 0;
 }
