@@ -13,7 +13,8 @@
  * SESSION_CLOSEs for sessions whose lease ran out on its clock (every
  * session known at election gets a fresh lease first: a restart or a
  * leader change never frees a lock by itself).  Snapshots of the state are
- * taken every SNAP_EVERY entries and the log is compacted behind them.
+ * taken every SNAP_EVERY entries (once the log since the last one is half
+ * its size) and the log is compacted behind them.
  *
  * This build runs a cluster of one voter (this node); the peer transport
  * comes with the cluster issue and plugs in where messages are dropped.
@@ -81,6 +82,7 @@ struct node {
 	uint64_t synced_seq;    /* ... and reported synced */
 	uint64_t snap_index, since_snap_entries, since_snap_bytes;
 	uint64_t snap_every;    /* entries between snapshots */
+	uint64_t snap_len;      /* size of the latest snapshot */
 
 	/* timers */
 	uint64_t raft_timer, raft_at;     /* engine deadline (mono ms) */
@@ -476,7 +478,11 @@ static void maybe_snapshot(struct node *n)
 	size_t len;
 	int mlen, rc;
 
-	if (n->since_snap_entries < n->snap_every && n->since_snap_bytes < SNAP_BYTES)
+	/* Besides the entry count, the log since the last snapshot must be
+	 * half as big as that snapshot: a growing namespace is then saved a
+	 * logarithmic number of times, not every SNAP_EVERY entries. */
+	if ((n->since_snap_entries < n->snap_every ||
+	     n->since_snap_bytes * 2 < n->snap_len) && n->since_snap_bytes < SNAP_BYTES)
 		return;
 	e = rf_entry_at(n->raft, n->applied);
 	conf = rf_conf(n->raft);
@@ -509,6 +515,7 @@ static void maybe_snapshot(struct node *n)
 		return;
 	}
 	n->snap_index = n->applied;
+	n->snap_len = len;
 	n->since_snap_entries = n->since_snap_bytes = 0;
 	rc = store_compact(n->store, n->applied);
 	if (rc < 0)
@@ -576,6 +583,7 @@ static void install_snapshot(struct node *n, const struct rf_update *u)
 	lc_state_free(n->st);
 	n->st = st;
 	n->applied = n->snap_index = u->snap_index;
+	n->snap_len = u->snap_len;
 	n->since_snap_entries = n->since_snap_bytes = 0;
 }
 
@@ -701,6 +709,7 @@ static int load(struct node *n)
 			goto free_snap;
 		}
 		n->applied = n->snap_index = snap.index;
+		n->snap_len = snap.len;
 	}
 	rf_config_defaults(&rc);
 	rc.id = SELF_ID;
