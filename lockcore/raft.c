@@ -1494,6 +1494,10 @@ static void finish(struct raft *r, struct rf_update *u)
 				      r->heartbeat_deadline : r->cq_deadline;
 		if (r->read_send_at && r->read_send_at < u->next_deadline_ms)
 			u->next_deadline_ms = r->read_send_at;
+		/* A leader alone in its configuration has nobody to beat
+		 * for and cannot lose its quorum: an idle node sleeps. */
+		if (!r->npeers && !r->read_send_at)
+			u->next_deadline_ms = 0;
 	} else {
 		u->next_deadline_ms = r->election_deadline;
 	}

@@ -294,7 +294,8 @@ struct rf_update {
 	uint64_t commit_first;         /* index of committed[0] */
 	size_t   n_committed;          /* newly committed, in order, to apply */
 	const struct rf_entry *committed;
-	uint64_t next_deadline_ms;     /* step RF_EV_TIMEOUT at this time */
+	uint64_t next_deadline_ms;     /* step RF_EV_TIMEOUT at this time (0: no
+	                                  deadline, e.g. a leader alone) */
 	uint64_t proposed_index;       /* RF_EV_PROPOSE, RF_EV_CONF: its index */
 	const struct rf_read *reads;   /* read indexes ready or failed */
 	size_t   n_reads;
