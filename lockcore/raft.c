@@ -701,8 +701,13 @@ static void on_vote(struct raft *r, const struct rf_msg *m)
 	 * sound. */
 	if (m->term > r->term && in_lease(r))
 		return;
+	/* Votes are granted whatever our own configuration says (Raft
+	 * dissertation 4.1): a candidate whose newer configuration makes us a
+	 * voter may need our vote before that entry reaches us, and refusing
+	 * it would leave the cluster without a leader for good.  The log check
+	 * keeps it safe; only the candidate's configuration counts votes. */
 	if (m->prevote) {
-		grant = r->self_voter && m->term > r->term &&
+		grant = m->term > r->term &&
 			log_ok(r, m->last_index, m->last_term);
 		resp.term = grant ? m->term : r->term;
 		resp.ok = grant;
@@ -711,7 +716,7 @@ static void on_vote(struct raft *r, const struct rf_msg *m)
 	}
 	if (m->term > r->term)
 		become_follower(r, m->term, 0);
-	if (r->self_voter && m->term == r->term &&
+	if (m->term == r->term &&
 	    (!r->vote || r->vote == m->from) &&
 	    (r->role == RF_FOLLOWER || r->role == RF_PRECANDIDATE) &&
 	    log_ok(r, m->last_index, m->last_term)) {
@@ -817,19 +822,32 @@ static void on_append(struct raft *r, const struct rf_msg *m)
 	send_held(r, &resp, match > r->snap_index ? match : 0, term_at(r, match));
 }
 
-static void on_append_resp(struct raft *r, const struct rf_msg *m)
+/* What every answer to a leader does first: a newer term deposes it;
+ * an answer of its term from a peer counts as contact (and, with the
+ * echoed stamp, toward the lease).  Returns the peer to go on with, or
+ * NULL when the answer is stale or not for a leader. */
+static struct peer *leader_answer(struct raft *r, const struct rf_msg *m)
 {
 	struct peer *p = peer_of(r, m->from);
 
 	if (m->term > r->term) {
 		become_follower(r, m->term, 0);
-		return;
+		return NULL;
 	}
 	if (!p || r->role != RF_LEADER || m->term != r->term)
-		return;
+		return NULL;
 	p->last_ack_ms = r->now;
 	if (m->stamp > p->lease_stamp && m->stamp <= r->now)
 		p->lease_stamp = m->stamp;
+	return p;
+}
+
+static void on_append_resp(struct raft *r, const struct rf_msg *m)
+{
+	struct peer *p = leader_answer(r, m);
+
+	if (!p)
+		return;
 	if (p->snap)
 		return;                /* only the snapshot's answer moves it */
 	if (m->ok) {
@@ -989,17 +1007,10 @@ static void on_snap(struct raft *r, const struct rf_msg *m)
 
 static void on_snap_resp(struct raft *r, const struct rf_msg *m)
 {
-	struct peer *p = peer_of(r, m->from);
+	struct peer *p = leader_answer(r, m);
 
-	if (m->term > r->term) {
-		become_follower(r, m->term, 0);
+	if (!p)
 		return;
-	}
-	if (!p || r->role != RF_LEADER || m->term != r->term)
-		return;
-	p->last_ack_ms = r->now;
-	if (m->stamp > p->lease_stamp && m->stamp <= r->now)
-		p->lease_stamp = m->stamp;
 	if (m->ok) {
 		if (m->prev_index > last_index(r))
 			return;        /* bogus */
