@@ -639,6 +639,9 @@ static void flush_round(struct loop *l, void *ctx)
 	struct node *n = ctx;
 
 	(void)l;
+	/* Proposals kept back by a failed allocation get another chance. */
+	if (n->noq && n->role == RF_LEADER)
+		flush_outq(n);
 	for (int round = 0; round < 8 && n->want_seq > n->synced_seq && !n->error; round++) {
 		struct rf_event ev = { .type = RF_EV_PERSISTED };
 		uint64_t seq = n->want_seq;
