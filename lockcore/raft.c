@@ -8,8 +8,10 @@
  * Must never: read a clock, do I/O, use any randomness but its own PRNG,
  * acknowledge a vote, entries or a snapshot before the driver reported them
  * synced, count its own unsynced entries (or a learner) toward commitment,
- * commit an entry of an earlier term by counting, let a learner vote or
- * campaign, or read outside a buffer it decodes.
+ * commit an entry of an earlier term by counting, count a learner's vote,
+ * let a learner campaign (but for a node its own uncommitted newest
+ * configuration left out, see may_campaign), or read outside a buffer it
+ * decodes.
  *
  * Snapshot stream (what RF_MSG_SNAP chunks carry, in order): conf_len u32
  * (little endian), the configuration encoded as rf_conf_encode() does, then
@@ -663,18 +665,31 @@ static unsigned count_granted(const struct raft *r)
 	return n;
 }
 
+/* Whether we may campaign: a voter may; so may a node that its own
+ * newest configuration leaves out while that entry is not known committed
+ * (a leader that removed or demoted itself): its log may be the only one
+ * holding that entry, so nobody else can win the log check, and refusing
+ * to run would leave the cluster without a leader for good (Raft
+ * dissertation 4.2.2).  It then counts only the votes of its voters. */
+static bool may_campaign(const struct raft *r)
+{
+	return r->self_voter || r->conf_index > r->commit;
+}
+
 static void try_win(struct raft *r)
 {
-	if (!r->self_voter)
+	unsigned self = r->self_voter ? 1 : 0;
+
+	if (!may_campaign(r))
 		return;
-	if (r->role == RF_PRECANDIDATE && count_granted(r) + 1 >= quorum(r))
+	if (r->role == RF_PRECANDIDATE && count_granted(r) + self >= quorum(r))
 		start_election(r);
 	bool self_ok = (r->durable_term == r->term &&
 			r->durable_vote == r->cfg.id) ||
 		       (r->cfg.test_break & RF_BREAK_ACK_UNSYNCED);
 
 	if (r->role == RF_CANDIDATE && self_ok &&
-	    count_granted(r) + 1 >= quorum(r))
+	    count_granted(r) + self >= quorum(r))
 		become_leader(r);
 }
 
@@ -1193,7 +1208,7 @@ static void on_time(struct raft *r)
 {
 	if (r->role != RF_LEADER) {
 		if (r->now >= r->election_deadline) {
-			if (r->self_voter)
+			if (may_campaign(r))
 				start_prevote(r);
 			else
 				reset_election(r);     /* learners never campaign */

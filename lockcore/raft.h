@@ -37,7 +37,11 @@
  * configuration in force is the latest RF_ENTRY_CONF in the log (committed
  * or not, as in the Raft dissertation's single-server changes), else the
  * snapshot's, else the bootstrap one from rf_config.  A node whose id is
- * not a voter of the configuration in force never starts an election.  One
+ * not a voter of the configuration in force never starts an election, but
+ * for one whose newest configuration (which left it out) is not yet known
+ * committed: its log may be the only one with that change, so it campaigns
+ * and counts only the voters' votes.  Votes are granted whatever the
+ * voter's own configuration says.  One
  * change at a time: a leader accepts a change only when the previous one is
  * committed and it has committed an entry of its own term.  A leader
  * removed from the voters steps down once that change is committed.

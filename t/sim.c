@@ -314,8 +314,8 @@ static struct sim {
 	uint64_t snaps, installs, restores;
 	struct rf_conf cconf;              /* the latest committed configuration */
 	bool conf_faults;                  /* --conf-faults: membership changes as faults
-	                                      (off by default: seed 224 still fails
-	                                      liveness, see the TODO in conf_fault) */
+	                                      (off by default: it changes every
+	                                      seed's run) */
 	uint64_t conf_ok[5], conf_busy, removals, readds;
 	/* reads of this seed, by ctx - 1 */
 	struct rdreq *rd;
@@ -2256,11 +2256,12 @@ static int conf_change(int l, uint8_t op, uint64_t id)
 	return rc;
 }
 
-/* TODO: with --conf-faults, seed 224 (a leader isolated while it removes
- * itself) ends with no leader after heal: to be found out whether the sim
- * or the engine is wrong.  Seed 7 showed an engine bug (a learner refused
- * its vote to a candidate whose newer configuration made it a voter),
- * fixed in lockcore/raft.c on_vote.
+/* Membership faults found two engine bugs, both fixed in lockcore/raft.c:
+ * seed 7, a learner refused its vote to a candidate whose newer
+ * configuration made it a voter (on_vote); seed 224, a leader isolated
+ * while it removed itself held the only log with that change, so the other
+ * voter could never win the log check and the removed node, no voter to
+ * itself, never campaigned: no leader after heal (may_campaign).
  *
  * A membership fault at the leader: promote a member, demote a voter, or
  * remove a node (it comes back later as a new member with a fresh disk).

@@ -693,31 +693,78 @@ static void test_learner_applies_never_votes_nor_counts(void)
 	cl_free();
 }
 
-static void test_learner_refuses_vote_request(void)
+/* A learner whose promotion reached a voter but not itself still votes for
+ * that voter: the candidate's configuration counts the votes, the log check
+ * keeps it safe, and without that vote no leader could ever be elected. */
+static void test_learner_votes_for_candidate_that_promoted_it(void)
 {
-	struct rf_msg m = { 0 }, *resp = NULL;
-	struct rf_event ev = { .type = RF_EV_RECEIVE };
-	struct rf_update u;
+	int l, f;
+	uint64_t idx;
 
-	cl_new(4, 3, true, 0);
-	C.now += 5 * EMAX;     /* past every lease */
-	m.type = RF_MSG_VOTE;
-	m.from = 1;
-	m.to = 4;
-	m.term = 50;
-	m.last_index = 100;
-	m.last_term = 49;
-	ev.now_ms = C.now;
-	ev.receive = &m;
-	CU_ASSERT_EQUAL(rf_step(C.n[3].r, &ev, &u), 0);
-	for (size_t k = 0; k < u.n_msgs; k++)
-		if (u.msgs[k].type == RF_MSG_VOTE_RESP)
-			resp = &u.msgs[k];
-	CU_ASSERT(resp == NULL || !resp->ok);
-	m.prevote = 1;
-	CU_ASSERT_EQUAL(rf_step(C.n[3].r, &ev, &u), 0);
-	for (size_t k = 0; k < u.n_msgs; k++)
-		CU_ASSERT(u.msgs[k].type != RF_MSG_VOTE_RESP || !u.msgs[k].ok);
+	cl_new(3, 2, true, 0);         /* voters 1, 2; learner 3 */
+	l = settle();
+	CU_ASSERT_FATAL(l == 0 || l == 1);
+	f = 1 - l;
+	/* the promotion commits on the two old voters, unseen by node 3 */
+	isolate(2, true);
+	CU_ASSERT_EQUAL(conf_change(l, RF_CONF_ADD_VOTER, 3, &idx), 0);
+	run(30);
+	CU_ASSERT(rf_commit_index(C.n[f].r) >= idx);
+	CU_ASSERT(is_voter(f, 3));
+	CU_ASSERT(is_learner(2, 3) && !is_voter(2, 3));
+	/* the leader goes: f needs node 3's vote, 3 is a learner to itself */
+	node_crash(l);
+	isolate(2, false);
+	C.vote_voter[2] = 0;
+	run(10 * EMAX);
+	CU_ASSERT_EQUAL(C.vote_voter[2], 1);
+	CU_ASSERT_EQUAL(leader(), f);
+	idx = propose(f, "after");
+	run(20);
+	CU_ASSERT(idx > 0);
+	CU_ASSERT_EQUAL(rf_commit_index(C.n[f].r), idx);
+	CU_ASSERT(is_voter(2, 3));
+	CU_ASSERT_EQUAL(C.bad, 0);
+	cl_free();
+}
+
+/* A leader that removes itself and is cut off before the change commits
+ * holds the only log with that change: the remaining voter can never win
+ * the log check, so the removed node must campaign (counting only the
+ * voters of its configuration), commit the change and then step down. */
+static void test_self_removed_leader_with_longest_log_campaigns(void)
+{
+	int l, f, nl;
+	uint64_t idx, t0;
+
+	cl_new(3, 2, true, 0);         /* voters 1, 2; learner 3 */
+	l = settle();
+	CU_ASSERT_FATAL(l == 0 || l == 1);
+	f = 1 - l;
+	t0 = C.n[l].term;
+	isolate(l, true);
+	CU_ASSERT_EQUAL(conf_change(l, RF_CONF_REMOVE, (uint64_t)l + 1, &idx), 0);
+	CU_ASSERT(!is_voter(l, (uint64_t)l + 1));
+	CU_ASSERT(is_voter(f, (uint64_t)l + 1));
+	run(10 * EMAX);
+	CU_ASSERT(C.n[l].role != RF_LEADER);       /* lost its quorum */
+	CU_ASSERT(leader() < 0);                   /* f cannot win alone */
+	isolate(l, false);
+	run(20 * EMAX);
+	nl = leader();
+	CU_ASSERT_FATAL(nl >= 0);
+	CU_ASSERT_EQUAL(nl, f);
+	CU_ASSERT(C.n[nl].term > t0);
+	CU_ASSERT(rf_commit_index(C.n[f].r) >= idx);
+	CU_ASSERT(!is_voter(f, (uint64_t)l + 1));
+	CU_ASSERT_EQUAL(rf_conf(C.n[f].r)->n_voters, 1);
+	CU_ASSERT(C.n[l].role != RF_LEADER);
+	idx = propose(f, "after");
+	run(20);
+	CU_ASSERT(idx > 0);
+	CU_ASSERT_EQUAL(rf_commit_index(C.n[f].r), idx);
+	CU_ASSERT_EQUAL(C.n[2].sm, C.n[f].sm);
+	CU_ASSERT_EQUAL(C.bad, 0);
 	cl_free();
 }
 
@@ -1386,7 +1433,8 @@ static const struct {
 } tests[] = {
 	T(test_conf_codec),
 	T(test_learner_applies_never_votes_nor_counts),
-	T(test_learner_refuses_vote_request),
+	T(test_learner_votes_for_candidate_that_promoted_it),
+	T(test_self_removed_leader_with_longest_log_campaigns),
 	T(test_add_learner_then_promote_counts_in_quorum),
 	T(test_remove_follower),
 	T(test_remove_leader_steps_down_after_commit),
