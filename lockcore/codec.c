@@ -16,28 +16,15 @@
 #include <string.h>
 
 #include "lockcore/lci.h"
+#include "lockcore/le.h"
 
 #define CMD_VERSION 1u
 #define FIXED_LEN (2 + 8 * 7 + 4 * 4 + 8 * 3 + 4 * 2 + 8 * 3 + 4 + 1 + 8 * 3)
 #define DATA_MAX  LC_CONTENT_MAX
 
-static uint8_t *p64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		*p++ = (uint8_t)(v >> (8 * i));
-	return p;
-}
-
-static uint8_t *p32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		*p++ = (uint8_t)(v >> (8 * i));
-	return p;
-}
-
 static uint8_t *pstr(uint8_t *p, const void *s, uint32_t n)
 {
-	p = p32(p, n);
+	p = le_put32(p, n);
 	if (n)
 		memcpy(p, s, n);
 	return p + n;
@@ -61,30 +48,30 @@ int lc_cmd_encode(const struct lc_cmd *c, uint8_t **buf, size_t *len)
 	p = b;
 	*p++ = CMD_VERSION;
 	*p++ = c->type;
-	p = p64(p, c->origin);
-	p = p64(p, c->serial);
-	p = p64(p, c->time_ns);
-	p = p64(p, c->ino);
-	p = p64(p, c->parent);
-	p = p64(p, c->parent2);
-	p = p64(p, c->offset);
-	p = p32(p, c->mode);
-	p = p32(p, c->uid);
-	p = p32(p, c->gid);
-	p = p32(p, c->valid);
-	p = p64(p, c->size);
-	p = p64(p, (uint64_t)c->atime_ns);
-	p = p64(p, (uint64_t)c->mtime_ns);
-	p = p32(p, c->flags);
-	p = p32(p, c->ttl_s);
-	p = p64(p, c->session);
-	p = p64(p, c->who.session);
-	p = p64(p, c->who.owner);
-	p = p32(p, c->who.pid);
+	p = le_put64(p, c->origin);
+	p = le_put64(p, c->serial);
+	p = le_put64(p, c->time_ns);
+	p = le_put64(p, c->ino);
+	p = le_put64(p, c->parent);
+	p = le_put64(p, c->parent2);
+	p = le_put64(p, c->offset);
+	p = le_put32(p, c->mode);
+	p = le_put32(p, c->uid);
+	p = le_put32(p, c->gid);
+	p = le_put32(p, c->valid);
+	p = le_put64(p, c->size);
+	p = le_put64(p, (uint64_t)c->atime_ns);
+	p = le_put64(p, (uint64_t)c->mtime_ns);
+	p = le_put32(p, c->flags);
+	p = le_put32(p, c->ttl_s);
+	p = le_put64(p, c->session);
+	p = le_put64(p, c->who.session);
+	p = le_put64(p, c->who.owner);
+	p = le_put32(p, c->who.pid);
 	*p++ = c->lock_type;
-	p = p64(p, c->start);
-	p = p64(p, c->end);
-	p = p64(p, c->target_serial);
+	p = le_put64(p, c->start);
+	p = le_put64(p, c->end);
+	p = le_put64(p, c->target_serial);
 	p = pstr(p, c->name, c->name_len);
 	p = pstr(p, c->name2, c->name2_len);
 	p = pstr(p, c->data, c->data_len);

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "lockcore/raft.h"
+#include "lockcore/le.h"
 
 #define RF_MAX_PEERS   (RF_MAX_VOTERS + RF_MAX_LEARNERS)
 #define SNAP_BODY      44u            /* SNAP fields after the header */
@@ -133,35 +134,6 @@ static uint64_t splitmix(uint64_t *s)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
-}
-
-static uint8_t *put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-	return p + 8;
-}
-
-static uint8_t *put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-	return p + 4;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
 }
 
 static uint64_t last_index(const struct raft *r)
@@ -924,7 +896,7 @@ static bool install_rx(struct raft *r)
 
 	if (r->rx_len < 4)
 		return false;
-	clen = get32(r->rx);
+	clen = le_get32(r->rx);
 	if (clen > r->rx_len - 4 || rf_conf_decode(r->rx + 4, clen, &c))
 		return false;
 	truncate_from(r, r->snap_index + 1);
@@ -1288,7 +1260,7 @@ static int frame_snapshot(const struct rf_conf *c, uint8_t *buf, size_t len,
 
 	if (clen < 0)
 		return -EINVAL;
-	put32(hdr, (uint32_t)clen);
+	le_put32(hdr, (uint32_t)clen);
 	if (len > SIZE_MAX - 4 - (size_t)clen)
 		return -EINVAL;
 	nb = realloc(buf, len + 4 + (size_t)clen);
@@ -1810,9 +1782,9 @@ int rf_conf_encode(const struct rf_conf *c, uint8_t *buf, size_t size)
 	*p++ = (uint8_t)(c->n_learners & 0xff);
 	*p++ = (uint8_t)(c->n_learners >> 8);
 	for (unsigned i = 0; i < c->n_voters; i++)
-		p = put64(p, c->voters[i]);
+		p = le_put64(p, c->voters[i]);
 	for (unsigned i = 0; i < c->n_learners; i++)
-		p = put64(p, c->learners[i]);
+		p = le_put64(p, c->learners[i]);
 	return (int)(p - buf);
 }
 
@@ -1831,7 +1803,7 @@ int rf_conf_decode(const uint8_t *buf, size_t len, struct rf_conf *c)
 		return -EINVAL;
 	n = nv + nl;
 	for (unsigned i = 0; i < n; i++) {
-		ids[i] = get64(buf + 4 + 8 * (size_t)i);
+		ids[i] = le_get64(buf + 4 + 8 * (size_t)i);
 		if (!ids[i])
 			return -EINVAL;
 		for (unsigned j = 0; j < i; j++)
@@ -1893,53 +1865,53 @@ int rf_msg_encode(const struct rf_msg *m, uint8_t *buf, size_t size)
 	*p++ = m->type;
 	*p++ = (uint8_t)((m->prevote ? 1 : 0) | (m->ok ? 2 : 0));
 	*p++ = 0;
-	p = put32(p, (uint32_t)len);
-	p = put64(p, m->from);
-	p = put64(p, m->to);
-	p = put64(p, m->term);
+	p = le_put32(p, (uint32_t)len);
+	p = le_put64(p, m->from);
+	p = le_put64(p, m->to);
+	p = le_put64(p, m->term);
 	switch (m->type) {
 	case RF_MSG_VOTE:
-		p = put64(p, m->last_index);
-		p = put64(p, m->last_term);
+		p = le_put64(p, m->last_index);
+		p = le_put64(p, m->last_term);
 		break;
 	case RF_MSG_APPEND:
-		p = put64(p, m->prev_index);
-		p = put64(p, m->prev_term);
-		p = put64(p, m->commit);
-		p = put64(p, m->stamp);
-		p = put32(p, m->n_entries);
+		p = le_put64(p, m->prev_index);
+		p = le_put64(p, m->prev_term);
+		p = le_put64(p, m->commit);
+		p = le_put64(p, m->stamp);
+		p = le_put32(p, m->n_entries);
 		for (uint32_t i = 0; i < m->n_entries; i++) {
 			const struct rf_entry *e = &m->entries[i];
 
-			p = put64(p, e->term);
+			p = le_put64(p, e->term);
 			*p++ = e->type;
-			p = put32(p, e->len);
+			p = le_put32(p, e->len);
 			if (e->len)
 				memcpy(p, e->buf, e->len);
 			p += e->len;
 		}
 		break;
 	case RF_MSG_APPEND_RESP:
-		p = put64(p, m->match_index);
-		p = put64(p, m->conflict_index);
-		p = put64(p, m->conflict_term);
-		p = put64(p, m->stamp);
+		p = le_put64(p, m->match_index);
+		p = le_put64(p, m->conflict_index);
+		p = le_put64(p, m->conflict_term);
+		p = le_put64(p, m->stamp);
 		break;
 	case RF_MSG_SNAP:
-		p = put64(p, m->prev_index);
-		p = put64(p, m->prev_term);
-		p = put64(p, m->snap_offset);
-		p = put64(p, m->snap_total);
-		p = put64(p, m->stamp);
-		p = put32(p, m->data_len);
+		p = le_put64(p, m->prev_index);
+		p = le_put64(p, m->prev_term);
+		p = le_put64(p, m->snap_offset);
+		p = le_put64(p, m->snap_total);
+		p = le_put64(p, m->stamp);
+		p = le_put32(p, m->data_len);
 		if (m->data_len)
 			memcpy(p, m->data, m->data_len);
 		p += m->data_len;
 		break;
 	case RF_MSG_SNAP_RESP:
-		p = put64(p, m->prev_index);
-		p = put64(p, m->snap_offset);
-		p = put64(p, m->stamp);
+		p = le_put64(p, m->prev_index);
+		p = le_put64(p, m->snap_offset);
+		p = le_put64(p, m->stamp);
 		break;
 	default:
 		break;
@@ -1956,14 +1928,14 @@ int rf_msg_decode(const uint8_t *buf, size_t len, struct rf_msg *m)
 	memset(m, 0, sizeof(*m));
 	if (!buf || len < RF_HDR_BYTES || len > RF_MSG_MAX ||
 	    buf[0] != RF_MSG_VERSION || !buf[1] || buf[1] >= RF_MSG__COUNT ||
-	    (buf[2] & ~3u) || buf[3] || get32(buf + 4) != len)
+	    (buf[2] & ~3u) || buf[3] || le_get32(buf + 4) != len)
 		return -EINVAL;
 	m->type = buf[1];
 	m->prevote = buf[2] & 1;
 	m->ok = (buf[2] >> 1) & 1;
-	m->from = get64(buf + 8);
-	m->to = get64(buf + 16);
-	m->term = get64(buf + 24);
+	m->from = le_get64(buf + 8);
+	m->to = le_get64(buf + 16);
+	m->term = le_get64(buf + 24);
 	p = buf + RF_HDR_BYTES;
 	if ((size_t)(end - p) < body_size(m->type))
 		goto fail_entries;
@@ -1971,16 +1943,16 @@ int rf_msg_decode(const uint8_t *buf, size_t len, struct rf_msg *m)
 		goto fail_entries;
 	switch (m->type) {
 	case RF_MSG_VOTE:
-		m->last_index = get64(p);
-		m->last_term = get64(p + 8);
+		m->last_index = le_get64(p);
+		m->last_term = le_get64(p + 8);
 		p += 16;
 		break;
 	case RF_MSG_APPEND:
-		m->prev_index = get64(p);
-		m->prev_term = get64(p + 8);
-		m->commit = get64(p + 16);
-		m->stamp = get64(p + 24);
-		m->n_entries = get32(p + 32);
+		m->prev_index = le_get64(p);
+		m->prev_term = le_get64(p + 8);
+		m->commit = le_get64(p + 16);
+		m->stamp = le_get64(p + 24);
+		m->n_entries = le_get32(p + 32);
 		p += RF_APPEND_BYTES;
 		/* Each entry needs at least its header: bounds the allocation. */
 		if (m->n_entries > (size_t)(end - p) / RF_ENTRY_HDR)
@@ -1995,9 +1967,9 @@ int rf_msg_decode(const uint8_t *buf, size_t len, struct rf_msg *m)
 		for (uint32_t i = 0; i < m->n_entries; i++) {
 			if ((size_t)(end - p) < RF_ENTRY_HDR)
 				goto fail_entries;
-			ev[i].term = get64(p);
+			ev[i].term = le_get64(p);
 			ev[i].type = p[8];
-			ev[i].len = get32(p + 9);
+			ev[i].len = le_get32(p + 9);
 			p += RF_ENTRY_HDR;
 			if (ev[i].type > RF_ENTRY_CONF ||
 			    ev[i].len > (size_t)(end - p))
@@ -2008,19 +1980,19 @@ int rf_msg_decode(const uint8_t *buf, size_t len, struct rf_msg *m)
 		m->entries = ev;
 		break;
 	case RF_MSG_APPEND_RESP:
-		m->match_index = get64(p);
-		m->conflict_index = get64(p + 8);
-		m->conflict_term = get64(p + 16);
-		m->stamp = get64(p + 24);
+		m->match_index = le_get64(p);
+		m->conflict_index = le_get64(p + 8);
+		m->conflict_term = le_get64(p + 16);
+		m->stamp = le_get64(p + 24);
 		p += 32;
 		break;
 	case RF_MSG_SNAP:
-		m->prev_index = get64(p);
-		m->prev_term = get64(p + 8);
-		m->snap_offset = get64(p + 16);
-		m->snap_total = get64(p + 24);
-		m->stamp = get64(p + 32);
-		m->data_len = get32(p + 40);
+		m->prev_index = le_get64(p);
+		m->prev_term = le_get64(p + 8);
+		m->snap_offset = le_get64(p + 16);
+		m->snap_total = le_get64(p + 24);
+		m->stamp = le_get64(p + 32);
+		m->data_len = le_get32(p + 40);
 		p += SNAP_BODY;
 		if (m->data_len > (size_t)(end - p) ||
 		    m->snap_offset > m->snap_total ||
@@ -2030,9 +2002,9 @@ int rf_msg_decode(const uint8_t *buf, size_t len, struct rf_msg *m)
 		p += m->data_len;
 		break;
 	case RF_MSG_SNAP_RESP:
-		m->prev_index = get64(p);
-		m->snap_offset = get64(p + 8);
-		m->stamp = get64(p + 16);
+		m->prev_index = le_get64(p);
+		m->snap_offset = le_get64(p + 8);
+		m->stamp = le_get64(p + 16);
 		p += 24;
 		break;
 	default:

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "net/store.h"
+#include "lockcore/le.h"
 
 #define STATE_NAME    "state"
 #define STATE_TMP     "state.tmp"
@@ -121,29 +122,6 @@ uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len)
 }
 
 /* ---- little helpers ---------------------------------------------------- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static void seg_name(char *buf, size_t size, uint64_t first)
 {
@@ -264,16 +242,16 @@ static int load_state(struct store *s, char *msg, size_t msg_size)
 		return -errno;
 	/* The file is replaced by rename, so it is never torn: anything
 	 * wrong here is real corruption and we refuse to guess a vote. */
-	if (n != STATE_BYTES || get32(b) != STATE_MAGIC ||
-	    get32(b + 4) != STATE_VERSION ||
-	    get32(b + 24) != store_crc32c(0, b, 24)) {
+	if (n != STATE_BYTES || le_get32(b) != STATE_MAGIC ||
+	    le_get32(b + 4) != STATE_VERSION ||
+	    le_get32(b + 24) != store_crc32c(0, b, 24)) {
 		if (msg)
 			snprintf(msg, msg_size,
 				 "state: corrupt hard state file (%zd bytes)", n);
 		return -EUCLEAN;
 	}
-	s->term = get64(b + 8);
-	s->vote = get64(b + 16);
+	s->term = le_get64(b + 8);
+	s->vote = le_get64(b + 16);
 	return 0;
 }
 
@@ -282,11 +260,11 @@ static int write_state(struct store *s)
 	uint8_t b[STATE_BYTES];
 	int fd, rc;
 
-	put32(b, STATE_MAGIC);
-	put32(b + 4, STATE_VERSION);
-	put64(b + 8, s->term);
-	put64(b + 16, s->vote);
-	put32(b + 24, store_crc32c(0, b, 24));
+	le_put32(b, STATE_MAGIC);
+	le_put32(b + 4, STATE_VERSION);
+	le_put64(b + 8, s->term);
+	le_put64(b + 16, s->vote);
+	le_put32(b + 24, store_crc32c(0, b, 24));
 	fd = openat(s->dirfd, STATE_TMP,
 		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -416,7 +394,7 @@ static const char *check_record(const uint8_t *b, size_t rem, uint64_t want,
 		snprintf(why, why_size, "torn record header (%zu bytes)", rem);
 		return why;
 	}
-	len = get32(b);
+	len = le_get32(b);
 	if (len < STORE_REC_HDR - 8 || len > STORE_REC_HDR - 8 + STORE_PAYLOAD_MAX) {
 		snprintf(why, why_size, "bad record length %" PRIu32, len);
 		return why;
@@ -427,18 +405,18 @@ static const char *check_record(const uint8_t *b, size_t rem, uint64_t want,
 			 len + 8, rem);
 		return why;
 	}
-	if (get32(b + 4) != store_crc32c(0, b + 8, len)) {
+	if (le_get32(b + 4) != store_crc32c(0, b + 8, len)) {
 		snprintf(why, why_size, "crc mismatch");
 		return why;
 	}
-	if (get64(b + 8) != want) {
+	if (le_get64(b + 8) != want) {
 		snprintf(why, why_size, "index %" PRIu64 ", expected %" PRIu64,
-			 get64(b + 8), want);
+			 le_get64(b + 8), want);
 		return why;
 	}
-	if (get64(b + 16) < prev_term) {
+	if (le_get64(b + 16) < prev_term) {
 		snprintf(why, why_size, "term %" PRIu64 " below previous %"
-			 PRIu64, get64(b + 16), prev_term);
+			 PRIu64, le_get64(b + 16), prev_term);
 		return why;
 	}
 	return NULL;
@@ -454,9 +432,9 @@ static int push_loaded(struct store *s, const uint8_t *rec)
 			return -ENOMEM;
 		s->loaded = n;
 	}
-	s->loaded[s->nloaded].term = get64(rec + 16);
+	s->loaded[s->nloaded].term = le_get64(rec + 16);
 	s->loaded[s->nloaded].type = rec[24];
-	s->loaded[s->nloaded].len = get32(rec) - (STORE_REC_HDR - 8);
+	s->loaded[s->nloaded].len = le_get32(rec) - (STORE_REC_HDR - 8);
 	s->loaded[s->nloaded].buf = rec + STORE_REC_HDR;
 	s->nloaded++;
 	return 0;
@@ -501,14 +479,14 @@ static int load_segment(struct store *s, uint64_t first, char *why,
 			clean = false;
 			break;
 		}
-		rc = push_pos(s, off, get64(b + off + 16));
+		rc = push_pos(s, off, le_get64(b + off + 16));
 		/* What the snapshot covers stays on disk until compaction
 		 * but is not the driver's to replay. */
-		if (rc == 0 && get64(b + off + 8) > s->snap_index)
+		if (rc == 0 && le_get64(b + off + 8) > s->snap_index)
 			rc = push_loaded(s, b + off);
 		if (rc < 0)
 			goto close_fd;
-		off += 8 + get32(b + off);
+		off += 8 + le_get32(b + off);
 	}
 	if (!clean) {
 		/* Cut the bad tail durably before anyone appends after it. */
@@ -583,20 +561,20 @@ static int load_snapshot(struct store *s, uint64_t index,
 	}
 	if (rc < 0)
 		goto close_fd;
-	meta_len = get32(h + 24);
-	len = get64(h + 28);
+	meta_len = le_get32(h + 24);
+	len = le_get64(h + 28);
 	rc = 1;
-	if (get32(h) != SNAP_MAGIC) {
-		snprintf(why, why_size, "bad magic 0x%08" PRIx32, get32(h));
+	if (le_get32(h) != SNAP_MAGIC) {
+		snprintf(why, why_size, "bad magic 0x%08" PRIx32, le_get32(h));
 		goto close_fd;
 	}
-	if (get32(h + 4) != SNAP_VERSION) {
+	if (le_get32(h + 4) != SNAP_VERSION) {
 		snprintf(why, why_size, "unknown version %" PRIu32,
-			 get32(h + 4));
+			 le_get32(h + 4));
 		goto close_fd;
 	}
-	if (get64(h + 8) != index) {
-		snprintf(why, why_size, "holds index %" PRIu64, get64(h + 8));
+	if (le_get64(h + 8) != index) {
+		snprintf(why, why_size, "holds index %" PRIu64, le_get64(h + 8));
 		goto close_fd;
 	}
 	if (size < (uint64_t)SNAP_HDR + 4 + meta_len ||
@@ -631,13 +609,13 @@ static int load_snapshot(struct store *s, uint64_t index,
 	crc = store_crc32c(0, h, SNAP_HDR);
 	crc = store_crc32c(crc, out->meta, meta_len);
 	crc = store_crc32c(crc, out->data, (size_t)len);
-	if (crc != get32(t)) {
+	if (crc != le_get32(t)) {
 		snprintf(why, why_size, "crc mismatch");
 		rc = 1;
 		goto free_bufs;
 	}
 	out->index = index;
-	out->term = get64(h + 16);
+	out->term = le_get64(h + 16);
 	out->meta_len = meta_len;
 	out->len = len;
 	close(fd);
@@ -752,9 +730,9 @@ static int snap_record_term(struct store *s, const uint64_t *firsts,
 		if (check_record(b + off, len - off, want, prev, why,
 				 sizeof(why)))
 			break;
-		prev = get64(b + off + 16);
+		prev = le_get64(b + off + 16);
 		got = want;
-		off += 8 + get32(b + off);
+		off += 8 + le_get32(b + off);
 	}
 	free(b);
 	if (got != i)
@@ -1181,13 +1159,13 @@ int store_append(struct store *s, uint64_t index, uint64_t term,
 	}
 	tail = &s->segs[s->nsegs - 1];
 	p = s->wbuf + s->wlen;
-	put32(p, (uint32_t)(rec - 8));
-	put64(p + 8, index);
-	put64(p + 16, term);
+	le_put32(p, (uint32_t)(rec - 8));
+	le_put64(p + 8, index);
+	le_put64(p + 16, term);
 	p[24] = type;
 	if (len)
 		memcpy(p + STORE_REC_HDR, buf, len);
-	put32(p + 4, store_crc32c(0, p + 8, rec - 8));
+	le_put32(p + 4, store_crc32c(0, p + 8, rec - 8));
 	push_pos(s, tail->size, term);  /* cannot fail: grown above */
 	tail->size += rec;
 	s->wlen += rec;
@@ -1337,16 +1315,16 @@ static int snapshot_write(struct store *s, uint64_t index, uint64_t term,
 	    (meta_len && !meta) || (len && !data) ||
 	    (uint64_t)(size_t)len != len)
 		return -EINVAL;
-	put32(h, SNAP_MAGIC);
-	put32(h + 4, SNAP_VERSION);
-	put64(h + 8, index);
-	put64(h + 16, term);
-	put32(h + 24, meta_len);
-	put64(h + 28, len);
+	le_put32(h, SNAP_MAGIC);
+	le_put32(h + 4, SNAP_VERSION);
+	le_put64(h + 8, index);
+	le_put64(h + 16, term);
+	le_put32(h + 24, meta_len);
+	le_put64(h + 28, len);
 	crc = store_crc32c(0, h, SNAP_HDR);
 	crc = store_crc32c(crc, meta, meta_len);
 	crc = store_crc32c(crc, data, (size_t)len);
-	put32(t, crc);
+	le_put32(t, crc);
 	fd = openat(s->dirfd, SNAP_TMP,
 		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
