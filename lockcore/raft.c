@@ -28,7 +28,6 @@
 
 #define RF_MAX_PEERS   (RF_MAX_VOTERS + RF_MAX_LEARNERS)
 #define SNAP_BODY      44u            /* SNAP fields after the header */
-#define CONF_MAX_BYTES (4u + 8u * RF_MAX_PEERS)
 
 struct peer {
 	uint64_t id;
@@ -1108,7 +1107,7 @@ static int on_read(struct raft *r, uint64_t ctx)
 static int on_conf(struct raft *r, uint8_t op, uint64_t id, struct rf_update *u)
 {
 	struct rf_conf c;
-	uint8_t buf[CONF_MAX_BYTES];
+	uint8_t buf[RF_CONF_MAX_BYTES];
 	bool voter, learner;
 	int len, rc;
 
@@ -1254,7 +1253,7 @@ static void on_persisted(struct raft *r, uint64_t seq)
 static int frame_snapshot(const struct rf_conf *c, uint8_t *buf, size_t len,
 			  uint8_t **out, size_t *total, size_t *state_off)
 {
-	uint8_t hdr[4 + CONF_MAX_BYTES];
+	uint8_t hdr[4 + RF_CONF_MAX_BYTES];
 	int clen = rf_conf_encode(c, hdr + 4, sizeof(hdr) - 4);
 	uint8_t *nb;
 
@@ -1288,7 +1287,7 @@ static int on_start(struct raft *r, const struct rf_event *ev)
 		   (ev->start.snap_len && !ev->start.snap_buf)))
 		return -EINVAL;
 	if (si) {
-		uint8_t tmp[CONF_MAX_BYTES];
+		uint8_t tmp[RF_CONF_MAX_BYTES];
 		int clen = rf_conf_encode(ev->start.snap_conf, tmp, sizeof(tmp));
 
 		if (clen < 0 || rf_conf_decode(tmp, (size_t)clen, &c))
@@ -1646,7 +1645,7 @@ int rf_new(const struct rf_config *cfg, struct raft **out)
 {
 	struct raft *r;
 	struct rf_conf c = { 0 };
-	uint8_t tmp[CONF_MAX_BYTES];
+	uint8_t tmp[RF_CONF_MAX_BYTES];
 	int len;
 
 	if (!cfg || !out || !cfg->id || !cfg->n_voters ||

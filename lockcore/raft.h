@@ -99,6 +99,7 @@ struct rf_conf {
  * (u64 each, voters first), little endian.  rf_conf_encode returns the
  * length or -EMSGSIZE; rf_conf_decode returns 0 or -EINVAL (bad version,
  * counts, length, zero or duplicate id, no voter). */
+#define RF_CONF_MAX_BYTES (4u + 8u * (RF_MAX_VOTERS + RF_MAX_LEARNERS))
 size_t rf_conf_size(const struct rf_conf *c);
 int rf_conf_encode(const struct rf_conf *c, uint8_t *buf, size_t size);
 int rf_conf_decode(const uint8_t *buf, size_t len, struct rf_conf *c);

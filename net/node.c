@@ -473,7 +473,7 @@ static void maybe_snapshot(struct node *n)
 {
 	const struct rf_conf *conf;
 	struct rf_event ev = { .type = RF_EV_SNAPSHOT };
-	uint8_t *data = NULL, meta[4 + 16 * RF_MAX_VOTERS + 8 * RF_MAX_LEARNERS];
+	uint8_t *data = NULL, meta[RF_CONF_MAX_BYTES];
 	const struct rf_entry *e;
 	size_t len;
 	int mlen, rc;
@@ -564,7 +564,7 @@ static void apply_entry(struct node *n, uint64_t index, const struct rf_entry *e
 static void install_snapshot(struct node *n, const struct rf_update *u)
 {
 	struct lc_state *st;
-	uint8_t meta[4 + 16 * RF_MAX_VOTERS + 8 * RF_MAX_LEARNERS];
+	uint8_t meta[RF_CONF_MAX_BYTES];
 	int mlen, rc;
 
 	mlen = rf_conf_encode(u->snap_conf, meta, sizeof(meta));
@@ -905,8 +905,6 @@ void node_stop(struct node *n)
 	if (!n || n->stopped)
 		return;
 	if (n->started && !n->error && n->session) {
-		uint64_t before = n->applied;
-
 		memset(&cmd, 0, sizeof(cmd));
 		cmd.type = LC_CMD_SESSION_CLOSE;
 		cmd.session = n->session;
@@ -918,7 +916,6 @@ void node_stop(struct node *n)
 		       loop_mono_ns() < deadline) {
 			flush_round(n->loop, n);
 		}
-		(void)before;
 	}
 	/* Stopped after: callbacks run above may still propose; from now on
 	 * they get -ENOLCK, and whatever is still unanswered is answered. */
