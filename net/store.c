@@ -226,6 +226,26 @@ static int push_pos(struct store *s, uint64_t off, uint64_t term)
 	return 0;
 }
 
+/* Finishes a file written under a temporary name: fsync it (when the
+ * writes, whose result is rc, succeeded), close it and rename it over
+ * `name`.  The rename is durable with the next directory fsync.  0, or
+ * the failure, after which the store is dead (fail()). */
+static int seal_tmp(struct store *s, int fd, int rc, const char *tmp,
+		    const char *name)
+{
+	if (rc == 0) {
+		s->st.fsyncs++;
+		if (fsync(fd) < 0)
+			rc = -errno;
+	}
+	close(fd);
+	if (rc < 0)
+		return fail(s, rc);
+	if (renameat(s->dirfd, tmp, s->dirfd, name) < 0)
+		return fail(s, -errno);
+	return 0;
+}
+
 /* ---- hard state -------------------------------------------------------- */
 
 static int load_state(struct store *s, char *msg, size_t msg_size)
@@ -270,23 +290,12 @@ static int write_state(struct store *s)
 	if (fd < 0)
 		return fail(s, -errno);
 	rc = write_all(fd, b, sizeof(b), 0);
+	rc = seal_tmp(s, fd, rc, STATE_TMP, STATE_NAME);
 	if (rc < 0)
-		goto close_fd;
-	s->st.fsyncs++;
-	if (fsync(fd) < 0) {
-		rc = -errno;
-		goto close_fd;
-	}
-	close(fd);
-	if (renameat(s->dirfd, STATE_TMP, s->dirfd, STATE_NAME) < 0)
-		return fail(s, -errno);
+		return rc;
 	s->dir_dirty = true;           /* the rename is durable with the dir */
 	s->hs_pending = false;
 	return 0;
-
-close_fd:
-	close(fd);
-	return fail(s, rc);
 }
 
 /* ---- recovery ---------------------------------------------------------- */
@@ -1338,17 +1347,10 @@ static int snapshot_write(struct store *s, uint64_t index, uint64_t term,
 			       SNAP_HDR + (uint64_t)meta_len);
 	if (rc == 0)
 		rc = write_all(fd, t, 4, SNAP_HDR + (uint64_t)meta_len + len);
-	if (rc < 0)
-		goto close_fd;
-	s->st.fsyncs++;
-	if (fsync(fd) < 0) {
-		rc = -errno;
-		goto close_fd;
-	}
-	close(fd);
 	snap_name(name, sizeof(name), index);
-	if (renameat(s->dirfd, SNAP_TMP, s->dirfd, name) < 0)
-		return fail(s, -errno);
+	rc = seal_tmp(s, fd, rc, SNAP_TMP, name);
+	if (rc < 0)
+		return rc;
 	retire_snapshots(s, index, prev);
 	/* One directory fsync makes the rename and the removals durable
 	 * (and whatever else was pending on the directory). */
@@ -1368,10 +1370,6 @@ static int snapshot_write(struct store *s, uint64_t index, uint64_t term,
 		s->synced = index;
 	}
 	return 0;
-
-close_fd:
-	close(fd);
-	return fail(s, rc);
 }
 
 /* Writes a snapshot durably; see store.h. */
