@@ -11,22 +11,35 @@
  * answered from the local replica.  The facts this relies on are measured
  * in notes/fuse-locks.md (sections 1.3-1.7, 2, 3).
  *
- * It must never: block (the one exception is reading /proc/PID/stat for
- * user.cluck.token, which is not our mount), touch its own mount, decide
+ * In a cluster (SPEC 3): when the node reports our session lost, the
+ * holders of its locks are signalled and their (inode, owner) pairs are
+ * remembered, so their later lock operations fail with ENOLCK until they
+ * unlock or close; a request the node could not get into the log within
+ * --op-timeout fails (ENOLCK for a lock, EIO for the rest) and a timed-out
+ * acquire is undone in case it lands later.
+ *
+ * It must never: block (the exceptions are reading /proc/PID/stat for
+ * user.cluck.token and, when a session is lost, to find the holders'
+ * children: /proc is not our mount), touch its own mount, decide
  * anything about locks itself, reply twice or not at all to a request,
- * reply EINTR without an interrupt (errno 512 leaks out), or reply ENOSYS
- * to flush/fsync/flock (the kernel then disables them for the mount).
+ * reply EINTR without an interrupt (errno 512 leaks out), reply ENOSYS
+ * to flush/fsync/flock (the kernel then disables them for the mount), or
+ * let an owner whose hold was lost believe it still holds it (or holds a
+ * new one on that file) before it unlocks or closes.
  */
 #include "config.h"
 
 #include "fs/fs.h"
 #include "fs/status.h"
+#include "net/log.h"
 #include "net/node.h"
 #include "lockcore/lc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +93,13 @@ struct lk {
 	uint8_t cancel_sent : 1;
 	uint8_t cancel_seen : 1;
 	uint8_t own_seen : 1;        /* its own (first) completion came */
+	/* The request itself, to undo the grant of a non-blocking acquire
+	 * that timed out but may still be applied (lk_undo). */
+	uint8_t cmd_type;
+	uint8_t wait;
+	uint64_t ino;
+	struct lc_owner who;
+	uint64_t start, end;
 };
 
 /* (ino, POSIX owner) pairs that may have locks or requests from this
@@ -105,6 +125,7 @@ struct fs {
 	 * cause_index was caused by that request. */
 	uint64_t cause_index, cause_t0;
 	struct fs_metrics m;
+	struct fs_lost lost;         /* holds of expired sessions (SPEC 3) */
 };
 
 /* Namespace/data request waiting for its completion. */
@@ -517,6 +538,9 @@ static void lk_answer(struct lk *lk, int status)
 		e = lk->interrupted ? EINTR : EWOULDBLOCK;
 	} else if (status == -EAGAIN) {
 		e = EWOULDBLOCK;
+	} else if (status == -ETIMEDOUT) {
+		/* Not in the log within --op-timeout (SPEC 3). */
+		e = ENOLCK;
 	} else {
 		e = errno_of(status);
 	}
@@ -524,6 +548,64 @@ static void lk_answer(struct lk *lk, int status)
 	if (lk->parked)
 		fs->m.parked--;
 	fuse_reply_err(lk->req, e);
+}
+
+/* Does lk's owner already hold, on lk's inode, something its undo would
+ * also release? */
+struct prior {
+	const struct lk *lk;
+	bool found;
+};
+
+static int prior_holder(void *ctx, const struct lc_lockinfo *li)
+{
+	struct prior *p = ctx;
+	const struct lk *lk = p->lk;
+
+	if (li->who.session != lk->who.session || li->who.owner != lk->who.owner)
+		return 0;
+	if (lk->cmd_type == LC_CMD_FLOCK ? !li->posix
+	    : li->posix && li->start <= lk->end && lk->start <= li->end) {
+		p->found = true;
+		return 1;
+	}
+	return 0;
+}
+
+static int prior_waiter(void *ctx, const struct lc_lockinfo *li)
+{
+	(void)ctx;
+	(void)li;
+	return 1;               /* only holders matter */
+}
+
+/*
+ * A non-blocking acquire timed out (node_propose: its fate is unknown, it
+ * may still be applied): proposes, fire and forget, the unlock of the same
+ * owner (flock) or range (POSIX), so a grant landing late does not linger
+ * with an owner that was told ENOLCK.  When the owner already holds
+ * something the unlock would drop (a conversion, an overlapping range),
+ * nothing is proposed: dropping a lock its owner believes held is a safety
+ * fault, a lingering one only delays others until the owner closes.
+ */
+static void lk_undo(struct lk *lk)
+{
+	struct prior p = { .lk = lk };
+	struct lc_cmd cmd;
+
+	lc_locks(st_of(lk->fs), lk->ino, prior_holder, prior_waiter, &p);
+	if (p.found)
+		return;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = lk->cmd_type;
+	cmd.ino = lk->ino;
+	cmd.who = lk->who;
+	cmd.lock_type = LC_UNLCK;
+	cmd.start = lk->start;
+	cmd.end = lk->end;
+	/* Its completion is ignored (bg_done with no context); -ENOLCK (the
+	 * session is gone, and the grant with it) needs nothing either. */
+	(void)propose(lk->fs, &cmd, bg_done, NULL, NULL);
 }
 
 static void lk_done(void *ctx, const struct lc_completion *c)
@@ -545,6 +627,10 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 	}
 	if (!lk->serial)
 		lk->serial = c->serial;
+	/* Before the answer, so that the caller's retry is proposed after
+	 * the undo and cannot be undone by it. */
+	if (c->status == -ETIMEDOUT && lk->is_lock && !lk->wait && !lk->answered)
+		lk_undo(lk);
 	if (!lk->answered) {
 		if (lk->cancel_sent && !lk->cancel_seen) {
 			/* The CANCEL decides: 0 -> EINTR, -ENOENT -> this. */
@@ -571,6 +657,13 @@ static void cancel_done(void *ctx, const struct lc_completion *c)
 			lk_answer(lk, -EINTR);
 		else if (lk->have_final)
 			lk_answer(lk, lk->final);
+		else if (c->status == -ETIMEDOUT)
+			/* The withdrawal could not be ordered (no quorum): the
+			 * caller gave up, so do not keep it waiting for the
+			 * cluster.  A late grant of the target then lingers
+			 * until the kernel's RELEASE/FLUSH of this owner, as
+			 * when the CANCEL cannot be proposed at all. */
+			lk_answer(lk, -EINTR);
 		/* else: the target's final answer is still to come and replies. */
 	}
 	lk_unref(lk);
@@ -632,6 +725,12 @@ static void lock_submit(struct fs *fs, fuse_req_t req, struct lc_cmd *cmd, bool 
 	lk->req = req;
 	lk->t0 = mono_ns();
 	lk->is_lock = is_lock;
+	lk->cmd_type = cmd->type;
+	lk->wait = (cmd->flags & LC_LK_WAIT) != 0;
+	lk->ino = cmd->ino;
+	lk->who = cmd->who;
+	lk->start = cmd->start;
+	lk->end = cmd->end;
 	lk->refs = 2;                /* handler + target's final completion */
 	lk->next = fs->lks;
 	if (fs->lks)
@@ -742,7 +841,9 @@ static void op_done(void *ctx, const struct lc_completion *c)
 {
 	struct op *op = ctx;
 	struct fs *fs = op->fs;
-	int e = c->status == -ENOLCK ? EIO : errno_of(c->status);
+	/* Session lost or not in the log within --op-timeout: EIO, as a
+	 * disk that cannot be reached (SPEC 3). */
+	int e = c->status == -ENOLCK || c->status == -ETIMEDOUT ? EIO : errno_of(c->status);
 
 	if (c->status == LC_PENDING)
 		return;
@@ -1173,7 +1274,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		/* Snapshot at open: all reads of this open see one document;
 		 * direct_io because st_size is 0 (notes section 3). */
-		rc = status_render(ino, fs->node, &fs->m, &h->snap, &h->snap_len);
+		rc = status_render(ino, fs->node, &fs->m, &fs->lost, &h->snap, &h->snap_len);
 		if (rc < 0) {
 			fh_free(fs, h);
 			fuse_reply_err(req, errno_of(rc));
@@ -1288,6 +1389,8 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct lc_cmd cmd;
 	struct op *op;
 
+	/* The owner closed: its lost POSIX holds are acknowledged. */
+	fs_lost_del(&fs->lost, ino, fi->lock_owner);
 	/* FLUSH comes with every close(); only owners that used POSIX locks
 	 * here cost a command.  Never ENOSYS (notes 1.7). */
 	if (!po_has(fs, ino, fi->lock_owner)) {
@@ -1320,6 +1423,12 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	uint64_t t0 = mono_ns();
 	struct lc_cmd cmd;
 
+	/* The description (and so its flock owner, a kernel pointer that
+	 * may be reused) is gone: forget its lost holds. */
+	if (fi->flock_release)
+		fs_lost_del(&fs->lost, ino, fi->lock_owner);
+	if (h && h->did_flock)
+		fs_lost_del(&fs->lost, ino, h->flock_owner);
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.ino = ino;
 	cmd.who.session = node_session(fs->node);
@@ -1346,6 +1455,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			cmd.who.owner = h->posix[i];
 			(void)propose_bg(fs, &cmd, t0);
 			po_del(fs, ino, h->posix[i]);
+			fs_lost_del(&fs->lost, ino, h->posix[i]);
 		}
 		fh_free(fs, h);
 	}
@@ -1807,6 +1917,218 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	ns_submit(fs, &cmd, op);
 }
 
+/* ---- lost locks (SPEC 3) ------------------------------------------------------------------ */
+
+/*
+ * Lock operations of an owner whose hold on ino was lost.  Returns true
+ * when it answered req: ENOLCK for anything but an unlock, which is
+ * answered 0 at once and ends the refusal.  An unlock needs no command:
+ * the lost hold belongs to the old session, which the cluster frees by
+ * itself, and while refused the owner cannot have taken anything under
+ * the new one here.
+ */
+static bool lost_gate(struct fs *fs, fuse_req_t req, uint64_t ino, uint64_t owner, bool unlock)
+{
+	if (!fs_lost_has(&fs->lost, ino, owner))
+		return false;
+	if (!unlock) {
+		fuse_reply_err(req, ENOLCK);
+		return true;
+	}
+	fs_lost_del(&fs->lost, ino, owner);
+	fuse_reply_err(req, 0);
+	return true;
+}
+
+/* One walk of the local replica for the locks of the lost session. */
+struct lost_walk {
+	struct fs *fs;
+	uint64_t session;
+	uint64_t ino;
+	uint64_t now_ms;
+	uint32_t *pids;
+	size_t npids, cappids;
+	size_t holds;
+	bool path_ok;
+	char path[LC_PATH_MAX + 2];
+};
+
+static void lost_pid(struct lost_walk *w, uint32_t pid)
+{
+	if (pid == 0)
+		return;
+	if (w->npids == w->cappids) {
+		size_t cap = w->cappids ? w->cappids * 2 : 64;
+		uint32_t *p = realloc(w->pids, cap * sizeof(*p));
+
+		if (!p)
+			return;          /* that process goes unsignalled, logged below */
+		w->pids = p;
+		w->cappids = cap;
+	}
+	w->pids[w->npids++] = pid;
+}
+
+static int lost_holder(void *ctx, const struct lc_lockinfo *li)
+{
+	struct lost_walk *w = ctx;
+	struct fs_lost_hold h;
+
+	if (li->who.session != w->session)
+		return 0;
+	lost_pid(w, li->who.pid);
+	memset(&h, 0, sizeof(h));
+	h.ino = w->ino;
+	h.owner = li->who.owner;
+	h.pid = li->who.pid;
+	h.mode = li->type;
+	h.posix = li->posix;
+	h.token = li->token;
+	h.since_ms = li->since_ns / 1000000u;
+	h.lost_at_ms = w->now_ms;
+	(void)fs_lost_add(&w->fs->lost, &h, w->path_ok ? w->path : "?");
+	w->holds++;
+	return 0;
+}
+
+static int lost_waiter(void *ctx, const struct lc_lockinfo *li)
+{
+	struct lost_walk *w = ctx;
+
+	/* The node answered its request ENOLCK; it is told by signal too. */
+	if (li->who.session == w->session)
+		lost_pid(w, li->who.pid);
+	return 0;
+}
+
+static int lost_ino(void *ctx, uint64_t ino)
+{
+	struct lost_walk *w = ctx;
+	const struct lc_state *s = st_of(w->fs);
+
+	w->ino = ino;
+	w->path_ok = lc_path(s, ino, w->path, sizeof(w->path)) == 0;
+	lc_locks(s, ino, lost_holder, lost_waiter, w);
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void sort_unique(struct lost_walk *w)
+{
+	size_t k = 0;
+
+	if (!w->npids)
+		return;
+	qsort(w->pids, w->npids, sizeof(w->pids[0]), cmp_u32);
+	for (size_t i = 0; i < w->npids; i++)
+		if (k == 0 || w->pids[i] != w->pids[k - 1])
+			w->pids[k++] = w->pids[i];
+	w->npids = k;
+}
+
+/*
+ * Adds the descendants of the pids in w (sorted, unique) to it.  The pid a
+ * lock records is the one that asked, and `flock /cluck/x cmd` asks from
+ * flock(1) while cmd, which inherited the descriptor and so holds the lock
+ * too, does the work: signalling flock(1) alone would leave cmd running
+ * with a lost lock.  Never below pid 1 or ourselves (that would be
+ * everything, or our own workers).
+ */
+static void lost_descendants(struct lost_walk *w, uint32_t self)
+{
+	struct proc { uint32_t pid, ppid; } *pr = NULL, *np;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	bool grew = true;
+	DIR *d;
+
+	if (!w->npids)
+		return;
+	d = opendir("/proc");
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		unsigned long v = strtoul(de->d_name, &end, 10);
+		uint32_t pp;
+
+		if (*end || v == 0 || v > INT32_MAX)
+			continue;
+		pp = ppid_of((uint32_t)v);
+		if (pp <= 1 || pp == self)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			np = realloc(pr, cap * sizeof(*pr));
+			if (!np)
+				break;
+			pr = np;
+		}
+		pr[n].pid = (uint32_t)v;
+		pr[n].ppid = pp;
+		n++;
+	}
+	closedir(d);
+	/* One pass per generation; a pid enters at most once. */
+	while (grew) {
+		size_t before = w->npids;
+
+		grew = false;
+		for (size_t i = 0; i < n; i++) {
+			if (!bsearch(&pr[i].ppid, w->pids, before, sizeof(w->pids[0]), cmp_u32) ||
+			    bsearch(&pr[i].pid, w->pids, before, sizeof(w->pids[0]), cmp_u32))
+				continue;
+			lost_pid(w, pr[i].pid);
+			grew = true;
+		}
+		sort_unique(w);
+		if (w->npids == before)
+			break;
+	}
+	free(pr);
+}
+
+/* node_on_lost callback: our session `old_session` expired (SPEC 3). */
+static void fs_on_lost(void *ctx, uint64_t old_session)
+{
+	struct fs *fs = ctx;
+	struct lost_walk w = { .fs = fs, .session = old_session };
+	uint64_t dropped0 = fs->lost.dropped;
+	uint32_t self = (uint32_t)getpid();
+	size_t signalled = 0;
+
+	w.now_ms = node_now_ns(fs->node) / 1000000u;
+	/* Record first, signal after: kill() cannot change the replica, but
+	 * the walk must see one state. */
+	lc_foreach_locked(st_of(fs), lost_ino, &w);
+	sort_unique(&w);
+	if (fs->cfg.on_lost_signal > 0)
+		lost_descendants(&w, self);
+	for (size_t i = 0; i < w.npids; i++) {
+		/* Never ourselves (we do not lock our own mount) nor init; a
+		 * pid above INT32_MAX would be a group. */
+		if (w.pids[i] == self || w.pids[i] <= 1 || w.pids[i] > INT32_MAX)
+			continue;
+		if (fs->cfg.on_lost_signal > 0 &&
+		    kill((pid_t)w.pids[i], fs->cfg.on_lost_signal) < 0) {
+			if (errno != ESRCH)
+				log_warn("session lost: cannot signal pid %" PRIu32 ": %m", w.pids[i]);
+			continue;
+		}
+		signalled++;
+	}
+	log_warn("session %016" PRIx64 " lost: %zu held locks lost (%" PRIu64
+		 " not remembered), %zu processes signalled", old_session, w.holds,
+		 fs->lost.dropped - dropped0, fs->cfg.on_lost_signal > 0 ? signalled : 0);
+	free(w.pids);
+}
+
 /* ---- locks ------------------------------------------------------------------------------ */
 
 /* struct flock -> inclusive [start, end]; 0 or -EINVAL/-EOVERFLOW. */
@@ -1861,6 +2183,10 @@ static void fs_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	if (fs_lost_has(&fs->lost, ino, fi->lock_owner)) {
+		fuse_reply_err(req, ENOLCK);
+		return;
+	}
 	memset(&who, 0, sizeof(who));
 	who.session = node_session(fs->node);
 	who.owner = fi->lock_owner;
@@ -1902,6 +2228,8 @@ static void fs_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	if (lost_gate(fs, req, ino, fi->lock_owner, type == LC_UNLCK))
+		return;
 	/* Remember the owner before proposing: a queued request is dropped
 	 * by FLUSH too. */
 	if (type != LC_UNLCK &&
@@ -1951,6 +2279,8 @@ static void fs_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 		h->did_flock = true;
 		h->flock_owner = fi->lock_owner;
 	}
+	if (lost_gate(fs, req, ino, fi->lock_owner, type == LC_UNLCK))
+		return;
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_FLOCK;
 	cmd.ino = ino;
@@ -2027,6 +2357,7 @@ struct fs *fs_new(struct node *node, const struct fs_config *cfg)
 	}
 	fs->node = node;
 	fs->cfg = *cfg;
+	node_on_lost(node, fs_on_lost, fs);
 	return fs;
 }
 
@@ -2056,6 +2387,7 @@ void fs_free(struct fs *fs)
 			free(p);
 		}
 	free(fs->pob);
+	fs_lost_free(&fs->lost);
 	free(fs);
 }
 

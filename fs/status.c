@@ -1,6 +1,7 @@
 /*
  * fs/status.c - renders /cluck/status, /cluck/status.json and
- * /cluck/metrics (SPEC 2.7), and keeps the latency histograms.
+ * /cluck/metrics (SPEC 2.7), keeps the latency histograms and the table of
+ * holds lost with an expired session (SPEC 3).
  *
  * Everything here is a pure read of the local replica and the node status,
  * done in one go at open() so a reader sees one snapshot.  Key names and
@@ -202,6 +203,146 @@ void fs_hist_observe(struct fs_hist *h, uint64_t ns)
 	h->sum_ns += ns;
 }
 
+/* ---- lost holds ------------------------------------------------------------ */
+
+static size_t lost_hash(uint64_t ino, uint64_t owner, size_t cap)
+{
+	uint64_t h = ino * 0x9e3779b97f4a7c15ull ^ owner;
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return (size_t)h & (cap - 1);
+}
+
+/* Keeps chains short: at most one hold per bucket on average. */
+static int lost_grow(struct fs_lost *t)
+{
+	size_t cap = t->cap ? t->cap * 2 : 64;
+	struct fs_lost_hold **nt;
+
+	if (t->n < t->cap)
+		return 0;
+	nt = calloc(cap, sizeof(*nt));
+	if (!nt)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->cap; i++)
+		while (t->tab[i]) {
+			struct fs_lost_hold *h = t->tab[i];
+			size_t j = lost_hash(h->ino, h->owner, cap);
+
+			t->tab[i] = h->hnext;
+			h->hnext = nt[j];
+			nt[j] = h;
+		}
+	free(t->tab);
+	t->tab = nt;
+	t->cap = cap;
+	return 0;
+}
+
+/* Remembers one lost hold (see status.h). */
+int fs_lost_add(struct fs_lost *t, const struct fs_lost_hold *src, const char *path)
+{
+	struct fs_lost_hold *h;
+	size_t i;
+
+	if (t->n >= FS_LOST_MAX) {
+		t->dropped++;
+		return -ENOSPC;
+	}
+	if (lost_grow(t) < 0)
+		goto no_memory;
+	h = malloc(sizeof(*h));
+	if (!h)
+		goto no_memory;
+	*h = *src;
+	h->path = strdup(path ? path : "?");
+	if (!h->path)
+		goto free_hold;
+	i = lost_hash(h->ino, h->owner, t->cap);
+	h->hnext = t->tab[i];
+	t->tab[i] = h;
+	h->next = NULL;
+	h->prev = t->tail;
+	if (t->tail)
+		t->tail->next = h;
+	else
+		t->head = h;
+	t->tail = h;
+	t->n++;
+	return 0;
+
+free_hold:
+	free(h);
+no_memory:
+	t->dropped++;
+	return -ENOMEM;
+}
+
+/* 1 when (ino, owner) has a remembered hold (see status.h). */
+int fs_lost_has(const struct fs_lost *t, uint64_t ino, uint64_t owner)
+{
+	if (!t || !t->n)
+		return 0;
+	for (const struct fs_lost_hold *h = t->tab[lost_hash(ino, owner, t->cap)]; h; h = h->hnext)
+		if (h->ino == ino && h->owner == owner)
+			return 1;
+	return 0;
+}
+
+static void lost_unlink(struct fs_lost *t, struct fs_lost_hold *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		t->head = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	else
+		t->tail = h->prev;
+	free(h->path);
+	free(h);
+	t->n--;
+}
+
+/* Forgets the holds of (ino, owner) (see status.h). */
+size_t fs_lost_del(struct fs_lost *t, uint64_t ino, uint64_t owner)
+{
+	struct fs_lost_hold **pp;
+	size_t k = 0;
+
+	if (!t || !t->n)
+		return 0;
+	pp = &t->tab[lost_hash(ino, owner, t->cap)];
+	while (*pp) {
+		struct fs_lost_hold *h = *pp;
+
+		if (h->ino == ino && h->owner == owner) {
+			*pp = h->hnext;
+			lost_unlink(t, h);
+			k++;
+		} else {
+			pp = &h->hnext;
+		}
+	}
+	return k;
+}
+
+/* Forgets everything (see status.h). */
+void fs_lost_free(struct fs_lost *t)
+{
+	while (t->head) {
+		struct fs_lost_hold *h = t->head;
+
+		t->head = h->next;
+		free(h->path);
+		free(h);
+	}
+	free(t->tab);
+	memset(t, 0, sizeof(*t));
+}
+
 /* "ex", "sh" or "free" (see status.h). */
 const char *status_mode_name(uint8_t type)
 {
@@ -242,13 +383,20 @@ static int text_lock(void *ctx, uint64_t ino)
 	return r->b->err;
 }
 
-static void render_text(struct sbuf *b, const struct node *n)
+/* The node leaves `link` NULL when it does not know. */
+static const char *link_name(const struct node_status *ns)
+{
+	return ns->link ? ns->link : "unknown";
+}
+
+static void render_text(struct sbuf *b, const struct node *n, const struct fs_lost *lost)
 {
 	const struct lc_state *s = node_state(n);
 	struct node_status ns;
 	struct lc_stats st;
 	struct render r = { .b = b, .s = s, .now_ns = node_now_ns(n) };
 
+	memset(&ns, 0, sizeof(ns));
 	node_get_status(n, &ns);
 	lc_stats(s, &st);
 	sbuf_add(b, "node: ", 6);
@@ -262,7 +410,20 @@ static void render_text(struct sbuf *b, const struct node *n)
 		    ns.voters_reachable, ns.voters_total, ns.quorum ? "yes" : "no",
 		    ns.session ? ns.session : "expired",
 		    st.locks_held, st.waiters, st.files, ns.applied_index, st.sessions);
+	sbuf_printf(b, "link: %s", link_name(&ns));
+	if (ns.link_if && ns.link_if[0]) {
+		sbuf_add(b, " (", 2);
+		sbuf_text_str(b, ns.link_if, strlen(ns.link_if));
+		sbuf_add(b, ")", 1);
+	}
+	sbuf_printf(b, "\nmembers: %u\nlost: %zu\n", ns.members, lost ? lost->n : 0);
 	lc_foreach_locked(s, text_lock, &r);
+	for (const struct fs_lost_hold *h = lost ? lost->head : NULL; h && !b->err; h = h->next) {
+		sbuf_add(b, "lost ", 5);
+		sbuf_text_str(b, h->path, strlen(h->path));
+		sbuf_printf(b, " mode=%s pid=%" PRIu32 " token=%" PRIu64 " lost_at=%" PRIu64 "\n",
+			    status_mode_name(h->mode), h->pid, h->token, h->lost_at_ms);
+	}
 }
 
 /* ---- status.json ------------------------------------------------------------ */
@@ -344,13 +505,14 @@ static void json_kv_str(struct sbuf *b, const char *key, const char *v)
 	sbuf_add(b, "\",", 2);
 }
 
-static void render_json(struct sbuf *b, const struct node *n)
+static void render_json(struct sbuf *b, const struct node *n, const struct fs_lost *lost)
 {
 	const struct lc_state *s = node_state(n);
 	struct node_status ns;
 	struct lc_stats st;
 	struct render r = { .b = b, .s = s, .now_ns = node_now_ns(n), .first = 1 };
 
+	memset(&ns, 0, sizeof(ns));
 	node_get_status(n, &ns);
 	lc_stats(s, &st);
 	sbuf_add(b, "{", 1);
@@ -362,10 +524,22 @@ static void render_json(struct sbuf *b, const struct node *n)
 		    ns.voters_reachable, ns.voters_total, ns.quorum ? "true" : "false");
 	json_kv_str(b, "session", ns.session ? ns.session : "expired");
 	sbuf_printf(b, "\"locks_held\":%" PRIu64 ",\"waiters\":%" PRIu64
-		    ",\"files\":%" PRIu64 ",\"applied\":%" PRIu64 ",\"sessions\":%" PRIu64
-		    ",\"locks\":[", st.locks_held, st.waiters, st.files,
-		    ns.applied_index, st.sessions);
+		    ",\"files\":%" PRIu64 ",\"applied\":%" PRIu64 ",\"sessions\":%" PRIu64 ",",
+		    st.locks_held, st.waiters, st.files, ns.applied_index, st.sessions);
+	json_kv_str(b, "link", link_name(&ns));
+	json_kv_str(b, "link_if", ns.link_if ? ns.link_if : "");
+	sbuf_printf(b, "\"members\":%u,\"lost\":%zu,\"locks\":[",
+		    ns.members, lost ? lost->n : 0);
 	lc_foreach_locked(s, json_lock, &r);
+	sbuf_add(b, "],\"lost_locks\":[", 16);
+	for (const struct fs_lost_hold *h = lost ? lost->head : NULL; h && !b->err; h = h->next) {
+		sbuf_add(b, h == lost->head ? "{\"path\":\"" : ",{\"path\":\"",
+			 h == lost->head ? 9 : 10);
+		sbuf_json_str(b, h->path, strlen(h->path));
+		sbuf_printf(b, "\",\"mode\":\"%s\",\"pid\":%" PRIu32 ",\"token\":%" PRIu64
+			    ",\"lost_at\":%" PRIu64 "}", status_mode_name(h->mode), h->pid,
+			    h->token, h->lost_at_ms);
+	}
 	sbuf_add(b, "]}\n", 3);
 }
 
@@ -399,14 +573,23 @@ static void prom_hist(struct sbuf *b, const char *name, const char *help,
 	sbuf_printf(b, "%s_count %" PRIu64 "\n", name, h->count);
 }
 
+static void peer_series(struct sbuf *b, const char *dir, const char *result, uint64_t v)
+{
+	sbuf_printf(b, "cluck_peer_datagrams_total{dir=\"%s\",result=\"%s\"} %" PRIu64 "\n",
+		    dir, result, v);
+}
+
 static void render_metrics(struct sbuf *b, const struct node *n,
-			   const struct fs_metrics *m)
+			   const struct fs_metrics *m, const struct fs_lost *lost)
 {
 	static const char *const roles[] = { "leader", "follower", "candidate", "member" };
 	struct node_status ns;
 	struct lc_stats st;
+	const char *link;
 
+	memset(&ns, 0, sizeof(ns));
 	node_get_status(n, &ns);
+	link = link_name(&ns);
 	lc_stats(node_state(n), &st);
 	prom_counter(b, "cluck_grants_total", "Locks granted.", st.grants);
 	prom_counter(b, "cluck_releases_total", "Locks released.", st.releases);
@@ -431,23 +614,49 @@ static void render_metrics(struct sbuf *b, const struct node *n,
 	prom_gauge(b, "cluck_parked_requests",
 		   "Lock requests of this node waiting in the kernel.", m->parked);
 	prom_gauge(b, "cluck_sessions", "Sessions known to the cluster.", st.sessions);
+	sbuf_printf(b, "# HELP cluck_peer_datagrams_total Peer datagrams by direction and "
+		    "fate (rx: ok or why dropped; tx: sent, failed, socket full).\n"
+		    "# TYPE cluck_peer_datagrams_total counter\n");
+	peer_series(b, "rx", "ok", ns.peer.rx_ok);
+	peer_series(b, "rx", "short", ns.peer.rx_short);
+	peer_series(b, "rx", "version", ns.peer.rx_version);
+	peer_series(b, "rx", "auth", ns.peer.rx_auth);
+	peer_series(b, "rx", "replay", ns.peer.rx_replay);
+	peer_series(b, "rx", "self", ns.peer.rx_self);
+	peer_series(b, "tx", "ok", ns.peer.tx_ok);
+	peer_series(b, "tx", "error", ns.peer.tx_err);
+	peer_series(b, "tx", "dropped", ns.peer.tx_drop);
+	prom_counter(b, "cluck_sessions_lost_total",
+		     "Times this node's session lease ran out (its locks were lost).",
+		     ns.sessions_lost);
+	/* A lone node has no link to watch ("none"): nothing can cut it off,
+	 * so it counts as up; an alert on cluck_link_up == 0 then only fires
+	 * for a watched link that is down or not known yet. */
+	prom_gauge(b, "cluck_link_up",
+		   "1 when the link carrying cluster traffic is up (or none is needed), else 0.",
+		   strcmp(link, "up") == 0 || strcmp(link, "none") == 0);
+	prom_gauge(b, "cluck_members", "Members (non-voters) in the configuration.", ns.members);
+	prom_gauge(b, "cluck_lost_locks",
+		   "Holds lost with an expired session, still refused (ENOLCK) until unlocked or closed.",
+		   lost ? lost->n : 0);
 }
 
 /* Renders one generated file into a new buffer (see status.h). */
 int status_render(uint64_t ino, const struct node *n,
-		  const struct fs_metrics *m, char **out, size_t *len)
+		  const struct fs_metrics *m, const struct fs_lost *lost,
+		  char **out, size_t *len)
 {
 	struct sbuf b = { 0 };
 
 	switch (ino) {
 	case LC_INO_STATUS:
-		render_text(&b, n);
+		render_text(&b, n, lost);
 		break;
 	case LC_INO_STATUS_JSON:
-		render_json(&b, n);
+		render_json(&b, n, lost);
 		break;
 	case LC_INO_METRICS:
-		render_metrics(&b, n, m);
+		render_metrics(&b, n, m, lost);
 		break;
 	default:
 		return -ENOENT;

@@ -1,6 +1,7 @@
 /*
  * fs/status.h - the generated files of cluckfs (status, status.json,
- * metrics) and the counters/histograms behind metrics.
+ * metrics), the counters/histograms behind metrics, and the table of lost
+ * holds they show.
  *
  * Rendering reads the local replica (node_state) and the node's status
  * only; it allocates the whole document at once so one open of a status
@@ -66,16 +67,58 @@ struct fs_metrics {
 	uint64_t parked;                   /* lock requests waiting right now */
 };
 
+/* ---- lost holds (SPEC 3) --------------------------------------------------- */
+
+/*
+ * The holds this node had when its session's lease ran out: their lock
+ * operations fail with ENOLCK until the owner unlocks or closes, and status
+ * lists them.  A hash on (ino, owner) for the per-operation check, plus a
+ * list in loss order for status.  Bounded: beyond FS_LOST_MAX holds only
+ * `dropped` counts (those owners are then not refused).
+ */
+#define FS_LOST_MAX 65536u
+
+struct fs_lost_hold {
+	struct fs_lost_hold *hnext;        /* hash chain */
+	struct fs_lost_hold *prev, *next;  /* loss order */
+	uint64_t ino, owner;
+	uint32_t pid;
+	uint8_t mode;                      /* LC_RDLCK or LC_WRLCK */
+	uint8_t posix;                     /* 0 flock, 1 POSIX range */
+	uint64_t token;
+	uint64_t since_ms, lost_at_ms;     /* UNIX ms */
+	char *path;                        /* at loss time ("?" when unknown) */
+};
+
+struct fs_lost {
+	struct fs_lost_hold **tab;
+	size_t cap;                        /* power of two, or 0 */
+	size_t n;                          /* holds remembered */
+	uint64_t dropped;                  /* holds not remembered (table full) */
+	struct fs_lost_hold *head, *tail;
+};
+
+/* Remembers one lost hold (path copied).  0, -ENOSPC (full: counted in
+ * dropped) or -ENOMEM (also counted). */
+int fs_lost_add(struct fs_lost *t, const struct fs_lost_hold *h, const char *path);
+/* 1 when some hold of (ino, owner) is remembered. */
+int fs_lost_has(const struct fs_lost *t, uint64_t ino, uint64_t owner);
+/* Forgets every hold of (ino, owner); returns how many. */
+size_t fs_lost_del(struct fs_lost *t, uint64_t ino, uint64_t owner);
+/* Forgets everything (the struct can be reused). */
+void fs_lost_free(struct fs_lost *t);
+
 /* ---- rendering ---------------------------------------------------------- */
 
 /*
  * Renders the generated file with inode number `ino` (LC_INO_STATUS,
  * LC_INO_STATUS_JSON or LC_INO_METRICS) into a malloc'ed buffer: *out
- * (caller frees with free()) and *len.  Returns 0, -ENOENT for another
- * inode, or -ENOMEM.
+ * (caller frees with free()) and *len.  `lost` may be NULL (none).
+ * Returns 0, -ENOENT for another inode, or -ENOMEM.
  */
 int status_render(uint64_t ino, const struct node *n,
-		  const struct fs_metrics *m, char **out, size_t *len);
+		  const struct fs_metrics *m, const struct fs_lost *lost,
+		  char **out, size_t *len);
 
 /* "ex", "sh" or "free" for an lc_lock_type. */
 const char *status_mode_name(uint8_t type);

@@ -18,11 +18,14 @@
 #include "net/loop.h"
 #include "net/node.h"
 #include "net/options.h"
+#include "net/peer.h"
+#include "lockcore/raft.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -31,6 +34,8 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 /* What the loop callbacks share. */
 struct daemon {
@@ -374,6 +379,91 @@ static int add_fuse_args(struct fuse_args *args, const struct options *o)
 	return 0;
 }
 
+/* Resolves HOST:PORT (numeric or a name) to its first UDP address.
+ * 0 or -1 after printing the one-line error. */
+static int resolve(const char *what, const struct opt_addr *a, int passive,
+		   struct sockaddr_storage *out, socklen_t *len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM,
+				  .ai_flags = passive ? AI_PASSIVE : 0 };
+	struct addrinfo *res = NULL;
+	char port[8];
+	int rc;
+
+	snprintf(port, sizeof(port), "%u", (unsigned)a->port);
+	rc = getaddrinfo(a->host[0] ? a->host : NULL, port, &hints, &res);
+	if (rc != 0 || !res) {
+		fprintf(stderr, "cluckd: cannot resolve %s '%s': %s\n", what, a->host,
+			rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return -1;
+	}
+	memcpy(out, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static const char *cluster_role(const struct options *o)
+{
+	for (size_t i = 0; i < o->nvoters; i++)
+		if (!strcmp(o->voters[i].name, o->name))
+			return "voter";
+	return "member";
+}
+
+/* Fills the cluster part of the node's configuration: the voters'
+ * addresses, ours, the key.  0, or 2 after a one-line error. */
+static int cluster_config(const struct options *o, struct node_config *nc,
+			  struct node_voter *voters, struct sockaddr_storage *listen,
+			  uint8_t *key, int *have_key)
+{
+	int self = -1, rc;
+
+	*have_key = 0;
+	if (!options_networked(o))
+		return 0;
+	for (size_t i = 0; i < o->nvoters; i++) {
+		voters[i].name = o->voters[i].name;
+		if (resolve("the address of voter", &o->voters[i].addr, 0, &voters[i].addr,
+			    &voters[i].addr_len) < 0)
+			return 2;
+		if (!strcmp(o->voters[i].name, o->name))
+			self = (int)i;
+	}
+	nc->voters = voters;
+	nc->n_voters = (unsigned)o->nvoters;
+	if (o->have_listen) {
+		if (resolve("--listen address", &o->listen, 1, listen, &nc->listen_len) < 0)
+			return 2;
+	} else if (self >= 0) {
+		memcpy(listen, &voters[self].addr, voters[self].addr_len);
+		nc->listen_len = voters[self].addr_len;
+	} else {
+		/* A member listens on every address of its family. */
+		struct opt_addr any = { .port = OPT_DEFAULT_PORT };
+
+		if (voters[0].addr.ss_family == AF_INET6)
+			snprintf(any.host, sizeof(any.host), "::");
+		else
+			snprintf(any.host, sizeof(any.host), "0.0.0.0");
+		if (resolve("--listen address", &any, 1, listen, &nc->listen_len) < 0)
+			return 2;
+	}
+	nc->listen = (const struct sockaddr *)listen;
+	if (o->key_file) {
+		rc = peer_load_key(o->key_file, key);
+		if (rc < 0) {
+			fprintf(stderr, "cluckd: key file %s: %s\n", o->key_file, strerror(-rc));
+			return 2;
+		}
+		nc->key = key;
+		*have_key = 1;
+	} else {
+		log_warn("--insecure: cluster traffic is neither authenticated nor encrypted");
+	}
+	return 0;
+}
+
 /*
  * Exit status: 0 after a clean stop, 2 for bad options or an unusable mount
  * point (before anything is mounted), 1 for a failure while running.
@@ -383,6 +473,10 @@ int main(int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct daemon d = { .exit_code = 0 };
 	struct node_config ncfg;
+	struct node_voter voters[RF_MAX_VOTERS];
+	struct sockaddr_storage listen_addr;
+	uint8_t key[PEER_KEY_BYTES];
+	int have_key = 0;
 	struct fs_config fcfg;
 	struct options o;
 	struct capture cap;
@@ -431,7 +525,12 @@ int main(int argc, char **argv)
 	ncfg.data_dir = o.data_dir;
 	ncfg.lease_ms = o.lease_ms;
 	ncfg.op_timeout_ms = o.op_timeout_ms;
+	if (cluster_config(&o, &ncfg, voters, &listen_addr, key, &have_key) != 0) {
+		rc = 2;
+		goto free_loop;
+	}
 	node = node_new(d.loop, &ncfg);
+	sodium_memzero(key, sizeof(key));
 	if (!node) {
 		fprintf(stderr, "cluckd: cannot create the node: %s\n", strerror(errno));
 		goto free_loop;
@@ -501,7 +600,12 @@ int main(int argc, char **argv)
 		log_err("cannot watch the FUSE fd");
 		goto unmount;
 	}
-	log_info("mounted on %s (one-node cluster, data in %s)", abs, o.data_dir);
+	if (options_networked(&o))
+		log_info("mounted on %s (%s of a cluster of %zu voters, data in %s)", abs,
+			 cluster_role(&o),
+			 o.nvoters, o.data_dir);
+	else
+		log_info("mounted on %s (one-node cluster, data in %s)", abs, o.data_dir);
 
 	rc = loop_run(d.loop);
 	if (rc < 0) {

@@ -1,28 +1,43 @@
 /*
  * net/node.c - the engine driver (implements net/node.h): the lock state
- * machine replicated by the Raft engine, persisted in --data-dir.
+ * machine replicated by the Raft engine among the voters of --cluster,
+ * persisted in --data-dir, with this node's session and its lease.
  *
- * A proposed command is stamped (origin = our session, next serial, wall
- * time never going backwards), encoded and proposed to the Raft engine
- * (lockcore/raft.h); what the engine asks to persist goes to the store
- * (net/store.h) and is made durable once per loop round (group commit: one
- * fdatasync for everything the round appended); committed entries are
- * applied to the local lockcore state in log order and their completions
- * handed to the callbacks registered for our serials.  The leader also
- * proposes the leader-made commands: TICKs when a lockfile ttl runs out and
- * SESSION_CLOSEs for sessions whose lease ran out on its clock (every
- * session known at election gets a fresh lease first: a restart or a
- * leader change never frees a lock by itself).  Snapshots of the state are
- * taken every SNAP_EVERY entries (once the log since the last one is half
- * its size) and the log is compacted behind them.
+ * A command of ours is stamped (origin = our session, next serial, wall
+ * time never going backwards), encoded, and kept in the pending table until
+ * its completion is applied here: the leader proposes it to its engine,
+ * anyone else forwards it to the leader (NM_FWD over net/peer.h) and sends
+ * it again after a while, or at once when the leader changes, until the log
+ * shows it (LC_PENDING or a final answer; lockcore's (origin, serial)
+ * dedup makes a retry harmless).  What the engine asks to persist goes to
+ * the store and is made durable once per loop round (group commit: one
+ * fdatasync for everything the round appended); what it asks to send goes
+ * out at once; committed entries are applied to the local state in log
+ * order and their completions handed to the callbacks of our serials.
  *
- * This build runs a cluster of one voter (this node); the peer transport
- * comes with the cluster issue and plugs in where messages are dropped.
+ * Sessions (SPEC 3, lockcore/lease.h): the node keeps its session alive with
+ * keepalives to every voter; only the leader acknowledges them, and only
+ * while it holds its Raft lease and the session is alive in its state.  The
+ * node's lease view counts from the send time of the latest acknowledged
+ * contact: jeopardy after lease/3 (or at once when the link monitor says
+ * our link is down), expiry at lease - margin, when the session's locks are
+ * lost (node_on_lost) and a new session is opened.  The leader proposes the
+ * leader-made commands: TICKs when a lockfile ttl runs out, SESSION_CLOSEs
+ * for sessions whose lease ran out on its clock (every session known at
+ * election gets a fresh lease first: a leader change never frees a lock),
+ * and the membership of members (learners: they get the log, never vote).
+ * Snapshots are taken every SNAP_EVERY entries (once the log since the last
+ * one is half its size) and the log is compacted behind them.
+ *
+ * Alone (no --cluster), the node is a one-voter cluster with id 1 that
+ * never touches the network.
  *
  * It must never: block anywhere but in the round's fdatasync, answer a
  * request before its entry is durable and applied, call a callback after
- * its final answer (or at all when node_propose() failed), or keep going
- * after the store failed (the node stops the loop and reports it).
+ * its final answer (or at all when node_propose() failed), step the engine
+ * from inside the handling of one of its updates (the update points into
+ * the engine: nested work is deferred to the end of the outer step), or
+ * keep going after the store failed (the node stops the loop and says so).
  */
 #include "config.h"
 
@@ -30,32 +45,70 @@
 #include "net/loop.h"
 #include "net/log.h"
 #include "net/store.h"
+#include "net/peer.h"
+#include "net/nmsg.h"
+#include "net/link.h"
 #include "lockcore/raft.h"
 #include "lockcore/lease.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#define SELF_ID      1u              /* our Raft id in a one-voter cluster */
+#define SELF_ID      1u              /* our Raft id when alone */
 #define SNAP_EVERY   20000u          /* entries between snapshots */
 #define SNAP_BYTES   (64u << 20)     /* ... or this many log bytes */
 
-/* Registered callback of one of our requests still waiting for its final
- * answer.  serial 0 marks a free bucket. */
+/* Cluster timing (cluck-protocol(7)). */
+#define HEARTBEAT_MS      50u
+#define ELECTION_MIN_MS   400u
+#define ELECTION_MAX_MS   800u
+#define DRIFT_MS          50u        /* max clock drift over a lease */
+#define TICK_MS           50u        /* the node's own timer while clustered */
+/* The node gives up margin ms before its lease: > 2 * drift + one tick
+ * (lease.h's proof), plus slack for a busy loop. */
+#define LEASE_MARGIN_MS   (2u * DRIFT_MS + TICK_MS + 100u)
+#define RESEND_MS         200u       /* forward not yet acknowledged */
+#define RESEND_ACKED_MS   1000u      /* acknowledged but not in our log yet */
+#define MAX_KNOWN         512u       /* nodes we track (voters + members) */
+
+/* A request of ours not answered finally yet.  serial 0 marks a free
+ * bucket.  While `buf` is set the request is not known to be in the log
+ * (no completion applied yet) and is sent again until it is. */
 struct pend {
 	uint64_t serial;
-	node_done_fn fn;
+	node_done_fn fn;             /* NULL: detached (timed out, still sent) */
 	void *ctx;
+	uint8_t *buf;                /* encoded command, or NULL once in the log */
+	uint32_t len;
+	uint8_t flags;
+	uint64_t sent_ms;            /* last send (0: not sent yet) */
+	uint64_t deadline_ms;        /* -ETIMEDOUT then (0: none) */
 };
 
-/* An encoded proposal waiting for a leader. */
+#define PF_ACKED   0x1u              /* the leader said it proposed it */
+#define PF_UNLOCK  0x2u              /* releases something: detach, not drop */
+#define PF_OPEN    0x4u              /* our SESSION_OPEN: sent before the open */
+
+/* A leader-made command waiting for the end of the current step. */
 struct outq {
 	uint8_t *buf;
 	size_t len;
+};
+
+/* Another node we heard from (voters from --cluster, members learned). */
+struct known {
+	uint64_t id;
+	uint64_t last_rx_ms;         /* last authenticated datagram from it */
+	bool voter;
+	bool wants_join;             /* a member not in the configuration */
 };
 
 struct node {
@@ -69,13 +122,47 @@ struct node {
 	struct raft *raft;
 	struct store *store;
 	struct lease_table leases;
-	uint64_t session;
 	uint64_t applied;       /* last log index fed to the state */
-	uint64_t serial;        /* last serial of our session */
 	uint64_t last_time;     /* last time_ns stamped: time never goes back */
 	uint8_t role;
-	bool started, stopped, open_done;
+	uint64_t leader;        /* the engine's leader id (0: none) */
+	uint64_t leader_since;  /* mono ms we became leader */
+	bool started, stopped;
+
+	/* our session */
+	uint64_t session;
+	uint64_t serial;        /* last serial of our session */
+	bool open_done;         /* the current session's SESSION_OPEN applied */
 	int open_status;
+	uint64_t open_sent_ms;  /* first send of that SESSION_OPEN */
+	struct lease_view view;
+	uint64_t next_ka_ms;
+	uint64_t sessions_lost;
+	bool give_up_due;       /* our session was closed under us: give up */
+	node_lost_fn lost_fn;
+	void *lost_ctx;
+	bool close_done;
+
+	/* the cluster (all zero / NULL alone) */
+	bool clustered, voter;
+	uint64_t self_id;
+	uint64_t epoch;
+	struct peer *peer;
+	struct link_mon *link;
+	enum link_state link_st;
+	struct node_voter *voters;   /* copies, names owned */
+	uint64_t *voter_ids;
+	unsigned n_voters;
+	unsigned rr;                 /* round robin when no leader is known */
+	uint64_t hint;               /* leader named by someone else */
+	struct known *kn;
+	size_t nkn;
+	uint64_t node_timer;
+	uint8_t *txbuf;              /* one encoded message */
+	struct sockaddr_storage listen;
+	socklen_t listen_len;
+	uint8_t key[PEER_KEY_BYTES];
+	bool has_key;
 
 	/* persistence */
 	uint64_t want_seq;      /* highest write_seq handed to the store */
@@ -89,8 +176,12 @@ struct node {
 	uint64_t tick_timer, tick_at;     /* lockcore deadline (wall ns) */
 	uint64_t lease_timer, lease_at;   /* session lease deadline (mono ms) */
 
-	struct outq *oq;        /* proposals made while there was no leader */
+	/* re-entrancy: work asked for while an update is being handled */
+	unsigned depth;
+	struct outq *oq;        /* leader-made proposals */
 	size_t noq, capoq;
+	uint64_t *defer;        /* serials to send */
+	size_t ndefer, capdefer;
 
 	struct pend *pt;        /* open addressing, linear probing */
 	size_t pcap, pn;        /* pcap is 0 or a power of two */
@@ -98,6 +189,8 @@ struct node {
 
 static void handle(struct node *n, const struct rf_update *u);
 static void flush_round(struct loop *l, void *ctx);
+static void send_pend(struct node *n, uint64_t serial);
+static void drain(struct node *n);
 
 /* ---- pending table ------------------------------------------------------ */
 
@@ -149,16 +242,20 @@ static int pend_reserve(struct node *n)
 	return 0;
 }
 
-static void pend_insert(struct node *n, uint64_t serial, node_done_fn fn, void *ctx)
+/* Inserts (after pend_reserve); the pointer lives until the table next
+ * changes. */
+static struct pend *pend_insert(struct node *n, uint64_t serial, node_done_fn fn, void *ctx)
 {
 	size_t i;
 
 	for (i = ph(serial, n->pcap); n->pt[i].serial; i = (i + 1) & (n->pcap - 1))
 		;
+	memset(&n->pt[i], 0, sizeof(n->pt[i]));
 	n->pt[i].serial = serial;
 	n->pt[i].fn = fn;
 	n->pt[i].ctx = ctx;
 	n->pn++;
+	return &n->pt[i];
 }
 
 /* Backward-shift deletion keeps probe chains intact without tombstones. */
@@ -184,6 +281,33 @@ static void pend_remove(struct node *n, struct pend *p)
 	n->pn--;
 }
 
+/* Frees the entry's command and removes it. */
+static void pend_drop(struct node *n, struct pend *p)
+{
+	free(p->buf);
+	pend_remove(n, p);
+}
+
+/* The serials of every entry still to be sent (the table may change while
+ * they are worked on, so callers walk a copy).  NULL when none or ENOMEM. */
+static uint64_t *pend_unsent(struct node *n, size_t *count)
+{
+	uint64_t *v;
+	size_t k = 0;
+
+	*count = 0;
+	if (!n->pn)
+		return NULL;
+	v = malloc(n->pn * sizeof(*v));
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < n->pcap; i++)
+		if (n->pt[i].serial && (n->pt[i].buf || n->pt[i].deadline_ms))
+			v[k++] = n->pt[i].serial;
+	*count = k;
+	return v;
+}
+
 /* ---- small helpers ------------------------------------------------------ */
 
 static uint64_t now_ms(void)
@@ -201,6 +325,22 @@ static uint64_t stamp_time(struct node *n)
 	return now;
 }
 
+/* FNV-1a over the name, then a finalizer (so ids of similar names spread);
+ * never 0.  The same on every node, whatever the --cluster order. */
+uint64_t node_id_of(const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		h ^= *p;
+		h *= 0x100000001b3ull;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return h ? h : 1;
+}
+
 /* A failure that makes this node untrustworthy: stop serving.  cluckd
  * sees node_error() after the loop returns, unmounts and exits 1. */
 static void die(struct node *n, const char *what, int rc)
@@ -211,6 +351,46 @@ static void die(struct node *n, const char *what, int rc)
 	log_err("%s: %s; stopping (the data directory %s is kept as it is)",
 		what, strerror(-n->error), n->data_dir);
 	loop_stop(n->loop);
+}
+
+static struct known *known_find(struct node *n, uint64_t id)
+{
+	for (size_t i = 0; i < n->nkn; i++)
+		if (n->kn[i].id == id)
+			return &n->kn[i];
+	return NULL;
+}
+
+/* The record of `id`, made when new (NULL when the table is full). */
+static struct known *known_get(struct node *n, uint64_t id)
+{
+	struct known *k = known_find(n, id);
+
+	if (k || n->nkn == MAX_KNOWN)
+		return k;
+	k = &n->kn[n->nkn++];
+	memset(k, 0, sizeof(*k));
+	k->id = id;
+	return k;
+}
+
+static bool is_voter_id(const struct node *n, uint64_t id)
+{
+	for (unsigned i = 0; i < n->n_voters; i++)
+		if (n->voter_ids[i] == id)
+			return true;
+	return false;
+}
+
+static bool conf_has(const struct rf_conf *c, uint64_t id)
+{
+	for (unsigned i = 0; i < c->n_voters; i++)
+		if (c->voters[i] == id)
+			return true;
+	for (unsigned i = 0; i < c->n_learners; i++)
+		if (c->learners[i] == id)
+			return true;
+	return false;
 }
 
 /* Hands every completion of our session to its registered callback.  The
@@ -229,34 +409,47 @@ static void dispatch(struct node *n, const struct lc_out *out)
 		p = pend_find(n, c->serial);
 		if (!p)
 			continue;
+		/* In the log now: no more sending, no more deadline. */
+		free(p->buf);
+		p->buf = NULL;
+		p->deadline_ms = 0;
 		fn = p->fn;
 		ctx = p->ctx;
 		if (c->status != LC_PENDING)
 			pend_remove(n, p);
-		fn(ctx, c);
+		if (fn)
+			fn(ctx, c);
 	}
 }
 
 /* Gives every request still waiting its final answer `status` (the node
- * is stopping or failed), so fs answers every FUSE request it holds. */
+ * is stopping or failed, or the session was lost), so fs answers every
+ * FUSE request it holds. */
 static void fail_pending(struct node *n, int status)
 {
-	/* Stopped: callbacks cannot add entries.  A removal may shift a
-	 * later entry into slot i (look at it again) or, across the wrap,
-	 * into a slot already passed (hence the next pass). */
+	/* A removal may shift a later entry into slot i (look at it again)
+	 * or, across the wrap, into a slot already passed (hence the next
+	 * pass).  Callbacks may propose: those get -ENOLCK (stopped) or go
+	 * under the next session (lost), never into this table walk's way,
+	 * because the caller changed the session or stopped first. */
 	while (n->pn) {
+		size_t before = n->pn;
+
 		for (size_t i = 0; i < n->pcap;) {
 			struct pend p = n->pt[i];
-			struct lc_completion c = { .origin = n->session, .status = status };
+			struct lc_completion c = { .status = status };
 
 			if (!p.serial) {
 				i++;
 				continue;
 			}
-			pend_remove(n, &n->pt[i]);
+			pend_drop(n, &n->pt[i]);
 			c.serial = p.serial;
-			p.fn(p.ctx, &c);
+			if (p.fn)
+				p.fn(p.ctx, &c);
 		}
+		if (n->pn >= before)
+			break;
 	}
 }
 
@@ -268,69 +461,40 @@ static int step(struct node *n, struct rf_event *ev)
 	int rc;
 
 	ev->now_ms = now_ms();
+	n->depth++;
 	rc = rf_step(n->raft, ev, &u);
 	/* Only -EINVAL leaves the engine untouched; every other return
 	 * (a refused proposal included) may carry timer effects. */
 	if (rc != -EINVAL)
 		handle(n, &u);
+	n->depth--;
+	if (n->depth == 0)
+		drain(n);
 	return rc;
 }
 
-/* Proposes an encoded command if we lead, else keeps it for when we do.
- * 0 or -ENOMEM / -E2BIG. */
-static int submit(struct node *n, uint8_t *buf, size_t len)
+/* Keeps an encoded leader-made command for the end of the current step. */
+static void outq_push(struct node *n, uint8_t *buf, size_t len)
 {
-	struct rf_event ev = { .type = RF_EV_PROPOSE };
-	int rc;
-
-	if (n->role == RF_LEADER) {
-		ev.propose.buf = buf;
-		ev.propose.len = (uint32_t)len;
-		rc = step(n, &ev);
-		if (rc != -EPERM) {
-			free(buf);
-			return rc;
-		}
-	}
 	if (n->noq == n->capoq) {
 		size_t nc = n->capoq ? n->capoq * 2 : 16;
 		struct outq *nv = realloc(n->oq, nc * sizeof(*nv));
 
 		if (!nv) {
-			free(buf);
-			return -ENOMEM;
+			free(buf);       /* its timer proposes it again */
+			return;
 		}
 		n->oq = nv;
 		n->capoq = nc;
 	}
 	n->oq[n->noq++] = (struct outq){ buf, len };
-	return 0;
 }
 
-/* Proposes what waited for a leader, in order. */
-static void flush_outq(struct node *n)
-{
-	size_t k = 0, i;
-
-	for (i = 0; i < n->noq && n->role == RF_LEADER; i++) {
-		struct rf_event ev = { .type = RF_EV_PROPOSE };
-		int rc;
-
-		ev.propose.buf = n->oq[i].buf;
-		ev.propose.len = (uint32_t)n->oq[i].len;
-		rc = step(n, &ev);
-		if (rc == -EPERM || rc == -ENOMEM)
-			break;
-		free(n->oq[i].buf);
-	}
-	for (; i < n->noq; i++)
-		n->oq[k++] = n->oq[i];
-	n->noq = k;
-}
-
-/* Proposes a leader-made command (origin 0).  Only the leader does. */
+/* Proposes a leader-made command (origin 0).  Only the leader does; a
+ * command asked for while not leading is dropped (its timer asks again). */
 static void propose_leader(struct node *n, struct lc_cmd *cmd)
 {
+	struct rf_event ev = { .type = RF_EV_PROPOSE };
 	uint8_t *buf;
 	size_t len;
 
@@ -341,7 +505,185 @@ static void propose_leader(struct node *n, struct lc_cmd *cmd)
 	cmd->time_ns = stamp_time(n);
 	if (lc_cmd_encode(cmd, &buf, &len) < 0)
 		return;          /* ENOMEM: the timer tries again */
-	(void)submit(n, buf, len);
+	if (n->depth) {
+		outq_push(n, buf, len);
+		return;
+	}
+	ev.propose.buf = buf;
+	ev.propose.len = (uint32_t)len;
+	(void)step(n, &ev);
+	free(buf);
+}
+
+/* Work asked for during a step: leader-made proposals, our own sends, a
+ * session given up.  Runs at depth 0 only; what it does may add more. */
+static void give_up(struct node *n);
+
+static void drain(struct node *n)
+{
+	while (!n->error && (n->noq || n->ndefer || n->give_up_due)) {
+		if (n->give_up_due) {
+			n->give_up_due = false;
+			give_up(n);
+			continue;
+		}
+		if (n->noq) {
+			struct outq q = n->oq[0];
+			struct rf_event ev = { .type = RF_EV_PROPOSE };
+
+			memmove(n->oq, n->oq + 1, (n->noq - 1) * sizeof(*n->oq));
+			n->noq--;
+			if (n->role == RF_LEADER) {
+				ev.propose.buf = q.buf;
+				ev.propose.len = (uint32_t)q.len;
+				(void)step(n, &ev);
+			}
+			free(q.buf);
+			continue;
+		}
+		send_pend(n, n->defer[--n->ndefer]);
+	}
+}
+
+/* ---- sending -------------------------------------------------------------- */
+
+/* Where a message for the leader goes: the engine's leader, else the one
+ * someone named, else the voters in turn (each answers with a hint). */
+static uint64_t leader_guess(struct node *n)
+{
+	if (n->leader)
+		return n->leader;
+	if (n->hint)
+		return n->hint;
+	if (!n->n_voters)
+		return 0;
+	for (unsigned k = 0; k < n->n_voters; k++) {
+		uint64_t id = n->voter_ids[n->rr++ % n->n_voters];
+
+		if (id != n->self_id)
+			return id;
+	}
+	return 0;
+}
+
+static void send_nmsg(struct node *n, uint64_t to, const struct nmsg *m)
+{
+	int len;
+
+	if (!n->peer || !to || to == n->self_id)
+		return;
+	len = nmsg_encode(m, n->txbuf, PEER_BODY_MAX);
+	if (len > 0)
+		(void)peer_send(n->peer, to, PEER_T_NODE, n->txbuf, (size_t)len);
+}
+
+static void send_raft(struct node *n, const struct rf_msg *m)
+{
+	int len;
+
+	if (!n->peer)
+		return;
+	len = rf_msg_encode(m, n->txbuf, PEER_BODY_MAX);
+	if (len < 0) {
+		log_warn("cannot encode a Raft message for %016" PRIx64 ": %s", m->to,
+			 strerror(-len));
+		return;
+	}
+	(void)peer_send(n->peer, m->to, PEER_T_RAFT, n->txbuf, (size_t)len);
+}
+
+/* Sends (or proposes, as leader) our request `serial` if it still waits
+ * for the log.  Deferred when called from inside a step. */
+static void send_pend(struct node *n, uint64_t serial)
+{
+	struct pend *p = pend_find(n, serial);
+	struct rf_event ev = { .type = RF_EV_PROPOSE };
+	uint8_t *buf;
+	uint32_t len;
+	int rc;
+
+	if (!p || !p->buf || n->error || n->stopped)
+		return;
+	if (n->depth) {
+		if (n->ndefer == n->capdefer) {
+			size_t nc = n->capdefer ? n->capdefer * 2 : 64;
+			uint64_t *nv = realloc(n->defer, nc * sizeof(*nv));
+
+			if (!nv)
+				return;  /* the node timer sends it */
+			n->defer = nv;
+			n->capdefer = nc;
+		}
+		n->defer[n->ndefer++] = serial;
+		return;
+	}
+	/* Under a session not open yet only its SESSION_OPEN goes out:
+	 * lockcore answers a command of an unknown session -ENOLCK. */
+	if (!n->open_done && !(p->flags & PF_OPEN))
+		return;
+	p->sent_ms = now_ms();
+	if (n->role == RF_LEADER) {
+		/* The engine copies the bytes; the entry may move meanwhile. */
+		buf = p->buf;
+		len = p->len;
+		ev.propose.buf = buf;
+		ev.propose.len = len;
+		p->flags |= PF_ACKED;
+		rc = step(n, &ev);
+		if (rc == -E2BIG || rc == -EINVAL) {
+			struct lc_completion c = { .origin = n->session, .serial = serial,
+						   .status = rc };
+
+			p = pend_find(n, serial);
+			if (p) {
+				node_done_fn fn = p->fn;
+				void *ctx = p->ctx;
+
+				pend_drop(n, p);
+				if (fn)
+					fn(ctx, &c);
+			}
+		}
+		return;
+	}
+	if (n->clustered) {
+		struct nmsg m = { .kind = NM_FWD, .session = n->session, .serial = serial,
+				  .stamp = p->sent_ms, .body = p->buf, .len = p->len };
+
+		p->flags &= (uint8_t)~PF_ACKED;
+		send_nmsg(n, leader_guess(n), &m);
+	}
+}
+
+/* Sends everything not in the log yet, now (a new leader, link back). */
+static void resend_all(struct node *n)
+{
+	size_t cnt;
+	uint64_t *v = pend_unsent(n, &cnt);
+
+	for (size_t i = 0; i < cnt; i++)
+		send_pend(n, v[i]);
+	free(v);
+}
+
+/* Registers and sends one of our commands.  Takes buf.  0 or -ENOMEM. */
+static int own_submit(struct node *n, uint64_t serial, uint8_t *buf, size_t len,
+		      uint8_t flags, uint64_t timeout_ms, node_done_fn fn, void *ctx)
+{
+	struct pend *p;
+
+	if (pend_reserve(n) < 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	p = pend_insert(n, serial, fn, ctx);
+	p->buf = buf;
+	p->len = (uint32_t)len;
+	p->flags = flags;
+	if (timeout_ms)
+		p->deadline_ms = now_ms() + timeout_ms;
+	send_pend(n, serial);
+	return 0;
 }
 
 /* ---- timers --------------------------------------------------------------- */
@@ -555,9 +897,26 @@ static void apply_entry(struct node *n, uint64_t index, const struct rf_entry *e
 	    cmd.origin == n->session && !n->open_done) {
 		n->open_done = true;
 		n->open_status = out.n ? out.v[0].status : -EIO;
+		if (n->open_status == 0) {
+			/* The open's first send is acknowledged by the log. */
+			lease_view_ack(&n->view, n->open_sent_ms);
+			n->next_ka_ms = now_ms() + n->lease_ms / 4;
+			log_info("session %016" PRIx64 " open", n->session);
+		}
 	}
 	dispatch(n, &out);
 	lc_out_free(&out);
+	if (cmd.type == LC_CMD_SESSION_CLOSE && cmd.session == n->session &&
+	    n->session && !n->stopped && cmd.origin != n->session) {
+		/* The cluster closed our live session: our clock must already
+		 * have said so (lease.h); give up now in any case. */
+		log_warn("the cluster closed our session %016" PRIx64 "; its locks are lost",
+			 n->session);
+		n->give_up_due = true;
+	}
+	if (cmd.type == LC_CMD_SESSION_CLOSE && cmd.session == n->session &&
+	    cmd.origin == n->session)
+		n->close_done = true;
 }
 
 /* Replaces the state with a snapshot received from the leader. */
@@ -591,6 +950,7 @@ static void install_snapshot(struct node *n, const struct rf_update *u)
 static void handle(struct node *n, const struct rf_update *u)
 {
 	uint8_t role0 = n->role;
+	uint64_t leader0 = n->leader;
 	int rc = 0;
 
 	if (u->write_seq && !n->error) {
@@ -611,10 +971,16 @@ static void handle(struct node *n, const struct rf_update *u)
 			die(n, "cannot write the log", rc);
 		n->want_seq = u->write_seq;
 	}
-	/* Messages: a one-voter cluster has no peers to send to. */
+	/* The engine holds back whatever must wait for the sync; the rest
+	 * goes now, before applying (which may ask for more steps). */
+	for (size_t i = 0; i < u->n_msgs && !n->error; i++)
+		send_raft(n, &u->msgs[i]);
+	n->role = u->role;
+	n->leader = u->leader;
+	if (n->leader)
+		n->hint = 0;
 	for (size_t i = 0; i < u->n_committed && !n->error; i++)
 		apply_entry(n, u->commit_first + i, &u->committed[i]);
-	n->role = u->role;
 	if (u->n_committed) {
 		arm_tick(n);
 		maybe_snapshot(n);
@@ -625,10 +991,24 @@ static void handle(struct node *n, const struct rf_update *u)
 		 * lease from now before anything can expire. */
 		if (lease_reset(&n->leases, n->st, now_ms()) < 0)
 			die(n, "cannot track session leases", -ENOMEM);
+		n->leader_since = now_ms();
 		log_info("leading term %llu", (unsigned long long)u->term);
 		arm_tick(n);
 		check_leases(n);
-		flush_outq(n);
+	} else if (role0 == RF_LEADER && n->role != RF_LEADER) {
+		log_info("no longer leading (term %llu)", (unsigned long long)u->term);
+	}
+	if (n->leader != leader0 && n->leader) {
+		/* A new leader: what waited for one goes to it now. */
+		size_t cnt;
+		uint64_t *v = pend_unsent(n, &cnt);
+
+		for (size_t i = 0; i < cnt; i++)
+			send_pend(n, v[i]);          /* deferred: we are in a step */
+		free(v);
+		if (n->clustered && n->leader != n->self_id)
+			log_info("leader is %016" PRIx64 " (term %llu)", n->leader,
+				 (unsigned long long)u->term);
 	}
 }
 
@@ -639,9 +1019,7 @@ static void flush_round(struct loop *l, void *ctx)
 	struct node *n = ctx;
 
 	(void)l;
-	/* Proposals kept back by a failed allocation get another chance. */
-	if (n->noq && n->role == RF_LEADER)
-		flush_outq(n);
+	drain(n);
 	for (int round = 0; round < 8 && n->want_seq > n->synced_seq && !n->error; round++) {
 		struct rf_event ev = { .type = RF_EV_PERSISTED };
 		uint64_t seq = n->want_seq;
@@ -654,6 +1032,369 @@ static void flush_round(struct loop *l, void *ctx)
 		n->synced_seq = seq;
 		ev.persisted.seq = seq;
 		step(n, &ev);
+	}
+}
+
+/* ---- our session ------------------------------------------------------------ */
+
+static int session_new_id(uint64_t *sid)
+{
+	*sid = 0;
+	while (*sid == 0) {
+		ssize_t r = getrandom(sid, sizeof(*sid), 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r != (ssize_t)sizeof(*sid))
+			return -EIO;
+	}
+	return 0;
+}
+
+static void on_own_open(void *ctx, const struct lc_completion *c)
+{
+	struct node *n = ctx;
+
+	(void)c;
+	if (!n->started)
+		loop_stop(n->loop);
+}
+
+/* Opens a new session (SESSION_OPEN, sent until the log has it).  The open
+ * carries our name (status shows it as the holders' node). */
+static int session_open(struct node *n)
+{
+	struct lc_cmd cmd;
+	uint8_t *buf;
+	size_t len;
+	uint64_t sid;
+	int rc;
+
+	rc = session_new_id(&sid);
+	if (rc < 0)
+		return rc;
+	n->session = sid;
+	n->serial = 0;
+	n->open_done = false;
+	n->open_status = 0;
+	lease_view_init(&n->view, n->lease_ms, LEASE_MARGIN_MS);
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_SESSION_OPEN;
+	cmd.origin = sid;
+	cmd.serial = ++n->serial;
+	cmd.time_ns = stamp_time(n);
+	cmd.session = sid;
+	cmd.data = n->name;
+	cmd.data_len = (uint32_t)strlen(n->name);
+	rc = lc_cmd_encode(&cmd, &buf, &len);
+	if (rc < 0)
+		return rc;
+	n->open_sent_ms = now_ms();
+	return own_submit(n, cmd.serial, buf, len, PF_OPEN, 0, on_own_open, n);
+}
+
+/* Our lease view ran out (or the cluster closed us): every request of the
+ * session is answered -ENOLCK, fs is told (it signals the holders), and a
+ * new session is opened. */
+static void give_up(struct node *n)
+{
+	uint64_t old = n->session;
+
+	if (!old || n->stopped || n->error)
+		return;
+	n->sessions_lost++;
+	log_warn("session %016" PRIx64 " expired: no acknowledged contact with a leader "
+		 "for %llu ms; its locks are lost", old, (unsigned long long)n->lease_ms);
+	/* Callbacks run by fail_pending may propose: they must land in the
+	 * new session, so switch first (the old entries are walked apart). */
+	{
+		struct pend *pt = n->pt;
+		size_t pcap = n->pcap, pn = n->pn;
+
+		n->pt = NULL;
+		n->pcap = n->pn = 0;
+		if (session_open(n) < 0)
+			log_err("cannot open a new session; retrying");
+		for (size_t i = 0; i < pcap; i++) {
+			struct lc_completion c = { .origin = old, .status = -ENOLCK };
+
+			if (!pt[i].serial)
+				continue;
+			free(pt[i].buf);
+			c.serial = pt[i].serial;
+			if (pt[i].fn)
+				pt[i].fn(pt[i].ctx, &c);
+		}
+		(void)pn;
+		free(pt);
+	}
+	if (n->lost_fn)
+		n->lost_fn(n->lost_ctx, old);
+}
+
+/* The leader heard from `session`: true when it may acknowledge it (it
+ * holds its Raft lease, the session is alive in its state and not
+ * doomed; lockcore/lease.h). */
+static bool contact_ok(struct node *n, uint64_t session)
+{
+	const char *name;
+	size_t len;
+	uint64_t now = now_ms();
+
+	if (n->role != RF_LEADER || !session)
+		return false;
+	if (lc_session_name(n->st, session, &name, &len) != 0)
+		return false;
+	if (lease_touch(&n->leases, session, now) != 0)
+		return false;
+	return rf_lease_valid(n->raft, now);
+}
+
+/* Keepalives to every voter (so every voter knows our address and we know
+ * who is reachable); only the leader's answer acknowledges. */
+static void send_keepalives(struct node *n, uint64_t now)
+{
+	struct nmsg m = { .kind = NM_KA, .session = n->session, .stamp = now };
+
+	for (unsigned i = 0; i < n->n_voters; i++)
+		send_nmsg(n, n->voter_ids[i], &m);
+}
+
+/* The session's state on our clock (and the link's say). */
+static enum lease_state session_state(struct node *n, uint64_t now)
+{
+	enum lease_state st;
+
+	if (!n->open_done)
+		return LEASE_NONE;
+	st = lease_view_state(&n->view, now);
+	if (st == LEASE_OK && n->link_st == LINK_DOWN)
+		st = LEASE_JEOPARDY;
+	return st;
+}
+
+/* Leader: adds members that asked to join as learners and drops members
+ * silent for three leases, one change at a time. */
+static void manage_members(struct node *n, uint64_t now)
+{
+	const struct rf_conf *conf = rf_conf(n->raft);
+	struct rf_event ev = { .type = RF_EV_CONF };
+
+	if (n->role != RF_LEADER || !conf)
+		return;
+	for (size_t i = 0; i < n->nkn; i++) {
+		struct known *k = &n->kn[i];
+
+		if (!k->wants_join || k->voter)
+			continue;
+		if (conf_has(conf, k->id)) {
+			k->wants_join = false;
+			continue;
+		}
+		ev.conf.op = RF_CONF_ADD_LEARNER;
+		ev.conf.id = k->id;
+		if (step(n, &ev) == 0) {
+			log_info("member %016" PRIx64 " joins as a learner", k->id);
+			k->wants_join = false;
+		}
+		return;
+	}
+	for (unsigned i = 0; i < conf->n_learners; i++) {
+		uint64_t id = conf->learners[i], last;
+		struct known *k = known_find(n, id);
+
+		last = k && k->last_rx_ms > n->leader_since ? k->last_rx_ms : n->leader_since;
+		if (now < last + 3 * n->lease_ms)
+			continue;
+		ev.conf.op = RF_CONF_REMOVE;
+		ev.conf.id = id;
+		if (step(n, &ev) == 0)
+			log_info("member %016" PRIx64 " silent for %llu ms: leaves the configuration",
+				 id, (unsigned long long)(now - last));
+		return;
+	}
+}
+
+/* Requests past their deadline get -ETIMEDOUT; what was not acknowledged
+ * in a while is sent again. */
+static void check_requests(struct node *n, uint64_t now)
+{
+	size_t cnt;
+	uint64_t *v = pend_unsent(n, &cnt);
+
+	for (size_t i = 0; i < cnt; i++) {
+		struct pend *p = pend_find(n, v[i]);
+		struct lc_completion c = { .origin = n->session, .status = -ETIMEDOUT };
+		node_done_fn fn;
+		void *ctx;
+
+		if (!p)
+			continue;
+		if (p->deadline_ms && now >= p->deadline_ms) {
+			fn = p->fn;
+			ctx = p->ctx;
+			c.serial = p->serial;
+			if (p->flags & PF_UNLOCK) {
+				/* Still sent until the log has it: a release
+				 * must not be forgotten. */
+				p->fn = NULL;
+				p->deadline_ms = 0;
+			} else {
+				pend_drop(n, p);
+			}
+			if (fn)
+				fn(ctx, &c);
+			continue;
+		}
+		if (p->buf && p->sent_ms &&
+		    now >= p->sent_ms + ((p->flags & PF_ACKED) ? RESEND_ACKED_MS : RESEND_MS))
+			send_pend(n, v[i]);
+		else if (p->buf && !p->sent_ms)
+			send_pend(n, v[i]);
+	}
+	free(v);
+}
+
+static void on_node_timer(struct loop *l, void *ctx)
+{
+	struct node *n = ctx;
+	uint64_t now = now_ms();
+	enum lease_state st;
+
+	(void)l;
+	n->node_timer = 0;
+	if (n->stopped || n->error)
+		return;
+	st = session_state(n, now);
+	if (st == LEASE_EXPIRED) {
+		give_up(n);
+	} else if (n->open_done && n->role == RF_LEADER) {
+		if (contact_ok(n, n->session))
+			lease_view_ack(&n->view, now);
+	}
+	if (n->open_done && now >= n->next_ka_ms && n->role != RF_LEADER) {
+		send_keepalives(n, now);
+		n->next_ka_ms = now + (st == LEASE_JEOPARDY ? n->lease_ms / 10 : n->lease_ms / 4);
+	} else if (n->role == RF_LEADER && now >= n->next_ka_ms) {
+		/* The leader keeps telling members and voters it leads. */
+		send_keepalives(n, now);
+		n->next_ka_ms = now + n->lease_ms / 4;
+	}
+	check_requests(n, now);
+	manage_members(n, now);
+	n->node_timer = loop_timer_at(n->loop, (now + TICK_MS) * 1000000u, on_node_timer, n);
+}
+
+/* ---- receiving ------------------------------------------------------------ */
+
+static void on_nmsg(struct node *n, uint64_t from, const struct nmsg *m)
+{
+	struct nmsg a = { .session = m->session, .serial = m->serial, .stamp = m->stamp,
+			  .leader = n->leader };
+	struct known *k;
+
+	switch (m->kind) {
+	case NM_FWD:
+	case NM_KA:
+		a.kind = m->kind == NM_FWD ? NM_FWD_ACK : NM_KA_ACK;
+		k = known_find(n, from);
+		if (n->role == RF_LEADER && k && !k->voter) {
+			const struct rf_conf *conf = rf_conf(n->raft);
+
+			if (conf && !conf_has(conf, from))
+				k->wants_join = true;
+		}
+		if (n->role == RF_LEADER) {
+			a.ok = contact_ok(n, m->session);
+			if (m->kind == NM_FWD) {
+				struct rf_event ev = { .type = RF_EV_PROPOSE };
+				struct lc_cmd cmd;
+
+				/* Only well-formed commands of the sender's own
+				 * session enter the log. */
+				if (lc_cmd_decode(m->body, m->len, &cmd) < 0 ||
+				    cmd.origin != m->session || cmd.serial != m->serial) {
+					log_warn("node %016" PRIx64 " forwarded a malformed command",
+						 from);
+					return;
+				}
+				ev.propose.buf = m->body;
+				ev.propose.len = m->len;
+				if (step(n, &ev) < 0)
+					a.ok = 0;
+				a.leader = n->leader;
+			}
+		}
+		send_nmsg(n, from, &a);
+		break;
+	case NM_FWD_ACK:
+	case NM_KA_ACK:
+		if (m->ok && m->session == n->session && n->open_done)
+			lease_view_ack(&n->view, m->stamp);
+		if (m->leader && !n->leader)
+			n->hint = m->leader;
+		if (m->kind == NM_FWD_ACK && m->session == n->session) {
+			struct pend *p = pend_find(n, m->serial);
+
+			if (p && p->buf) {
+				if (m->ok)
+					p->flags |= PF_ACKED;
+				else if (m->leader && m->leader != from)
+					send_pend(n, m->serial);   /* to the one it names */
+			}
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void on_peer(void *ctx, uint64_t from, uint8_t type, const uint8_t *body,
+		    size_t len, const struct sockaddr *src, socklen_t srclen)
+{
+	struct node *n = ctx;
+	struct known *k = known_get(n, from);
+
+	if (n->stopped || n->error)
+		return;
+	if (k) {
+		k->last_rx_ms = now_ms();
+		k->voter = is_voter_id(n, from);
+		/* Members' addresses are learned from what they send (it is
+		 * authenticated); voters' come from --cluster. */
+		if (!k->voter)
+			(void)peer_set_addr(n->peer, from, src, srclen);
+	}
+	if (type == PEER_T_RAFT) {
+		struct rf_msg m;
+		struct rf_event ev = { .type = RF_EV_RECEIVE };
+
+		if (rf_msg_decode(body, len, &m) < 0)
+			return;
+		if (m.from == from && m.to == n->self_id) {
+			ev.receive = &m;
+			(void)step(n, &ev);
+		}
+		rf_msg_release(&m);
+	} else if (type == PEER_T_NODE) {
+		struct nmsg m;
+
+		if (nmsg_decode(body, len, &m) == 0)
+			on_nmsg(n, from, &m);
+	}
+}
+
+static void on_link(void *ctx, enum link_state st)
+{
+	struct node *n = ctx;
+
+	n->link_st = st;
+	if (st == LINK_UP && !n->stopped && !n->error) {
+		/* Back: tell the cluster at once rather than at the next
+		 * keepalive, and send what waited. */
+		send_keepalives(n, now_ms());
+		n->next_ka_ms = now_ms() + n->lease_ms / 10;
+		resend_all(n);
 	}
 }
 
@@ -673,6 +1414,56 @@ static void make_parents(const char *dir)
 		*s = '/';
 	}
 	free(p);
+}
+
+/* True when a stored configuration names one of our voters: a data
+ * directory from another cluster (or from a node alone, id 1) does not. */
+static bool conf_matches(const struct node *n, const struct rf_conf *c)
+{
+	for (unsigned i = 0; i < n->n_voters; i++)
+		if (conf_has(c, n->voter_ids[i]))
+			return true;
+	return false;
+}
+
+/* The transport epoch of this run: larger than every earlier run's (kept
+ * in DATA_DIR/epoch, replaced atomically) and than the wall clock in ns,
+ * so a restarted node's nonces never repeat and peers' replay windows
+ * accept it.  0 or -errno. */
+static int next_epoch(struct node *n)
+{
+	char path[4096], tmp[4096], txt[32];
+	unsigned long long last = 0;
+	uint64_t e = loop_wall_ns();
+	FILE *f;
+	int fd, len;
+
+	snprintf(path, sizeof(path), "%s/epoch", n->data_dir);
+	snprintf(tmp, sizeof(tmp), "%s/epoch.tmp", n->data_dir);
+	f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%llu", &last) != 1)
+			last = 0;
+		fclose(f);
+	}
+	if (e <= last)
+		e = last + 1;
+	len = snprintf(txt, sizeof(txt), "%llu\n", (unsigned long long)e);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, txt, (size_t)len) != len || fsync(fd) < 0) {
+		int rc = errno ? -errno : -EIO;
+
+		close(fd);
+		unlink(tmp);
+		return rc;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0)
+		return -errno;
+	n->epoch = e;
+	return 0;
 }
 
 /* Loads what --data-dir holds and starts the engine on it. */
@@ -699,6 +1490,14 @@ static int load(struct node *n)
 	}
 	if (msg[0])
 		log_warn("data directory %s: %s", n->data_dir, msg);
+	if (n->clustered) {
+		r = next_epoch(n);
+		if (r < 0) {
+			log_err("cannot keep the transport epoch in %s: %s", n->data_dir,
+				strerror(-r));
+			return r;
+		}
+	}
 	store_snapshot_take(n->store, &snap);
 	if (snap.index) {
 		lc_state_free(n->st);
@@ -714,15 +1513,41 @@ static int load(struct node *n)
 		n->applied = n->snap_index = snap.index;
 		n->snap_len = snap.len;
 	}
+	if (snap.index && n->clustered && !conf_matches(n, &conf)) {
+		log_err("the data directory %s holds the state of another cluster (its "
+			"configuration names none of the voters of --cluster); use an empty "
+			"--data-dir", n->data_dir);
+		r = -EINVAL;
+		goto free_snap;
+	}
+	memset(&rc, 0, sizeof(rc));       /* the defaults set only the timings */
 	rf_config_defaults(&rc);
-	rc.id = SELF_ID;
-	rc.voters[0] = SELF_ID;
-	rc.n_voters = 1;
-	/* Alone, there is nobody to wait for: elect at once. */
-	rc.election_timeout_min_ms = 10;
-	rc.election_timeout_max_ms = 20;
-	rc.heartbeat_ms = 5;
-	rc.max_clock_drift_ms = 1;
+	if (n->clustered) {
+		rc.id = n->self_id;
+		for (unsigned i = 0; i < n->n_voters; i++)
+			rc.voters[i] = n->voter_ids[i];
+		rc.n_voters = n->n_voters;
+		if (!n->voter) {
+			/* A member starts as a learner of its own bootstrap
+			 * (the engine wants to find itself); the leader's
+			 * configuration replaces it with the first append. */
+			rc.learners[0] = n->self_id;
+			rc.n_learners = 1;
+		}
+		rc.election_timeout_min_ms = ELECTION_MIN_MS;
+		rc.election_timeout_max_ms = ELECTION_MAX_MS;
+		rc.heartbeat_ms = HEARTBEAT_MS;
+		rc.max_clock_drift_ms = DRIFT_MS;
+	} else {
+		rc.id = SELF_ID;
+		rc.voters[0] = SELF_ID;
+		rc.n_voters = 1;
+		/* Alone, there is nobody to wait for: elect at once. */
+		rc.election_timeout_min_ms = 10;
+		rc.election_timeout_max_ms = 20;
+		rc.heartbeat_ms = 5;
+		rc.max_clock_drift_ms = 1;
+	}
 	if (getrandom(&rc.seed, sizeof(rc.seed), GRND_NONBLOCK) != (ssize_t)sizeof(rc.seed))
 		rc.seed = loop_mono_ns();
 	r = rf_new(&rc, &n->raft);
@@ -775,13 +1600,48 @@ static void on_start_timeout(struct loop *l, void *ctx)
 	loop_stop(l);
 }
 
-/* Our SESSION_OPEN is applied: node_start()'s loop can return. */
-static void on_own_open(void *ctx, const struct lc_completion *c)
+/* Binds the transport, learns the voters' addresses and starts the link
+ * monitor.  0 or -errno (logged). */
+static int net_start(struct node *n)
 {
-	struct node *n = ctx;
+	struct peer_config pc = { .listen = (const struct sockaddr *)&n->listen,
+				  .listen_len = n->listen_len, .self_id = n->self_id,
+				  .epoch = n->epoch, .key = n->has_key ? n->key : NULL };
+	const struct sockaddr *addrs[RF_MAX_VOTERS];
+	socklen_t lens[RF_MAX_VOTERS];
+	unsigned na = 0;
+	int rc;
 
-	(void)c;
-	loop_stop(n->loop);
+	rc = peer_new(n->loop, &pc, on_peer, n, &n->peer);
+	if (rc < 0) {
+		log_err("cannot listen for peers: %s", strerror(-rc));
+		return rc;
+	}
+	for (unsigned i = 0; i < n->n_voters; i++) {
+		struct known *k;
+
+		if (n->voter_ids[i] == n->self_id)
+			continue;
+		rc = peer_set_addr(n->peer, n->voter_ids[i],
+				   (const struct sockaddr *)&n->voters[i].addr,
+				   n->voters[i].addr_len);
+		if (rc < 0)
+			return rc;
+		k = known_get(n, n->voter_ids[i]);
+		if (k)
+			k->voter = true;
+		addrs[na] = (const struct sockaddr *)&n->voters[i].addr;
+		lens[na++] = n->voters[i].addr_len;
+	}
+	if (na) {
+		rc = link_new(n->loop, addrs, lens, na, on_link, n, &n->link);
+		if (rc < 0)
+			log_warn("no link monitoring (netlink: %s); jeopardy comes from "
+				 "timeouts only", strerror(-rc));
+		else
+			n->link_st = link_state(n->link);
+	}
+	return 0;
 }
 
 /* ---- public API --------------------------------------------------------- */
@@ -792,7 +1652,8 @@ struct node *node_new(struct loop *loop, const struct node_config *cfg)
 	struct node *n;
 
 	if (!loop || !cfg || !cfg->name || !cfg->name[0] || !cfg->data_dir ||
-	    !cfg->data_dir[0] || !cfg->lease_ms) {
+	    !cfg->data_dir[0] || !cfg->lease_ms || cfg->n_voters > RF_MAX_VOTERS ||
+	    (cfg->n_voters && (!cfg->voters || !cfg->listen))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -818,65 +1679,97 @@ struct node *node_new(struct loop *loop, const struct node_config *cfg)
 		if (v)
 			n->snap_every = v;
 	}
+	n->self_id = SELF_ID;
+	if (cfg->n_voters) {
+		n->clustered = true;
+		n->self_id = node_id_of(cfg->name);
+		n->n_voters = cfg->n_voters;
+		n->voters = calloc(cfg->n_voters, sizeof(*n->voters));
+		n->voter_ids = calloc(cfg->n_voters, sizeof(*n->voter_ids));
+		n->kn = calloc(MAX_KNOWN, sizeof(*n->kn));
+		n->txbuf = malloc(PEER_BODY_MAX);
+		if (!n->voters || !n->voter_ids || !n->kn || !n->txbuf)
+			goto free_node;
+		for (unsigned i = 0; i < cfg->n_voters; i++) {
+			n->voters[i] = cfg->voters[i];
+			n->voters[i].name = strdup(cfg->voters[i].name);
+			if (!n->voters[i].name)
+				goto free_node;
+			n->voter_ids[i] = node_id_of(cfg->voters[i].name);
+			if (n->voter_ids[i] == n->self_id)
+				n->voter = true;
+			for (unsigned j = 0; j < i; j++)
+				if (n->voter_ids[j] == n->voter_ids[i]) {
+					errno = EINVAL;   /* a hash clash: rename one */
+					goto free_node_errno;
+				}
+		}
+	}
+	if (n->clustered) {
+		if (cfg->listen_len > sizeof(n->listen)) {
+			errno = EINVAL;
+			goto free_node_errno;
+		}
+		memcpy(&n->listen, cfg->listen, cfg->listen_len);
+		n->listen_len = cfg->listen_len;
+		if (cfg->key) {
+			memcpy(n->key, cfg->key, PEER_KEY_BYTES);
+			n->has_key = true;
+		}
+	}
 	return n;
 
 free_node:
-	free(n->data_dir);
-	free(n->name);
-	free(n);
+	errno = ENOMEM;
+free_node_errno:
+	{
+		int e = errno;
+
+		node_free(n);
+		errno = e;
+	}
+	return NULL;
 fail:
 	errno = ENOMEM;
 	return NULL;
 }
 
+/* Registers the lost-session callback (see node.h). */
+void node_on_lost(struct node *n, node_lost_fn fn, void *ctx)
+{
+	n->lost_fn = fn;
+	n->lost_ctx = ctx;
+}
+
 /* Recovers --data-dir, starts the engine and opens a new session for this
- * run, returning once it is applied (running the loop meanwhile).  0,
- * -EALREADY, -EIO (no randomness), -ETIMEDOUT (no leader within the
- * operation timeout), -EINTR (the loop was stopped: a signal), a store
- * error, or the SESSION_OPEN's own error. */
+ * run.  Alone it returns once the session is applied; in a cluster it
+ * waits for that at most --op-timeout and then returns 0 anyway (requests
+ * wait for the session; a cluster whose voters are not all up yet is
+ * normal at boot).  0, -EALREADY, -EIO (no randomness), -ETIMEDOUT (alone:
+ * no leader within the operation timeout), -EINTR (the loop was stopped:
+ * a signal), a store error, or the SESSION_OPEN's own error. */
 int node_start(struct node *n)
 {
-	struct lc_cmd cmd;
-	uint64_t sid = 0, deadline, timer;
-	uint8_t *buf;
-	size_t len;
+	uint64_t deadline, timer;
 	int rc;
 
 	if (n->started)
 		return -EALREADY;
-	while (sid == 0) {
-		ssize_t r = getrandom(&sid, sizeof(sid), 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r != (ssize_t)sizeof(sid))
-			return -EIO;
-	}
 	loop_on_idle(n->loop, flush_round, n);
 	rc = load(n);
+	if (rc == 0 && n->clustered)
+		rc = net_start(n);
 	if (rc < 0)
 		return rc;
-	n->session = sid;
-	n->started = true;
-	memset(&cmd, 0, sizeof(cmd));
-	cmd.type = LC_CMD_SESSION_OPEN;
-	cmd.origin = sid;
-	cmd.serial = ++n->serial;
-	cmd.time_ns = stamp_time(n);
-	cmd.session = sid;
-	cmd.data = n->name;
-	cmd.data_len = (uint32_t)strlen(n->name);
-	rc = pend_reserve(n);
-	if (rc == 0)
-		rc = lc_cmd_encode(&cmd, &buf, &len);
-	if (rc == 0) {
-		pend_insert(n, cmd.serial, on_own_open, n);
-		rc = submit(n, buf, len);
-	}
+	rc = session_open(n);
 	if (rc < 0)
 		return rc;
+	if (n->clustered)
+		n->node_timer = loop_timer_at(n->loop, loop_mono_ns() + TICK_MS * 1000000u,
+					      on_node_timer, n);
 	deadline = loop_mono_ns() + (n->op_timeout_ms ? n->op_timeout_ms : 10000u) * 1000000u;
 	timer = loop_timer_at(n->loop, deadline, on_start_timeout, n);
+	rc = 0;
 	while (!n->open_done && !n->error && loop_mono_ns() < deadline) {
 		rc = loop_run(n->loop);
 		if (rc < 0)
@@ -887,33 +1780,57 @@ int node_start(struct node *n)
 		}
 	}
 	loop_timer_cancel(n->loop, timer);
+	n->started = true;
 	if (n->error)
 		return n->error;
-	if (!n->open_done)
-		return rc < 0 ? rc : -ETIMEDOUT;
+	if (rc == -EINTR || rc < 0)
+		return rc;
+	if (!n->open_done) {
+		if (!n->clustered)
+			return -ETIMEDOUT;
+		log_warn("no quorum of voters yet; serving, requests wait for the cluster");
+		return 0;
+	}
 	return n->open_status;
+}
+
+static void on_close_done(void *ctx, const struct lc_completion *c)
+{
+	struct node *n = ctx;
+
+	(void)c;
+	n->close_done = true;
+	loop_stop(n->loop);
 }
 
 /* Closes our session (SESSION_CLOSE: frees this node's locks, answers our
  * queued requests, drops our ephemeral files) and waits, a bounded time,
- * for it to be applied; then stops the timers. */
+ * for it to be applied; then stops the timers and the transport. */
 void node_stop(struct node *n)
 {
-	struct lc_cmd cmd;
-	uint64_t deadline;
-
 	if (!n || n->stopped)
 		return;
-	if (n->started && !n->error && n->session) {
+	if (n->started && !n->error && n->session && n->open_done) {
+		struct lc_cmd cmd;
+		uint8_t *buf;
+		size_t len;
+		uint64_t timer;
+
 		memset(&cmd, 0, sizeof(cmd));
 		cmd.type = LC_CMD_SESSION_CLOSE;
 		cmd.session = n->session;
-		propose_leader(n, &cmd);
-		/* A one-voter cluster commits on the next sync; nobody else
-		 * is waited for. */
-		deadline = loop_mono_ns() + 2000000000u;
-		while (n->want_seq > n->synced_seq && !n->error &&
-		       loop_mono_ns() < deadline) {
+		cmd.origin = n->session;
+		cmd.serial = ++n->serial;
+		cmd.time_ns = stamp_time(n);
+		if (lc_cmd_encode(&cmd, &buf, &len) == 0 &&
+		    own_submit(n, cmd.serial, buf, len, 0, 0, on_close_done, n) == 0) {
+			/* Alone this commits in the next round; in a cluster
+			 * it waits for the leader, at most 2 s. */
+			timer = loop_timer_at(n->loop, loop_mono_ns() + 2000000000u,
+					      on_start_timeout, n);
+			if (!n->close_done)
+				(void)loop_run(n->loop);
+			loop_timer_cancel(n->loop, timer);
 			flush_round(n->loop, n);
 		}
 	}
@@ -927,7 +1844,9 @@ void node_stop(struct node *n)
 		loop_timer_cancel(n->loop, n->tick_timer);
 	if (n->lease_timer)
 		loop_timer_cancel(n->loop, n->lease_timer);
-	n->tick_timer = n->lease_timer = 0;
+	if (n->node_timer)
+		loop_timer_cancel(n->loop, n->node_timer);
+	n->tick_timer = n->lease_timer = n->node_timer = 0;
 	n->tick_at = n->lease_at = 0;
 }
 
@@ -944,17 +1863,48 @@ void node_free(struct node *n)
 		loop_timer_cancel(n->loop, n->tick_timer);
 	if (n->lease_timer)
 		loop_timer_cancel(n->loop, n->lease_timer);
+	if (n->node_timer)
+		loop_timer_cancel(n->loop, n->node_timer);
 	for (size_t i = 0; i < n->noq; i++)
 		free(n->oq[i].buf);
 	free(n->oq);
+	free(n->defer);
+	for (size_t i = 0; i < n->pcap; i++)
+		free(n->pt[i].buf);
+	link_free(n->link);
+	peer_free(n->peer);
 	rf_free(n->raft);
 	store_close(n->store);
 	lease_table_free(&n->leases);
 	lc_state_free(n->st);
+	if (n->voters)
+		for (unsigned i = 0; i < n->n_voters; i++)
+			free((char *)n->voters[i].name);
+	free(n->voters);
+	free(n->voter_ids);
+	free(n->kn);
+	free(n->txbuf);
+	explicit_bzero(n->key, sizeof(n->key));
 	free(n->pt);
 	free(n->data_dir);
 	free(n->name);
 	free(n);
+}
+
+/* True for a request that waits as long as it takes (a blocking lock). */
+static bool blocking(const struct lc_cmd *cmd)
+{
+	return (cmd->type == LC_CMD_FLOCK || cmd->type == LC_CMD_SETLK) &&
+	       (cmd->flags & LC_LK_WAIT) && cmd->lock_type != LC_UNLCK;
+}
+
+/* True for a request that gives something back: it is sent until the log
+ * has it, even after its answer timed out. */
+static bool releases(const struct lc_cmd *cmd)
+{
+	return cmd->type == LC_CMD_RELEASE || cmd->type == LC_CMD_FLUSH ||
+	       ((cmd->type == LC_CMD_FLOCK || cmd->type == LC_CMD_SETLK) &&
+		cmd->lock_type == LC_UNLCK);
 }
 
 /* Proposes cmd (see node.h); the answer comes once its entry is durable
@@ -970,10 +1920,8 @@ int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 
 	if (!n || !cmd || !fn)
 		return -EINVAL;
-	if (!n->started || n->stopped || n->error)
+	if (!n->started || n->stopped || n->error || !n->session)
 		return -ENOLCK;
-	if (pend_reserve(n) < 0)
-		return -ENOMEM;
 	s = n->serial + 1;
 	cmd->origin = n->session;
 	cmd->serial = s;
@@ -988,16 +1936,10 @@ int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 	n->serial = s;
 	if (serial)
 		*serial = s;
-	pend_insert(n, s, fn, ctx);
-	rc = submit(n, buf, len);
-	if (rc < 0) {
-		struct pend *p = pend_find(n, s);
-
-		if (p)
-			pend_remove(n, p);
-		return rc;
-	}
-	return 0;
+	/* Alone, the leader never goes away: no deadline needed. */
+	rc = own_submit(n, s, buf, len, releases(cmd) ? PF_UNLOCK : 0,
+			n->clustered && !blocking(cmd) ? n->op_timeout_ms : 0, fn, ctx);
+	return rc;
 }
 
 /* The local replica, for read-only queries. */
@@ -1027,30 +1969,83 @@ int node_error(const struct node *n)
 	return n->error;
 }
 
-static const char *role_name(uint8_t role)
+static const char *role_name(const struct node *n, uint8_t role)
 {
 	switch (role) {
 	case RF_LEADER: return "leader";
 	case RF_CANDIDATE:
 	case RF_PRECANDIDATE: return "candidate";
-	default: return "follower";
+	default: return n->clustered && !n->voter ? "member" : "follower";
 	}
+}
+
+/* Name of a voter id ("" when not a voter). */
+static const char *voter_name(const struct node *n, uint64_t id)
+{
+	if (!n->clustered)
+		return id == SELF_ID ? n->name : "";
+	for (unsigned i = 0; i < n->n_voters; i++)
+		if (n->voter_ids[i] == id)
+			return n->voters[i].name;
+	return "";
 }
 
 /* Status of this node for /cluck/status. */
 void node_get_status(const struct node *n, struct node_status *st)
 {
-	bool lead = n->raft && rf_role(n->raft) == RF_LEADER;
+	struct node *w = (struct node *)n;      /* the lease view's state is sticky */
+	uint64_t now = now_ms();
+	uint8_t role = n->raft ? rf_role(n->raft) : RF_FOLLOWER;
+	uint64_t leader = n->raft ? rf_leader(n->raft) : 0;
+	const struct rf_conf *conf = n->raft ? rf_conf(n->raft) : NULL;
 
 	memset(st, 0, sizeof(*st));
 	st->name = n->name;
-	st->role = n->raft ? role_name(rf_role(n->raft)) : "follower";
+	st->role = role_name(n, role);
 	st->term = n->raft ? rf_term(n->raft) : 0;
-	st->leader = lead ? n->name : "";
-	st->voters_reachable = 1;
-	st->voters_total = 1;
-	st->quorum = lead;
-	st->session = n->stopped || n->error ? "expired" : "ok";
+	st->leader = voter_name(n, leader);
 	st->session_id = n->session;
 	st->applied_index = lc_applied_index(n->st);
+	st->sessions_lost = n->sessions_lost;
+	st->members = conf ? conf->n_learners : 0;
+	if (!n->clustered) {
+		st->voters_reachable = 1;
+		st->voters_total = 1;
+		st->quorum = role == RF_LEADER;
+		st->session = n->stopped || n->error ? "expired" : "ok";
+		st->link = "none";
+		st->link_if = "";
+		return;
+	}
+	st->voters_total = n->n_voters;
+	for (unsigned i = 0; i < n->n_voters; i++) {
+		const struct known *k;
+
+		if (n->voter_ids[i] == n->self_id) {
+			st->voters_reachable++;
+			continue;
+		}
+		k = known_find(w, n->voter_ids[i]);
+		/* Heard within two keepalive periods (voters send them to
+		 * each other), or acknowledged by it lately as leader. */
+		if ((k && k->last_rx_ms && now < k->last_rx_ms + n->lease_ms / 2 + 1000) ||
+		    (role == RF_LEADER && rf_last_ack_ms(n->raft, n->voter_ids[i]) + ELECTION_MAX_MS > now))
+			st->voters_reachable++;
+	}
+	if (role == RF_LEADER) {
+		st->quorum = rf_lease_valid(n->raft, now) ? 1 : 0;
+	} else if (leader) {
+		const struct known *k = known_find(w, leader);
+
+		st->quorum = k && now < k->last_rx_ms + ELECTION_MAX_MS;
+	}
+	switch (n->stopped || n->error ? LEASE_EXPIRED : session_state(w, now)) {
+	case LEASE_OK: st->session = "ok"; break;
+	case LEASE_EXPIRED: st->session = "expired"; break;
+	default: st->session = "jeopardy"; break;
+	}
+	st->link = n->link ? link_state_name(n->link_st) : "unknown";
+	st->link_if = n->link ? link_ifname(n->link) : "";
+	if (n->peer)
+		peer_get_stats(n->peer, &st->peer);
 }

@@ -15,17 +15,38 @@
 #define CLUCK_NODE_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 #include "lockcore/lc.h"
+#include "net/peer.h"
 
 struct loop;
 struct node;
+
+/* A voter named in --cluster, its address resolved. */
+struct node_voter {
+	const char *name;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+};
 
 struct node_config {
 	const char *name;            /* node name (status, session name) */
 	const char *data_dir;        /* --data-dir: the durable log */
 	uint64_t lease_ms;           /* --lease */
 	uint64_t op_timeout_ms;      /* --op-timeout */
+	/* The cluster.  n_voters 0: this node alone, no network (listen and
+	 * key ignored).  Otherwise the voters of --cluster (this node among
+	 * them, or a member when its name is not there), the address to
+	 * bind, and the cluster key (PEER_KEY_BYTES) or NULL (--insecure). */
+	const struct node_voter *voters;
+	unsigned n_voters;
+	const struct sockaddr *listen;
+	socklen_t listen_len;
+	const uint8_t *key;
 };
+
+/* Raft id of a node name in a cluster (a 64-bit hash, never 0). */
+uint64_t node_id_of(const char *name);
 
 /* Status of the node for /cluck/status (SPEC 2.7). */
 struct node_status {
@@ -38,7 +59,24 @@ struct node_status {
 	const char *session;         /* "ok", "jeopardy", "expired" */
 	uint64_t session_id;
 	uint64_t applied_index;
+	const char *link;            /* "up", "down", "unknown"; "none" alone */
+	const char *link_if;         /* watched interface, "" when none */
+	uint64_t sessions_lost;      /* times our session's lease ran out */
+	unsigned members;            /* learners in the configuration */
+	struct peer_stats peer;      /* transport counters (zero alone) */
 };
+
+/*
+ * Called when this node's view of its session's lease ran out (SPEC 3): the
+ * locks of `old_session` are lost (the cluster frees them only after its own,
+ * longer, view), every request of that session still unanswered has been
+ * answered -ENOLCK, and a new session is being opened: node_session()
+ * returns the new id at once, and requests proposed under it wait until it
+ * is open.  fs signals the holders and fails their descriptors' lock
+ * operations.  Runs on the loop, never from inside node_propose().
+ */
+typedef void (*node_lost_fn)(void *ctx, uint64_t old_session);
+void node_on_lost(struct node *n, node_lost_fn fn, void *ctx);
 
 /*
  * Called once per completion of a request this node proposed: first its own
@@ -70,6 +108,13 @@ void node_free(struct node *n);
  * On success returns 0, stores the serial in *serial (may be NULL) and
  * will call fn(ctx, ...) for its completions.  Returns -ENOMEM, or -ENOLCK
  * when the session is lost, without calling fn.
+ *
+ * A command that is not a blocking lock request (LC_LK_WAIT) and is not
+ * in the log within --op-timeout (no quorum, no leader, link down) gets
+ * the final answer -ETIMEDOUT: fs answers ENOLCK for a lock, EIO for a
+ * namespace change.  Its fate is then unknown: it may still be applied
+ * (fs releases what such a lock request may have taken).  Blocking lock
+ * requests wait as long as the session lives.
  */
 int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 		 void *ctx, uint64_t *serial);

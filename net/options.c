@@ -3,7 +3,7 @@
  *
  * Every option is validated here, from the command line and from the
  * configuration file alike (one setter per option, so both accept exactly
- * the same values), then the cross-checks run (one-node cluster, key file).
+ * the same values), then the cross-checks run (a cluster needs a key, key file).
  * Any error is ONE line on stderr, "cluckd: ...", and exit status 2.
  *
  * It must never: print more than one line for an error, mount, bind or
@@ -81,7 +81,7 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
-#define MAX_VOTERS 64u
+#define MAX_VOTERS 7u             /* RF_MAX_VOTERS: the others join as members */
 #define LEASE_MAX_S 3600u
 #define OP_TIMEOUT_MAX_S 3600u
 #define TTL_MAX_S (366u * 24u * 3600u)
@@ -330,7 +330,7 @@ static int parse_cluster(struct options *o, const char *v, char *err, size_t err
 			goto free_voters;
 		}
 		if (n == MAX_VOTERS) {
-			fail(err, errlen, "bad --cluster: more than %u voters", MAX_VOTERS);
+			fail(err, errlen, "bad --cluster: more than %u voters (run the others as members)", MAX_VOTERS);
 			goto free_voters;
 		}
 		nv = realloc(vv, (n + 1) * sizeof(*vv));
@@ -420,6 +420,24 @@ static int set_str(char **field, const char *what, const char *v, char *err,
 	return 0;
 }
 
+/* A path kept absolute: cluckd works from / once started. */
+static int set_path(char **field, const char *what, const char *v, char *err,
+		    size_t errlen)
+{
+	char cwd[PATH_MAX], *c;
+
+	if (!*v || v[0] == '/')
+		return set_str(field, what, v, err, errlen);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return fail(err, errlen, "%s '%s': cannot find the current directory: %s",
+			    what, v, strerror(errno));
+	if (asprintf(&c, "%s/%s", strcmp(cwd, "/") ? cwd : "", v) < 0)
+		return fail(err, errlen, "out of memory");
+	free(*field);
+	*field = c;
+	return 0;
+}
+
 static int parse_bool(const char *v, int *b)
 {
 	static const char *const yes[] = { "yes", "true", "on", "1", NULL };
@@ -478,9 +496,9 @@ static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
 		o->have_client_listen = 1;
 		return 0;
 	case O_DATA_DIR:
-		return set_str(&o->data_dir, "--data-dir", v, err, errlen);
+		return set_path(&o->data_dir, "--data-dir", v, err, errlen);
 	case O_KEY_FILE:
-		return set_str(&o->key_file, "--key-file", v, err, errlen);
+		return set_path(&o->key_file, "--key-file", v, err, errlen);
 	case O_LEASE:
 		if (set_secs("--lease", v, 0, LEASE_MAX_S, &ns, err, errlen) < 0)
 			return -1;
@@ -863,10 +881,9 @@ int options_parse(struct options *o, int argc, char **argv)
 			goto free_cl;
 		}
 	}
-	if (o->nvoters > 0 &&
-	    (o->nvoters != 1 || strcmp(o->voters[0].name, o->name) != 0)) {
+	if (options_networked(o) && !o->key_file && !o->insecure) {
 		fprintf(stderr,
-			"cluckd: multi-node clusters are not supported by this build yet (see cluckd(8))\n");
+			"cluckd: a cluster of more than one node needs --key-file (or --insecure on a trusted network)\n");
 		goto free_cl;
 	}
 	if (o->key_file && check_key_file(o->key_file) < 0)
@@ -875,6 +892,18 @@ int options_parse(struct options *o, int argc, char **argv)
 free_cl:
 	free(cl);
 	return rc;
+}
+
+/* 1 when this node talks to others: more than one voter, a member of
+ * someone else's cluster, or a lone voter that was given a key or
+ * --insecure (it lets members join). */
+int options_networked(const struct options *o)
+{
+	if (o->nvoters == 0)
+		return 0;
+	if (o->nvoters > 1 || strcmp(o->voters[0].name, o->name) != 0)
+		return 1;
+	return o->key_file != NULL || o->insecure;
 }
 
 /* Frees what options_parse() allocated; *o may be zeroed or partial. */

@@ -59,6 +59,10 @@ struct options {
 int options_parse(struct options *o, int argc, char **argv);
 void options_free(struct options *o);
 
+/* 1 when this node talks to others (see cluckd(8)): then it needs a key
+ * or --insecure, and it listens on the peer port. */
+int options_networked(const struct options *o);
+
 /* Validates a node name: 1..63 of [A-Za-z0-9._-].  1 if valid, else 0. */
 int options_name_ok(const char *name);
 

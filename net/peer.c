@@ -1,0 +1,771 @@
+/*
+ * net/peer.c - the sealed UDP transport between cluckd nodes (the wire
+ * layout, the nonce and the replay rules are in net/peer.h).
+ *
+ * Two halves: a pure receive context (struct peer_rx: parse, authenticate,
+ * replay windows, counters) that tests and fuzz targets drive without a
+ * socket, and the socket half (struct peer) that feeds it from the loop.
+ *
+ * Conventions this file fixes where the header leaves room:
+ *  - the header's length field is the body length; a sealed datagram is
+ *    header + length + PEER_TAG_BYTES, a clear one header + length;
+ *  - sender id 0, epoch 0 and counter 0 are malformed headers (rx_version):
+ *    ids are non-zero and counters start at 1;
+ *  - replay windows are kept for at most PEER_RX_MAX_SENDERS senders; a
+ *    window is only created after a datagram opened, so only key holders
+ *    can fill the table.  Beyond the bound the least recently used window
+ *    is dropped: that sender's old datagrams (within the last window) could
+ *    then be replayed once, which needs more than PEER_RX_MAX_SENDERS
+ *    genuine senders talking to us: far beyond any cluster we support;
+ *  - no SO_REUSEADDR (net/peer.h): with it a second cluckd could bind our
+ *    live port and take half our datagrams instead of failing with
+ *    -EADDRINUSE;
+ *  - the receive callback must not free the peer (the drain loop goes on
+ *    with it); defer a peer_free to a timer or the idle hook;
+ *  - a window that cannot be allocated (ENOMEM) drops the datagram
+ *    (-ENOMEM, no counter): accepting it unrecorded would open a replay.
+ *
+ * It must never: block, parse a body, log per datagram, move a replay
+ * window (or create one) before the body opened, read outside a datagram,
+ * or leave the key outside locked memory (sodium_malloc) once loaded.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "lockcore/le.h"
+#include "net/log.h"
+#include "net/loop.h"
+#include "net/peer.h"
+
+#define PEER_NONCE_BYTES    24u
+#define PEER_DGRAM_MAX      (PEER_HDR_BYTES + PEER_BODY_MAX + PEER_TAG_BYTES)
+#define PEER_RX_MAX_SENDERS 4096u
+#define PEER_SOCKBUF        (4 * 1024 * 1024)
+#define PEER_RX_BATCH       256        /* datagrams per wakeup */
+#define PEER_LOG_EVERY_NS   (10ull * 1000 * 1000 * 1000)
+#define PEER_KEYFILE_MAX    (1024 * 1024)
+#define WIN_WORDS           (PEER_REPLAY_WINDOW / 64u)
+
+/* ---- a small map from node id (non-zero) to a pointer ----------------- */
+
+/* Open addressing with linear probing; id 0 marks an empty slot. */
+struct idmap {
+	struct idslot {
+		uint64_t id;
+		void *v;
+	} *s;
+	size_t cap, n;                 /* cap: 0 or a power of two */
+};
+
+static size_t id_hash(uint64_t id, size_t cap)
+{
+	/* splitmix64's finalizer: ids are often small and sequential */
+	id ^= id >> 30;
+	id *= 0xbf58476d1ce4e5b9ull;
+	id ^= id >> 27;
+	id *= 0x94d049bb133111ebull;
+	id ^= id >> 31;
+	return (size_t)id & (cap - 1);
+}
+
+static void *idmap_get(const struct idmap *m, uint64_t id)
+{
+	if (!m->cap || !id)
+		return NULL;
+	for (size_t i = id_hash(id, m->cap);; i = (i + 1) & (m->cap - 1)) {
+		if (m->s[i].id == id)
+			return m->s[i].v;
+		if (!m->s[i].id)
+			return NULL;
+	}
+}
+
+static void idmap_insert_slot(struct idslot *s, size_t cap, uint64_t id, void *v)
+{
+	size_t i = id_hash(id, cap);
+
+	while (s[i].id && s[i].id != id)
+		i = (i + 1) & (cap - 1);
+	s[i].id = id;
+	s[i].v = v;
+}
+
+/* Inserts or replaces; the map never holds more than half its slots so
+ * probes stay short and always end.  0 or -ENOMEM (map unchanged). */
+static int idmap_put(struct idmap *m, uint64_t id, void *v)
+{
+	if ((m->n + 1) * 2 > m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 16;
+		struct idslot *ns = calloc(ncap, sizeof(*ns));
+
+		if (!ns)
+			return -ENOMEM;
+		for (size_t i = 0; i < m->cap; i++)
+			if (m->s[i].id)
+				idmap_insert_slot(ns, ncap, m->s[i].id, m->s[i].v);
+		free(m->s);
+		m->s = ns;
+		m->cap = ncap;
+	}
+	if (!idmap_get(m, id))
+		m->n++;
+	idmap_insert_slot(m->s, m->cap, id, v);
+	return 0;
+}
+
+/* Removes id (backward-shift deletion keeps probe chains intact). */
+static void idmap_del(struct idmap *m, uint64_t id)
+{
+	size_t i, j, mask = m->cap - 1;
+
+	if (!m->cap || !id)
+		return;
+	for (i = id_hash(id, m->cap); m->s[i].id != id; i = (i + 1) & mask)
+		if (!m->s[i].id)
+			return;
+	m->n--;
+	for (j = (i + 1) & mask; m->s[j].id; j = (j + 1) & mask) {
+		size_t h = id_hash(m->s[j].id, m->cap);
+
+		/* move j back to the hole unless its home lies in (i, j] */
+		if (((j - h) & mask) >= ((j - i) & mask)) {
+			m->s[i] = m->s[j];
+			i = j;
+		}
+	}
+	m->s[i].id = 0;
+	m->s[i].v = NULL;
+}
+
+static void idmap_free(struct idmap *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->s[i].id)
+			free(m->s[i].v);
+	free(m->s);
+	m->s = NULL;
+	m->cap = m->n = 0;
+}
+
+/* ---- the receive context ------------------------------------------------ */
+
+struct rwin {
+	uint64_t epoch;                /* highest epoch that opened */
+	uint64_t top;                  /* highest counter that opened in it */
+	uint64_t used;                 /* LRU stamp */
+	uint64_t bits[WIN_WORDS];      /* counter c seen: bit c % WINDOW, for
+	                                  c in (top - WINDOW, top] */
+};
+
+struct peer_rx {
+	uint64_t self;
+	uint8_t *key;                  /* sodium_malloc'd, or NULL: insecure */
+	struct idmap wins;             /* sender id -> struct rwin */
+	uint64_t clock;                /* LRU clock */
+	struct peer_stats st;
+};
+
+static int sodium_ready(void)
+{
+	/* sodium_init() is idempotent and thread-safe; 1 = already done */
+	return sodium_init() < 0 ? -EIO : 0;
+}
+
+static bool win_seen(const struct rwin *w, uint64_t c)
+{
+	return (w->bits[(c % PEER_REPLAY_WINDOW) / 64] >> (c % 64)) & 1u;
+}
+
+static void win_mark(struct rwin *w, uint64_t c)
+{
+	w->bits[(c % PEER_REPLAY_WINDOW) / 64] |= 1ull << (c % 64);
+}
+
+static void win_clear(struct rwin *w, uint64_t c)
+{
+	w->bits[(c % PEER_REPLAY_WINDOW) / 64] &= ~(1ull << (c % 64));
+}
+
+/* Would (epoch, counter) be fresh?  Reads only. */
+static bool win_fresh(const struct rwin *w, uint64_t epoch, uint64_t c)
+{
+	if (!w || epoch > w->epoch)
+		return true;
+	if (epoch < w->epoch)
+		return false;
+	if (c > w->top)
+		return true;
+	if (w->top >= PEER_REPLAY_WINDOW && c <= w->top - PEER_REPLAY_WINDOW)
+		return false;
+	return !win_seen(w, c);
+}
+
+/* Records (epoch, counter) as seen; only called after it opened and
+ * win_fresh() said yes. */
+static void win_accept(struct rwin *w, uint64_t epoch, uint64_t c)
+{
+	if (epoch > w->epoch) {
+		w->epoch = epoch;
+		w->top = c;
+		memset(w->bits, 0, sizeof(w->bits));
+	} else if (c > w->top) {
+		if (c - w->top >= PEER_REPLAY_WINDOW)
+			memset(w->bits, 0, sizeof(w->bits));
+		else
+			for (uint64_t k = w->top + 1; k < c; k++)
+				win_clear(w, k);
+		w->top = c;
+		win_clear(w, c);
+	}
+	win_mark(w, c);
+}
+
+/* Finds or makes the window of a sender that just authenticated,
+ * evicting the least recently used one at the bound.  NULL on ENOMEM. */
+static struct rwin *win_get(struct peer_rx *rx, uint64_t id)
+{
+	struct rwin *w = idmap_get(&rx->wins, id);
+
+	if (w)
+		return w;
+	if (rx->wins.n >= PEER_RX_MAX_SENDERS) {
+		uint64_t victim = 0, oldest = UINT64_MAX;
+
+		/* linear, but only once per new sender beyond the bound */
+		for (size_t i = 0; i < rx->wins.cap; i++) {
+			struct rwin *o = rx->wins.s[i].v;
+
+			if (rx->wins.s[i].id && o->used < oldest) {
+				oldest = o->used;
+				victim = rx->wins.s[i].id;
+			}
+		}
+		free(idmap_get(&rx->wins, victim));
+		idmap_del(&rx->wins, victim);
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	if (idmap_put(&rx->wins, id, w) < 0) {
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+/* Makes a receive context; NULL on ENOMEM (or libsodium failing). */
+struct peer_rx *peer_rx_new(uint64_t self_id, const uint8_t *key)
+{
+	struct peer_rx *rx;
+
+	if (sodium_ready() < 0)
+		return NULL;
+	rx = calloc(1, sizeof(*rx));
+	if (!rx)
+		return NULL;
+	rx->self = self_id;
+	if (key) {
+		rx->key = sodium_malloc(PEER_KEY_BYTES);
+		if (!rx->key)
+			goto out_rx;
+		memcpy(rx->key, key, PEER_KEY_BYTES);
+	}
+	return rx;
+
+out_rx:
+	free(rx);
+	return NULL;
+}
+
+/* Frees a receive context and wipes its key (sodium_free does). */
+void peer_rx_free(struct peer_rx *rx)
+{
+	if (!rx)
+		return;
+	if (rx->key)
+		sodium_free(rx->key);
+	idmap_free(&rx->wins);
+	free(rx);
+}
+
+static void nonce_of(uint8_t n[PEER_NONCE_BYTES], uint64_t epoch,
+		     uint64_t counter, uint64_t sender)
+{
+	le_put64(n, epoch);
+	le_put64(n + 8, counter);
+	le_put64(n + 16, sender);
+}
+
+/* Checks one datagram; see net/peer.h. */
+int peer_rx_open(struct peer_rx *rx, const uint8_t *dgram, size_t dlen,
+		 uint8_t *out, uint64_t *from, uint8_t *type,
+		 const uint8_t **body, size_t *len)
+{
+	uint8_t nonce[PEER_NONCE_BYTES];
+	uint64_t sender, epoch, counter;
+	uint32_t blen;
+	bool clear;
+	struct rwin *w;
+
+	if (!dgram || dlen < PEER_HDR_BYTES || dlen > PEER_DGRAM_MAX) {
+		rx->st.rx_short++;
+		return -EMSGSIZE;
+	}
+	sender = le_get64(dgram + 8);
+	epoch = le_get64(dgram + 16);
+	counter = le_get64(dgram + 24);
+	if (dgram[0] != PEER_MAGIC || dgram[1] != PEER_VERSION ||
+	    dgram[2] == 0 || dgram[2] >= PEER_T__MAX ||
+	    (dgram[3] & ~PEER_F_INSECURE) || !sender || !epoch || !counter) {
+		rx->st.rx_version++;
+		return -EPROTO;
+	}
+	clear = dgram[3] & PEER_F_INSECURE;
+	blen = le_get32(dgram + 4);
+	if (blen > PEER_BODY_MAX ||
+	    dlen != PEER_HDR_BYTES + (size_t)blen + (clear ? 0 : PEER_TAG_BYTES)) {
+		rx->st.rx_short++;
+		return -EMSGSIZE;
+	}
+	if (sender == rx->self) {
+		rx->st.rx_self++;
+		return -ELOOP;
+	}
+	if (clear != !rx->key) {
+		rx->st.rx_auth++;
+		return -EBADMSG;
+	}
+	w = idmap_get(&rx->wins, sender);
+	if (!win_fresh(w, epoch, counter)) {
+		rx->st.rx_replay++;
+		return -EALREADY;
+	}
+	if (clear) {
+		memmove(out, dgram + PEER_HDR_BYTES, blen);
+	} else {
+		nonce_of(nonce, epoch, counter, sender);
+		if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+			    out, NULL, NULL, dgram + PEER_HDR_BYTES,
+			    (unsigned long long)blen + PEER_TAG_BYTES, dgram,
+			    PEER_HDR_BYTES, nonce, rx->key) != 0) {
+			rx->st.rx_auth++;
+			return -EBADMSG;
+		}
+	}
+	/* authenticated: only now may the window move */
+	if (!w) {
+		w = win_get(rx, sender);
+		if (!w)
+			return -ENOMEM;
+	}
+	win_accept(w, epoch, counter);
+	w->used = ++rx->clock;
+	rx->st.rx_ok++;
+	*from = sender;
+	*type = dgram[2];
+	*body = out;
+	*len = blen;
+	return 0;
+}
+
+/* Receive counters (the tx_* ones stay 0 here). */
+void peer_rx_stats(const struct peer_rx *rx, struct peer_stats *st)
+{
+	*st = rx->st;
+}
+
+/* Builds one datagram; see net/peer.h.  Returns its length, -EMSGSIZE
+ * (too long, or out too small) or -EINVAL (zero id, epoch or counter, or
+ * a bad type). */
+ssize_t peer_seal(const uint8_t *key, uint64_t sender, uint64_t epoch,
+		  uint64_t counter, uint8_t type, const uint8_t *body, size_t len,
+		  uint8_t *out, size_t outsize)
+{
+	uint8_t nonce[PEER_NONCE_BYTES];
+	size_t total;
+
+	if (!sender || !epoch || !counter || type == 0 || type >= PEER_T__MAX ||
+	    (len && !body))
+		return -EINVAL;
+	if (len > PEER_BODY_MAX)
+		return -EMSGSIZE;
+	total = PEER_HDR_BYTES + len + (key ? PEER_TAG_BYTES : 0);
+	if (outsize < total)
+		return -EMSGSIZE;
+	out[0] = PEER_MAGIC;
+	out[1] = PEER_VERSION;
+	out[2] = type;
+	out[3] = key ? 0 : PEER_F_INSECURE;
+	le_put32(out + 4, (uint32_t)len);
+	le_put64(out + 8, sender);
+	le_put64(out + 16, epoch);
+	le_put64(out + 24, counter);
+	if (!key) {
+		if (len)
+			memmove(out + PEER_HDR_BYTES, body, len);
+		return (ssize_t)total;
+	}
+	if (sodium_ready() < 0)
+		return -EIO;
+	nonce_of(nonce, epoch, counter, sender);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(out + PEER_HDR_BYTES, NULL,
+						   body, len, out, PEER_HDR_BYTES,
+						   NULL, nonce, key);
+	return (ssize_t)total;
+}
+
+/* Reads a key file: BLAKE2b-256 of its whole content (32 bytes .. 1 MiB). */
+int peer_load_key(const char *path, uint8_t key[PEER_KEY_BYTES])
+{
+	uint8_t *buf;
+	size_t n = 0;
+	ssize_t r;
+	int fd, rc = 0;
+
+	if (sodium_ready() < 0)
+		return -EIO;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	/* one byte more than the cap tells "too long" from "exactly 1 MiB" */
+	buf = sodium_malloc(PEER_KEYFILE_MAX + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out_fd;
+	}
+	while (n < PEER_KEYFILE_MAX + 1) {
+		r = read(fd, buf + n, PEER_KEYFILE_MAX + 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			goto out_buf;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (n < PEER_KEY_BYTES || n > PEER_KEYFILE_MAX) {
+		rc = n < PEER_KEY_BYTES ? -EINVAL : -EFBIG;
+		goto out_buf;
+	}
+	crypto_generichash(key, PEER_KEY_BYTES, buf, n, NULL, 0);
+
+out_buf:
+	sodium_memzero(buf, n);
+	sodium_free(buf);
+out_fd:
+	close(fd);
+	return rc;
+}
+
+/* ---- the socket --------------------------------------------------------- */
+
+struct paddr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+struct peer {
+	struct loop *loop;
+	int fd;
+	int family;                    /* of the bound socket */
+	uint64_t self, epoch, counter; /* counter: the last one used */
+	struct peer_rx *rx;            /* holds the key */
+	struct idmap addrs;            /* id -> struct paddr */
+	peer_recv_fn fn;
+	void *ctx;
+	uint64_t tx_ok, tx_err, tx_drop;
+	uint8_t *rbuf;                 /* one received datagram (+1: truncation) */
+	uint8_t *obuf;                 /* its opened body */
+	uint8_t *sbuf;                 /* one datagram being sent */
+	struct peer_stats logged;      /* drops at the last summary */
+	uint64_t logged_ns;
+};
+
+static void set_buf(int fd, int force, int plain)
+{
+	int v = PEER_SOCKBUF;
+
+	/* FORCE goes past rmem_max/wmem_max when we may (root) */
+	if (setsockopt(fd, SOL_SOCKET, force, &v, sizeof(v)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, plain, &v, sizeof(v));
+}
+
+static uint64_t drops(const struct peer_stats *s)
+{
+	return s->rx_short + s->rx_version + s->rx_auth + s->rx_replay +
+	       s->rx_self + s->tx_err + s->tx_drop;
+}
+
+/* At most one line per PEER_LOG_EVERY_NS, and only when something was
+ * dropped since the last one. */
+static void log_drops(struct peer *p)
+{
+	struct peer_stats st;
+	uint64_t now = loop_mono_ns();
+
+	if (p->logged_ns && now - p->logged_ns < PEER_LOG_EVERY_NS)
+		return;
+	peer_get_stats(p, &st);
+	if (drops(&st) == drops(&p->logged))
+		return;
+	log_warn("peer: dropped in the last period: short %" PRIu64
+		 " version %" PRIu64 " auth %" PRIu64 " replay %" PRIu64
+		 " self %" PRIu64 " tx_err %" PRIu64 " tx_drop %" PRIu64,
+		 st.rx_short - p->logged.rx_short,
+		 st.rx_version - p->logged.rx_version,
+		 st.rx_auth - p->logged.rx_auth,
+		 st.rx_replay - p->logged.rx_replay,
+		 st.rx_self - p->logged.rx_self,
+		 st.tx_err - p->logged.tx_err, st.tx_drop - p->logged.tx_drop);
+	p->logged = st;
+	p->logged_ns = now;
+}
+
+static void on_readable(struct loop *l, int fd, unsigned events, void *ctx)
+{
+	struct peer *p = ctx;
+
+	(void)l;
+	(void)events;
+	/* bounded so one busy peer cannot starve the loop's other work */
+	for (int k = 0; k < PEER_RX_BATCH; k++) {
+		struct sockaddr_storage src;
+		socklen_t srclen = sizeof(src);
+		const uint8_t *body;
+		uint64_t from;
+		uint8_t type;
+		size_t len;
+		ssize_t n;
+
+		n = recvfrom(fd, p->rbuf, PEER_DGRAM_MAX + 1, MSG_TRUNC | MSG_DONTWAIT,
+			     (struct sockaddr *)&src, &srclen);
+		if (n < 0) {
+			if (errno == EINTR || errno == ECONNREFUSED)
+				continue;
+			break;                 /* EAGAIN, or nothing we can fix */
+		}
+		/* MSG_TRUNC: n is the real length, so oversize is rx_short */
+		if (peer_rx_open(p->rx, p->rbuf, (size_t)n > PEER_DGRAM_MAX + 1 ?
+				 PEER_DGRAM_MAX + 1 : (size_t)n, p->obuf, &from,
+				 &type, &body, &len) == 0 && p->fn)
+			p->fn(p->ctx, from, type, body, len,
+			      (const struct sockaddr *)&src, srclen);
+	}
+	log_drops(p);
+}
+
+/* Binds and watches the socket; see net/peer.h. */
+int peer_new(struct loop *loop, const struct peer_config *cfg,
+	     peer_recv_fn fn, void *ctx, struct peer **out)
+{
+	struct peer *p;
+	int rc;
+
+	if (!loop || !cfg || !cfg->listen || !cfg->self_id || !cfg->epoch || !out ||
+	    (cfg->listen->sa_family != AF_INET && cfg->listen->sa_family != AF_INET6))
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->loop = loop;
+	p->self = cfg->self_id;
+	p->epoch = cfg->epoch;
+	p->fn = fn;
+	p->ctx = ctx;
+	p->family = cfg->listen->sa_family;
+	p->rbuf = malloc(PEER_DGRAM_MAX + 1);
+	p->obuf = malloc(PEER_DGRAM_MAX + 1);
+	p->sbuf = malloc(PEER_DGRAM_MAX);
+	if (!p->rbuf || !p->obuf || !p->sbuf) {
+		rc = -ENOMEM;
+		goto out_bufs;
+	}
+	p->rx = peer_rx_new(cfg->self_id, cfg->key);
+	if (!p->rx) {
+		rc = -ENOMEM;
+		goto out_bufs;
+	}
+	p->fd = socket(p->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd < 0) {
+		rc = -errno;
+		goto out_rx;
+	}
+	set_buf(p->fd, SO_RCVBUFFORCE, SO_RCVBUF);
+	set_buf(p->fd, SO_SNDBUFFORCE, SO_SNDBUF);
+	if (bind(p->fd, cfg->listen, cfg->listen_len) < 0) {
+		rc = -errno;
+		goto out_fd;
+	}
+	rc = loop_watch(loop, p->fd, LOOP_READ, on_readable, p);
+	if (rc < 0)
+		goto out_fd;
+	*out = p;
+	return 0;
+
+out_fd:
+	close(p->fd);
+out_rx:
+	peer_rx_free(p->rx);
+out_bufs:
+	free(p->rbuf);
+	free(p->obuf);
+	free(p->sbuf);
+	free(p);
+	return rc;
+}
+
+/* Unwatches, closes, and wipes the key. */
+void peer_free(struct peer *p)
+{
+	if (!p)
+		return;
+	loop_unwatch(p->loop, p->fd);
+	close(p->fd);
+	peer_rx_free(p->rx);
+	idmap_free(&p->addrs);
+	sodium_memzero(p->sbuf, PEER_DGRAM_MAX);
+	free(p->rbuf);
+	free(p->obuf);
+	free(p->sbuf);
+	free(p);
+}
+
+/* Sets (or replaces) the address of node id.  An IPv4 address for an IPv6
+ * socket is stored v4-mapped (the dual-stack socket sends to it); an IPv6
+ * one for an IPv4 socket only when it is v4-mapped.  0, -EINVAL, -ENOMEM. */
+int peer_set_addr(struct peer *p, uint64_t id, const struct sockaddr *sa,
+		  socklen_t len)
+{
+	struct paddr a = { .len = len }, *old;
+	int rc;
+
+	if (!p || !id || !sa || len < sizeof(sa_family_t) || len > sizeof(a.ss))
+		return -EINVAL;
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+		if (p->family == AF_INET6) {
+			struct sockaddr_in6 *d6 = (struct sockaddr_in6 *)&a.ss;
+
+			d6->sin6_family = AF_INET6;
+			d6->sin6_port = s4->sin_port;
+			d6->sin6_addr.s6_addr[10] = 0xff;
+			d6->sin6_addr.s6_addr[11] = 0xff;
+			memcpy(&d6->sin6_addr.s6_addr[12], &s4->sin_addr, 4);
+			a.len = sizeof(*d6);
+		} else {
+			memcpy(&a.ss, s4, sizeof(*s4));
+			a.len = sizeof(*s4);
+		}
+	} else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		if (p->family == AF_INET6) {
+			memcpy(&a.ss, s6, sizeof(*s6));
+			a.len = sizeof(*s6);
+		} else if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			struct sockaddr_in *d4 = (struct sockaddr_in *)&a.ss;
+
+			d4->sin_family = AF_INET;
+			d4->sin_port = s6->sin6_port;
+			memcpy(&d4->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
+			a.len = sizeof(*d4);
+		} else {
+			return -EINVAL;
+		}
+	} else {
+		return -EINVAL;
+	}
+	old = idmap_get(&p->addrs, id);
+	if (old) {
+		*old = a;
+		return 0;
+	}
+	old = malloc(sizeof(*old));
+	if (!old)
+		return -ENOMEM;
+	*old = a;
+	rc = idmap_put(&p->addrs, id, old);
+	if (rc < 0)
+		free(old);
+	return rc;
+}
+
+/* 1 if an address is known for id, else 0. */
+int peer_has_addr(const struct peer *p, uint64_t id)
+{
+	return p && idmap_get(&p->addrs, id) != NULL;
+}
+
+/* Seals and sends one datagram; see net/peer.h. */
+int peer_send(struct peer *p, uint64_t to, uint8_t type, const uint8_t *body,
+	      size_t len)
+{
+	const struct paddr *a;
+	ssize_t n;
+
+	if (len > PEER_BODY_MAX)
+		return -EMSGSIZE;
+	a = idmap_get(&p->addrs, to);
+	if (!a) {
+		p->tx_err++;
+		return -EHOSTUNREACH;
+	}
+	if (p->counter == UINT64_MAX) {
+		/* the nonce would repeat: a restart with a new epoch is due */
+		p->tx_err++;
+		return -EOVERFLOW;
+	}
+	n = peer_seal(p->rx->key, p->self, p->epoch, p->counter + 1, type, body,
+		      len, p->sbuf, PEER_DGRAM_MAX);
+	if (n < 0) {
+		p->tx_err++;
+		return (int)n;
+	}
+	/* a counter is never reused, whatever happens to the send */
+	p->counter++;
+	for (;;) {
+		if (sendto(p->fd, p->sbuf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL,
+			   (const struct sockaddr *)&a->ss, a->len) >= 0) {
+			p->tx_ok++;
+			return 0;
+		}
+		if (errno != EINTR)
+			break;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+		p->tx_drop++;
+		return -EAGAIN;
+	}
+	p->tx_err++;
+	return -errno;
+}
+
+/* Receive counters of the context plus our send counters. */
+void peer_get_stats(const struct peer *p, struct peer_stats *st)
+{
+	peer_rx_stats(p->rx, st);
+	st->tx_ok = p->tx_ok;
+	st->tx_err = p->tx_err;
+	st->tx_drop = p->tx_drop;
+}
+
+/* The bound socket. */
+int peer_fd(const struct peer *p)
+{
+	return p->fd;
+}

@@ -1,0 +1,143 @@
+/*
+ * net/peer.h - the peer transport: sealed UDP datagrams between cluckd
+ * nodes (voters and members), unicast only.
+ *
+ * Every datagram carries a 32-byte clear header (authenticated as
+ * additional data) and a body sealed with the cluster key using
+ * XChaCha20-Poly1305 (libsodium's crypto_aead_xchacha20poly1305_ietf):
+ *
+ *   u8  magic  'c' (0x63)
+ *   u8  version PEER_VERSION
+ *   u8  type   (PEER_T_*: what the body is)
+ *   u8  flags  (0; PEER_F_INSECURE when the body is not sealed)
+ *   u32 length of the body that follows the header (sealed: + 16 tag)
+ *   u64 sender id
+ *   u64 epoch   (sender's boot epoch: never smaller after a restart)
+ *   u64 counter (per epoch, starts at 1, +1 per datagram)
+ *   ... body (+ 16-byte tag when sealed)
+ *
+ * (little endian.)  The 24-byte nonce is epoch || counter || sender id, so
+ * it never repeats under one key as long as ids are unique and a sender's
+ * epoch never goes back.  A receiver keeps, per sender id, the highest epoch
+ * seen and a sliding window of PEER_REPLAY_WINDOW counters: a datagram of an
+ * older epoch, below the window or already seen is a replay.  The window
+ * only moves after the body opened, so forged datagrams cannot move it.
+ *
+ * With no key (--insecure) bodies travel in clear with PEER_F_INSECURE, and
+ * a node with a key drops them (and vice versa).
+ *
+ * Anything that fails to open, is replayed, has another version or magic,
+ * a bad length, or comes from our own id is dropped and counted in
+ * struct peer_stats; it never reaches the callback.
+ *
+ * It must never: block (sendto errors other than EAGAIN are counted, not
+ * retried), parse a body, or move a replay window before authentication.
+ */
+#ifndef CLUCK_PEER_H
+#define CLUCK_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+struct loop;
+struct peer;
+
+#define PEER_MAGIC          0x63u
+#define PEER_VERSION        1u
+#define PEER_HDR_BYTES      32u
+#define PEER_TAG_BYTES      16u
+#define PEER_KEY_BYTES      32u
+#define PEER_REPLAY_WINDOW  1024u
+#define PEER_F_INSECURE     0x1u
+/* Largest body: what one IPv4 UDP datagram carries after our overhead. */
+#define PEER_BODY_MAX       (65507u - PEER_HDR_BYTES - PEER_TAG_BYTES)
+
+enum peer_type {
+	PEER_T_RAFT = 1,        /* body: an rf_msg encoding (lockcore/raft.h) */
+	PEER_T_NODE = 2,        /* body: a node message (net/nmsg.h) */
+	PEER_T__MAX
+};
+
+/* Why datagrams were dropped, and what went through. */
+struct peer_stats {
+	uint64_t rx_ok, tx_ok;
+	uint64_t rx_short;      /* shorter than a header, or length mismatch */
+	uint64_t rx_version;    /* bad magic, version, type or flags */
+	uint64_t rx_auth;       /* does not open with our key (or sealed/clear
+	                           mismatch with our mode) */
+	uint64_t rx_replay;     /* old epoch, below the window, or seen */
+	uint64_t rx_self;       /* our own id (a loop, or an id clash) */
+	uint64_t tx_err;        /* sendto failed (not EAGAIN) or no address */
+	uint64_t tx_drop;       /* EAGAIN: socket buffer full */
+};
+
+/* Received, authenticated, fresh datagram.  `body` lives only during the
+ * call; `src` is where it came from (for learning members' addresses). */
+typedef void (*peer_recv_fn)(void *ctx, uint64_t from, uint8_t type,
+			     const uint8_t *body, size_t len,
+			     const struct sockaddr *src, socklen_t srclen);
+
+struct peer_config {
+	const struct sockaddr *listen; /* bound address (port included) */
+	socklen_t listen_len;
+	uint64_t self_id;              /* non-zero */
+	uint64_t epoch;                /* non-zero, never smaller than a
+	                                  previous run's (the caller persists) */
+	const uint8_t *key;            /* PEER_KEY_BYTES, or NULL: insecure */
+};
+
+/*
+ * Binds the UDP socket (non-blocking, close-on-exec, large buffers; no
+ * SO_REUSEADDR: on Linux it lets a second UDP socket bind a live port, and
+ * UDP has no TIME_WAIT to skip) and watches it on the loop.  Returns 0 or -errno (the bind's
+ * error: -EADDRINUSE, -EADDRNOTAVAIL...).  The key is copied into locked
+ * memory (sodium_malloc) and wiped on peer_free.
+ */
+int peer_new(struct loop *loop, const struct peer_config *cfg,
+	     peer_recv_fn fn, void *ctx, struct peer **out);
+void peer_free(struct peer *p);
+
+/* Sets (or replaces) the address of node `id`.  0, -ENOMEM, -EINVAL. */
+int peer_set_addr(struct peer *p, uint64_t id, const struct sockaddr *sa,
+		  socklen_t len);
+/* 1 if an address is known for id. */
+int peer_has_addr(const struct peer *p, uint64_t id);
+
+/* Seals and sends one datagram to node `id`.  0, -EMSGSIZE (len >
+ * PEER_BODY_MAX), -EHOSTUNREACH (no address known: counted in tx_err),
+ * -EAGAIN (counted in tx_drop) or another send error (counted). */
+int peer_send(struct peer *p, uint64_t to, uint8_t type, const uint8_t *body,
+	      size_t len);
+
+void peer_get_stats(const struct peer *p, struct peer_stats *st);
+/* The bound socket (to learn the local address). */
+int peer_fd(const struct peer *p);
+
+/*
+ * The pure half, for tests and fuzzing: a receive context without a socket.
+ * peer_rx_new() makes one for self_id and key (NULL: insecure);
+ * peer_rx_open() checks one datagram: on success returns 0 and points
+ * *body into `out` (size >= dlen) with *len, *from and *type set; else a
+ * negative errno and the counter of struct peer_stats it belongs to is
+ * incremented (-EMSGSIZE short, -EPROTO version, -EBADMSG auth, -EALREADY
+ * replay, -ELOOP self).  peer_seal() builds a datagram into out (size >=
+ * len + PEER_HDR_BYTES + PEER_TAG_BYTES) and returns its length.
+ */
+struct peer_rx;
+struct peer_rx *peer_rx_new(uint64_t self_id, const uint8_t *key);
+void peer_rx_free(struct peer_rx *rx);
+int peer_rx_open(struct peer_rx *rx, const uint8_t *dgram, size_t dlen,
+		 uint8_t *out, uint64_t *from, uint8_t *type,
+		 const uint8_t **body, size_t *len);
+void peer_rx_stats(const struct peer_rx *rx, struct peer_stats *st);
+ssize_t peer_seal(const uint8_t *key, uint64_t sender, uint64_t epoch,
+		  uint64_t counter, uint8_t type, const uint8_t *body, size_t len,
+		  uint8_t *out, size_t outsize);
+
+/* Reads a key file: the key is the BLAKE2b-256 hash of its content (at
+ * least 32 bytes).  0 or -errno (-EINVAL: too short). */
+int peer_load_key(const char *path, uint8_t key[PEER_KEY_BYTES]);
+
+#endif /* CLUCK_PEER_H */
