@@ -40,6 +40,7 @@ struct peer {
 	uint64_t progress_ms;          /* local time match (or a snapshot
 	                                  transfer) last advanced */
 	uint64_t lease_stamp;          /* latest echoed stamp this term */
+	uint64_t sent_commit;          /* commit index we last told it */
 	bool     granted;              /* (pre)vote granted this round */
 	/* snapshot transfer: active while `snap` */
 	bool     snap;
@@ -422,6 +423,7 @@ static void send_append(struct raft *r, struct peer *p, bool empty)
 	m.prev_term = term_at(r, m.prev_index);
 	m.commit = r->commit;
 	m.stamp = r->now;
+	p->sent_commit = r->commit;
 	for (i = p->next; !empty && i <= last; i++) {
 		size_t add = RF_ENTRY_HDR + ent(r, i)->len;
 
@@ -526,6 +528,17 @@ static void broadcast(struct raft *r, bool force)
 		replicate(r, &r->peers[i], force);
 }
 
+/* Tells a peer that is up to date (nothing in flight) about a commit it
+ * has not heard of, at once: followers and members answer their own
+ * requests when they apply them, so waiting for the next heartbeat would
+ * add up to a heartbeat period to every request they forward. */
+static void notify_commit(struct raft *r, struct peer *p)
+{
+	if (!p->snap && !p->probing && p->match + 1 == p->next &&
+	    p->next > r->snap_index && p->sent_commit < r->commit)
+		send_append(r, p, true);
+}
+
 static int cmp_u64_desc(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -557,6 +570,8 @@ static void advance_commit(struct raft *r)
 			      (r->cfg.test_break & RF_BREAK_COMMIT_OLD_TERM))) {
 		r->commit = c;
 		broadcast(r, false);
+		for (unsigned i = 0; i < r->npeers; i++)
+			notify_commit(r, &r->peers[i]);
 	}
 }
 
@@ -850,6 +865,7 @@ static void on_append_resp(struct raft *r, const struct rf_msg *m)
 			p->next = p->match + 1;
 		advance_commit(r);
 		replicate(r, p, false);
+		notify_commit(r, p);
 		return;
 	}
 	/* A rejection of a batch sent before the latest probe, or of entries
