@@ -14,6 +14,10 @@
  *              counts from the send time of the acknowledged message)
  *   u64 leader (acks: who the answering node believes leads, 0 unknown)
  *
+ * NM_READ asks the leader for a read index (serial: the asker's read id);
+ * NM_READ_ACK echoes serial and stamp and carries the index in `session`
+ * (0: not the leader, or no lease to answer from).
+ *
  * It must never: accept a message whose length disagrees with its header,
  * or read beyond the buffer it is given (the decoder is fuzzed).
  */
@@ -31,6 +35,8 @@ enum nmsg_kind {
 	NM_FWD_ACK,         /* ok: proposed (and contact acknowledged); leader */
 	NM_KA,              /* session, stamp: keepalive */
 	NM_KA_ACK,          /* ok: contact acknowledged; leader */
+	NM_READ,            /* serial: read id; stamp */
+	NM_READ_ACK,        /* serial, stamp echoed; session: read index */
 	NM__MAX
 };
 

@@ -103,6 +103,15 @@ struct outq {
 	size_t len;
 };
 
+/* A read barrier waiting (node_read_barrier). */
+struct rwait {
+	node_read_fn fn;
+	void *ctx;
+	uint64_t need;               /* the read id whose answer it needs */
+	uint64_t target;             /* index to reach (0: not known yet) */
+	uint64_t deadline_ms;
+};
+
 /* Another node we heard from (voters from --cluster, members learned). */
 struct known {
 	uint64_t id;
@@ -176,6 +185,13 @@ struct node {
 	uint64_t tick_timer, tick_at;     /* lockcore deadline (wall ns) */
 	uint64_t lease_timer, lease_at;   /* session lease deadline (mono ms) */
 
+	/* read barriers */
+	struct rwait *rw;
+	size_t nrw, caprw;
+	uint64_t read_id;            /* last NM_READ sent */
+	uint64_t read_acked;         /* last read id answered */
+	uint64_t read_sent_ms;
+
 	/* re-entrancy: work asked for while an update is being handled */
 	unsigned depth;
 	struct outq *oq;        /* leader-made proposals */
@@ -191,6 +207,7 @@ static void handle(struct node *n, const struct rf_update *u);
 static void flush_round(struct loop *l, void *ctx);
 static void send_pend(struct node *n, uint64_t serial);
 static void drain(struct node *n);
+static void reads_check(struct node *n, uint64_t now);
 
 /* ---- pending table ------------------------------------------------------ */
 
@@ -1033,6 +1050,8 @@ static void flush_round(struct loop *l, void *ctx)
 		ev.persisted.seq = seq;
 		step(n, &ev);
 	}
+	if (n->nrw)
+		reads_check(n, now_ms());
 }
 
 /* ---- our session ------------------------------------------------------------ */
@@ -1281,8 +1300,130 @@ static void on_node_timer(struct loop *l, void *ctx)
 		n->next_ka_ms = now + n->lease_ms / 4;
 	}
 	check_requests(n, now);
+	if (n->nrw)
+		reads_check(n, now);
 	manage_members(n, now);
 	n->node_timer = loop_timer_at(n->loop, (now + TICK_MS) * 1000000u, on_node_timer, n);
+}
+
+/* ---- read barriers ---------------------------------------------------------- */
+
+static void read_send(struct node *n)
+{
+	struct nmsg m = { .kind = NM_READ };
+
+	n->read_sent_ms = now_ms();
+	m.serial = ++n->read_id;
+	m.stamp = n->read_sent_ms;
+	send_nmsg(n, leader_guess(n), &m);
+}
+
+/* Answers the barriers whose index is applied, or whose time is up, and
+ * asks the leader again for those that need a newer read id. */
+static void reads_check(struct node *n, uint64_t now)
+{
+	struct rwait *v = n->rw;
+	size_t nv = n->nrw, cap = n->caprw, k = 0;
+	bool want = false;
+
+	/* Callbacks may ask for new barriers: they go to a fresh array and
+	 * are put back after the ones kept here. */
+	n->rw = NULL;
+	n->nrw = n->caprw = 0;
+	for (size_t i = 0; i < nv; i++) {
+		struct rwait w = v[i];
+
+		if (w.target && n->applied >= w.target) {
+			w.fn(w.ctx, 0);
+			continue;
+		}
+		if (now >= w.deadline_ms) {
+			w.fn(w.ctx, -ETIMEDOUT);
+			continue;
+		}
+		v[k++] = w;
+	}
+	if (n->nrw) {
+		if (k + n->nrw > cap) {
+			struct rwait *nv2 = realloc(v, (k + n->nrw) * sizeof(*v));
+
+			if (!nv2) {
+				/* Keep the new ones; the old ones time out
+				 * as -ETIMEDOUT would: answer them now. */
+				for (size_t i = 0; i < k; i++)
+					v[i].fn(v[i].ctx, -ETIMEDOUT);
+				free(v);
+				return;
+			}
+			v = nv2;
+			cap = k + n->nrw;
+		}
+		memcpy(v + k, n->rw, n->nrw * sizeof(*v));
+		k += n->nrw;
+		free(n->rw);
+	}
+	n->rw = v;
+	n->nrw = k;
+	n->caprw = cap;
+	for (size_t i = 0; i < n->nrw; i++)
+		if (!n->rw[i].target && n->rw[i].need > n->read_id)
+			want = true;
+	if (!n->clustered || n->stopped)
+		return;
+	/* One read in flight at a time; a lost one is asked again. */
+	if ((want && n->read_acked == n->read_id) ||
+	    (n->read_acked < n->read_id && now >= n->read_sent_ms + RESEND_MS))
+		read_send(n);
+}
+
+/* The leader answered read id `id` with `index` (0: it could not). */
+static void read_answer(struct node *n, uint64_t id, uint64_t index, uint64_t hint)
+{
+	if (id != n->read_id || id <= n->read_acked)
+		return;                /* stale or duplicate */
+	if (!index) {
+		if (hint && !n->leader)
+			n->hint = hint;
+		return;                /* asked again by the timer */
+	}
+	n->read_acked = id;
+	for (size_t i = 0; i < n->nrw; i++)
+		if (!n->rw[i].target && n->rw[i].need <= id)
+			n->rw[i].target = index;
+	reads_check(n, now_ms());
+}
+
+/* See node.h. */
+int node_read_barrier(struct node *n, node_read_fn fn, void *ctx)
+{
+	uint64_t now = now_ms();
+
+	if (!n || !fn)
+		return -EINVAL;
+	if (n->stopped || n->error)
+		return -ENOLCK;
+	/* Alone, or leading under a lease: everything committed is
+	 * applied already (we apply as we commit). */
+	if (!n->clustered || (n->role == RF_LEADER && rf_lease_valid(n->raft, now))) {
+		fn(ctx, 0);
+		return 0;
+	}
+	if (n->nrw == n->caprw) {
+		size_t nc = n->caprw ? n->caprw * 2 : 64;
+		struct rwait *nv = realloc(n->rw, nc * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		n->rw = nv;
+		n->caprw = nc;
+	}
+	/* It needs an answer to a read sent after now. */
+	n->rw[n->nrw++] = (struct rwait){ .fn = fn, .ctx = ctx, .need = n->read_id + 1,
+					  .deadline_ms = now + (n->op_timeout_ms ?
+								n->op_timeout_ms : 5000) };
+	if (n->read_acked == n->read_id)
+		read_send(n);
+	return 0;
 }
 
 /* ---- receiving ------------------------------------------------------------ */
@@ -1326,6 +1467,15 @@ static void on_nmsg(struct node *n, uint64_t from, const struct nmsg *m)
 			}
 		}
 		send_nmsg(n, from, &a);
+		break;
+	case NM_READ:
+		a.kind = NM_READ_ACK;
+		a.session = n->role == RF_LEADER && rf_lease_valid(n->raft, now_ms()) ?
+			    rf_commit_index(n->raft) : 0;
+		send_nmsg(n, from, &a);
+		break;
+	case NM_READ_ACK:
+		read_answer(n, m->serial, m->session, m->leader);
 		break;
 	case NM_FWD_ACK:
 	case NM_KA_ACK:
@@ -1838,6 +1988,11 @@ void node_stop(struct node *n)
 	 * they get -ENOLCK, and whatever is still unanswered is answered. */
 	n->stopped = true;
 	fail_pending(n, n->error ? -EIO : -ENOLCK);
+	while (n->nrw) {
+		struct rwait w = n->rw[--n->nrw];
+
+		w.fn(w.ctx, -ETIMEDOUT);
+	}
 	loop_on_idle(n->loop, NULL, NULL);
 	arm_raft(n, 0);
 	if (n->tick_timer)
@@ -1869,6 +2024,7 @@ void node_free(struct node *n)
 		free(n->oq[i].buf);
 	free(n->oq);
 	free(n->defer);
+	free(n->rw);
 	for (size_t i = 0; i < n->pcap; i++)
 		free(n->pt[i].buf);
 	link_free(n->link);
@@ -2042,6 +2198,11 @@ void node_get_status(const struct node *n, struct node_status *st)
 	switch (n->stopped || n->error ? LEASE_EXPIRED : session_state(w, now)) {
 	case LEASE_OK: st->session = "ok"; break;
 	case LEASE_EXPIRED: st->session = "expired"; break;
+	case LEASE_NONE:
+		/* A new session not open yet: after a loss, the last one
+		 * expired; at start-up, we wait for the cluster. */
+		st->session = n->sessions_lost ? "expired" : "jeopardy";
+		break;
 	default: st->session = "jeopardy"; break;
 	}
 	st->link = n->link ? link_state_name(n->link_st) : "unknown";

@@ -119,6 +119,20 @@ void node_free(struct node *n);
 int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 		 void *ctx, uint64_t *serial);
 
+/*
+ * A read barrier (SPEC 2.1: a change acknowledged on one node is visible on
+ * every node's next operation).  Calls fn(ctx, 0) once the local replica
+ * has applied everything the leader had committed when the barrier was
+ * asked, or fn(ctx, -ETIMEDOUT) when no leader answered within
+ * --op-timeout (fs then reads the replica as it is: a stale read never
+ * makes a lock unsafe, since every lock decision goes through the log).
+ * Alone, or on a leader holding its lease, fn runs before the call returns.
+ * Barriers asked while one is in flight share the next one.  0, or
+ * -ENOMEM / -ENOLCK (stopped) without calling fn.
+ */
+typedef void (*node_read_fn)(void *ctx, int status);
+int node_read_barrier(struct node *n, node_read_fn fn, void *ctx);
+
 /* The local replica of the state, for read-only queries. */
 const struct lc_state *node_state(const struct node *n);
 /* This node's session id (the `session` of lock owners it creates). */
