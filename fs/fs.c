@@ -62,6 +62,7 @@ struct fh {
 	int flags;
 	bool did_flock;
 	bool pinned;                 /* holds a lockcore pin (LC_CMD_OPEN) */
+	struct pin *pin;             /* its OPEN pin, proposed, not completed yet */
 	uint64_t flock_owner;
 	uint64_t *posix;             /* POSIX lock owners used through this open */
 	uint32_t nposix, capposix;
@@ -102,6 +103,53 @@ struct lk {
 	uint64_t start, end;
 };
 
+/*
+ * The OPEN pin of a handle, proposed fire and forget once open() was
+ * answered.  Its completion records `pinned` in the handle; when the
+ * handle was released first (h NULL: RELEASE saw no pin and dropped none),
+ * a pin that did land is dropped by a RELEASE+UNPIN proposed then.  So
+ * fs unpins exactly what was pinned, whichever of the completion and
+ * the RELEASE comes first.
+ */
+struct pin {
+	struct fs *fs;
+	struct fh *h;                /* NULL once the handle is released */
+	uint64_t ino;
+};
+
+/* A read (lookup, getattr, readdir, ...) and what serving it needs. */
+enum rd_kind {
+	RD_LOOKUP, RD_GETATTR, RD_READLINK, RD_READ, RD_OPENDIR, RD_READDIR,
+	RD_STATFS, RD_GETXATTR, RD_LISTXATTR, RD_GETLK
+};
+
+struct rargs {
+	enum rd_kind kind;
+	uint64_t ino;                /* parent for RD_LOOKUP */
+	size_t size;
+	off_t off;
+	struct fuse_file_info fi;    /* RD_GETLK, RD_OPENDIR */
+	struct flock lock;           /* RD_GETLK */
+	const char *name;            /* RD_LOOKUP, RD_GETXATTR */
+};
+
+/* A read waiting for its read barrier.  Freed when its references are
+ * gone: one for the handler while it runs, one until the barrier's
+ * callback.  The FUSE request is answered before the last reference
+ * goes, so libfuse never calls rq_intr on a freed struct. */
+struct rq {
+	struct fs *fs;
+	fuse_req_t req;
+	struct rq *prev, *next;
+	uint64_t t0;
+	struct rargs a;              /* a.name points into name[] */
+	uint8_t refs;
+	uint8_t answered : 1;
+	uint8_t registering : 1;
+	uint8_t reg_hit : 1;
+	char name[];
+};
+
 /* (ino, POSIX owner) pairs that may have locks or requests from this
  * node, so a plain close() costs no command. */
 struct po {
@@ -115,6 +163,7 @@ struct fs {
 	struct fuse_session *se;
 	struct fh *handles;
 	struct lk *lks;
+	struct rq *rqs;              /* reads waiting for a read barrier */
 	struct po **pob;
 	size_t pocap, pon;
 	/* Handoff latency: the last command of ours whose own completion was
@@ -129,7 +178,7 @@ struct fs {
 };
 
 /* Namespace/data request waiting for its completion. */
-enum op_kind { OP_ENTRY, OP_CREATE, OP_OPEN, OP_ERR, OP_ATTR, OP_WRITE, OP_FLUSH };
+enum op_kind { OP_ENTRY, OP_CREATE, OP_ERR, OP_ATTR, OP_WRITE, OP_FLUSH };
 
 struct op {
 	struct fs *fs;
@@ -138,7 +187,7 @@ struct op {
 	enum op_kind kind;
 	uint64_t ino;                /* ATTR/ENTRY fallback; CREATE parent */
 	size_t size;                 /* WRITE */
-	struct fuse_file_info fi;    /* CREATE, OPEN */
+	struct fuse_file_info fi;    /* CREATE */
 	char name[];                 /* CREATE: for the O_CREAT-on-existing path */
 };
 

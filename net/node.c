@@ -196,8 +196,8 @@ struct node {
 	unsigned depth;
 	struct outq *oq;        /* leader-made proposals */
 	size_t noq, capoq;
-	uint64_t *defer;        /* serials to send */
-	size_t ndefer, capdefer;
+	uint64_t *defer;        /* serials to send, from dhead on */
+	size_t dhead, ndefer, capdefer;
 
 	struct pend *pt;        /* open addressing, linear probing */
 	size_t pcap, pn;        /* pcap is 0 or a power of two */
@@ -305,6 +305,13 @@ static void pend_drop(struct node *n, struct pend *p)
 	pend_remove(n, p);
 }
 
+static int cmp_serial(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 /* The serials of every entry still to be sent (the table may change while
  * they are worked on, so callers walk a copy).  NULL when none or ENOMEM. */
 static uint64_t *pend_unsent(struct node *n, size_t *count)
@@ -321,6 +328,9 @@ static uint64_t *pend_unsent(struct node *n, size_t *count)
 	for (size_t i = 0; i < n->pcap; i++)
 		if (n->pt[i].serial && (n->pt[i].buf || n->pt[i].deadline_ms))
 			v[k++] = n->pt[i].serial;
+	/* In serial order: a session's commands reach the log in the order
+	 * they were made (a release after the lock it releases). */
+	qsort(v, k, sizeof(*v), cmp_serial);
 	*count = k;
 	return v;
 }
@@ -538,7 +548,7 @@ static void give_up(struct node *n);
 
 static void drain(struct node *n)
 {
-	while (!n->error && (n->noq || n->ndefer || n->give_up_due)) {
+	while (!n->error && (n->noq || n->ndefer > n->dhead || n->give_up_due)) {
 		if (n->give_up_due) {
 			n->give_up_due = false;
 			give_up(n);
@@ -558,7 +568,14 @@ static void drain(struct node *n)
 			free(q.buf);
 			continue;
 		}
-		send_pend(n, n->defer[--n->ndefer]);
+		{
+			/* First asked, first sent. */
+			uint64_t serial = n->defer[n->dhead++];
+
+			if (n->dhead == n->ndefer)
+				n->dhead = n->ndefer = 0;
+			send_pend(n, serial);
+		}
 	}
 }
 
