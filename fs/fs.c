@@ -511,6 +511,10 @@ static void fh_free(struct fs *fs, struct fh *h)
 		fs->handles = h->next;
 	if (h->next)
 		h->next->prev = h->prev;
+	/* A pin still in flight now belongs to nobody: its completion drops
+	 * it (pin_done). */
+	if (h->pin)
+		h->pin->h = NULL;
 	h->magic = 0;
 	free(h->posix);
 	free(h->snap);
@@ -841,34 +845,91 @@ static void unpin_bg(struct fs *fs, uint64_t ino)
 	(void)propose_bg(fs, &cmd, mono_ns());
 }
 
-/* Answers an open or create with a new handle.  `pinned`: the command that
- * led here pinned the inode, and the handle now owns that pin. */
+/* The OPEN pin's completion (struct pin). */
+static void pin_done(void *ctx, const struct lc_completion *c)
+{
+	struct pin *p = ctx;
+
+	if (c->status == LC_PENDING)
+		return;
+	if (p->h) {
+		p->h->pin = NULL;
+		/* -ENOENT: the file lost its last name before the pin was
+		 * ordered, and nothing else kept it: the inode is gone (its
+		 * number is never reused), so the lock operations of this
+		 * handle fail ENOENT in lockcore as on any deleted file.
+		 * -ETIMEDOUT: the pin may still land; unpinning it blindly
+		 * could drop another handle's pin of this session (pins are
+		 * counted per session), so a late one stays until the session
+		 * ends, costing only the memory of a nameless inode. */
+		p->h->pinned = c->status == 0;
+	} else if (c->status == 0) {
+		/* Released before the pin was known: RELEASE dropped none,
+		 * and the session's commands are ordered, so this UNPIN comes
+		 * after the OPEN in the log. */
+		unpin_bg(p->fs, p->ino);
+	}
+	free(p);
+}
+
+/* Pins h's inode, fire and forget (struct pin).  Without memory, or
+ * without a session, the handle stays unpinned: as for a file removed
+ * before the pin, its lock operations fail once the file is gone. */
+static void pin_start(struct fs *fs, struct fh *h)
+{
+	struct pin *p = malloc(sizeof(*p));
+	struct lc_cmd cmd;
+
+	if (!p)
+		return;
+	p->fs = fs;
+	p->h = h;
+	p->ino = h->ino;
+	h->pin = p;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_OPEN;
+	cmd.ino = h->ino;
+	/* pin_done may run inside: it clears h->pin and frees p. */
+	if (propose(fs, &cmd, pin_done, p, NULL) < 0) {
+		h->pin = NULL;
+		free(p);
+	}
+}
+
+/* What the answer to an open or create does about the inode's pin. */
+enum pin_mode {
+	PIN_NONE,                    /* not a regular file: nothing to pin */
+	PIN_HELD,                    /* the CREATE pinned it: the handle owns that */
+	PIN_ASYNC                    /* pin it now, fire and forget (pin_start) */
+};
+
+/* Answers an open or create with a new handle. */
 static void reply_open_handle(struct fs *fs, fuse_req_t req, uint64_t ino,
-			      struct fuse_file_info *fi, bool create, bool pinned)
+			      struct fuse_file_info *fi, bool create, enum pin_mode pm)
 {
 	struct fh *h = fh_new(fs, ino, fi->flags);
 	struct fuse_entry_param e;
 	int rc;
 
 	if (!h) {
-		if (pinned)
+		if (pm == PIN_HELD)
 			unpin_bg(fs, ino);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->pinned = pinned;
+	h->pinned = pm == PIN_HELD;
 	fi->fh = (uintptr_t)h;
 	fi->keep_cache = 0;
 	fi->direct_io = 0;
 	if (!create) {
 		if (fuse_reply_open(req, fi) != 0)
 			goto opener_gone;
-		return;
+		goto pin;
 	}
 	memset(&e, 0, sizeof(e));
 	rc = get_stat(fs, ino, &e.attr, NULL);
 	if (rc < 0) {
-		if (pinned)
+		if (h->pinned)
 			unpin_bg(fs, ino);
 		fh_free(fs, h);
 		fuse_reply_err(req, errno_of(rc));
@@ -877,11 +938,17 @@ static void reply_open_handle(struct fs *fs, fuse_req_t req, uint64_t ino,
 	e.ino = ino;
 	if (fuse_reply_create(req, &e, fi) != 0)
 		goto opener_gone;
+pin:
+	/* After the reply: the kernel cannot send a lock request on this
+	 * handle before it has it, and we are single-threaded, so the OPEN
+	 * is proposed before any command of this handle. */
+	if (pm == PIN_ASYNC)
+		pin_start(fs, h);
 	return;
 
 opener_gone:
 	/* The opener is gone: no RELEASE comes for this handle. */
-	if (pinned)
+	if (h->pinned)
 		unpin_bg(fs, ino);
 	fh_free(fs, h);
 }
@@ -911,7 +978,8 @@ static void op_done(void *ctx, const struct lc_completion *c)
 
 			if (lc_lookup(st_of(fs), op->ino, op->name, strlen(op->name), &a) == 0) {
 				if (a.kind == LC_REG) {
-					reply_open_handle(fs, op->req, a.ino, &op->fi, true, false);
+					reply_open_handle(fs, op->req, a.ino, &op->fi, true,
+							  PIN_ASYNC);
 					break;
 				}
 				/* What open(2) says for O_CREAT on a directory. */
@@ -922,13 +990,7 @@ static void op_done(void *ctx, const struct lc_completion *c)
 		if (e)
 			fuse_reply_err(op->req, e);
 		else
-			reply_open_handle(fs, op->req, c->ino, &op->fi, true, true);
-		break;
-	case OP_OPEN:
-		if (e)
-			fuse_reply_err(op->req, e);
-		else
-			reply_open_handle(fs, op->req, op->ino, &op->fi, false, true);
+			reply_open_handle(fs, op->req, c->ino, &op->fi, true, PIN_HELD);
 		break;
 	case OP_ERR:
 		fuse_reply_err(op->req, e);
@@ -1306,8 +1368,6 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct lc_attr a;
-	struct lc_cmd cmd;
-	struct op *op;
 	struct fh *h;
 	int rc;
 
@@ -1345,20 +1405,12 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (a.kind != LC_REG) {
-		reply_open_handle(fs, req, ino, fi, false, false);
-		return;
-	}
-	/* Pin the file so that it outlives its last name while open. */
-	op = op_new(fs, req, OP_OPEN, NULL);
-	if (!op)
-		return;
-	op->ino = ino;
-	op->fi = *fi;
-	memset(&cmd, 0, sizeof(cmd));
-	cmd.type = LC_CMD_OPEN;
-	cmd.ino = ino;
-	ns_submit(fs, &cmd, op);
+	/* No commit on open()'s path: the kernel's lookup just before passed
+	 * the read barrier, so the file exists as of a moment after the
+	 * call; the pin that keeps it alive once its last name goes follows
+	 * fire and forget (pin_start).  It also lets open() work in
+	 * jeopardy, so a blocking flock can start waiting (SPEC 3). */
+	reply_open_handle(fs, req, ino, fi, false, a.kind == LC_REG ? PIN_ASYNC : PIN_NONE);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

@@ -118,6 +118,7 @@ struct known {
 	uint64_t last_rx_ms;         /* last authenticated datagram from it */
 	bool voter;
 	bool wants_join;             /* a member not in the configuration */
+	bool lease_warned;           /* said once that its --lease differs */
 };
 
 struct node {
@@ -125,6 +126,7 @@ struct node {
 	char *name;
 	char *data_dir;
 	uint64_t lease_ms, op_timeout_ms;
+	uint64_t view_lease_ms;  /* our view's lease: ours, or a shorter leader's */
 	int error;              /* fatal: the store failed; 0 while healthy */
 
 	struct lc_state *st;
@@ -1113,7 +1115,7 @@ static int session_open(struct node *n)
 	n->serial = 0;
 	n->open_done = false;
 	n->open_status = 0;
-	lease_view_init(&n->view, n->lease_ms, LEASE_MARGIN_MS);
+	lease_view_init(&n->view, n->view_lease_ms, LEASE_MARGIN_MS);
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_SESSION_OPEN;
 	cmd.origin = sid;
@@ -1190,7 +1192,9 @@ static bool contact_ok(struct node *n, uint64_t session)
  * who is reachable); only the leader's answer acknowledges. */
 static void send_keepalives(struct node *n, uint64_t now)
 {
-	struct nmsg m = { .kind = NM_KA, .session = n->session, .stamp = now };
+	/* serial carries the lease our view runs on: see on_nmsg. */
+	struct nmsg m = { .kind = NM_KA, .session = n->session, .serial = n->view_lease_ms,
+			  .stamp = now };
 
 	for (unsigned i = 0; i < n->n_voters; i++)
 		send_nmsg(n, n->voter_ids[i], &m);
@@ -1462,8 +1466,23 @@ static void on_nmsg(struct node *n, uint64_t from, const struct nmsg *m)
 			if (conf && !conf_has(conf, from))
 				k->wants_join = true;
 		}
+		if (m->kind == NM_KA) {
+			/* --lease must be the same everywhere: a node with a
+			 * longer lease than the leader's would keep its locks
+			 * after the leader freed them.  Both sides take the
+			 * shorter: our answer carries our lease, and a leader
+			 * never acknowledges a node that would outlive it. */
+			a.serial = n->lease_ms;
+			if (m->serial > n->lease_ms && k && !k->lease_warned) {
+				log_err("node %016" PRIx64 " runs with --lease %llu ms, we with %llu: "
+					"use the same --lease on every node", from,
+					(unsigned long long)m->serial, (unsigned long long)n->lease_ms);
+				k->lease_warned = true;
+			}
+		}
 		if (n->role == RF_LEADER) {
-			a.ok = contact_ok(n, m->session);
+			a.ok = contact_ok(n, m->session) &&
+			       !(m->kind == NM_KA && m->serial > n->lease_ms);
 			if (m->kind == NM_FWD) {
 				struct rf_event ev = { .type = RF_EV_PROPOSE };
 				struct lc_cmd cmd;
@@ -1496,6 +1515,16 @@ static void on_nmsg(struct node *n, uint64_t from, const struct nmsg *m)
 		break;
 	case NM_FWD_ACK:
 	case NM_KA_ACK:
+		if (m->kind == NM_KA_ACK && m->serial && m->serial < n->view_lease_ms) {
+			log_err("the cluster runs with --lease %llu ms, we with %llu: our view "
+				"of our session follows the shorter; use the same --lease on "
+				"every node", (unsigned long long)m->serial,
+				(unsigned long long)n->view_lease_ms);
+			n->view_lease_ms = m->serial;
+			n->view.lease_ms = m->serial;
+			if (n->view.margin_ms > m->serial - m->serial / LEASE_JEOPARDY_DIV - 2)
+				n->view.margin_ms = m->serial - m->serial / LEASE_JEOPARDY_DIV - 2;
+		}
 		if (m->ok && m->session == n->session && n->open_done)
 			lease_view_ack(&n->view, m->stamp);
 		if (m->leader && !n->leader)
@@ -1829,6 +1858,7 @@ struct node *node_new(struct loop *loop, const struct node_config *cfg)
 		goto fail;
 	n->loop = loop;
 	n->lease_ms = cfg->lease_ms;
+	n->view_lease_ms = cfg->lease_ms;
 	n->op_timeout_ms = cfg->op_timeout_ms;
 	n->name = strdup(cfg->name);
 	n->data_dir = strdup(cfg->data_dir);
