@@ -43,37 +43,15 @@
 #include <time.h>
 #include <unistd.h>
 
-static const struct {
-	int err;
-	const char *name;
-} errnames[] = {
-	{ EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { ESRCH, "ESRCH" },
-	{ EINTR, "EINTR" }, { EIO, "EIO" }, { ENXIO, "ENXIO" },
-	{ E2BIG, "E2BIG" }, { EBADF, "EBADF" }, { EAGAIN, "EAGAIN" },
-	{ ENOMEM, "ENOMEM" }, { EACCES, "EACCES" }, { EFAULT, "EFAULT" },
-	{ EBUSY, "EBUSY" }, { EEXIST, "EEXIST" }, { EXDEV, "EXDEV" },
-	{ ENODEV, "ENODEV" }, { ENOTDIR, "ENOTDIR" }, { EISDIR, "EISDIR" },
-	{ EINVAL, "EINVAL" }, { ENFILE, "ENFILE" }, { EMFILE, "EMFILE" },
-	{ ETXTBSY, "ETXTBSY" }, { EFBIG, "EFBIG" }, { ENOSPC, "ENOSPC" },
-	{ ESPIPE, "ESPIPE" }, { EROFS, "EROFS" }, { EMLINK, "EMLINK" },
-	{ ERANGE, "ERANGE" }, { EDEADLK, "EDEADLK" },
-	{ ENAMETOOLONG, "ENAMETOOLONG" }, { ENOLCK, "ENOLCK" },
-	{ ENOSYS, "ENOSYS" }, { ENOTEMPTY, "ENOTEMPTY" }, { ELOOP, "ELOOP" },
-	{ ENODATA, "ENODATA" }, { EOPNOTSUPP, "EOPNOTSUPP" },
-	{ ENOTCONN, "ENOTCONN" }, { ECONNABORTED, "ECONNABORTED" },
-	{ ETIMEDOUT, "ETIMEDOUT" }, { ESTALE, "ESTALE" },
-	{ EDQUOT, "EDQUOT" }, { EOVERFLOW, "EOVERFLOW" },
-};
-
 /* The symbolic name of an errno value; aliases (EWOULDBLOCK, ENOTSUP,
- * EDEADLOCK) come out as their Linux canonical name. */
+ * EDEADLOCK) come out as their Linux canonical name (glibc >= 2.32). */
 static const char *errname(int e)
 {
 	static char buf[32];
+	const char *n = strerrorname_np(e);
 
-	for (size_t i = 0; i < sizeof(errnames) / sizeof(errnames[0]); i++)
-		if (errnames[i].err == e)
-			return errnames[i].name;
+	if (n)
+		return n;
 	snprintf(buf, sizeof(buf), "E%d", e);
 	return buf;
 }

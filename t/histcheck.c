@@ -69,28 +69,14 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static const struct {
-	int err;
-	const char *name;
-} errnames[] = {
-	{ EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { EINTR, "EINTR" },
-	{ EIO, "EIO" }, { EBADF, "EBADF" }, { EAGAIN, "EAGAIN" },
-	{ ENOMEM, "ENOMEM" }, { EACCES, "EACCES" }, { EBUSY, "EBUSY" },
-	{ EEXIST, "EEXIST" }, { ENODEV, "ENODEV" }, { EINVAL, "EINVAL" },
-	{ ENOSPC, "ENOSPC" }, { EROFS, "EROFS" }, { EDEADLK, "EDEADLK" },
-	{ ENOLCK, "ENOLCK" }, { ENOSYS, "ENOSYS" }, { ENODATA, "ENODATA" },
-	{ ENOTCONN, "ENOTCONN" }, { ECONNABORTED, "ECONNABORTED" },
-	{ ETIMEDOUT, "ETIMEDOUT" }, { ESTALE, "ESTALE" }, { ENXIO, "ENXIO" },
-	{ ERANGE, "ERANGE" }, { EOPNOTSUPP, "EOPNOTSUPP" },
-};
-
+/* The symbolic name of an errno value (glibc >= 2.32). */
 static const char *errname(int e)
 {
 	static char buf[32];
+	const char *n = strerrorname_np(e);
 
-	for (size_t i = 0; i < sizeof(errnames) / sizeof(errnames[0]); i++)
-		if (errnames[i].err == e)
-			return errnames[i].name;
+	if (n)
+		return n;
 	snprintf(buf, sizeof(buf), "E%d", e);
 	return buf;
 }
