@@ -21,10 +21,21 @@ cmd=$1
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
+# What the build and the tests need on a fresh Debian 12:
+#   libfuse3-dev libsodium-dev libnl-3-dev libnl-route-3-dev   cluckd itself
+#   libcunit1-dev                                              unit tests
+#   clang libclang-rt-14-dev   fuzz targets under libFuzzer (without them
+#                              configure falls back to a plain driver)
+#   iproute2 nftables          cluster tests: network namespaces and links
+#                              cut (ip), partitions (nft)
+#   util-linux                 flock, nsenter, setpriv
+#   attr e2fsprogs             getfattr/setfattr; chattr/lsattr (failing closed)
+#   liblockfile-bin lockfile-progs python3   lock tools the tests exercise
+#   groff-base mandoc          man page lint
 PKGS="build-essential autoconf automake libtool pkg-config libfuse3-dev fuse3
 libcunit1-dev libsodium-dev libnl-3-dev libnl-route-3-dev attr e2fsprogs
 util-linux procps psmisc python3 groff-base mandoc iproute2 nftables
-liblockfile-bin lockfile-progs"
+liblockfile-bin lockfile-progs clang libclang-rt-14-dev"
 
 need_root() {
 	if [ "$(id -u)" != 0 ]; then
