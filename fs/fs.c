@@ -7,9 +7,13 @@
  * may run inside node_propose(), so a handler never touches its request
  * after proposing and the context it passes owns what the reply needs.
  * Blocking lock requests are parked (a small refcounted struct, no
- * thread) and interrupts withdraw them with LC_CMD_CANCEL.  Reads are
- * answered from the local replica.  The facts this relies on are measured
- * in notes/fuse-locks.md (sections 1.3-1.7, 2, 3).
+ * thread) and interrupts withdraw them with LC_CMD_CANCEL.  Reads wait
+ * for node_read_barrier() and are then answered from the local replica
+ * (see "reads" below); open() answers at once and pins the file fire and
+ * forget (struct pin).  The kernel is told to cache no entry and no
+ * attribute (timeouts 0), or the barrier would be pointless.  The facts
+ * this relies on are measured in notes/fuse-locks.md (sections 1.3-1.7,
+ * 2, 3).
  *
  * In a cluster (SPEC 3): when the node reports our session lost, the
  * holders of its locks are signalled and their (inode, owner) pairs are
@@ -22,6 +26,7 @@
  * user.cluck.token and, when a session is lost, to find the holders'
  * children: /proc is not our mount), touch its own mount, decide
  * anything about locks itself, reply twice or not at all to a request,
+ * unpin what it did not pin, make a generated file wait for the cluster,
  * reply EINTR without an interrupt (errno 512 leaks out), reply ENOSYS
  * to flush/fsync/flock (the kernel then disables them for the mount), or
  * let an owner whose hold was lost believe it still holds it (or holds a
@@ -1034,6 +1039,144 @@ static void set_name(struct lc_cmd *cmd, const char *name)
 	cmd->name_len = l > UINT32_MAX ? UINT32_MAX : (uint32_t)l;
 }
 
+/* ---- reads: the read barrier (SPEC 2.1) ---------------------------------------------------- */
+
+/*
+ * Every read of the namespace, contents, xattrs and lock table waits for
+ * node_read_barrier() and is then answered from the replica, so a change
+ * acknowledged on any node is seen by the next operation here.  Alone or
+ * on a leader holding its lease the barrier passes before the call
+ * returns.  A read is answered from the replica as it is (possibly
+ * stale) when the barrier times out, when its caller is interrupted, when
+ * our session is not in contact with the cluster (jeopardy: a barrier
+ * could only time out), or without memory: a stale read never makes a
+ * lock unsafe, since every lock decision is taken in the log.
+ */
+
+static void rq_serve(struct fs *fs, fuse_req_t req, const struct rargs *a);
+
+static void rq_unref(struct rq *rq)
+{
+	struct fs *fs = rq->fs;
+
+	if (--rq->refs)
+		return;
+	if (rq->prev)
+		rq->prev->next = rq->next;
+	else
+		fs->rqs = rq->next;
+	if (rq->next)
+		rq->next->prev = rq->prev;
+	free(rq);
+}
+
+/* The one answer of a read, from the replica as it is now. */
+static void rq_answer(struct rq *rq)
+{
+	if (rq->answered)
+		return;
+	rq->answered = 1;
+	rq_serve(rq->fs, rq->req, &rq->a);
+}
+
+/* node_read_barrier callback. */
+static void rq_ready(void *ctx, int status)
+{
+	struct rq *rq = ctx;
+	struct fs *fs = rq->fs;
+
+	if (!rq->answered) {
+		fs_hist_observe(&fs->m.read_wait, mono_ns() - rq->t0);
+		if (status < 0)
+			fs->m.stale_timeout++;
+		rq_answer(rq);
+	}
+	rq_unref(rq);
+}
+
+/* FUSE interrupt: the caller has a signal; answer it now, stale if need
+ * be, rather than keep it waiting for the cluster (or leak EINTR into a
+ * stat(2) that does not expect it).  The barrier's callback still comes
+ * and drops the last reference. */
+static void rq_intr(fuse_req_t req, void *data)
+{
+	struct rq *rq = data;
+
+	(void)req;
+	/* Under req->lock during registration: replying now would free
+	 * the request under its own lock, so defer. */
+	if (rq->registering) {
+		rq->reg_hit = 1;
+		return;
+	}
+	if (!rq->answered) {
+		rq->fs->m.stale_intr++;
+		rq_answer(rq);
+	}
+}
+
+/* True when our session is not in contact with the cluster (jeopardy or
+ * expired): a barrier could only time out. */
+static bool out_of_contact(const struct fs *fs)
+{
+	struct node_status ns;
+
+	memset(&ns, 0, sizeof(ns));
+	node_get_status(fs->node, &ns);
+	return ns.session && strcmp(ns.session, "ok") != 0;
+}
+
+/* Answers the read `a` of req after a read barrier (see above). */
+static void read_submit(struct fs *fs, fuse_req_t req, const struct rargs *a)
+{
+	size_t nl = a->name ? strlen(a->name) + 1 : 0;
+	struct rq *rq;
+	int rc;
+
+	if (out_of_contact(fs)) {
+		fs->m.stale_contact++;
+		rq_serve(fs, req, a);
+		return;
+	}
+	rq = malloc(sizeof(*rq) + nl);
+	if (!rq) {
+		fs->m.stale_error++;
+		rq_serve(fs, req, a);
+		return;
+	}
+	memset(rq, 0, sizeof(*rq));
+	rq->fs = fs;
+	rq->req = req;
+	rq->t0 = mono_ns();
+	rq->a = *a;
+	if (nl) {
+		memcpy(rq->name, a->name, nl);
+		rq->a.name = rq->name;
+	}
+	rq->refs = 2;                /* handler + the barrier's callback */
+	rq->next = fs->rqs;
+	if (fs->rqs)
+		fs->rqs->prev = rq;
+	fs->rqs = rq;
+
+	/* rq_ready may run inside (alone, or on a leader with its lease). */
+	rc = node_read_barrier(fs->node, rq_ready, rq);
+	if (rc < 0) {
+		rq->refs = 1;
+		fs->m.stale_error++;
+		rq_answer(rq);
+	} else if (!rq->answered) {
+		rq->registering = 1;
+		fuse_req_interrupt_func(req, rq_intr, rq);
+		rq->registering = 0;
+		if (rq->reg_hit && !rq->answered) {
+			fs->m.stale_intr++;
+			rq_answer(rq);
+		}
+	}
+	rq_unref(rq);
+}
+
 /* ---- operations ------------------------------------------------------------------------ */
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
@@ -1062,15 +1205,24 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	struct lc_attr a;
-	int rc;
+	struct rargs ra = { .kind = RD_LOOKUP, .ino = parent, .name = name };
 
+	/* The generated files never wait (SPEC 3: reading status never
+	 * blocks). */
 	if (parent == LC_INO_ROOT)
 		for (int i = 0; i < 3; i++)
 			if (strcmp(name, gen_names[i]) == 0) {
 				reply_entry_ino(fs, req, gen_inos[i]);
 				return;
 			}
+	read_submit(fs, req, &ra);
+}
+
+static void serve_lookup(struct fs *fs, fuse_req_t req, uint64_t parent, const char *name)
+{
+	struct lc_attr a;
+	int rc;
+
 	rc = lc_lookup(st_of(fs), parent, name, strlen(name), &a);
 	if (rc < 0) {
 		fuse_reply_err(req, errno_of(rc));
@@ -1081,7 +1233,9 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	/* Inode numbers are never reused: nothing to drop. */
+	/* Inode numbers are never reused: nothing to drop.  A read waiting
+	 * for its barrier keeps nothing that a FORGET would free either (it
+	 * holds a number, looked up again when it is served). */
 	(void)ino;
 	(void)nlookup;
 	fuse_reply_none(req);
@@ -1089,8 +1243,14 @@ static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fs *fs = fs_of(req);
+	struct rargs ra = { .kind = RD_GETATTR, .ino = ino };
+
 	(void)fi;
-	reply_attr_ino(fs_of(req), req, ino);
+	if (is_gen(ino))
+		reply_attr_ino(fs, req, ino);
+	else
+		read_submit(fs, req, &ra);
 }
 
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -1156,7 +1316,13 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct fs *fs = fs_of(req);
+	struct rargs ra = { .kind = RD_READLINK, .ino = ino };
+
+	read_submit(fs_of(req), req, &ra);
+}
+
+static void serve_readlink(struct fs *fs, fuse_req_t req, uint64_t ino)
+{
 	char buf[LC_PATH_MAX + 1];
 	const char *t;
 	size_t len;
@@ -1413,34 +1579,9 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	reply_open_handle(fs, req, ino, fi, false, a.kind == LC_REG ? PIN_ASYNC : PIN_NONE);
 }
 
-static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+/* Answers a read of [off, off + size) of data/len. */
+static void reply_slice(fuse_req_t req, const uint8_t *data, size_t len, size_t size, off_t off)
 {
-	struct fs *fs = fs_of(req);
-	const uint8_t *data;
-	size_t len;
-	int rc;
-
-	if (off < 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if (is_gen(ino)) {
-		struct fh *h = fh_get(fi);
-
-		if (!h || !h->snap) {
-			fuse_reply_err(req, EBADF);
-			return;
-		}
-		data = (const uint8_t *)h->snap;
-		len = h->snap_len;
-	} else {
-		rc = lc_content(st_of(fs), ino, &data, &len);
-		if (rc < 0) {
-			fuse_reply_err(req, errno_of(rc));
-			return;
-		}
-	}
 	if ((uint64_t)off >= len) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
@@ -1448,6 +1589,42 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (size > len - (size_t)off)
 		size = len - (size_t)off;
 	fuse_reply_buf(req, (const char *)data + off, size);
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct rargs ra = { .kind = RD_READ, .ino = ino, .size = size, .off = off };
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (is_gen(ino)) {
+		/* The snapshot taken at open: never waits. */
+		struct fh *h = fh_get(fi);
+
+		if (!h || !h->snap) {
+			fuse_reply_err(req, EBADF);
+			return;
+		}
+		reply_slice(req, (const uint8_t *)h->snap, h->snap_len, size, off);
+		return;
+	}
+	read_submit(fs_of(req), req, &ra);
+}
+
+static void serve_read(struct fs *fs, fuse_req_t req, uint64_t ino, size_t size, off_t off)
+{
+	const uint8_t *data;
+	size_t len;
+	int rc = lc_content(st_of(fs), ino, &data, &len);
+
+	if (rc < 0) {
+		fuse_reply_err(req, errno_of(rc));
+		return;
+	}
+	reply_slice(req, data, len, size, off);
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
@@ -1574,7 +1751,13 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs *fs = fs_of(req);
+	struct rargs ra = { .kind = RD_OPENDIR, .ino = ino, .fi = *fi };
+
+	read_submit(fs_of(req), req, &ra);
+}
+
+static void serve_opendir(struct fs *fs, fuse_req_t req, uint64_t ino, struct fuse_file_info *fi)
+{
 	struct lc_attr a;
 	int rc = lc_getattr(st_of(fs), ino, &a);
 
@@ -1637,16 +1820,22 @@ static int rd_entry(void *ctx, const char *name, size_t name_len,
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct fs *fs = fs_of(req);
-	struct rd r = { .req = req, .size = size };
-	uint64_t parent = ino;
-	int rc;
+	struct rargs ra = { .kind = RD_READDIR, .ino = ino, .size = size, .off = off };
 
 	(void)fi;
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	read_submit(fs_of(req), req, &ra);
+}
+
+static void serve_readdir(struct fs *fs, fuse_req_t req, uint64_t ino, size_t size, off_t off)
+{
+	struct rd r = { .req = req, .size = size };
+	uint64_t parent = ino;
+	int rc;
+
 	if (r.size > 1u << 20)
 		r.size = 1u << 20;
 	r.buf = malloc(r.size ? r.size : 1);
@@ -1686,12 +1875,17 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct fs *fs = fs_of(req);
+	struct rargs ra = { .kind = RD_STATFS, .ino = ino };
+
+	read_submit(fs_of(req), req, &ra);
+}
+
+static void serve_statfs(struct fs *fs, fuse_req_t req)
+{
 	struct statvfs sv;
 	struct lc_stats st;
 	const uint64_t big = 1ull << 30;
 
-	(void)ino;
 	lc_stats(st_of(fs), &st);
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = 4096;
@@ -1890,16 +2084,12 @@ static void reply_xattr_buf(fuse_req_t req, const struct sbuf *b, size_t size)
 
 static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct fs *fs = fs_of(req);
-	struct sbuf b = { 0 };
-	struct lc_attr a;
-	const void *v;
-	size_t vlen;
-	int rc;
+	struct rargs ra = { .kind = RD_GETXATTR, .ino = ino, .name = name, .size = size };
 
 	if (strncmp(name, "user.", 5) != 0) {
 		/* security.* is asked on every write (capabilities): answer
-		 * "none" quickly; ACLs and the rest are not supported. */
+		 * "none" quickly, without a barrier; ACLs and the rest are not
+		 * supported. */
 		fuse_reply_err(req, strncmp(name, "security.", 9) == 0 ? ENODATA : EOPNOTSUPP);
 		return;
 	}
@@ -1907,6 +2097,18 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
+	read_submit(fs_of(req), req, &ra);
+}
+
+static void serve_getxattr(struct fs *fs, fuse_req_t req, uint64_t ino, const char *name,
+			   size_t size)
+{
+	struct sbuf b = { 0 };
+	struct lc_attr a;
+	const void *v;
+	size_t vlen;
+	int rc;
+
 	rc = lc_getattr(st_of(fs), ino, &a);
 	if (rc < 0) {
 		fuse_reply_err(req, errno_of(rc));
@@ -1940,15 +2142,22 @@ static int list_add(void *ctx, const char *name)
 
 static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct fs *fs = fs_of(req);
+	struct rargs ra = { .kind = RD_LISTXATTR, .ino = ino, .size = size };
 	struct sbuf b = { 0 };
-	struct lc_attr a;
-	int rc;
 
 	if (is_gen(ino)) {
 		reply_xattr_buf(req, &b, size);
 		return;
 	}
+	read_submit(fs_of(req), req, &ra);
+}
+
+static void serve_listxattr(struct fs *fs, fuse_req_t req, uint64_t ino, size_t size)
+{
+	struct sbuf b = { 0 };
+	struct lc_attr a;
+	int rc;
+
 	rc = lc_getattr(st_of(fs), ino, &a);
 	if (rc < 0) {
 		fuse_reply_err(req, errno_of(rc));
@@ -2273,10 +2482,22 @@ static int lock_type_of(short t)
 static void fs_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		     struct flock *lock)
 {
-	struct fs *fs = fs_of(req);
+	struct rargs ra = { .kind = RD_GETLK, .ino = ino, .fi = *fi, .lock = *lock };
+	uint64_t start, end;
+
+	if (lock_type_of(lock->l_type) < 0 || flock_range(lock, &start, &end) < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	read_submit(fs_of(req), req, &ra);
+}
+
+static void serve_getlk(struct fs *fs, fuse_req_t req, uint64_t ino,
+			const struct fuse_file_info *fi, struct flock *lock)
+{
 	struct lc_owner who;
 	struct lc_lockinfo li;
-	uint64_t start, end;
+	uint64_t start = 0, end = 0;
 	int type = lock_type_of(lock->l_type);
 	int rc;
 
@@ -2393,6 +2614,49 @@ static void fs_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 	lock_submit(fs, req, &cmd, type != LC_UNLCK);
 }
 
+/* Serves a read from the replica as it is (see read_submit). */
+static void rq_serve(struct fs *fs, fuse_req_t req, const struct rargs *a)
+{
+	struct fuse_file_info fi = a->fi;
+	struct flock lock = a->lock;
+
+	switch (a->kind) {
+	case RD_LOOKUP:
+		serve_lookup(fs, req, a->ino, a->name);
+		break;
+	case RD_GETATTR:
+		reply_attr_ino(fs, req, a->ino);
+		break;
+	case RD_READLINK:
+		serve_readlink(fs, req, a->ino);
+		break;
+	case RD_READ:
+		serve_read(fs, req, a->ino, a->size, a->off);
+		break;
+	case RD_OPENDIR:
+		serve_opendir(fs, req, a->ino, &fi);
+		break;
+	case RD_READDIR:
+		serve_readdir(fs, req, a->ino, a->size, a->off);
+		break;
+	case RD_STATFS:
+		serve_statfs(fs, req);
+		break;
+	case RD_GETXATTR:
+		serve_getxattr(fs, req, a->ino, a->name, a->size);
+		break;
+	case RD_LISTXATTR:
+		serve_listxattr(fs, req, a->ino, a->size);
+		break;
+	case RD_GETLK:
+		serve_getlk(fs, req, a->ino, &fi, &lock);
+		break;
+	default:
+		fuse_reply_err(req, EIO);
+		break;
+	}
+}
+
 /* ---- public API ------------------------------------------------------------------------------ */
 
 static const struct fuse_lowlevel_ops ops = {
@@ -2479,6 +2743,14 @@ void fs_free(struct fs *fs)
 
 		fs->lks = lk->next;
 		free(lk);
+	}
+	/* node_stop() ran every barrier's callback: none is left but by a
+	 * node that was never started. */
+	while (fs->rqs) {
+		struct rq *rq = fs->rqs;
+
+		fs->rqs = rq->next;
+		free(rq);
 	}
 	for (size_t i = 0; i < fs->pocap; i++)
 		while (fs->pob[i]) {

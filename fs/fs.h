@@ -5,9 +5,12 @@
  * parks blocking lock requests (a parked request costs memory, never a
  * thread), and answers every request exactly once: when the engine
  * completes it, refuses it, or the caller is interrupted.  Reads
- * (lookup, getattr, readdir, read, getxattr) are served from the local
- * replica.  It also serves the generated files status, status.json and
- * metrics (SPEC 2.7).
+ * (lookup, getattr, readdir, read, getxattr, ...) wait for the node's read
+ * barrier and are then served from the local replica, so they are
+ * linearizable cluster-wide (SPEC 2.1).  open() commits nothing: the pin
+ * that keeps an open file alive follows fire and forget.  It also serves
+ * the generated files status, status.json and metrics (SPEC 2.7), which
+ * never wait.
  *
  * It must never: block, touch its own mount, or hold lock logic of its own
  * (that is lockcore's job).

@@ -613,6 +613,16 @@ static void render_metrics(struct sbuf *b, const struct node *n,
 			    ns.role && strcmp(ns.role, roles[i]) == 0);
 	prom_gauge(b, "cluck_parked_requests",
 		   "Lock requests of this node waiting in the kernel.", m->parked);
+	prom_hist(b, "cluck_read_barrier_seconds",
+		  "Namespace reads (lookup, getattr, readdir, read, xattrs) on this node: arrival "
+		  "to their read barrier passed (about 0 alone or on the leader).", &m->read_wait);
+	sbuf_printf(b, "# HELP cluck_stale_reads_total Reads answered from this node's replica "
+		    "without a passed read barrier, by reason.\n"
+		    "# TYPE cluck_stale_reads_total counter\n");
+	sbuf_printf(b, "cluck_stale_reads_total{reason=\"timeout\"} %" PRIu64 "\n", m->stale_timeout);
+	sbuf_printf(b, "cluck_stale_reads_total{reason=\"interrupted\"} %" PRIu64 "\n", m->stale_intr);
+	sbuf_printf(b, "cluck_stale_reads_total{reason=\"jeopardy\"} %" PRIu64 "\n", m->stale_contact);
+	sbuf_printf(b, "cluck_stale_reads_total{reason=\"error\"} %" PRIu64 "\n", m->stale_error);
 	prom_gauge(b, "cluck_sessions", "Sessions known to the cluster.", st.sessions);
 	sbuf_printf(b, "# HELP cluck_peer_datagrams_total Peer datagrams by direction and "
 		    "fate (rx: ok or why dropped; tx: sent, failed, socket full).\n"

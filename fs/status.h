@@ -65,6 +65,13 @@ struct fs_metrics {
 	 * another node are not observed */
 	struct fs_hist handoff;
 	uint64_t parked;                   /* lock requests waiting right now */
+	/* reads (lookup, getattr, readdir, ...): arrival -> their read
+	 * barrier passed (about 0 alone or on a leader) */
+	struct fs_hist read_wait;
+	/* reads answered from the replica as it was, without a barrier:
+	 * the barrier timed out, the caller was interrupted, our session was
+	 * out of contact (jeopardy), or no memory / node stopped */
+	uint64_t stale_timeout, stale_intr, stale_contact, stale_error;
 };
 
 /* ---- lost holds (SPEC 3) --------------------------------------------------- */

@@ -2,7 +2,9 @@
 # t/cluster-basic.sh - a real cluster of 3 voters and 2 members, each
 # cluckd in its own network namespace: one leader that every node names;
 # flock, lockfiles and POSIX locks exclusive across nodes, a waiter on
-# another node granted after the release with a higher token; a concurrent
+# another node granted after the release with a higher token; reads
+# linearizable on members (rm then an O_EXCL create elsewhere, create then
+# stat elsewhere, 50 rounds each, and what a lookup costs); a concurrent
 # workload on all five nodes validated by t/histcheck (which must itself
 # reject a bad history); a voter restarted with its data directory keeps
 # the namespace; no key refused with exit 2; a wrong key never joins and
@@ -91,6 +93,74 @@ expect_eq "lockfile content seen on m2" a "$(cat "$M2/job.lock" 2>&1)"
 rm -f "$A/job.lock"
 expect_rc "lockfile created on m1 after a removed it" 0 bash -c "set -C; echo m1 > '$M1/job.lock'"
 rm -f "$M1/job.lock"
+
+# --- reads are linearizable: a change on one node is seen by the next operation elsewhere ---
+# One process does the change through one mount and the read through
+# another at once, so a member answering from a replica that has not
+# applied the change yet (no read barrier) fails the round.
+# linz_probe MODE CHANGE_MNT READ_MNT ROUNDS: prints "ok N" or what went wrong.
+linz_probe() {
+	python3 - "$@" <<'EOF2'
+import os, sys
+mode, w, r, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+X = os.O_CREAT | os.O_EXCL | os.O_WRONLY
+for i in range(n):
+    if mode == "rm-excl":
+        # w creates, r sees it, w removes it, r's O_EXCL create must win.
+        os.close(os.open(os.path.join(w, "linz.lock"), X, 0o644))
+        os.stat(os.path.join(r, "linz.lock"))
+        os.unlink(os.path.join(w, "linz.lock"))
+        try:
+            os.close(os.open(os.path.join(r, "linz.lock"), X, 0o644))
+        except OSError as e:
+            print("round %d: O_EXCL create after the rm elsewhere: %s" % (i + 1, e.strerror)); sys.exit(1)
+        os.unlink(os.path.join(r, "linz.lock"))
+    else:
+        # w creates a new name, r must see it at once.
+        os.close(os.open(os.path.join(w, "linz.%d" % i), X, 0o644))
+        try:
+            os.stat(os.path.join(r, "linz.%d" % i))
+        except OSError as e:
+            print("round %d: stat of a file just made elsewhere: %s" % (i + 1, e.strerror)); sys.exit(1)
+print("ok %d" % n)
+EOF2
+}
+# a to m1, and to m2 the leader, or b when a leads: both a leader's and a
+# follower's changes.
+W2=$NS_LEADER; [ "$W2" = a ] && W2=b
+for pair in "a:$A:m1:$M1" "$W2:$(ns_mnt "$W2"):m2:$M2"; do
+	IFS=: read -r wn wm rn rm_ <<< "$pair"
+	expect_eq "rm on $wn, then at once an O_EXCL create on member $rn: 50 rounds" "ok 50" "$(linz_probe rm-excl "$wm" "$rm_" 50 2>&1)"
+	expect_eq "a file created on $wn is at once visible (stat) on member $rn: 50 rounds" "ok 50" "$(linz_probe visible "$wm" "$rm_" 50 2>&1)"
+	rm -f "$wm"/linz.*
+done
+# What the barrier costs a member: lookups (stat of a missing name) per node.
+lookup_us() {
+	python3 - "$1" <<'EOF2'
+import os, sys, time
+p = os.path.join(sys.argv[1], "no-such-file")
+ts = []
+for _ in range(300):
+    t = time.perf_counter_ns()
+    try:
+        os.stat(p)
+    except FileNotFoundError:
+        pass
+    ts.append(time.perf_counter_ns() - t)
+ts.sort()
+print("p50 %d us, p99 %d us" % (ts[len(ts) // 2] // 1000, ts[len(ts) * 99 // 100] // 1000))
+EOF2
+}
+barrier_mean() {
+	timeout -s KILL 2 cat "$(ns_mnt "$1")/metrics" 2>/dev/null | awk '
+		/^cluck_read_barrier_seconds_sum / { s = $2 } /^cluck_read_barrier_seconds_count / { c = $2 }
+		END { if (c > 0) printf "%d reads waited %.1f us on average", c, s * 1e6 / c }'
+}
+for n in a b c m1; do
+	echo "# lookup latency on $n ($(ns_status $n role)): $(lookup_us "$(ns_mnt $n)"); read barrier: $(barrier_mean $n)"
+done
+stale=$(ns_metric m1 'cluck_stale_reads_total')
+expect_eq "m1 answered no read without its barrier (cluck_stale_reads_total)" 0 "$stale"
 
 # --- POSIX locks (lockf) ---------------------------------------------------------------
 "$FSPROBE" lock "$A/p" wr 0 0 > "$T_DIR/plock" &
