@@ -43,6 +43,7 @@ struct daemon {
 	struct fuse_session *se;
 	struct fuse_buf buf;    /* one receive buffer for the daemon's life */
 	int exit_code;
+	int stop;               /* SIGTERM/SIGINT seen: never run the loop again */
 };
 
 /* ---- capturing libfuse's own stderr messages ----------------------------- */
@@ -349,8 +350,12 @@ static void on_fuse(struct loop *l, int fd, unsigned events, void *ctx)
 
 static void on_stop_signal(struct loop *l, int signo, void *ctx)
 {
-	(void)ctx;
+	struct daemon *d = ctx;
+
 	log_info("got SIG%s, stopping", sigabbrev_np(signo));
+	/* Remembered: the loop it stops may be a nested one (start-up, a
+	 * timer racing it), and the main loop must not run after it. */
+	d->stop = 1;
 	loop_stop(l);
 }
 
@@ -538,9 +543,14 @@ int main(int argc, char **argv)
 	/* The session opens before mounting, so the very first request has
 	 * an engine to talk to and a failure leaves nothing mounted. */
 	rc = node_start(node);
+	if (rc == 0 && d.stop)
+		rc = -EINTR;
 	if (rc < 0) {
 		if (rc == -EINTR)
 			fprintf(stderr, "cluckd: stopped by a signal while starting\n");
+		else if (rc == -EADDRINUSE || rc == -EADDRNOTAVAIL)
+			fprintf(stderr, "cluckd: cannot listen for peers on the --listen address: %s\n",
+				strerror(-rc));
 		else
 			fprintf(stderr, "cluckd: cannot start the node: %s\n", strerror(-rc));
 		rc = 1;
@@ -607,7 +617,7 @@ int main(int argc, char **argv)
 	else
 		log_info("mounted on %s (one-node cluster, data in %s)", abs, o.data_dir);
 
-	rc = loop_run(d.loop);
+	rc = d.stop ? 0 : loop_run(d.loop);
 	if (rc < 0) {
 		log_err("event loop failed: %s", strerror(-rc));
 		d.exit_code = 1;

@@ -422,6 +422,44 @@ static bool conf_has(const struct rf_conf *c, uint64_t id)
 	return false;
 }
 
+/* Gives a request that lockcore answered -ESTALE before it ever ran a new
+ * serial (see dispatch); on failure it is answered -ESTALE after all. */
+static void send_pend(struct node *n, uint64_t serial);
+
+static void reserial(struct node *n, struct pend *p)
+{
+	struct pend old = *p;
+	struct lc_cmd cmd;
+	uint8_t *buf = NULL;
+	size_t len;
+	uint64_t s = n->serial + 1;
+
+	if (lc_cmd_decode(old.buf, old.len, &cmd) == 0) {
+		cmd.serial = s;
+		if (lc_cmd_encode(&cmd, &buf, &len) < 0)
+			buf = NULL;
+	}
+	pend_drop(n, p);             /* frees old.buf: cmd pointed into it */
+	if (!buf || pend_reserve(n) < 0) {
+		struct lc_completion c = { .origin = n->session, .serial = old.serial,
+					   .status = -ESTALE };
+
+		free(buf);
+		if (old.fn)
+			old.fn(old.ctx, &c);
+		return;
+	}
+	n->serial = s;
+	p = pend_insert(n, s, old.fn, old.ctx);
+	p->buf = buf;
+	p->len = (uint32_t)len;
+	p->flags = old.flags;
+	p->deadline_ms = old.deadline_ms;
+	log_debug("request %llu sent again as %llu (its first copy never ran)",
+		  (unsigned long long)old.serial, (unsigned long long)s);
+	send_pend(n, s);
+}
+
 /* Hands every completion of our session to its registered callback.  The
  * entry is looked up afresh for each completion and removed before the
  * callback runs, since a callback may propose (and so grow the table). */
@@ -438,6 +476,17 @@ static void dispatch(struct node *n, const struct lc_out *out)
 		p = pend_find(n, c->serial);
 		if (!p)
 			continue;
+		if (c->status == -ESTALE) {
+			/* A copy sent again after LC_DEDUP_WINDOW newer
+			 * serials of ours were applied: lockcore can no
+			 * longer tell whether it ran.  If the log showed the
+			 * request already, this is the copy's answer: ignore
+			 * it.  If not, the original never ran and never will:
+			 * send it again under a new serial. */
+			if (p->buf)
+				reserial(n, p);
+			continue;
+		}
 		/* In the log now: no more sending, no more deadline. */
 		free(p->buf);
 		p->buf = NULL;
@@ -1351,8 +1400,14 @@ static void reads_check(struct node *n, uint64_t now)
 	 * are put back after the ones kept here. */
 	n->rw = NULL;
 	n->nrw = n->caprw = 0;
+	/* Leading under a lease: everything committed is applied here. */
+	bool lead = n->role == RF_LEADER && rf_lease_valid(n->raft, now);
+
 	for (size_t i = 0; i < nv; i++) {
 		struct rwait w = v[i];
+
+		if (lead && !w.target)
+			w.target = n->applied ? n->applied : 1;
 
 		if (w.target && n->applied >= w.target) {
 			w.fn(w.ctx, 0);
@@ -1622,6 +1677,75 @@ static bool conf_matches(const struct node *n, const struct rf_conf *c)
 	return false;
 }
 
+/* The data directory says which cluster it belongs to (DATA_DIR/cluster:
+ * "alone", or "voters NAME,NAME,..." sorted): a directory of a node alone
+ * or of another cluster must not be merged into this one by Raft.  A
+ * directory from before the file existed holds a node alone's state.
+ * 0 or -EINVAL (logged), -errno. */
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int check_identity(struct node *n, uint64_t stored)
+{
+	char path[4096], tmp[4096], want[RF_MAX_VOTERS * 64 + 16], have[sizeof(want)];
+	const char *names[RF_MAX_VOTERS];
+	size_t len = 0;
+	FILE *f;
+	int fd;
+
+	if (!n->clustered) {
+		snprintf(want, sizeof(want), "alone\n");
+	} else {
+		for (unsigned i = 0; i < n->n_voters; i++)
+			names[i] = n->voters[i].name;
+		qsort(names, n->n_voters, sizeof(names[0]), cmp_name);
+		len = (size_t)snprintf(want, sizeof(want), "voters ");
+		for (unsigned i = 0; i < n->n_voters; i++)
+			len += (size_t)snprintf(want + len, sizeof(want) - len, "%s%s",
+						i ? "," : "", names[i]);
+		snprintf(want + len, sizeof(want) - len, "\n");
+	}
+	snprintf(path, sizeof(path), "%s/cluster", n->data_dir);
+	f = fopen(path, "re");
+	if (f) {
+		size_t k = fread(have, 1, sizeof(have) - 1, f);
+
+		fclose(f);
+		have[k] = '\0';
+	} else if (errno != ENOENT) {
+		return -errno;
+	} else {
+		snprintf(have, sizeof(have), "%s", stored ? "alone\n" : want);
+	}
+	if (strcmp(have, want) != 0) {
+		have[strcspn(have, "\n")] = '\0';
+		want[strcspn(want, "\n")] = '\0';
+		log_err("the data directory %s belongs to %s%s, not to %s: give this node an "
+			"empty --data-dir (its state comes from the cluster)", n->data_dir,
+			strncmp(have, "alone", 5) ? "a cluster of " : "a node alone",
+			strncmp(have, "alone", 5) ? have + 7 : "", want);
+		return -EINVAL;
+	}
+	if (f)
+		return 0;
+	snprintf(tmp, sizeof(tmp), "%s/cluster.tmp", n->data_dir);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	len = strlen(want);
+	if (write(fd, want, len) != (ssize_t)len || fsync(fd) < 0) {
+		int rc = errno ? -errno : -EIO;
+
+		close(fd);
+		unlink(tmp);
+		return rc;
+	}
+	close(fd);
+	return rename(tmp, path) < 0 ? -errno : 0;
+}
+
 /* The transport epoch of this run: larger than every earlier run's (kept
  * in DATA_DIR/epoch, replaced atomically) and than the wall clock in ns,
  * so a restarted node's nonces never repeat and peers' replay windows
@@ -1686,6 +1810,15 @@ static int load(struct node *n)
 	}
 	if (msg[0])
 		log_warn("data directory %s: %s", n->data_dir, msg);
+	{
+		uint64_t cnt = 0, t = 0, v = 0;
+
+		(void)store_loaded(n->store, &cnt);
+		store_hardstate(n->store, &t, &v);
+		r = check_identity(n, cnt + t);
+		if (r < 0)
+			return r;
+	}
 	if (n->clustered) {
 		r = next_epoch(n);
 		if (r < 0) {
@@ -1808,11 +1941,10 @@ static int net_start(struct node *n)
 	unsigned na = 0;
 	int rc;
 
+	/* The caller reports a failure (one line). */
 	rc = peer_new(n->loop, &pc, on_peer, n, &n->peer);
-	if (rc < 0) {
-		log_err("cannot listen for peers: %s", strerror(-rc));
+	if (rc < 0)
 		return rc;
-	}
 	for (unsigned i = 0; i < n->n_voters; i++) {
 		struct known *k;
 
@@ -2025,6 +2157,10 @@ void node_stop(struct node *n)
 			 * it waits for the leader, at most 2 s. */
 			timer = loop_timer_at(n->loop, loop_mono_ns() + 2000000000u,
 					      on_start_timeout, n);
+			/* The loop's idle hook runs only after a round with
+			 * events: sync what the proposal wrote now (alone,
+			 * that commits it). */
+			flush_round(n->loop, n);
 			if (!n->close_done)
 				(void)loop_run(n->loop);
 			loop_timer_cancel(n->loop, timer);
