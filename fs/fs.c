@@ -1247,7 +1247,10 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct rargs ra = { .kind = RD_GETATTR, .ino = ino };
 
 	(void)fi;
-	if (is_gen(ino))
+	/* The root's attributes are asked on the way to every path (status
+	 * included): they never wait; a stale mtime or nlink of the root
+	 * misleads nobody about a lock. */
+	if (is_gen(ino) || ino == LC_INO_ROOT)
 		reply_attr_ino(fs, req, ino);
 	else
 		read_submit(fs, req, &ra);
@@ -1549,6 +1552,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		/* Snapshot at open: all reads of this open see one document;
 		 * direct_io because st_size is 0 (notes section 3). */
+		fs_lost_purge(&fs->lost, st_of(fs));
 		rc = status_render(ino, fs->node, &fs->m, &fs->lost, &h->snap, &h->snap_len);
 		if (rc < 0) {
 			fh_free(fs, h);
@@ -2296,6 +2300,7 @@ static int lost_holder(void *ctx, const struct lc_lockinfo *li)
 	h.token = li->token;
 	h.since_ms = li->since_ns / 1000000u;
 	h.lost_at_ms = w->now_ms;
+	h.session = w->session;
 	(void)fs_lost_add(&w->fs->lost, &h, w->path_ok ? w->path : "?");
 	w->holds++;
 	return 0;

@@ -286,9 +286,19 @@ int fs_lost_has(const struct fs_lost *t, uint64_t ino, uint64_t owner)
 	if (!t || !t->n)
 		return 0;
 	for (const struct fs_lost_hold *h = t->tab[lost_hash(ino, owner, t->cap)]; h; h = h->hnext)
-		if (h->ino == ino && h->owner == owner)
+		if (h->ino == ino && h->owner == owner && !h->released)
 			return 1;
 	return 0;
+}
+
+/* Holds still refused (see status.h). */
+size_t fs_lost_refused(const struct fs_lost *t)
+{
+	size_t k = 0;
+
+	for (const struct fs_lost_hold *h = t ? t->head : NULL; h; h = h->next)
+		k += !h->released;
+	return k;
 }
 
 static void lost_unlink(struct fs_lost *t, struct fs_lost_hold *h)
@@ -315,18 +325,33 @@ size_t fs_lost_del(struct fs_lost *t, uint64_t ino, uint64_t owner)
 	if (!t || !t->n)
 		return 0;
 	pp = &t->tab[lost_hash(ino, owner, t->cap)];
-	while (*pp) {
-		struct fs_lost_hold *h = *pp;
-
-		if (h->ino == ino && h->owner == owner) {
-			*pp = h->hnext;
-			lost_unlink(t, h);
+	for (struct fs_lost_hold *h = *pp; h; h = h->hnext)
+		if (h->ino == ino && h->owner == owner && !h->released) {
+			h->released = 1;
 			k++;
-		} else {
-			pp = &h->hnext;
+		}
+	return k;
+}
+
+/* Drops released holds of sessions the cluster freed (see status.h). */
+void fs_lost_purge(struct fs_lost *t, const struct lc_state *s)
+{
+	for (size_t i = 0; t && i < t->cap; i++) {
+		struct fs_lost_hold **pp = &t->tab[i];
+
+		while (*pp) {
+			struct fs_lost_hold *h = *pp;
+			const char *name;
+			size_t len;
+
+			if (h->released && lc_session_name(s, h->session, &name, &len) != 0) {
+				*pp = h->hnext;
+				lost_unlink(t, h);
+			} else {
+				pp = &h->hnext;
+			}
 		}
 	}
-	return k;
 }
 
 /* Forgets everything (see status.h). */
@@ -421,8 +446,9 @@ static void render_text(struct sbuf *b, const struct node *n, const struct fs_lo
 	for (const struct fs_lost_hold *h = lost ? lost->head : NULL; h && !b->err; h = h->next) {
 		sbuf_add(b, "lost ", 5);
 		sbuf_text_str(b, h->path, strlen(h->path));
-		sbuf_printf(b, " mode=%s pid=%" PRIu32 " token=%" PRIu64 " lost_at=%" PRIu64 "\n",
-			    status_mode_name(h->mode), h->pid, h->token, h->lost_at_ms);
+		sbuf_printf(b, " mode=%s pid=%" PRIu32 " token=%" PRIu64 " lost_at=%" PRIu64 "%s\n",
+			    status_mode_name(h->mode), h->pid, h->token, h->lost_at_ms,
+			    h->released ? " released" : "");
 	}
 }
 
@@ -537,8 +563,8 @@ static void render_json(struct sbuf *b, const struct node *n, const struct fs_lo
 			 h == lost->head ? 9 : 10);
 		sbuf_json_str(b, h->path, strlen(h->path));
 		sbuf_printf(b, "\",\"mode\":\"%s\",\"pid\":%" PRIu32 ",\"token\":%" PRIu64
-			    ",\"lost_at\":%" PRIu64 "}", status_mode_name(h->mode), h->pid,
-			    h->token, h->lost_at_ms);
+			    ",\"lost_at\":%" PRIu64 ",\"released\":%s}", status_mode_name(h->mode),
+			    h->pid, h->token, h->lost_at_ms, h->released ? "true" : "false");
 	}
 	sbuf_add(b, "]}\n", 3);
 }
@@ -648,7 +674,7 @@ static void render_metrics(struct sbuf *b, const struct node *n,
 	prom_gauge(b, "cluck_members", "Members (non-voters) in the configuration.", ns.members);
 	prom_gauge(b, "cluck_lost_locks",
 		   "Holds lost with an expired session, still refused (ENOLCK) until unlocked or closed.",
-		   lost ? lost->n : 0);
+		   fs_lost_refused(lost));
 }
 
 /* Renders one generated file into a new buffer (see status.h). */

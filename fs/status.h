@@ -94,6 +94,10 @@ struct fs_lost_hold {
 	uint8_t posix;                     /* 0 flock, 1 POSIX range */
 	uint64_t token;
 	uint64_t since_ms, lost_at_ms;     /* UNIX ms */
+	uint64_t session;                  /* the session that lost it */
+	uint8_t released;                  /* unlocked or closed since: no longer
+	                                      refused, still shown until the
+	                                      cluster frees the session */
 	char *path;                        /* at loss time ("?" when unknown) */
 };
 
@@ -108,10 +112,17 @@ struct fs_lost {
 /* Remembers one lost hold (path copied).  0, -ENOSPC (full: counted in
  * dropped) or -ENOMEM (also counted). */
 int fs_lost_add(struct fs_lost *t, const struct fs_lost_hold *h, const char *path);
-/* 1 when some hold of (ino, owner) is remembered. */
+/* 1 when some hold of (ino, owner) is remembered and not released. */
 int fs_lost_has(const struct fs_lost *t, uint64_t ino, uint64_t owner);
-/* Forgets every hold of (ino, owner); returns how many. */
+/* Marks every hold of (ino, owner) released (its owner unlocked or closed
+ * it); returns how many.  They stay listed until fs_lost_purge. */
 size_t fs_lost_del(struct fs_lost *t, uint64_t ino, uint64_t owner);
+/* Forgets the released holds whose session the cluster has freed (it is
+ * no longer in `s`): until then status shows the lock as lost, not free. */
+struct lc_state;
+void fs_lost_purge(struct fs_lost *t, const struct lc_state *s);
+/* Holds still refused (not released). */
+size_t fs_lost_refused(const struct fs_lost *t);
 /* Forgets everything (the struct can be reused). */
 void fs_lost_free(struct fs_lost *t);
 
