@@ -199,6 +199,12 @@ start_cluckd || finish
 expect_eq "starts again after the dead mount was cleared" "node: testnode" "$(head -n1 "$M/status")"
 stop_cluckd
 expect_eq "exit status after SIGTERM" 0 "$CLUCKD_RC"
+
+# --- a node alone's data directory is not merged into a cluster -------------
+out=$(timeout 10 "$CLUCKD" "${B[@]}" --insecure --op-timeout 1 \
+	--cluster testnode=127.0.0.1:17471,other=127.0.0.1:17472 "$M" 2>&1); rc=$?
+expect_eq "a node alone's data directory in a cluster: exit" 1 "$rc"
+expect_match "... says whose it is" "belongs to a node alone" "$out"
 chattr -i "$M" 2>/dev/null
 
 finish
