@@ -632,14 +632,17 @@ static void drain(struct node *n)
 
 /* ---- sending -------------------------------------------------------------- */
 
-/* Where a message for the leader goes: the engine's leader, else the one
- * someone named, else the voters in turn (each answers with a hint). */
+/* Where a message for the leader goes: the one a node we asked named
+ * since our engine last learned a leader (our engine's may be a dead
+ * one: a member cut off hears of a new term only from the new leader,
+ * which needs our address first), else our engine's leader, else the
+ * voters in turn (each answers with whom it believes leads). */
 static uint64_t leader_guess(struct node *n)
 {
-	if (n->leader)
-		return n->leader;
 	if (n->hint)
 		return n->hint;
+	if (n->leader)
+		return n->leader;
 	if (!n->n_voters)
 		return 0;
 	for (unsigned k = 0; k < n->n_voters; k++) {
@@ -1062,7 +1065,7 @@ static void handle(struct node *n, const struct rf_update *u)
 		send_raft(n, &u->msgs[i]);
 	n->role = u->role;
 	n->leader = u->leader;
-	if (n->leader)
+	if (n->leader != leader0)
 		n->hint = 0;
 	for (size_t i = 0; i < u->n_committed && !n->error; i++)
 		apply_entry(n, u->commit_first + i, &u->committed[i]);
@@ -1361,9 +1364,12 @@ static void on_node_timer(struct loop *l, void *ctx)
 		if (contact_ok(n, n->session))
 			lease_view_ack(&n->view, now);
 	}
-	if (n->open_done && now >= n->next_ka_ms && n->role != RF_LEADER) {
+	if (now >= n->next_ka_ms && n->role != RF_LEADER) {
+		/* Also before our session is open: the keepalives tell every
+		 * voter our address (a new leader replicates to us only then)
+		 * and their answers who leads. */
 		send_keepalives(n, now);
-		n->next_ka_ms = now + (st == LEASE_JEOPARDY ? n->lease_ms / 10 : n->lease_ms / 4);
+		n->next_ka_ms = now + (st == LEASE_OK ? n->lease_ms / 4 : n->lease_ms / 10);
 	} else if (n->role == RF_LEADER && now >= n->next_ka_ms) {
 		/* The leader keeps telling members and voters it leads. */
 		send_keepalives(n, now);
@@ -1374,6 +1380,26 @@ static void on_node_timer(struct loop *l, void *ctx)
 		reads_check(n, now);
 	manage_members(n, now);
 	n->node_timer = loop_timer_at(n->loop, (now + TICK_MS) * 1000000u, on_node_timer, n);
+}
+
+/* `from` did not acknowledge us and names `leader` as the leader (0: it
+ * knows none).  A keepalive answer from any voter may name it; a redirect
+ * replaces our guess until our engine hears from a leader itself. */
+static void note_redirect(struct node *n, uint64_t from, uint64_t leader)
+{
+	if (leader == from) {
+		/* It says it leads (it did not acknowledge us for another
+		 * reason: our session is not open yet, say). */
+		if (from != n->leader)
+			n->hint = from;
+		return;
+	}
+	if (leader && leader != n->self_id) {
+		if (leader != n->leader || n->hint)
+			n->hint = leader;
+	} else if (from == n->hint) {
+		n->hint = 0;           /* the one we were told of does not lead */
+	}
 }
 
 /* ---- read barriers ---------------------------------------------------------- */
@@ -1453,13 +1479,13 @@ static void reads_check(struct node *n, uint64_t now)
 }
 
 /* The leader answered read id `id` with `index` (0: it could not). */
-static void read_answer(struct node *n, uint64_t id, uint64_t index, uint64_t hint)
+static void read_answer(struct node *n, uint64_t from, uint64_t id, uint64_t index,
+			uint64_t hint)
 {
 	if (id != n->read_id || id <= n->read_acked)
 		return;                /* stale or duplicate */
 	if (!index) {
-		if (hint && !n->leader)
-			n->hint = hint;
+		note_redirect(n, from, hint);
 		return;                /* asked again by the timer */
 	}
 	n->read_acked = id;
@@ -1566,7 +1592,7 @@ static void on_nmsg(struct node *n, uint64_t from, const struct nmsg *m)
 		send_nmsg(n, from, &a);
 		break;
 	case NM_READ_ACK:
-		read_answer(n, m->serial, m->session, m->leader);
+		read_answer(n, from, m->serial, m->session, m->leader);
 		break;
 	case NM_FWD_ACK:
 	case NM_KA_ACK:
@@ -1582,8 +1608,8 @@ static void on_nmsg(struct node *n, uint64_t from, const struct nmsg *m)
 		}
 		if (m->ok && m->session == n->session && n->open_done)
 			lease_view_ack(&n->view, m->stamp);
-		if (m->leader && !n->leader)
-			n->hint = m->leader;
+		if (!m->ok)
+			note_redirect(n, from, m->leader);
 		if (m->kind == NM_FWD_ACK && m->session == n->session) {
 			struct pend *p = pend_find(n, m->serial);
 
