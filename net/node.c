@@ -463,8 +463,19 @@ static void reserial(struct node *n, struct pend *p)
 /* Hands every completion of our session to its registered callback.  The
  * entry is looked up afresh for each completion and removed before the
  * callback runs, since a callback may propose (and so grow the table). */
+static enum lease_state session_state(struct node *n, uint64_t now);
+
 static void dispatch(struct node *n, const struct lc_out *out)
 {
+	/* A node that was paused (SIGSTOP, a VM stall) past its lease may
+	 * wake up to apply grants the cluster has revoked since: nothing is
+	 * handed out once our own view says the lease ran out; give_up()
+	 * answers every request of the session -ENOLCK instead. */
+	if (n->clustered && n->open_done && !n->stopped &&
+	    session_state(n, now_ms()) == LEASE_EXPIRED) {
+		n->give_up_due = true;
+		return;
+	}
 	for (size_t i = 0; i < out->n; i++) {
 		const struct lc_completion *c = &out->v[i];
 		struct pend *p;
