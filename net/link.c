@@ -412,6 +412,19 @@ static void resync(struct link_mon *lm)
 	nl_socket_free(sk);
 }
 
+/* End of a dispatch that may have called fn: free the monitor if fn asked
+ * for it (link_free from inside fn waits until here), else re-arm. */
+static void dispatch_done(struct link_mon *lm)
+{
+	lm->busy--;
+	if (lm->doomed) {
+		if (lm->busy == 0)
+			destroy(lm);
+		return;
+	}
+	recheck_arm(lm);
+}
+
 static void on_readable(struct loop *l, int fd, unsigned events, void *ctx)
 {
 	struct link_mon *lm = ctx;
@@ -433,13 +446,7 @@ static void on_readable(struct loop *l, int fd, unsigned events, void *ctx)
 		resync(lm);
 		evaluate(lm, true);
 	}
-	lm->busy--;
-	if (lm->doomed) {
-		if (lm->busy == 0)
-			destroy(lm);
-		return;
-	}
-	recheck_arm(lm);
+	dispatch_done(lm);
 }
 
 static void on_recheck(struct loop *l, void *ctx)
@@ -450,13 +457,7 @@ static void on_recheck(struct loop *l, void *ctx)
 	lm->timer = 0;
 	lm->busy++;
 	evaluate(lm, true);
-	lm->busy--;
-	if (lm->doomed) {
-		if (lm->busy == 0)
-			destroy(lm);
-		return;
-	}
-	recheck_arm(lm);
+	dispatch_done(lm);
 }
 
 /*

@@ -30,6 +30,8 @@
  * or print anything but the documented lines on stdout.
  */
 #define _GNU_SOURCE
+#include "t/errname.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -43,18 +45,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The symbolic name of an errno value; aliases (EWOULDBLOCK, ENOTSUP,
- * EDEADLOCK) come out as their Linux canonical name (glibc >= 2.32). */
-static const char *errname(int e)
-{
-	static char buf[32];
-	const char *n = strerrorname_np(e);
-
-	if (n)
-		return n;
-	snprintf(buf, sizeof(buf), "E%d", e);
-	return buf;
-}
 
 static int usage(void)
 {

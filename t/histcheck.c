@@ -44,6 +44,8 @@
  * hidden).
  */
 #define _GNU_SOURCE
+#include "t/errname.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -70,17 +72,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The symbolic name of an errno value (glibc >= 2.32). */
-static const char *errname(int e)
-{
-	static char buf[32];
-	const char *n = strerrorname_np(e);
-
-	if (n)
-		return n;
-	snprintf(buf, sizeof(buf), "E%d", e);
-	return buf;
-}
 
 /* strtoull with full-string checking; -1 on bad input. */
 static int parse_u64(const char *s, uint64_t *out)
