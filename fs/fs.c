@@ -679,11 +679,13 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 			lk->parked = 1;
 			lk->fs->m.parked++;
 		}
-		if (!lk->serial)
+		/* The node may have re-sent it under a new serial (a new
+		 * session, or -ESTALE): a CANCEL must name the current one. */
+		if (c->serial)
 			lk->serial = c->serial;
 		return;
 	}
-	if (!lk->serial)
+	if (c->serial)
 		lk->serial = c->serial;
 	/* Before the answer, so that the caller's retry is proposed after
 	 * the undo and cannot be undone by it. */

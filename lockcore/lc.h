@@ -368,6 +368,14 @@ struct lc_stats {
 };
 void lc_stats(const struct lc_state *s, struct lc_stats *st);
 
+/* What the state remembers of request (origin, serial), for a driver that
+ * missed its completion (its replica was replaced by a snapshot): 0 and
+ * the final answer in *c (status, token, ino), LC_PENDING while it is still
+ * queued, -ENOENT when the state does not know it (never applied, or out of
+ * the LC_DEDUP_WINDOW, or its session is gone). */
+int lc_request_result(const struct lc_state *s, uint64_t origin, uint64_t serial,
+		      struct lc_completion *c);
+
 /* Sessions known to the state: name given at SESSION_OPEN. */
 int lc_session_name(const struct lc_state *s, uint64_t session,
 		    const char **name, size_t *len);

@@ -444,6 +444,24 @@ static void dedup_store(struct lc_sess *se, uint64_t serial, int status,
 	se->has_serial = 1;
 }
 
+/* What the state remembers of a request (see lc.h). */
+int lc_request_result(const struct lc_state *s, uint64_t origin, uint64_t serial,
+		      struct lc_completion *c)
+{
+	struct lc_sess *se = origin ? lci_sess(s, origin) : NULL;
+	struct lc_dedup *d = se ? lci_dedup_find(se, serial) : NULL;
+
+	if (!d)
+		return -ENOENT;
+	memset(c, 0, sizeof(*c));
+	c->origin = origin;
+	c->serial = serial;
+	c->status = d->status;
+	c->token = d->token;
+	c->ino = d->ino;
+	return d->status == LC_PENDING ? LC_PENDING : 0;
+}
+
 /* Records the final result of a queued request so that a retry of it is
  * answered with the result, not LC_PENDING. */
 void lci_req_done(struct lc_state *s, uint64_t origin, uint64_t serial,

@@ -78,6 +78,9 @@
 #define RESEND_MS         200u       /* forward not yet acknowledged */
 #define RESEND_ACKED_MS   1000u      /* acknowledged but not in our log yet */
 #define MAX_KNOWN         512u       /* nodes we track (voters + members) */
+/* The shortest --lease a cluster takes (net/options.c): the margin must
+ * stay above 2 * drift + a tick (lease.h). */
+#define MIN_LEASE_MS      1000u
 
 /* A request of ours not answered finally yet.  serial 0 marks a free
  * bucket.  While `buf` is set the request is not known to be in the log
@@ -89,6 +92,7 @@ struct pend {
 	uint8_t *buf;                /* encoded command, or NULL once in the log */
 	uint32_t len;
 	uint8_t flags;
+	uint64_t owner;              /* lock commands: who.owner (else 0) */
 	uint64_t sent_ms;            /* last send (0: not sent yet) */
 	uint64_t deadline_ms;        /* -ETIMEDOUT then (0: none) */
 };
@@ -200,6 +204,8 @@ struct node {
 	size_t noq, capoq;
 	uint64_t *defer;        /* serials to send, from dhead on */
 	size_t dhead, ndefer, capdefer;
+	size_t unlocks_out;     /* PF_UNLOCK entries not in our log yet */
+	bool kick;              /* a release reached the log: send what waited */
 
 	struct pend *pt;        /* open addressing, linear probing */
 	size_t pcap, pn;        /* pcap is 0 or a power of two */
@@ -207,6 +213,11 @@ struct node {
 
 static void handle(struct node *n, const struct rf_update *u);
 static void flush_round(struct loop *l, void *ctx);
+static void give_up(struct node *n);
+static bool conf_has(const struct rf_conf *c, uint64_t id);
+static bool unlock_before(const struct node *n, uint64_t owner, uint64_t serial);
+static bool blocking(const struct lc_cmd *cmd);
+static uint64_t lock_owner(const struct lc_cmd *cmd);
 static void send_pend(struct node *n, uint64_t serial);
 static void drain(struct node *n);
 static void reads_check(struct node *n, uint64_t now);
@@ -303,6 +314,8 @@ static void pend_remove(struct node *n, struct pend *p)
 /* Frees the entry's command and removes it. */
 static void pend_drop(struct node *n, struct pend *p)
 {
+	if (p->buf && (p->flags & PF_UNLOCK) && n->unlocks_out)
+		n->unlocks_out--;
 	free(p->buf);
 	pend_remove(n, p);
 }
@@ -394,10 +407,24 @@ static struct known *known_find(struct node *n, uint64_t id)
 static struct known *known_get(struct node *n, uint64_t id)
 {
 	struct known *k = known_find(n, id);
+	uint64_t now = now_ms();
 
-	if (k || n->nkn == MAX_KNOWN)
+	if (k)
 		return k;
-	k = &n->kn[n->nkn++];
+	if (n->nkn == MAX_KNOWN) {
+		/* Full: reuse a member long silent (its address goes too);
+		 * voters are never evicted. */
+		const struct rf_conf *conf = n->raft ? rf_conf(n->raft) : NULL;
+
+		for (size_t i = 0; i < n->nkn && !k; i++)
+			if (!n->kn[i].voter && now > n->kn[i].last_rx_ms + 3 * n->lease_ms &&
+			    !(conf && conf_has(conf, n->kn[i].id)))
+				k = &n->kn[i];
+		if (!k)
+			return NULL;
+	} else {
+		k = &n->kn[n->nkn++];
+	}
 	memset(k, 0, sizeof(*k));
 	k->id = id;
 	return k;
@@ -454,7 +481,10 @@ static void reserial(struct node *n, struct pend *p)
 	p->buf = buf;
 	p->len = (uint32_t)len;
 	p->flags = old.flags;
+	p->owner = old.owner;
 	p->deadline_ms = old.deadline_ms;
+	if (p->flags & PF_UNLOCK)
+		n->unlocks_out++;
 	log_debug("request %llu sent again as %llu (its first copy never ran)",
 		  (unsigned long long)old.serial, (unsigned long long)s);
 	send_pend(n, s);
@@ -473,7 +503,7 @@ static void dispatch(struct node *n, const struct lc_out *out)
 	 * answers every request of the session -ENOLCK instead. */
 	if (n->clustered && n->open_done && !n->stopped &&
 	    session_state(n, now_ms()) == LEASE_EXPIRED) {
-		n->give_up_due = true;
+		give_up(n);
 		return;
 	}
 	for (size_t i = 0; i < out->n; i++) {
@@ -499,6 +529,10 @@ static void dispatch(struct node *n, const struct lc_out *out)
 			continue;
 		}
 		/* In the log now: no more sending, no more deadline. */
+		if (p->buf && (p->flags & PF_UNLOCK)) {
+			n->unlocks_out--;
+			n->kick = true;          /* what waited behind it goes */
+		}
 		free(p->buf);
 		p->buf = NULL;
 		p->deadline_ms = 0;
@@ -606,11 +640,24 @@ static void propose_leader(struct node *n, struct lc_cmd *cmd)
 
 /* Work asked for during a step: leader-made proposals, our own sends, a
  * session given up.  Runs at depth 0 only; what it does may add more. */
-static void give_up(struct node *n);
 
 static void drain(struct node *n)
 {
-	while (!n->error && (n->noq || n->ndefer > n->dhead || n->give_up_due)) {
+	while (!n->error && (n->noq || n->ndefer > n->dhead || n->give_up_due || n->kick)) {
+		if (n->kick) {
+			size_t cnt;
+			uint64_t *v = pend_unsent(n, &cnt);
+
+			n->kick = false;
+			for (size_t i = 0; i < cnt; i++) {
+				struct pend *q = pend_find(n, v[i]);
+
+				if (q && q->buf && !q->sent_ms)
+					send_pend(n, v[i]);
+			}
+			free(v);
+			continue;
+		}
 		if (n->give_up_due) {
 			n->give_up_due = false;
 			give_up(n);
@@ -749,9 +796,31 @@ static void send_pend(struct node *n, uint64_t serial)
 		struct nmsg m = { .kind = NM_FWD, .session = n->session, .serial = serial,
 				  .stamp = p->sent_ms, .body = p->buf, .len = p->len };
 
+		/* A lock command waits until every earlier release of the same
+		 * owner is in our log: a lost release sent again after it would
+		 * otherwise reach the log later and drop the new lock (the
+		 * kernel reuses lock owners: a struct file, a files_struct). */
+		if (p->owner && n->unlocks_out && unlock_before(n, p->owner, serial)) {
+			p->sent_ms = 0;
+			return;
+		}
+
 		p->flags &= (uint8_t)~PF_ACKED;
 		send_nmsg(n, leader_guess(n), &m);
 	}
+}
+
+/* True when a release of `owner` older than `serial` is not in our log. */
+static bool unlock_before(const struct node *n, uint64_t owner, uint64_t serial)
+{
+	for (size_t i = 0; i < n->pcap; i++) {
+		const struct pend *q = &n->pt[i];
+
+		if (q->serial && q->serial < serial && q->buf && (q->flags & PF_UNLOCK) &&
+		    q->owner == owner)
+			return true;
+	}
+	return false;
 }
 
 /* Sends everything not in the log yet, now (a new leader, link back). */
@@ -767,7 +836,8 @@ static void resend_all(struct node *n)
 
 /* Registers and sends one of our commands.  Takes buf.  0 or -ENOMEM. */
 static int own_submit(struct node *n, uint64_t serial, uint8_t *buf, size_t len,
-		      uint8_t flags, uint64_t timeout_ms, node_done_fn fn, void *ctx)
+		      uint8_t flags, uint64_t owner, uint64_t timeout_ms,
+		      node_done_fn fn, void *ctx)
 {
 	struct pend *p;
 
@@ -779,6 +849,9 @@ static int own_submit(struct node *n, uint64_t serial, uint8_t *buf, size_t len,
 	p->buf = buf;
 	p->len = (uint32_t)len;
 	p->flags = flags;
+	p->owner = owner;
+	if (flags & PF_UNLOCK)
+		n->unlocks_out++;
 	if (timeout_ms)
 		p->deadline_ms = now_ms() + timeout_ms;
 	send_pend(n, serial);
@@ -980,6 +1053,16 @@ static void apply_entry(struct node *n, uint64_t index, const struct rf_entry *e
 		log_warn("log entry %llu does not decode; skipped", (unsigned long long)index);
 		return;
 	}
+	if (cmd.type == LC_CMD_SESSION_CLOSE && cmd.session == n->session &&
+	    n->session && !n->stopped && cmd.origin != n->session && n->clustered) {
+		/* The cluster closes our live session: our clock must already
+		 * have said so (lease.h), but a paused node learns it here
+		 * first.  Give up BEFORE the close frees the locks, so fs can
+		 * still find the holders to signal. */
+		log_warn("the cluster closed our session %016" PRIx64 "; its locks are lost",
+			 n->session);
+		give_up(n);
+	}
 	rc = lc_apply(n->st, index, &cmd, &out);
 	if (rc == -ENOMEM) {
 		lc_out_free(&out);
@@ -1005,14 +1088,6 @@ static void apply_entry(struct node *n, uint64_t index, const struct rf_entry *e
 	}
 	dispatch(n, &out);
 	lc_out_free(&out);
-	if (cmd.type == LC_CMD_SESSION_CLOSE && cmd.session == n->session &&
-	    n->session && !n->stopped && cmd.origin != n->session) {
-		/* The cluster closed our live session: our clock must already
-		 * have said so (lease.h); give up now in any case. */
-		log_warn("the cluster closed our session %016" PRIx64 "; its locks are lost",
-			 n->session);
-		n->give_up_due = true;
-	}
 	if (cmd.type == LC_CMD_SESSION_CLOSE && cmd.session == n->session &&
 	    cmd.origin == n->session)
 		n->close_done = true;
@@ -1045,6 +1120,56 @@ static void install_snapshot(struct node *n, const struct rf_update *u)
 	n->since_snap_entries = n->since_snap_bytes = 0;
 }
 
+/* Our replica was replaced by the leader's snapshot: the entries it skipped
+ * carried completions we never saw (a queued lock granted in them would
+ * wait forever).  Ask the new state what became of each request. */
+static void resolve_after_install(struct node *n)
+{
+	const char *name;
+	size_t len, k = 0;
+	uint64_t *v;
+
+	if (!n->session || n->error)
+		return;
+	if (!n->open_done && lc_session_name(n->st, n->session, &name, &len) == 0) {
+		n->open_done = true;
+		n->open_status = 0;
+		lease_view_ack(&n->view, n->open_sent_ms);
+		n->next_ka_ms = now_ms() + n->view_lease_ms / 4;
+	}
+	if (!n->pn)
+		return;
+	v = malloc(n->pn * sizeof(*v));
+	if (!v)
+		return;               /* they are sent again or time out */
+	for (size_t i = 0; i < n->pcap; i++)
+		if (n->pt[i].serial)
+			v[k++] = n->pt[i].serial;
+	qsort(v, k, sizeof(*v), cmp_serial);
+	for (size_t i = 0; i < k; i++) {
+		struct pend *p = pend_find(n, v[i]);
+		struct lc_completion c;
+		int r;
+
+		if (!p)
+			continue;
+		r = lc_request_result(n->st, n->session, v[i], &c);
+		if (r == -ENOENT && p->buf)
+			continue;             /* never ran: still being sent */
+		if (r == -ENOENT) {
+			/* Queued once, its record is gone: fate unknown. */
+			c = (struct lc_completion){ .origin = n->session, .serial = v[i],
+						    .status = -ENOLCK };
+		}
+		{
+			struct lc_out out = { .v = &c, .n = 1, .cap = 1 };
+
+			dispatch(n, &out);
+		}
+	}
+	free(v);
+}
+
 /* Executes one update of the engine: persist, send, apply, re-arm. */
 static void handle(struct node *n, const struct rf_update *u)
 {
@@ -1053,8 +1178,10 @@ static void handle(struct node *n, const struct rf_update *u)
 	int rc = 0;
 
 	if (u->write_seq && !n->error) {
-		if (u->flags & RF_UPD_SNAPSHOT)
+		if (u->flags & RF_UPD_SNAPSHOT) {
 			install_snapshot(n, u);
+			resolve_after_install(n);
+		}
 		if (u->flags & RF_UPD_HARDSTATE)
 			rc = store_set_hardstate(n->store, u->hs_term, u->hs_vote);
 		if (rc == 0 && (u->flags & RF_UPD_ENTRIES)) {
@@ -1191,7 +1318,43 @@ static int session_open(struct node *n)
 	if (rc < 0)
 		return rc;
 	n->open_sent_ms = now_ms();
-	return own_submit(n, cmd.serial, buf, len, PF_OPEN, 0, on_own_open, n);
+	return own_submit(n, cmd.serial, buf, len, PF_OPEN, 0, 0, on_own_open, n);
+}
+
+/* Free buckets (serial 0) last, then by serial. */
+static int cmp_pend_serial(const void *a, const void *b)
+{
+	uint64_t x = ((const struct pend *)a)->serial - 1;   /* 0 wraps: last */
+	uint64_t y = ((const struct pend *)b)->serial - 1;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A blocking lock request the old session's log never showed us (buf still
+ * set) is a new request that was waiting for the cluster: SPEC 3 says it
+ * waits, so it goes on under the new session (new owner session, serial)
+ * instead of failing.  If the old copy did reach the log unseen, it is
+ * freed with the old session before the new one can be granted: never two
+ * holders.  Takes p->buf on success.  Anything else fails ENOLCK. */
+static bool move_to_new_session(struct node *n, struct pend *p)
+{
+	struct lc_cmd cmd;
+	uint8_t *buf;
+	size_t len;
+
+	if (!n->session || lc_cmd_decode(p->buf, p->len, &cmd) < 0 || !blocking(&cmd))
+		return false;
+	cmd.origin = n->session;
+	cmd.who.session = n->session;
+	cmd.serial = n->serial + 1;
+	if (lc_cmd_encode(&cmd, &buf, &len) < 0)
+		return false;
+	if (own_submit(n, cmd.serial, buf, len, 0, lock_owner(&cmd), 0, p->fn, p->ctx) < 0)
+		return false;
+	n->serial = cmd.serial;
+	free(p->buf);
+	p->buf = NULL;
+	return true;
 }
 
 /* Our lease view ran out (or the cluster closed us): every request of the
@@ -1214,12 +1377,17 @@ static void give_up(struct node *n)
 
 		n->pt = NULL;
 		n->pcap = n->pn = 0;
+		n->unlocks_out = 0;
 		if (session_open(n) < 0)
 			log_err("cannot open a new session; retrying");
+		/* Oldest first, so moved requests keep their order. */
+		qsort(pt, pcap, sizeof(*pt), cmp_pend_serial);
 		for (size_t i = 0; i < pcap; i++) {
 			struct lc_completion c = { .origin = old, .status = -ENOLCK };
 
 			if (!pt[i].serial)
+				continue;
+			if (pt[i].fn && pt[i].buf && move_to_new_session(n, &pt[i]))
 				continue;
 			free(pt[i].buf);
 			c.serial = pt[i].serial;
@@ -1299,8 +1467,11 @@ static void manage_members(struct node *n, uint64_t now)
 		if (step(n, &ev) == 0) {
 			log_info("member %016" PRIx64 " joins as a learner", k->id);
 			k->wants_join = false;
+			return;
 		}
-		return;
+		/* Busy (another change in flight) or full: removing a silent
+		 * member below may make room. */
+		break;
 	}
 	for (unsigned i = 0; i < conf->n_learners; i++) {
 		uint64_t id = conf->learners[i], last;
@@ -1493,8 +1664,8 @@ static void reads_check(struct node *n, uint64_t now)
 static void read_answer(struct node *n, uint64_t from, uint64_t id, uint64_t index,
 			uint64_t hint)
 {
-	if (id != n->read_id || id <= n->read_acked)
-		return;                /* stale or duplicate */
+	if (id > n->read_id || id <= n->read_acked)
+		return;                /* not asked, or answered already */
 	if (!index) {
 		note_redirect(n, from, hint);
 		return;                /* asked again by the timer */
@@ -1607,7 +1778,10 @@ static void on_nmsg(struct node *n, uint64_t from, const struct nmsg *m)
 		break;
 	case NM_FWD_ACK:
 	case NM_KA_ACK:
-		if (m->kind == NM_KA_ACK && m->serial && m->serial < n->view_lease_ms) {
+		if (!is_voter_id(n, from))
+			break;                 /* only voters answer for the cluster */
+		if (m->kind == NM_KA_ACK && m->serial >= MIN_LEASE_MS &&
+		    m->serial < n->view_lease_ms) {
 			log_err("the cluster runs with --lease %llu ms, we with %llu: our view "
 				"of our session follows the shorter; use the same --lease on "
 				"every node", (unsigned long long)m->serial,
@@ -1617,7 +1791,7 @@ static void on_nmsg(struct node *n, uint64_t from, const struct nmsg *m)
 			if (n->view.margin_ms > m->serial - m->serial / LEASE_JEOPARDY_DIV - 2)
 				n->view.margin_ms = m->serial - m->serial / LEASE_JEOPARDY_DIV - 2;
 		}
-		if (m->ok && m->session == n->session && n->open_done)
+		if (m->ok && m->session == n->session && n->open_done && m->stamp <= now_ms())
 			lease_view_ack(&n->view, m->stamp);
 		if (!m->ok)
 			note_redirect(n, from, m->leader);
@@ -1645,6 +1819,10 @@ static void on_peer(void *ctx, uint64_t from, uint8_t type, const uint8_t *body,
 
 	if (n->stopped || n->error)
 		return;
+	/* Woken after a pause: our lease may have run out while we were
+	 * stopped; give up before applying anything that arrived. */
+	if (n->open_done && session_state(n, now_ms()) == LEASE_EXPIRED)
+		give_up(n);
 	if (k) {
 		k->last_rx_ms = now_ms();
 		k->voter = is_voter_id(n, from);
@@ -2189,7 +2367,7 @@ void node_stop(struct node *n)
 		cmd.serial = ++n->serial;
 		cmd.time_ns = stamp_time(n);
 		if (lc_cmd_encode(&cmd, &buf, &len) == 0 &&
-		    own_submit(n, cmd.serial, buf, len, 0, 0, on_close_done, n) == 0) {
+		    own_submit(n, cmd.serial, buf, len, 0, 0, 0, on_close_done, n) == 0) {
 			/* Alone this commits in the next round; in a cluster
 			 * it waits for the leader, at most 2 s. */
 			timer = loop_timer_at(n->loop, loop_mono_ns() + 2000000000u,
@@ -2267,6 +2445,20 @@ void node_free(struct node *n)
 	free(n);
 }
 
+/* The lock owner a command acts for (0: not a lock command). */
+static uint64_t lock_owner(const struct lc_cmd *cmd)
+{
+	switch (cmd->type) {
+	case LC_CMD_FLOCK:
+	case LC_CMD_SETLK:
+	case LC_CMD_RELEASE:
+	case LC_CMD_FLUSH:
+		return cmd->who.owner ? cmd->who.owner : 1;
+	default:
+		return 0;
+	}
+}
+
 /* True for a request that waits as long as it takes (a blocking lock). */
 static bool blocking(const struct lc_cmd *cmd)
 {
@@ -2313,7 +2505,7 @@ int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 	if (serial)
 		*serial = s;
 	/* Alone, the leader never goes away: no deadline needed. */
-	rc = own_submit(n, s, buf, len, releases(cmd) ? PF_UNLOCK : 0,
+	rc = own_submit(n, s, buf, len, releases(cmd) ? PF_UNLOCK : 0, lock_owner(cmd),
 			n->clustered && !blocking(cmd) ? n->op_timeout_ms : 0, fn, ctx);
 	return rc;
 }

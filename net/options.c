@@ -881,6 +881,11 @@ int options_parse(struct options *o, int argc, char **argv)
 			goto free_cl;
 		}
 	}
+	if (options_networked(o) && o->lease_ms < 1000) {
+		fprintf(stderr, "cluckd: --lease must be at least 1 s in a cluster (the node gives "
+			"up a safety margin before the leader)\n");
+		goto free_cl;
+	}
 	if (options_networked(o) && !o->key_file && !o->insecure) {
 		fprintf(stderr,
 			"cluckd: a cluster of more than one node needs --key-file (or --insecure on a trusted network)\n");

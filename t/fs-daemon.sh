@@ -40,6 +40,8 @@ bad "missing mount directory" "${B[@]}" "$T_DIR/nonexistent"
 : > "$T_DIR/regular"
 bad "a regular file as mount point" "${B[@]}" "$T_DIR/regular"
 bad "a multi-node --cluster without a key" "${B[@]}" --cluster testnode=127.0.0.1:17471,other=127.0.0.1:17472 "$M"
+bad "--lease under 1 s in a cluster" "${B[@]}" --insecure --lease 0.5 \
+	--cluster testnode=127.0.0.1:17471,other=127.0.0.1:17472 "$M"
 bad "more than 7 voters" "${B[@]}" --insecure --cluster \
 	testnode=127.0.0.1:17471,v2=127.0.0.2,v3=127.0.0.3,v4=127.0.0.4,v5=127.0.0.5,v6=127.0.0.6,v7=127.0.0.7,v8=127.0.0.8 "$M"
 head -c 32 /dev/urandom > "$T_DIR/key"

@@ -288,6 +288,34 @@ static void test_waiter_is_pending_then_granted_on_release(void)
 	fx_free(f);
 }
 
+/* A driver whose replica was replaced by a snapshot asks what became of
+ * its requests. */
+static void test_request_result_after_the_fact(void)
+{
+	FX;
+	uint64_t a = file(f, "a"), s1, o1, s2, o2;
+	struct lc_completion c;
+
+	CU_ASSERT_EQUAL(ex(f, a, 1), 0);
+	s1 = f->last_serial;
+	o1 = f->last_origin;
+	CU_ASSERT_EQUAL(lc_request_result(f->s, o1, s1, &c), 0);
+	CU_ASSERT_EQUAL(c.status, 0);
+	CU_ASSERT_EQUAL(c.token, fx_comp(f, 0)->token);
+	CU_ASSERT_EQUAL(wait_ex(f, a, 2), LC_PENDING);
+	s2 = f->last_serial;
+	o2 = f->last_origin;
+	CU_ASSERT_EQUAL(lc_request_result(f->s, o2, s2, &c), LC_PENDING);
+	CU_ASSERT_EQUAL(release(f, a, 1), 0);
+	CU_ASSERT_EQUAL(lc_request_result(f->s, o2, s2, &c), 0);
+	CU_ASSERT_EQUAL(c.status, 0);
+	CU_ASSERT_EQUAL(c.ino, a);
+	CU_ASSERT_EQUAL(c.token, fx_comp(f, 1)->token);
+	CU_ASSERT_EQUAL(lc_request_result(f->s, o2, s2 + 1000, &c), -ENOENT);
+	CU_ASSERT_EQUAL(lc_request_result(f->s, 777, s1, &c), -ENOENT);
+	fx_free(f);
+}
+
 static void test_waiters_are_served_in_fifo_order(void)
 {
 	FX;
@@ -3018,6 +3046,7 @@ static const struct test_def tests[] = {
 	T(test_shared_locks_are_shared),
 	T(test_same_type_again_is_a_no_op),
 	T(test_waiter_is_pending_then_granted_on_release),
+	T(test_request_result_after_the_fact),
 	T(test_waiters_are_served_in_fifo_order),
 	T(test_queued_exclusive_holds_back_later_shared),
 	T(test_release_grants_all_queued_readers_at_once),
