@@ -52,7 +52,6 @@
 #include "lockcore/lease.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -60,7 +59,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define SELF_ID      1u              /* our Raft id when alone */
 #define SNAP_EVERY   20000u          /* entries between snapshots */
@@ -1904,11 +1902,10 @@ static int cmp_name(const void *a, const void *b)
 
 static int check_identity(struct node *n, uint64_t stored)
 {
-	char path[4096], tmp[4096], want[RF_MAX_VOTERS * 64 + 16], have[sizeof(want)];
+	char want[RF_MAX_VOTERS * 64 + 16], have[sizeof(want)];
 	const char *names[RF_MAX_VOTERS];
 	size_t len = 0;
-	FILE *f;
-	int fd;
+	ssize_t got;
 
 	if (!n->clustered) {
 		snprintf(want, sizeof(want), "alone\n");
@@ -1922,18 +1919,11 @@ static int check_identity(struct node *n, uint64_t stored)
 						i ? "," : "", names[i]);
 		snprintf(want + len, sizeof(want) - len, "\n");
 	}
-	snprintf(path, sizeof(path), "%s/cluster", n->data_dir);
-	f = fopen(path, "re");
-	if (f) {
-		size_t k = fread(have, 1, sizeof(have) - 1, f);
-
-		fclose(f);
-		have[k] = '\0';
-	} else if (errno != ENOENT) {
-		return -errno;
-	} else {
+	got = store_get_file(n->store, "cluster", have, sizeof(have));
+	if (got == -ENOENT)
 		snprintf(have, sizeof(have), "%s", stored ? "alone\n" : want);
-	}
+	else if (got < 0)
+		return (int)got;
 	if (strcmp(have, want) != 0) {
 		have[strcspn(have, "\n")] = '\0';
 		want[strcspn(want, "\n")] = '\0';
@@ -1943,62 +1933,32 @@ static int check_identity(struct node *n, uint64_t stored)
 			strncmp(have, "alone", 5) ? have + 7 : "", want);
 		return -EINVAL;
 	}
-	if (f)
-		return 0;
-	snprintf(tmp, sizeof(tmp), "%s/cluster.tmp", n->data_dir);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	len = strlen(want);
-	if (write(fd, want, len) != (ssize_t)len || fsync(fd) < 0) {
-		int rc = errno ? -errno : -EIO;
-
-		close(fd);
-		unlink(tmp);
-		return rc;
-	}
-	close(fd);
-	return rename(tmp, path) < 0 ? -errno : 0;
+	return got >= 0 ? 0 : store_put_file(n->store, "cluster", want, strlen(want));
 }
 
 /* The transport epoch of this run: larger than every earlier run's (kept
- * in DATA_DIR/epoch, replaced atomically) and than the wall clock in ns,
- * so a restarted node's nonces never repeat and peers' replay windows
- * accept it.  0 or -errno. */
+ * in DATA_DIR/epoch, replaced durably) and than the wall clock in ns, so a
+ * restarted node's nonces never repeat and peers' replay windows accept
+ * it.  0 or -errno. */
 static int next_epoch(struct node *n)
 {
-	char path[4096], tmp[4096], txt[32];
+	char txt[32];
 	unsigned long long last = 0;
 	uint64_t e = loop_wall_ns();
-	FILE *f;
-	int fd, len;
+	ssize_t got = store_get_file(n->store, "epoch", txt, sizeof(txt));
+	int len, rc;
 
-	snprintf(path, sizeof(path), "%s/epoch", n->data_dir);
-	snprintf(tmp, sizeof(tmp), "%s/epoch.tmp", n->data_dir);
-	f = fopen(path, "re");
-	if (f) {
-		if (fscanf(f, "%llu", &last) != 1)
-			last = 0;
-		fclose(f);
-	}
+	if (got < 0 && got != -ENOENT)
+		return (int)got;
+	if (got > 0 && sscanf(txt, "%llu", &last) != 1)
+		last = 0;
 	if (e <= last)
 		e = last + 1;
 	len = snprintf(txt, sizeof(txt), "%llu\n", (unsigned long long)e);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, txt, (size_t)len) != len || fsync(fd) < 0) {
-		int rc = errno ? -errno : -EIO;
-
-		close(fd);
-		unlink(tmp);
-		return rc;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0)
-		return -errno;
-	n->epoch = e;
-	return 0;
+	rc = store_put_file(n->store, "epoch", txt, (size_t)len);
+	if (rc == 0)
+		n->epoch = e;
+	return rc;
 }
 
 /* Loads what --data-dir holds and starts the engine on it. */

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -244,6 +245,46 @@ static int seal_tmp(struct store *s, int fd, int rc, const char *tmp,
 	if (renameat(s->dirfd, tmp, s->dirfd, name) < 0)
 		return fail(s, -errno);
 	return 0;
+}
+
+/* ---- the driver's small files -------------------------------------------- */
+
+/* Replaces a small file durably (see store.h). */
+int store_put_file(struct store *s, const char *name, const void *data, size_t len)
+{
+	char tmp[NAME_MAX + 1];
+	int fd, rc;
+
+	if (s->failed)
+		return -EIO;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= sizeof(tmp) ||
+	    strchr(name, '/'))
+		return -EINVAL;
+	fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fail(s, -errno);
+	rc = write_all(fd, data, len, 0);
+	rc = seal_tmp(s, fd, rc, tmp, name);
+	return rc < 0 ? rc : fsync_dir(s);
+}
+
+/* Reads a small file (see store.h). */
+ssize_t store_get_file(struct store *s, const char *name, char *buf, size_t size)
+{
+	ssize_t n;
+	int fd;
+
+	if (!size || strchr(name, '/'))
+		return -EINVAL;
+	fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	buf[n < 0 ? 0 : n] = '\0';
+	return n;
 }
 
 /* ---- hard state -------------------------------------------------------- */

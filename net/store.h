@@ -6,6 +6,7 @@
  *   state                 term and vote, replaced atomically (write to
  *                         state.tmp, fsync, rename, fsync the directory)
  *   log-<16 hex digits>   a segment, named by the index of its first record
+ *   epoch, cluster        small files of the driver (store_put_file)
  * A segment is a sequence of records, little endian:
  *   u32 length   bytes after the crc field (17 + payload length)
  *   u32 crc32c   of those bytes (index .. payload)
@@ -39,6 +40,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define STORE_SEGMENT_BYTES  (8u * 1024u * 1024u)  /* roll at about this */
 #define STORE_PAYLOAD_MAX    (1u * 1024u * 1024u)  /* largest entry */
@@ -91,6 +93,16 @@ int store_open(const struct store_config *cfg, struct store **out,
 /* Closes without syncing (unsynced appends may be lost, as in a crash).
  * Frees everything, including the loaded entries.  NULL is a no-op. */
 void store_close(struct store *s);
+
+/* Small files the driver keeps beside the log (net/node.c: the transport
+ * epoch, the cluster the directory belongs to).  store_put_file replaces
+ * `name` atomically and durably (NAME.tmp, fsync, rename, directory fsync)
+ * before it returns; 0 or -errno, after which the store is dead like after
+ * any failed write.  store_get_file reads it into buf as a NUL-terminated
+ * string (at most size - 1 bytes); its length, -ENOENT when absent, or
+ * -errno.  `name` is a plain file name. */
+int store_put_file(struct store *s, const char *name, const void *data, size_t len);
+ssize_t store_get_file(struct store *s, const char *name, char *buf, size_t size);
 
 /* Hard state as last set (synced or not); 0, 0 for a fresh store. */
 void store_hardstate(const struct store *s, uint64_t *term, uint64_t *vote);

@@ -256,6 +256,32 @@ static void test_hardstate(void)
 	rm_dir();
 }
 
+/* The driver's small files: replaced whole, durable at once (no sync
+ * needed), read back after a reopen; no path escapes the directory. */
+static void test_small_files(void)
+{
+	struct store *s;
+	char buf[16];
+
+	mkdir_fresh();
+	s = open_store(0);
+	CU_ASSERT_EQUAL(store_get_file(s, "epoch", buf, sizeof(buf)), -ENOENT);
+	CU_ASSERT_EQUAL(store_put_file(s, "epoch", "12345\n", 6), 0);
+	CU_ASSERT_EQUAL(store_put_file(s, "epoch", "99\n", 3), 0);
+	store_close(s);                /* no store_sync: must be there anyway */
+	s = open_store(0);
+	CU_ASSERT_EQUAL(store_get_file(s, "epoch", buf, sizeof(buf)), 3);
+	CU_ASSERT_STRING_EQUAL(buf, "99\n");
+	/* Truncated to the buffer, always terminated. */
+	CU_ASSERT_EQUAL(store_get_file(s, "epoch", buf, 2), 1);
+	CU_ASSERT_STRING_EQUAL(buf, "9");
+	CU_ASSERT_EQUAL(store_put_file(s, "../x", "a", 1), -EINVAL);
+	CU_ASSERT_EQUAL(store_get_file(s, "../x", buf, sizeof(buf)), -EINVAL);
+	CU_ASSERT_EQUAL(access("/tmp/x.tmp", F_OK), -1);
+	store_close(s);
+	rm_dir();
+}
+
 static void test_truncate_append(void)
 {
 	struct store *s;
@@ -1215,6 +1241,7 @@ static const struct {
 	T(test_roundtrip),
 	T(test_bad_append),
 	T(test_hardstate),
+	T(test_small_files),
 	T(test_truncate_append),
 	T(test_segments),
 	T(test_torn_tail),
