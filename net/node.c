@@ -114,6 +114,12 @@ struct rwait {
 	uint64_t deadline_ms;
 };
 
+/* One of the node's timers, armed for `key` (the deadline it serves, in
+ * whatever unit): arming it again for the same key costs nothing. */
+struct ntimer {
+	uint64_t id, key;            /* id 0: not armed */
+};
+
 /* Another node we heard from (voters from --cluster, members learned). */
 struct known {
 	uint64_t id;
@@ -170,7 +176,7 @@ struct node {
 	uint64_t hint;               /* leader named by someone else */
 	struct known *kn;
 	size_t nkn;
-	uint64_t node_timer;
+	struct ntimer node_timer;   /* resends, deadlines, keepalives (key 1) */
 	uint8_t *txbuf;              /* one encoded message */
 	struct sockaddr_storage listen;
 	socklen_t listen_len;
@@ -185,9 +191,9 @@ struct node {
 	uint64_t snap_len;      /* size of the latest snapshot */
 
 	/* timers */
-	uint64_t raft_timer, raft_at;     /* engine deadline (mono ms) */
-	uint64_t tick_timer, tick_at;     /* lockcore deadline (wall ns) */
-	uint64_t lease_timer, lease_at;   /* session lease deadline (mono ms) */
+	struct ntimer raft_timer;     /* key: engine deadline (mono ms) */
+	struct ntimer tick_timer;     /* key: lockcore deadline (wall ns) */
+	struct ntimer lease_timer;    /* key: session lease deadline (mono ms) */
 
 	/* read barriers */
 	struct rwait *rw;
@@ -858,30 +864,40 @@ static int own_submit(struct node *n, uint64_t serial, uint8_t *buf, size_t len,
 
 /* ---- timers --------------------------------------------------------------- */
 
+static void ntimer_clear(struct node *n, struct ntimer *t)
+{
+	if (t->id)
+		loop_timer_cancel(n->loop, t->id);
+	t->id = t->key = 0;
+}
+
+/* Arms t for `key` at mono_ns (key 0, or a stopped node: disarms). */
+static void ntimer_set(struct node *n, struct ntimer *t, uint64_t key, uint64_t mono_ns,
+		       loop_timer_fn fn)
+{
+	if (key && key == t->key && t->id)
+		return;
+	ntimer_clear(n, t);
+	if (!key || n->stopped)
+		return;
+	t->id = loop_timer_at(n->loop, mono_ns, fn, n);
+	if (t->id)
+		t->key = key;
+}
+
 static void on_raft_timer(struct loop *l, void *ctx)
 {
 	struct node *n = ctx;
 	struct rf_event ev = { .type = RF_EV_TIMEOUT };
 
 	(void)l;
-	n->raft_timer = 0;
-	n->raft_at = 0;
+	n->raft_timer.id = n->raft_timer.key = 0;
 	step(n, &ev);
 }
 
 static void arm_raft(struct node *n, uint64_t at_ms)
 {
-	if (at_ms == n->raft_at && n->raft_timer)
-		return;
-	if (n->raft_timer)
-		loop_timer_cancel(n->loop, n->raft_timer);
-	n->raft_timer = 0;
-	n->raft_at = 0;
-	if (!at_ms || n->stopped)
-		return;
-	n->raft_timer = loop_timer_at(n->loop, at_ms * 1000000u, on_raft_timer, n);
-	if (n->raft_timer)
-		n->raft_at = at_ms;
+	ntimer_set(n, &n->raft_timer, at_ms, at_ms * 1000000u, on_raft_timer);
 }
 
 static void on_tick(struct loop *l, void *ctx)
@@ -890,8 +906,7 @@ static void on_tick(struct loop *l, void *ctx)
 	struct lc_cmd cmd;
 
 	(void)l;
-	n->tick_timer = 0;
-	n->tick_at = 0;
+	n->tick_timer.id = n->tick_timer.key = 0;
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_TICK;
 	propose_leader(n, &cmd);
@@ -902,27 +917,15 @@ static void on_tick(struct loop *l, void *ctx)
 static void arm_tick(struct node *n)
 {
 	uint64_t d = n->stopped || n->role != RF_LEADER ? 0 : lc_next_deadline(n->st);
-	uint64_t wall, mono;
+	uint64_t wall = loop_wall_ns(), mono = loop_mono_ns();
 
-	if (d == n->tick_at && (n->tick_timer || d == 0))
-		return;
-	if (n->tick_timer)
-		loop_timer_cancel(n->loop, n->tick_timer);
-	n->tick_timer = 0;
-	n->tick_at = 0;
-	if (d == 0)
-		return;
-	wall = loop_wall_ns();
-	mono = loop_mono_ns();
 	if (d > wall)
 		mono += d - wall;
 	else
 		/* Already due and still pending (a TICK is in flight): do not
 		 * spin on it, look again a little later. */
 		mono += 20000000u;
-	n->tick_timer = loop_timer_at(n->loop, mono, on_tick, n);
-	if (n->tick_timer)
-		n->tick_at = d;
+	ntimer_set(n, &n->tick_timer, d, mono, on_tick);
 }
 
 static void on_lease_timer(struct loop *l, void *ctx);
@@ -953,18 +956,7 @@ static void check_leases(struct node *n)
 	at = lease_next_deadline(&n->leases);
 	if (k == 32)
 		at = now + 1;
-	if (at == n->lease_at && n->lease_timer)
-		return;
-	if (n->lease_timer)
-		loop_timer_cancel(n->loop, n->lease_timer);
-	n->lease_timer = 0;
-	n->lease_at = 0;
-	if (!at)
-		return;
-	/* Our own lease never needs more than a look per lease period. */
-	n->lease_timer = loop_timer_at(n->loop, at * 1000000u, on_lease_timer, n);
-	if (n->lease_timer)
-		n->lease_at = at;
+	ntimer_set(n, &n->lease_timer, at, at * 1000000u, on_lease_timer);
 }
 
 static void on_lease_timer(struct loop *l, void *ctx)
@@ -972,8 +964,7 @@ static void on_lease_timer(struct loop *l, void *ctx)
 	struct node *n = ctx;
 
 	(void)l;
-	n->lease_timer = 0;
-	n->lease_at = 0;
+	n->lease_timer.id = n->lease_timer.key = 0;
 	check_leases(n);
 }
 
@@ -1534,7 +1525,7 @@ static void on_node_timer(struct loop *l, void *ctx)
 	enum lease_state st;
 
 	(void)l;
-	n->node_timer = 0;
+	n->node_timer.id = n->node_timer.key = 0;
 	if (n->stopped || n->error)
 		return;
 	st = session_state(n, now);
@@ -1559,7 +1550,7 @@ static void on_node_timer(struct loop *l, void *ctx)
 	if (n->nrw)
 		reads_check(n, now);
 	manage_members(n, now);
-	n->node_timer = loop_timer_at(n->loop, (now + TICK_MS) * 1000000u, on_node_timer, n);
+	ntimer_set(n, &n->node_timer, 1, (now + TICK_MS) * 1000000u, on_node_timer);
 }
 
 /* `from` did not acknowledge us and names `leader` as the leader (0: it
@@ -2269,8 +2260,8 @@ int node_start(struct node *n)
 	if (rc < 0)
 		return rc;
 	if (n->clustered)
-		n->node_timer = loop_timer_at(n->loop, loop_mono_ns() + TICK_MS * 1000000u,
-					      on_node_timer, n);
+		ntimer_set(n, &n->node_timer, 1, loop_mono_ns() + TICK_MS * 1000000u,
+			   on_node_timer);
 	deadline = loop_mono_ns() + (n->op_timeout_ms ? n->op_timeout_ms : 10000u) * 1000000u;
 	timer = loop_timer_at(n->loop, deadline, on_start_timeout, n);
 	rc = 0;
@@ -2352,15 +2343,10 @@ void node_stop(struct node *n)
 		w.fn(w.ctx, -ETIMEDOUT);
 	}
 	loop_on_idle(n->loop, NULL, NULL);
-	arm_raft(n, 0);
-	if (n->tick_timer)
-		loop_timer_cancel(n->loop, n->tick_timer);
-	if (n->lease_timer)
-		loop_timer_cancel(n->loop, n->lease_timer);
-	if (n->node_timer)
-		loop_timer_cancel(n->loop, n->node_timer);
-	n->tick_timer = n->lease_timer = n->node_timer = 0;
-	n->tick_at = n->lease_at = 0;
+	ntimer_clear(n, &n->raft_timer);
+	ntimer_clear(n, &n->tick_timer);
+	ntimer_clear(n, &n->lease_timer);
+	ntimer_clear(n, &n->node_timer);
 }
 
 /* Frees the node and its state; pending callbacks are never called. */
@@ -2370,14 +2356,10 @@ void node_free(struct node *n)
 		return;
 	if (!n->stopped)
 		loop_on_idle(n->loop, NULL, NULL);
-	if (n->raft_timer)
-		loop_timer_cancel(n->loop, n->raft_timer);
-	if (n->tick_timer)
-		loop_timer_cancel(n->loop, n->tick_timer);
-	if (n->lease_timer)
-		loop_timer_cancel(n->loop, n->lease_timer);
-	if (n->node_timer)
-		loop_timer_cancel(n->loop, n->node_timer);
+	ntimer_clear(n, &n->raft_timer);
+	ntimer_clear(n, &n->tick_timer);
+	ntimer_clear(n, &n->lease_timer);
+	ntimer_clear(n, &n->node_timer);
 	for (size_t i = 0; i < n->noq; i++)
 		free(n->oq[i].buf);
 	free(n->oq);
