@@ -331,9 +331,10 @@ static int cmp_serial(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The serials of every entry still to be sent (the table may change while
- * they are worked on, so callers walk a copy).  NULL when none or ENOMEM. */
-static uint64_t *pend_unsent(struct node *n, size_t *count)
+/* The serials of the entries still to be sent or timed (every entry when
+ * `all`), in serial order: the table may change while they are worked on,
+ * so callers walk a copy.  NULL when none or ENOMEM. */
+static uint64_t *pend_serials(struct node *n, bool all, size_t *count)
 {
 	uint64_t *v;
 	size_t k = 0;
@@ -345,7 +346,7 @@ static uint64_t *pend_unsent(struct node *n, size_t *count)
 	if (!v)
 		return NULL;
 	for (size_t i = 0; i < n->pcap; i++)
-		if (n->pt[i].serial && (n->pt[i].buf || n->pt[i].deadline_ms))
+		if (n->pt[i].serial && (all || n->pt[i].buf || n->pt[i].deadline_ms))
 			v[k++] = n->pt[i].serial;
 	/* In serial order: a session's commands reach the log in the order
 	 * they were made (a release after the lock it releases). */
@@ -650,7 +651,7 @@ static void drain(struct node *n)
 	while (!n->error && (n->noq || n->ndefer > n->dhead || n->give_up_due || n->kick)) {
 		if (n->kick) {
 			size_t cnt;
-			uint64_t *v = pend_unsent(n, &cnt);
+			uint64_t *v = pend_serials(n, false, &cnt);
 
 			n->kick = false;
 			for (size_t i = 0; i < cnt; i++) {
@@ -831,7 +832,7 @@ static bool unlock_before(const struct node *n, uint64_t owner, uint64_t serial)
 static void resend_all(struct node *n)
 {
 	size_t cnt;
-	uint64_t *v = pend_unsent(n, &cnt);
+	uint64_t *v = pend_serials(n, false, &cnt);
 
 	for (size_t i = 0; i < cnt; i++)
 		send_pend(n, v[i]);
@@ -1115,7 +1116,7 @@ static void install_snapshot(struct node *n, const struct rf_update *u)
 static void resolve_after_install(struct node *n)
 {
 	const char *name;
-	size_t len, k = 0;
+	size_t len, k;
 	uint64_t *v;
 
 	if (!n->session || n->error)
@@ -1126,15 +1127,7 @@ static void resolve_after_install(struct node *n)
 		lease_view_ack(&n->view, n->open_sent_ms);
 		n->next_ka_ms = now_ms() + n->view_lease_ms / 4;
 	}
-	if (!n->pn)
-		return;
-	v = malloc(n->pn * sizeof(*v));
-	if (!v)
-		return;               /* they are sent again or time out */
-	for (size_t i = 0; i < n->pcap; i++)
-		if (n->pt[i].serial)
-			v[k++] = n->pt[i].serial;
-	qsort(v, k, sizeof(*v), cmp_serial);
+	v = pend_serials(n, true, &k);   /* NULL: sent again or time out */
 	for (size_t i = 0; i < k; i++) {
 		struct pend *p = pend_find(n, v[i]);
 		struct lc_completion c;
@@ -1216,7 +1209,7 @@ static void handle(struct node *n, const struct rf_update *u)
 	if (n->leader != leader0 && n->leader) {
 		/* A new leader: what waited for one goes to it now. */
 		size_t cnt;
-		uint64_t *v = pend_unsent(n, &cnt);
+		uint64_t *v = pend_serials(n, false, &cnt);
 
 		for (size_t i = 0; i < cnt; i++)
 			send_pend(n, v[i]);          /* deferred: we are in a step */
@@ -1483,7 +1476,7 @@ static void manage_members(struct node *n, uint64_t now)
 static void check_requests(struct node *n, uint64_t now)
 {
 	size_t cnt;
-	uint64_t *v = pend_unsent(n, &cnt);
+	uint64_t *v = pend_serials(n, false, &cnt);
 
 	for (size_t i = 0; i < cnt; i++) {
 		struct pend *p = pend_find(n, v[i]);
