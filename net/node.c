@@ -2092,14 +2092,24 @@ static void on_start_timeout(struct loop *l, void *ctx)
  * monitor.  0 or -errno (logged). */
 static int net_start(struct node *n)
 {
+	uint8_t cluster[PEER_CLUSTER_BYTES];
 	struct peer_config pc = { .listen = (const struct sockaddr *)&n->listen,
 				  .listen_len = n->listen_len, .self_id = n->self_id,
-				  .epoch = n->epoch, .key = n->has_key ? n->key : NULL };
+				  .epoch = n->epoch, .key = n->has_key ? n->key : NULL,
+				  .cluster = cluster };
+	const char *names[RF_MAX_VOTERS];
 	const struct sockaddr *addrs[RF_MAX_VOTERS];
 	socklen_t lens[RF_MAX_VOTERS];
 	unsigned na = 0;
 	int rc;
 
+	/* The --cluster list (which the `cluster` file pins) names the
+	 * cluster: datagrams authenticate only within it. */
+	for (unsigned i = 0; i < n->n_voters; i++)
+		names[i] = n->voters[i].name;
+	rc = peer_cluster_id(names, n->n_voters, cluster);
+	if (rc < 0)
+		return rc;
 	/* The caller reports a failure (one line). */
 	rc = peer_new(n->loop, &pc, on_peer, n, &n->peer);
 	if (rc < 0)

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include "net/options.h"
+#include "net/peer.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -659,11 +660,12 @@ close_file:
 
 /* ---- cross-checks ----------------------------------------------------------- */
 
-/* The key must be secret (no group/other access) and long enough. */
+/* The key must be secret (ours or root's, no group/other access) and long
+ * enough. */
 static int check_key_file(const char *path)
 {
 	unsigned char buf[32];
-	struct stat st;
+	char why[160];
 	size_t got = 0;
 	int fd, rc = -1;
 
@@ -672,22 +674,15 @@ static int check_key_file(const char *path)
 		fprintf(stderr, "cluckd: key file %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &st) != 0) {
-		fprintf(stderr, "cluckd: key file %s: %s\n", path, strerror(errno));
+	/* the rules peer_load_key() applies again to the descriptor it reads */
+	switch (peer_key_fd_check(fd, why, sizeof(why))) {
+	case 0:
+		break;
+	case -EACCES:
+		fprintf(stderr, "cluckd: key file %s %s (chmod 600 %s)\n", path, why, path);
 		goto close_fd;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		fprintf(stderr, "cluckd: key file %s is not a regular file\n", path);
-		goto close_fd;
-	}
-	if (st.st_mode & (S_IRGRP | S_IROTH)) {
-		fprintf(stderr, "cluckd: key file %s is readable by others (chmod 600 %s)\n",
-			path, path);
-		goto close_fd;
-	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		fprintf(stderr, "cluckd: key file %s is writable by others (chmod 600 %s)\n",
-			path, path);
+	default:
+		fprintf(stderr, "cluckd: key file %s %s\n", path, why);
 		goto close_fd;
 	}
 	while (got < sizeof(buf)) {

@@ -23,11 +23,16 @@
  *  - the receive callback must not free the peer (the drain loop goes on
  *    with it); defer a peer_free to a timer or the idle hook;
  *  - a window that cannot be allocated (ENOMEM) drops the datagram
- *    (-ENOMEM, no counter): accepting it unrecorded would open a replay.
+ *    (-ENOMEM, no counter): accepting it unrecorded would open a replay;
+ *  - the body is opened before the self and replay checks, so a forgery
+ *    costs one failed open whatever its header says (as a replay does:
+ *    both are as cheap to send), and is counted as what it is.
  *
  * It must never: block, parse a body, log per datagram, move a replay
- * window (or create one) before the body opened, read outside a datagram,
- * or leave the key outside locked memory (sodium_malloc) once loaded.
+ * window (or create one) before the body opened, count an unauthenticated
+ * datagram as anything but short, version or auth, read outside a
+ * datagram, or leave the key outside locked memory (sodium_malloc) once
+ * loaded.
  */
 #include "config.h"
 
@@ -36,6 +41,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -50,6 +56,8 @@
 #include "net/peer.h"
 
 #define PEER_NONCE_BYTES    24u
+/* additional data: the header, the receiver's id, the cluster identity */
+#define PEER_AD_BYTES       (PEER_HDR_BYTES + 8u + PEER_CLUSTER_BYTES)
 #define PEER_DGRAM_MAX      (PEER_HDR_BYTES + PEER_BODY_MAX + PEER_TAG_BYTES)
 #define PEER_RX_MAX_SENDERS 4096u
 #define PEER_SOCKBUF        (4 * 1024 * 1024)
@@ -171,6 +179,7 @@ struct rwin {
 
 struct peer_rx {
 	uint64_t self;
+	uint8_t cluster[PEER_CLUSTER_BYTES];
 	uint8_t *key;                  /* sodium_malloc'd, or NULL: insecure */
 	struct idmap wins;             /* sender id -> struct rwin */
 	uint64_t clock;                /* LRU clock */
@@ -266,7 +275,8 @@ static struct rwin *win_get(struct peer_rx *rx, uint64_t id)
 }
 
 /* Makes a receive context; NULL on ENOMEM (or libsodium failing). */
-struct peer_rx *peer_rx_new(uint64_t self_id, const uint8_t *key)
+struct peer_rx *peer_rx_new(uint64_t self_id, const uint8_t *cluster,
+			    const uint8_t *key)
 {
 	struct peer_rx *rx;
 
@@ -276,6 +286,8 @@ struct peer_rx *peer_rx_new(uint64_t self_id, const uint8_t *key)
 	if (!rx)
 		return NULL;
 	rx->self = self_id;
+	if (cluster)
+		memcpy(rx->cluster, cluster, PEER_CLUSTER_BYTES);
 	if (key) {
 		rx->key = sodium_malloc(PEER_KEY_BYTES);
 		if (!rx->key)
@@ -308,12 +320,68 @@ static void nonce_of(uint8_t n[PEER_NONCE_BYTES], uint64_t epoch,
 	le_put64(n + 16, sender);
 }
 
+/* The additional data of a datagram: its header, then what does not
+ * travel but must match at the one receiver meant (NULL cluster: zeros). */
+static void ad_of(uint8_t ad[PEER_AD_BYTES], const uint8_t *hdr,
+		  uint64_t receiver, const uint8_t *cluster)
+{
+	memcpy(ad, hdr, PEER_HDR_BYTES);
+	le_put64(ad + PEER_HDR_BYTES, receiver);
+	if (cluster)
+		memcpy(ad + PEER_HDR_BYTES + 8, cluster, PEER_CLUSTER_BYTES);
+	else
+		memset(ad + PEER_HDR_BYTES + 8, 0, PEER_CLUSTER_BYTES);
+}
+
+/* The cluster identity; see net/peer.h. */
+int peer_cluster_id(const char *const *names, size_t n,
+		    uint8_t out[PEER_CLUSTER_BYTES])
+{
+	static const char label[] = "cluck cluster identity 1";
+	crypto_generichash_state st;
+	const char **sorted;
+	int rc = 0;
+
+	if (!names || !n)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!names[i])
+			return -EINVAL;
+	if (sodium_ready() < 0)
+		return -EIO;
+	sorted = malloc(n * sizeof(*sorted));
+	if (!sorted)
+		return -ENOMEM;
+	memcpy(sorted, names, n * sizeof(*sorted));
+	/* insertion sort: at most a handful of voters */
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(sorted[j - 1], sorted[j]) > 0; j--) {
+			const char *t = sorted[j];
+
+			sorted[j] = sorted[j - 1];
+			sorted[j - 1] = t;
+		}
+	if (crypto_generichash_init(&st, NULL, 0, PEER_CLUSTER_BYTES) != 0) {
+		rc = -EIO;
+		goto out;
+	}
+	/* each piece NUL-terminated: no two lists hash the same bytes */
+	crypto_generichash_update(&st, (const uint8_t *)label, sizeof(label));
+	for (size_t i = 0; i < n; i++)
+		crypto_generichash_update(&st, (const uint8_t *)sorted[i],
+					  strlen(sorted[i]) + 1);
+	crypto_generichash_final(&st, out, PEER_CLUSTER_BYTES);
+out:
+	free(sorted);
+	return rc;
+}
+
 /* Checks one datagram; see net/peer.h. */
 int peer_rx_open(struct peer_rx *rx, const uint8_t *dgram, size_t dlen,
 		 uint8_t *out, uint64_t *from, uint8_t *type,
 		 const uint8_t **body, size_t *len)
 {
-	uint8_t nonce[PEER_NONCE_BYTES];
+	uint8_t nonce[PEER_NONCE_BYTES], ad[PEER_AD_BYTES];
 	uint64_t sender, epoch, counter;
 	uint32_t blen;
 	bool clear;
@@ -339,32 +407,36 @@ int peer_rx_open(struct peer_rx *rx, const uint8_t *dgram, size_t dlen,
 		rx->st.rx_short++;
 		return -EMSGSIZE;
 	}
-	if (sender == rx->self) {
-		rx->st.rx_self++;
-		return -ELOOP;
-	}
 	if (clear != !rx->key) {
 		rx->st.rx_auth++;
 		return -EBADMSG;
+	}
+	/* Authenticate first: until the body opened, the sender, epoch and
+	 * counter are only claims, and a forgery that names us or a seen
+	 * counter is a forgery, not a loop or a replay. */
+	if (clear) {
+		memmove(out, dgram + PEER_HDR_BYTES, blen);
+	} else {
+		nonce_of(nonce, epoch, counter, sender);
+		ad_of(ad, dgram, rx->self, rx->cluster);
+		if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+			    out, NULL, NULL, dgram + PEER_HDR_BYTES,
+			    (unsigned long long)blen + PEER_TAG_BYTES, ad,
+			    sizeof(ad), nonce, rx->key) != 0) {
+			rx->st.rx_auth++;
+			return -EBADMSG;
+		}
+	}
+	if (sender == rx->self) {
+		rx->st.rx_self++;
+		return -ELOOP;
 	}
 	w = idmap_get(&rx->wins, sender);
 	if (!win_fresh(w, epoch, counter)) {
 		rx->st.rx_replay++;
 		return -EALREADY;
 	}
-	if (clear) {
-		memmove(out, dgram + PEER_HDR_BYTES, blen);
-	} else {
-		nonce_of(nonce, epoch, counter, sender);
-		if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-			    out, NULL, NULL, dgram + PEER_HDR_BYTES,
-			    (unsigned long long)blen + PEER_TAG_BYTES, dgram,
-			    PEER_HDR_BYTES, nonce, rx->key) != 0) {
-			rx->st.rx_auth++;
-			return -EBADMSG;
-		}
-	}
-	/* authenticated: only now may the window move */
+	/* authenticated and fresh: only now may the window move */
 	if (!w) {
 		w = win_get(rx, sender);
 		if (!w)
@@ -380,6 +452,13 @@ int peer_rx_open(struct peer_rx *rx, const uint8_t *dgram, size_t dlen,
 	return 0;
 }
 
+/* Would the window take (sender, epoch, counter)?  1 or 0; reads only. */
+int peer_rx_fresh(const struct peer_rx *rx, uint64_t sender, uint64_t epoch,
+		  uint64_t counter)
+{
+	return win_fresh(idmap_get(&rx->wins, sender), epoch, counter);
+}
+
 /* Receive counters (the tx_* ones stay 0 here). */
 void peer_rx_stats(const struct peer_rx *rx, struct peer_stats *st)
 {
@@ -387,17 +466,18 @@ void peer_rx_stats(const struct peer_rx *rx, struct peer_stats *st)
 }
 
 /* Builds one datagram; see net/peer.h.  Returns its length, -EMSGSIZE
- * (too long, or out too small) or -EINVAL (zero id, epoch or counter, or
- * a bad type). */
-ssize_t peer_seal(const uint8_t *key, uint64_t sender, uint64_t epoch,
-		  uint64_t counter, uint8_t type, const uint8_t *body, size_t len,
-		  uint8_t *out, size_t outsize)
+ * (too long, or out too small) or -EINVAL (zero sender, receiver, epoch or
+ * counter, or a bad type). */
+ssize_t peer_seal(const uint8_t *key, const uint8_t *cluster, uint64_t sender,
+		  uint64_t receiver, uint64_t epoch, uint64_t counter,
+		  uint8_t type, const uint8_t *body, size_t len, uint8_t *out,
+		  size_t outsize)
 {
-	uint8_t nonce[PEER_NONCE_BYTES];
+	uint8_t nonce[PEER_NONCE_BYTES], ad[PEER_AD_BYTES];
 	size_t total;
 
-	if (!sender || !epoch || !counter || type == 0 || type >= PEER_T__MAX ||
-	    (len && !body))
+	if (!sender || !receiver || !epoch || !counter || type == 0 ||
+	    type >= PEER_T__MAX || (len && !body))
 		return -EINVAL;
 	if (len > PEER_BODY_MAX)
 		return -EMSGSIZE;
@@ -420,10 +500,42 @@ ssize_t peer_seal(const uint8_t *key, uint64_t sender, uint64_t epoch,
 	if (sodium_ready() < 0)
 		return -EIO;
 	nonce_of(nonce, epoch, counter, sender);
+	ad_of(ad, out, receiver, cluster);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out + PEER_HDR_BYTES, NULL,
-						   body, len, out, PEER_HDR_BYTES,
+						   body, len, ad, sizeof(ad),
 						   NULL, nonce, key);
 	return (ssize_t)total;
+}
+
+/* Checks an opened key file; see net/peer.h. */
+int peer_key_fd_check(int fd, char *why, size_t whylen)
+{
+	struct stat st;
+	const char *w;
+	int rc;
+
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		w = "cannot stat it";
+	} else if (!S_ISREG(st.st_mode)) {
+		rc = -EINVAL;
+		w = "is not a regular file";
+	} else if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		/* its owner could rewrite it or make it readable */
+		rc = -EPERM;
+		w = "is owned by another user (it must belong to root or to the user cluckd runs as)";
+	} else if (st.st_mode & (S_IRGRP | S_IROTH)) {
+		rc = -EACCES;
+		w = "is readable by others";
+	} else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		rc = -EACCES;
+		w = "is writable by others";
+	} else {
+		return 0;
+	}
+	if (why && whylen)
+		snprintf(why, whylen, "%s", w);
+	return rc;
 }
 
 /* Reads a key file: BLAKE2b-256 of its whole content (32 bytes .. 1 MiB). */
@@ -439,6 +551,10 @@ int peer_load_key(const char *path, uint8_t key[PEER_KEY_BYTES])
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
+	/* the checks bind to this descriptor: what passed is what is read */
+	rc = peer_key_fd_check(fd, NULL, 0);
+	if (rc < 0)
+		goto out_fd;
 	/* one byte more than the cap tells "too long" from "exactly 1 MiB" */
 	buf = sodium_malloc(PEER_KEYFILE_MAX + 1);
 	if (!buf) {
@@ -575,7 +691,8 @@ int peer_new(struct loop *loop, const struct peer_config *cfg,
 	struct peer *p;
 	int rc;
 
-	if (!loop || !cfg || !cfg->listen || !cfg->self_id || !cfg->epoch || !out ||
+	if (!loop || !cfg || !cfg->listen || !cfg->self_id || !cfg->epoch ||
+	    !cfg->cluster || !out ||
 	    (cfg->listen->sa_family != AF_INET && cfg->listen->sa_family != AF_INET6))
 		return -EINVAL;
 	p = calloc(1, sizeof(*p));
@@ -594,7 +711,7 @@ int peer_new(struct loop *loop, const struct peer_config *cfg,
 		rc = -ENOMEM;
 		goto out_bufs;
 	}
-	p->rx = peer_rx_new(cfg->self_id, cfg->key);
+	p->rx = peer_rx_new(cfg->self_id, cfg->cluster, cfg->key);
 	if (!p->rx) {
 		rc = -ENOMEM;
 		goto out_bufs;
@@ -730,8 +847,8 @@ int peer_send(struct peer *p, uint64_t to, uint8_t type, const uint8_t *body,
 		p->tx_err++;
 		return -EOVERFLOW;
 	}
-	n = peer_seal(p->rx->key, p->self, p->epoch, p->counter + 1, type, body,
-		      len, p->sbuf, PEER_DGRAM_MAX);
+	n = peer_seal(p->rx->key, p->rx->cluster, p->self, to, p->epoch,
+		      p->counter + 1, type, body, len, p->sbuf, PEER_DGRAM_MAX);
 	if (n < 0) {
 		p->tx_err++;
 		return (int)n;

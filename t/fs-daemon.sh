@@ -1,6 +1,7 @@
 #!/bin/sh
 # t/fs-daemon.sh - cluckd as a program (SPEC 4.1): bad options are one line
-# on stderr and exit 2, --help/--version, clean stops by SIGTERM (with a
+# on stderr and exit 2 (a key file others may read or another user owns
+# among them), --help/--version, clean stops by SIGTERM (with a
 # holder and a parked waiter) and by fusermount3 -u, the fail-closed
 # immutable mount point, and the configuration file.
 #
@@ -47,6 +48,18 @@ bad "more than 7 voters" "${B[@]}" --insecure --cluster \
 head -c 32 /dev/urandom > "$T_DIR/key"
 chmod 0644 "$T_DIR/key"
 bad "a key file readable by others" "${B[@]}" -k "$T_DIR/key" "$M"
+# Owned by another user (as ssh refuses such a key): its owner could
+# rewrite it.  Mode 600 and a lone voter with a key, which would otherwise
+# start; through a symbolic link the file it names is checked.
+if [ "$(id -u)" = 0 ]; then
+	chmod 0600 "$T_DIR/key"
+	chown nobody "$T_DIR/key"
+	bad "a key file owned by another user" "${B[@]}" -k "$T_DIR/key" "$M"
+	expect_match "the refusal says why" "key file .* is owned by another user" "$(cat "$ERR")"
+	ln -s "$T_DIR/key" "$T_DIR/keylink"
+	bad "a symbolic link to a key file owned by another user" "${B[@]}" -k "$T_DIR/keylink" "$M"
+	chown root "$T_DIR/key"
+fi
 bad "a bad --name" "${B[@]}" -n 'bad name/x' "$M"
 chattr -i "$T_DIR/mnt2" 2>/dev/null
 

@@ -3,16 +3,21 @@
  * (net/peer.h: peer_rx_open), with a fixed key and insecure.
  *
  * Each input is used twice.  First as one datagram, opened by a keyed and
- * by an insecure receiver: exactly one counter moves, and whatever opens
- * must re-seal to the very same bytes and be refused as a replay the second
- * time.  Then as a script of operations on one keyed receiver, checked
- * against a model of the replay rules (a plain set of seen counters per
- * sender, not a sliding bitmap): each op byte is followed by either a raw
- * datagram (op % 4 == 0: u16 length, bytes) or the fields of a datagram
- * the script seals itself (sender 2..5, epoch 1..4, a counter (1..65536,
- * 1..3 windows, or near the sender's previous one), type, body), with the fixed key or (op % 4 == 3) a wrong one, which must never
- * open nor move the window.  The seeds (t/fuzz/corpus/peer) are sealed
- * with the same fixed key: key[i] = i.
+ * by an insecure receiver (node SELF of cluster "a,b,c"): exactly one
+ * counter moves, and whatever opens must re-seal to the very same bytes
+ * and be refused as a replay the second time.  Then as a script of
+ * operations on one keyed receiver, checked against a model of the replay
+ * rules (a plain set of seen counters per sender, not a sliding bitmap):
+ * each op byte is followed by either a raw datagram (op % 4 == 0: u16
+ * length, bytes) or the fields of a datagram the script seals itself
+ * (sender 2..5, epoch 1..4, a counter (1..65536, 1..3 windows, or near the
+ * sender's previous one), type, body), for SELF with the fixed key or
+ * (op % 4 == 3) a forgery: a wrong key, another receiver, another cluster,
+ * or our own id with a wrong key.  A forgery must fail authentication
+ * (never "replay" or "self") and move no window.  After each accepted
+ * datagram the receiver's window (peer_rx_fresh) is compared with the
+ * model around its edges.  The seeds (t/fuzz/corpus/peer) are sealed with
+ * the same fixed key (key[i] = i) for node SELF of that cluster.
  *
  * It must never: accept a mismatch silently (abort(), so the fuzzer keeps
  * the input), or keep state from one input to the next.
@@ -43,6 +48,7 @@ struct model {
 };
 
 static uint8_t key[PEER_KEY_BYTES], bad_key[PEER_KEY_BYTES];
+static uint8_t cluster[PEER_CLUSTER_BYTES], other_cluster[PEER_CLUSTER_BYTES];
 static struct model mdl[SENDERS];
 
 static void check(int ok)
@@ -60,7 +66,7 @@ static uint64_t sum_rx(const struct peer_stats *s)
 /* The input as one datagram, for receiver key k (NULL: insecure). */
 static void one_datagram(const uint8_t *d, size_t n, const uint8_t *k)
 {
-	struct peer_rx *rx = peer_rx_new(SELF, k);
+	struct peer_rx *rx = peer_rx_new(SELF, cluster, k);
 	uint8_t *out = malloc(n ? n : 1), *again;
 	struct peer_stats st;
 	const uint8_t *body;
@@ -88,8 +94,8 @@ static void one_datagram(const uint8_t *d, size_t n, const uint8_t *k)
 	check(body == out);
 	again = malloc(n);
 	if (again) {
-		sn = peer_seal(k, from, le_get64(d + 16), le_get64(d + 24), type,
-			       body, len, again, n);
+		sn = peer_seal(k, cluster, from, SELF, le_get64(d + 16),
+			       le_get64(d + 24), type, body, len, again, n);
 		check(sn == (ssize_t)n && memcmp(again, d, n) == 0);
 		free(again);
 	}
@@ -127,10 +133,10 @@ static void model_accept(struct model *m, uint64_t e, uint64_t c)
 }
 
 /* After sender s's window moved: asks the receiver about counters around
- * the edges and around what it accepted lately, with datagrams sealed by
- * a wrong key (they never open, so the window stays): -EALREADY or
- * -EBADMSG must match the model.  This is what sees a stale bit left in
- * a slot the window slid over. */
+ * the edges and around what it accepted lately (peer_rx_fresh, which only
+ * reads), and sends forgeries of them (which must fail authentication
+ * whatever the window says, and move nothing).  This is what sees a stale
+ * bit left in a slot the window slid over. */
 static void probe(struct peer_rx *rx, struct model *m, uint64_t s, uint8_t *dg,
 		  uint8_t *out)
 {
@@ -153,11 +159,15 @@ static void probe(struct peer_rx *rx, struct model *m, uint64_t s, uint8_t *dg,
 	for (size_t i = 0; i < n; i++) {
 		if (c[i] == 0 || c[i] > CTR_MAX)
 			continue;
-		check(peer_seal(bad_key, s, m->epoch, c[i], PEER_T_RAFT, NULL, 0, dg,
+		check(peer_rx_fresh(rx, s, m->epoch, c[i]) ==
+		      model_fresh(m, m->epoch, c[i]));
+		check(peer_seal(bad_key, cluster, s, SELF, m->epoch, c[i],
+				PEER_T_RAFT, NULL, 0, dg,
 				PEER_HDR_BYTES + PEER_TAG_BYTES) > 0);
 		check(peer_rx_open(rx, dg, PEER_HDR_BYTES + PEER_TAG_BYTES, out,
-				   &from, &type, &body, &len) ==
-		      (model_fresh(m, m->epoch, c[i]) ? -EBADMSG : -EALREADY));
+				   &from, &type, &body, &len) == -EBADMSG);
+		check(peer_rx_fresh(rx, s, m->epoch, c[i]) ==
+		      model_fresh(m, m->epoch, c[i]));
 	}
 }
 
@@ -176,7 +186,7 @@ static struct model *model_of(uint64_t s, uint64_t c)
 
 static void script(const uint8_t *d, size_t n)
 {
-	struct peer_rx *rx = peer_rx_new(SELF, key);
+	struct peer_rx *rx = peer_rx_new(SELF, cluster, key);
 	uint8_t *dg = malloc(PEER_HDR_BYTES + 255 + PEER_TAG_BYTES);
 	uint8_t *out = malloc(PEER_HDR_BYTES + 65535 + PEER_TAG_BYTES);
 	uint64_t last[SENDERS] = { 1, 1, 1, 1 };
@@ -222,10 +232,11 @@ static void script(const uint8_t *d, size_t n)
 			}
 			free(raw);
 		} else {
-			uint64_t s, e, c;
+			uint64_t s, e, c, to = SELF;
+			const uint8_t *k = key, *cl = cluster;
 			size_t blen;
 			ssize_t dn;
-			int wrong = op % 4 == 3, fresh;
+			int wrong = op % 4 == 3, fresh = 0;
 
 			if (n - pos < 5)
 				break;
@@ -251,24 +262,45 @@ static void script(const uint8_t *d, size_t n)
 			last[s - 2] = c;
 			type = (uint8_t)(1 + (d[pos + 3] & 1u));
 			blen = d[pos + 4] % 64u;
+			if (wrong) {
+				/* the forgeries an attacker without the key
+				 * (or replaying elsewhere) can make */
+				switch (d[pos + 4] >> 6) {
+				case 0:
+					k = bad_key;
+					break;
+				case 1:
+					to = SELF + 1 + d[pos + 2] % 8u;
+					break;
+				case 2:
+					cl = other_cluster;
+					break;
+				default:
+					k = bad_key;
+					s = SELF;
+					break;
+				}
+			}
 			pos += 5;
 			if (blen > n - pos)
 				blen = n - pos;
-			dn = peer_seal(wrong ? bad_key : key, s, e, c, type, d + pos,
-				       blen, dg, PEER_HDR_BYTES + 255 + PEER_TAG_BYTES);
+			dn = peer_seal(k, cl, s, to, e, c, type, d + pos, blen, dg,
+				       PEER_HDR_BYTES + 255 + PEER_TAG_BYTES);
 			check(dn == (ssize_t)(PEER_HDR_BYTES + blen + PEER_TAG_BYTES));
+			m = s == SELF ? NULL : model_of(s, c);
+			if (m)
+				fresh = model_fresh(m, e, c);
 			rc = peer_rx_open(rx, dg, (size_t)dn, out, &from, &type,
 					  &body, &len);
-			m = model_of(s, c);
 			if (rc == -ENOMEM)
 				break;
-			if (m) {
-				fresh = model_fresh(m, e, c);
-				if (wrong)
-					check(rc == (fresh ? -EBADMSG : -EALREADY));
-				else
-					check(rc == (fresh ? 0 : -EALREADY));
-			}
+			if (wrong)
+				check(rc == -EBADMSG);
+			else if (m)
+				check(rc == (fresh ? 0 : -EALREADY));
+			/* a forgery moved nothing */
+			if (wrong && m)
+				check(peer_rx_fresh(rx, s, e, c) == fresh);
 			if (rc == 0) {
 				check(!wrong && from == s && len == blen &&
 				      (blen == 0 || memcmp(body, d + pos, blen) == 0));
@@ -290,10 +322,14 @@ out_free:
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!key[1]) {
+		static const char *abc[] = { "a", "b", "c" }, *abd[] = { "a", "b", "d" };
+
 		for (unsigned i = 0; i < PEER_KEY_BYTES; i++) {
 			key[i] = (uint8_t)i;
 			bad_key[i] = (uint8_t)(i ^ 0x5a);
 		}
+		check(peer_cluster_id(abc, 3, cluster) == 0);
+		check(peer_cluster_id(abd, 3, other_cluster) == 0);
 	}
 	one_datagram(data, size, key);
 	one_datagram(data, size, NULL);
