@@ -669,7 +669,8 @@ static int check_key_file(const char *path)
 	size_t got = 0;
 	int fd, rc = -1;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO in its place must fail the check, not hang us */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		fprintf(stderr, "cluckd: key file %s: %s\n", path, strerror(errno));
 		return -1;

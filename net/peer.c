@@ -548,7 +548,8 @@ int peer_load_key(const char *path, uint8_t key[PEER_KEY_BYTES])
 
 	if (sodium_ready() < 0)
 		return -EIO;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO in its place must fail the check, not hang us */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	/* the checks bind to this descriptor: what passed is what is read */

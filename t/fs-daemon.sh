@@ -48,6 +48,8 @@ bad "more than 7 voters" "${B[@]}" --insecure --cluster \
 head -c 32 /dev/urandom > "$T_DIR/key"
 chmod 0644 "$T_DIR/key"
 bad "a key file readable by others" "${B[@]}" -k "$T_DIR/key" "$M"
+mkfifo -m 600 "$T_DIR/keyfifo"
+bad "a FIFO as key file (refused, not waited on)" "${B[@]}" -k "$T_DIR/keyfifo" "$M"
 # Owned by another user (as ssh refuses such a key): its owner could
 # rewrite it.  Mode 600 and a lone voter with a key, which would otherwise
 # start; through a symbolic link the file it names is checked.
