@@ -557,6 +557,8 @@ static int fh_add_posix(struct fh *h, uint64_t owner)
 
 /* ---- lock requests: parking and interrupts --------------------------------------- */
 
+static void lk_stop_withdraw(struct lk *lk);
+
 static void lk_unref(struct lk *lk)
 {
 	struct fs *fs = lk->fs;
@@ -683,6 +685,9 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 		 * session, or -ESTALE): a CANCEL must name the current one. */
 		if (c->serial)
 			lk->serial = c->serial;
+		/* Queued after the stop began (it was in flight then). */
+		if (node_stopping(lk->fs->node))
+			lk_stop_withdraw(lk);
 		return;
 	}
 	if (c->serial)
@@ -752,6 +757,31 @@ static void lk_interrupt(struct lk *lk)
 		lk->cancel_seen = 1;
 		if (!lk->answered)
 			lk_answer(lk, -EINTR);
+		lk_unref(lk);
+	}
+}
+
+/*
+ * The node is stopping: a queued request is answered ENOLCK now and
+ * withdrawn (a CANCEL, as on an interrupt), so it is never granted to an
+ * owner that was told it failed.  Should the grant win the race, the lock
+ * is held by our session for nobody and freed with it at the stop.
+ */
+static void lk_stop_withdraw(struct lk *lk)
+{
+	struct lc_cmd cmd;
+
+	if (lk->answered || lk->cancel_sent)
+		return;
+	lk_answer(lk, -ENOLCK);
+	lk->cancel_sent = 1;
+	lk->t_intr = mono_ns();
+	lk->refs++;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_CANCEL;
+	cmd.target_serial = lk->serial;
+	if (propose(lk->fs, &cmd, cancel_done, lk, NULL) < 0) {
+		lk->cancel_seen = 1;
 		lk_unref(lk);
 	}
 }
@@ -2411,10 +2441,11 @@ static void lost_descendants(struct lost_walk *w, uint32_t self)
 	free(pr);
 }
 
-/* node_on_lost callback: our session `old_session` expired (SPEC 3). */
-static void fs_on_lost(void *ctx, uint64_t old_session)
+/* The holds of `old_session` are lost: remembered (their owners' lock
+ * operations fail with ENOLCK), their processes and descendants
+ * signalled.  `stop`: our own clean stop gives them up, not an expiry. */
+static void lose_holds(struct fs *fs, uint64_t old_session, bool stop)
 {
-	struct fs *fs = ctx;
 	struct lost_walk w = { .fs = fs, .session = old_session };
 	uint64_t dropped0 = fs->lost.dropped;
 	uint32_t self = (uint32_t)getpid();
@@ -2435,15 +2466,27 @@ static void fs_on_lost(void *ctx, uint64_t old_session)
 		if (fs->cfg.on_lost_signal > 0 &&
 		    kill((pid_t)w.pids[i], fs->cfg.on_lost_signal) < 0) {
 			if (errno != ESRCH)
-				log_warn("session lost: cannot signal pid %" PRIu32 ": %m", w.pids[i]);
+				log_warn("%s: cannot signal pid %" PRIu32 ": %m",
+					 stop ? "stopping" : "session lost", w.pids[i]);
 			continue;
 		}
 		signalled++;
 	}
-	log_warn("session %016" PRIx64 " lost: %zu held locks lost (%" PRIu64
-		 " not remembered), %zu processes signalled", old_session, w.holds,
-		 fs->lost.dropped - dropped0, fs->cfg.on_lost_signal > 0 ? signalled : 0);
+	if (stop)
+		log_warn("stopping: %zu held locks given up (%" PRIu64 " not remembered), "
+			 "%zu processes signalled", w.holds, fs->lost.dropped - dropped0,
+			 fs->cfg.on_lost_signal > 0 ? signalled : 0);
+	else
+		log_warn("session %016" PRIx64 " lost: %zu held locks lost (%" PRIu64
+			 " not remembered), %zu processes signalled", old_session, w.holds,
+			 fs->lost.dropped - dropped0, fs->cfg.on_lost_signal > 0 ? signalled : 0);
 	free(w.pids);
+}
+
+/* node_on_lost callback: our session `old_session` expired (SPEC 3). */
+static void fs_on_lost(void *ctx, uint64_t old_session)
+{
+	lose_holds(ctx, old_session, false);
 }
 
 /* ---- locks ------------------------------------------------------------------------------ */
@@ -2781,4 +2824,31 @@ void fs_set_session(struct fs *fs, struct fuse_session *se)
 uint64_t fs_parked(const struct fs *fs)
 {
 	return fs ? fs->m.parked : 0;
+}
+
+/* A clean stop began (node_begin_stop): every queued lock request is
+ * answered ENOLCK at once and withdrawn. */
+void fs_stop_begin(struct fs *fs)
+{
+	struct lk *lk = fs->lks;
+
+	/* lk_stop_withdraw keeps each lk alive (a reference for its
+	 * CANCEL), and a CANCEL's completion comes from the loop later, so
+	 * the list does not change under the walk but by additions at the
+	 * head, which are not parked. */
+	while (lk) {
+		struct lk *next = lk->next;
+
+		if (lk->parked)
+			lk_stop_withdraw(lk);
+		lk = next;
+	}
+}
+
+/* The stop's time is up: the holders left are signalled as on a lost lock
+ * (--on-lost, descendants too) before node_stop() frees their locks. */
+void fs_stop_signal(struct fs *fs)
+{
+	if (node_holds(fs->node))
+		lose_holds(fs, node_session(fs->node), true);
 }
