@@ -20,7 +20,10 @@
  * remembered, so their later lock operations fail with ENOLCK until they
  * unlock or close; a request the node could not get into the log within
  * --op-timeout fails (ENOLCK for a lock, EIO for the rest) and a timed-out
- * acquire is undone in case it lands later.
+ * acquire is undone in case it lands later.  When cluckd stops, queued lock
+ * requests are answered ENOLCK and withdrawn at once, and the holders left
+ * at the end of --stop-timeout are signalled and refused the same way
+ * before the session closes (fs_stop_begin, fs_stop_signal).
  *
  * It must never: block (the exceptions are reading /proc/PID/stat for
  * user.cluck.token and, when a session is lost, to find the holders'

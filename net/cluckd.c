@@ -1,7 +1,9 @@
 /*
  * net/cluckd.c - main() of cluckd: options, mount point checks, mounting,
  * daemonizing, and the one event loop that serves the FUSE channel and
- * drives the engine.
+ * drives the engine.  On SIGTERM/SIGINT with locks held through the mount
+ * it keeps serving for --stop-timeout while the holders finish (nothing
+ * new is granted), signals those left, and only then closes the session.
  *
  * It fails closed: the mount point directory is made immutable before
  * mounting and stays so after exit, so with no cluckd mounted a lock
@@ -409,7 +411,7 @@ static void stop_wait(struct daemon *d, struct fs *fs, uint64_t timeout_ms)
 	node_begin_stop(d->node, d->stop_deadline);
 	fs_stop_begin(fs);
 	if (holds && timeout_ms && !d->stop_now) {
-		log_info("stopping: %llu locks held here; their holders have %llu.%03llu s "
+		log_info("stopping: locks held here: %llu; their holders have %llu.%03llu s "
 			 "to release them (SIGTERM again: signal them now)",
 			 (unsigned long long)holds, (unsigned long long)(timeout_ms / 1000),
 			 (unsigned long long)(timeout_ms % 1000));

@@ -32,6 +32,10 @@
  * Alone (no --cluster), the node is a one-voter cluster with id 1 that
  * never touches the network.
  *
+ * A clean stop (node_begin_stop) refuses new acquires while the session is
+ * kept alive for the holders; node_stop() then closes it through the log,
+ * waiting for that only while a leader speaks and has a quorum.
+ *
  * It must never: block anywhere but in the round's fdatasync, answer a
  * request before its entry is durable and applied, call a callback after
  * its final answer (or at all when node_propose() failed), step the engine
