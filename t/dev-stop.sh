@@ -89,4 +89,9 @@ if alive "$OP"; then ok "the other cluckd still runs after stop"; else fail "sto
 out=$("$DEV" stop "$M" 2>&1); rc=$?
 expect_eq "stop with nothing started: exit" 0 "$rc"
 check_sanitizer
+# The instances dev.sh started log to its run directory.
+if grep -q "Sanitizer" "$T_DIR/run"/.dev-cluckd-*.log 2>/dev/null; then
+	fail "sanitizer report in a log of a cluckd dev.sh started:"
+	grep -h -A20 "Sanitizer" "$T_DIR/run"/.dev-cluckd-*.log | head -n 40
+fi
 finish
