@@ -1392,6 +1392,12 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, EPERM);
 		return;
 	}
+	/* An O_EXCL file is a lockfile that dies with our session: a
+	 * stopping node takes no new one, as it takes no new lock. */
+	if (fi && (fi->flags & O_EXCL) && node_stopping(fs->node)) {
+		fuse_reply_err(req, ENOLCK);
+		return;
+	}
 	op = op_new(fs, req, fi ? OP_CREATE : OP_ENTRY, name);
 	if (!op)
 		return;

@@ -146,6 +146,7 @@ expect_match "status shows the stop and the holds left" '^[12] s left, holds: 2$
 expect_match "status.json shows the stop" '^[12] 2$' "$(json_stopping)"
 out=$(flock -n "$M/new" true 2>&1); rc=$?
 if [ "$rc" != 0 ] && printf '%s' "$out" | grep -q "No locks available"; then ok "a new lock request while stopping: ENOLCK"; else fail "a new lock request while stopping: expected ENOLCK, got exit $rc: $out"; fi
+expect_errno "a new O_EXCL lockfile while stopping" ENOLCK excl "$M/lockfile"
 if [ -z "$(sig_of S1)" ] && [ -z "$(sig_of S2)" ] && alive "$CLUCKD_PID" && [ "$(lock_field s1 holders)" = 1 ]; then
 	ok "the holders keep their locks, unsignalled, during --stop-timeout"
 else
