@@ -205,6 +205,16 @@ if [ -n "$(sig_of E1)" ]; then ok "a second SIGTERM: the holder left was signall
 stop_cluckd
 expect_eq "exit status after a second SIGTERM" 0 "$CLUCKD_RC"
 
+# --- --stop-timeout 0: the holders are signalled at once ------------------------------
+start_cluckd --stop-timeout 0 || finish
+sholder "$M/z1" Z1
+wait_until 5 granted Z1 || fail "Z1 not granted"
+t0=$(now_ms)
+kill -TERM "$CLUCKD_PID"
+if wait_until 1 dead "$CLUCKD_PID" && [ -n "$(sig_of Z1)" ]; then ok "--stop-timeout 0: the holder signalled and cluckd gone within 1 s ($(( $(now_ms) - t0 )) ms)"; else fail "--stop-timeout 0: cluckd alive: $(alive "$CLUCKD_PID" && echo yes || echo no), holder signalled at '$(sig_of Z1)'"; fi
+stop_cluckd
+expect_eq "exit status with --stop-timeout 0" 0 "$CLUCKD_RC"
+
 # --- fail closed ----------------------------------------------------------------
 expect_match "mount point immutable after stop (lsattr -d)" '^[^ ]*i[^ ]* ' "$(lsattr -d "$M" 2>&1)"
 expect_rc "touch in the stopped mount point fails" 1 touch "$M/x"
