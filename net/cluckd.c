@@ -421,7 +421,9 @@ static void stop_wait(struct daemon *d, struct fs *fs, uint64_t timeout_ms)
 			if (!d->stop_timer)
 				d->stop_timer = loop_timer_at(d->loop, loop_mono_ns() + 50000000u,
 							      on_stop_tick, d);
-			if (loop_run(d->loop) < 0)
+			/* Without the timer nothing would end the wait on
+			 * time: signal the holders now rather than late. */
+			if (!d->stop_timer || loop_run(d->loop) < 0)
 				break;
 		}
 		loop_timer_cancel(d->loop, d->stop_timer);
