@@ -102,6 +102,7 @@ struct lk {
 	uint8_t cancel_sent : 1;
 	uint8_t cancel_seen : 1;
 	uint8_t own_seen : 1;        /* its own (first) completion came */
+	uint8_t stop_mark : 1;       /* fs_stop_begin holds a reference */
 	/* The request itself, to undo the grant of a non-blocking acquire
 	 * that timed out but may still be applied (lk_undo). */
 	uint8_t cmd_type;
@@ -2839,18 +2840,25 @@ uint64_t fs_parked(const struct fs *fs)
  * answered ENOLCK at once and withdrawn. */
 void fs_stop_begin(struct fs *fs)
 {
-	struct lk *lk = fs->lks;
+	struct lk *lk, *next;
 
-	/* lk_stop_withdraw keeps each lk alive (a reference for its
-	 * CANCEL), and a CANCEL's completion comes from the loop later, so
-	 * the list does not change under the walk but by additions at the
-	 * head, which are not parked. */
-	while (lk) {
-		struct lk *next = lk->next;
-
-		if (lk->parked)
-			lk_stop_withdraw(lk);
-		lk = next;
+	/* Proposing a CANCEL may run completions that free other requests:
+	 * every parked one is pinned by a reference first, and the next one
+	 * is read from a pinned one after its withdrawal. */
+	for (lk = fs->lks; lk; lk = lk->next)
+		if (lk->parked && !lk->answered) {
+			lk->stop_mark = 1;
+			lk->refs++;
+		}
+	for (lk = fs->lks; lk; lk = next) {
+		if (!lk->stop_mark) {
+			next = lk->next;
+			continue;
+		}
+		lk_stop_withdraw(lk);
+		next = lk->next;
+		lk->stop_mark = 0;
+		lk_unref(lk);
 	}
 }
 
