@@ -217,7 +217,7 @@ cluckd is running as a one-node cluster on $mnt.
   cat $mnt/status                                 who holds what, who waits
   getfattr -d -m user.cluck $mnt/backup           a file's token, holders, waiters
 
-Stop it:  utils/dev.sh stop$( [ "$mnt" = /cluck ] || printf ' %s' "$mnt")   (holders get 10 s to finish; cluckd(8) Stopping)
+Stop it:  utils/dev.sh stop$( [ "$mnt" = /cluck ] || printf ' %s' "$mnt")   (lock holders get its --stop-timeout to finish)
 Log:      $logfile
 Manuals:  man ./man/cluckd.8   man ./man/cluckfs.5
 EOF
