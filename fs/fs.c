@@ -20,7 +20,10 @@
  * remembered, so their later lock operations fail with ENOLCK until they
  * unlock or close; a request the node could not get into the log within
  * --op-timeout fails (ENOLCK for a lock, EIO for the rest) and a timed-out
- * acquire is undone in case it lands later.
+ * acquire is undone in case it lands later.  When cluckd stops, queued lock
+ * requests are answered ENOLCK and withdrawn at once, and the holders left
+ * at the end of --stop-timeout are signalled and refused the same way
+ * before the session closes (fs_stop_begin, fs_stop_signal).
  *
  * It must never: block (the exceptions are reading /proc/PID/stat for
  * user.cluck.token and, when a session is lost, to find the holders'
@@ -99,6 +102,7 @@ struct lk {
 	uint8_t cancel_sent : 1;
 	uint8_t cancel_seen : 1;
 	uint8_t own_seen : 1;        /* its own (first) completion came */
+	uint8_t stop_mark : 1;       /* fs_stop_begin holds a reference */
 	/* The request itself, to undo the grant of a non-blocking acquire
 	 * that timed out but may still be applied (lk_undo). */
 	uint8_t cmd_type;
@@ -557,6 +561,8 @@ static int fh_add_posix(struct fh *h, uint64_t owner)
 
 /* ---- lock requests: parking and interrupts --------------------------------------- */
 
+static void lk_stop_withdraw(struct lk *lk);
+
 static void lk_unref(struct lk *lk)
 {
 	struct fs *fs = lk->fs;
@@ -683,6 +689,9 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 		 * session, or -ESTALE): a CANCEL must name the current one. */
 		if (c->serial)
 			lk->serial = c->serial;
+		/* Queued after the stop began (it was in flight then). */
+		if (node_stopping(lk->fs->node))
+			lk_stop_withdraw(lk);
 		return;
 	}
 	if (c->serial)
@@ -752,6 +761,31 @@ static void lk_interrupt(struct lk *lk)
 		lk->cancel_seen = 1;
 		if (!lk->answered)
 			lk_answer(lk, -EINTR);
+		lk_unref(lk);
+	}
+}
+
+/*
+ * The node is stopping: a queued request is answered ENOLCK now and
+ * withdrawn (a CANCEL, as on an interrupt), so it is never granted to an
+ * owner that was told it failed.  Should the grant win the race, the lock
+ * is held by our session for nobody and freed with it at the stop.
+ */
+static void lk_stop_withdraw(struct lk *lk)
+{
+	struct lc_cmd cmd;
+
+	if (lk->answered || lk->cancel_sent)
+		return;
+	lk_answer(lk, -ENOLCK);
+	lk->cancel_sent = 1;
+	lk->t_intr = mono_ns();
+	lk->refs++;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = LC_CMD_CANCEL;
+	cmd.target_serial = lk->serial;
+	if (propose(lk->fs, &cmd, cancel_done, lk, NULL) < 0) {
+		lk->cancel_seen = 1;
 		lk_unref(lk);
 	}
 }
@@ -1357,6 +1391,12 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	if (is_reserved(parent, name)) {
 		fuse_reply_err(req, EPERM);
+		return;
+	}
+	/* An O_EXCL file is a lockfile that dies with our session: a
+	 * stopping node takes no new one, as it takes no new lock. */
+	if (fi && (fi->flags & O_EXCL) && node_stopping(fs->node)) {
+		fuse_reply_err(req, ENOLCK);
 		return;
 	}
 	op = op_new(fs, req, fi ? OP_CREATE : OP_ENTRY, name);
@@ -2411,10 +2451,11 @@ static void lost_descendants(struct lost_walk *w, uint32_t self)
 	free(pr);
 }
 
-/* node_on_lost callback: our session `old_session` expired (SPEC 3). */
-static void fs_on_lost(void *ctx, uint64_t old_session)
+/* The holds of `old_session` are lost: remembered (their owners' lock
+ * operations fail with ENOLCK), their processes and descendants
+ * signalled.  `stop`: our own clean stop gives them up, not an expiry. */
+static void lose_holds(struct fs *fs, uint64_t old_session, bool stop)
 {
-	struct fs *fs = ctx;
 	struct lost_walk w = { .fs = fs, .session = old_session };
 	uint64_t dropped0 = fs->lost.dropped;
 	uint32_t self = (uint32_t)getpid();
@@ -2435,15 +2476,27 @@ static void fs_on_lost(void *ctx, uint64_t old_session)
 		if (fs->cfg.on_lost_signal > 0 &&
 		    kill((pid_t)w.pids[i], fs->cfg.on_lost_signal) < 0) {
 			if (errno != ESRCH)
-				log_warn("session lost: cannot signal pid %" PRIu32 ": %m", w.pids[i]);
+				log_warn("%s: cannot signal pid %" PRIu32 ": %m",
+					 stop ? "stopping" : "session lost", w.pids[i]);
 			continue;
 		}
 		signalled++;
 	}
-	log_warn("session %016" PRIx64 " lost: %zu held locks lost (%" PRIu64
-		 " not remembered), %zu processes signalled", old_session, w.holds,
-		 fs->lost.dropped - dropped0, fs->cfg.on_lost_signal > 0 ? signalled : 0);
+	if (stop)
+		log_warn("stopping: %zu held locks given up (%" PRIu64 " not remembered), "
+			 "%zu processes signalled", w.holds, fs->lost.dropped - dropped0,
+			 fs->cfg.on_lost_signal > 0 ? signalled : 0);
+	else
+		log_warn("session %016" PRIx64 " lost: %zu held locks lost (%" PRIu64
+			 " not remembered), %zu processes signalled", old_session, w.holds,
+			 fs->lost.dropped - dropped0, fs->cfg.on_lost_signal > 0 ? signalled : 0);
 	free(w.pids);
+}
+
+/* node_on_lost callback: our session `old_session` expired (SPEC 3). */
+static void fs_on_lost(void *ctx, uint64_t old_session)
+{
+	lose_holds(ctx, old_session, false);
 }
 
 /* ---- locks ------------------------------------------------------------------------------ */
@@ -2781,4 +2834,38 @@ void fs_set_session(struct fs *fs, struct fuse_session *se)
 uint64_t fs_parked(const struct fs *fs)
 {
 	return fs ? fs->m.parked : 0;
+}
+
+/* A clean stop began (node_begin_stop): every queued lock request is
+ * answered ENOLCK at once and withdrawn. */
+void fs_stop_begin(struct fs *fs)
+{
+	struct lk *lk, *next;
+
+	/* Proposing a CANCEL may run completions that free other requests:
+	 * every parked one is pinned by a reference first, and the next one
+	 * is read from a pinned one after its withdrawal. */
+	for (lk = fs->lks; lk; lk = lk->next)
+		if (lk->parked && !lk->answered) {
+			lk->stop_mark = 1;
+			lk->refs++;
+		}
+	for (lk = fs->lks; lk; lk = next) {
+		if (!lk->stop_mark) {
+			next = lk->next;
+			continue;
+		}
+		lk_stop_withdraw(lk);
+		next = lk->next;
+		lk->stop_mark = 0;
+		lk_unref(lk);
+	}
+}
+
+/* The stop's time is up: the holders left are signalled as on a lost lock
+ * (--on-lost, descendants too) before node_stop() frees their locks. */
+void fs_stop_signal(struct fs *fs)
+{
+	if (node_holds(fs->node))
+		lose_holds(fs, node_session(fs->node), true);
 }

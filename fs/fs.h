@@ -44,4 +44,11 @@ void fs_set_session(struct fs *fs, struct fuse_session *se);
 /* Counts for shutdown diagnostics: requests parked right now. */
 uint64_t fs_parked(const struct fs *fs);
 
+/* A clean stop (cluckd(8) "Stopping"): after node_begin_stop(), answers
+ * every queued lock request ENOLCK at once and withdraws it; when the
+ * holders' time is up, fs_stop_signal() signals those left as on a lost
+ * lock and refuses their lock operations, before node_stop(). */
+void fs_stop_begin(struct fs *fs);
+void fs_stop_signal(struct fs *fs);
+
 #endif /* CLUCK_FS_H */

@@ -442,6 +442,10 @@ static void render_text(struct sbuf *b, const struct node *n, const struct fs_lo
 		sbuf_add(b, ")", 1);
 	}
 	sbuf_printf(b, "\nmembers: %u\nlost: %zu\n", ns.members, lost ? lost->n : 0);
+	/* Only during a stop's wait for the holders (cluckd(8) "Stopping"). */
+	if (ns.stopping)
+		sbuf_printf(b, "stopping: %" PRIu64 " s left, holds: %" PRIu64 "\n",
+			    (ns.stop_left_ms + 999u) / 1000u, ns.stop_holds);
 	lc_foreach_locked(s, text_lock, &r);
 	for (const struct fs_lost_hold *h = lost ? lost->head : NULL; h && !b->err; h = h->next) {
 		sbuf_add(b, "lost ", 5);
@@ -554,8 +558,13 @@ static void render_json(struct sbuf *b, const struct node *n, const struct fs_lo
 		    st.locks_held, st.waiters, st.files, ns.applied_index, st.sessions);
 	json_kv_str(b, "link", link_name(&ns));
 	json_kv_str(b, "link_if", ns.link_if ? ns.link_if : "");
-	sbuf_printf(b, "\"members\":%u,\"lost\":%zu,\"locks\":[",
-		    ns.members, lost ? lost->n : 0);
+	sbuf_printf(b, "\"members\":%u,\"lost\":%zu,", ns.members, lost ? lost->n : 0);
+	if (ns.stopping)
+		sbuf_printf(b, "\"stopping\":{\"seconds_left\":%" PRIu64 ",\"holds\":%" PRIu64 "},",
+			    (ns.stop_left_ms + 999u) / 1000u, ns.stop_holds);
+	else
+		sbuf_add(b, "\"stopping\":null,", 16);
+	sbuf_add(b, "\"locks\":[", 9);
 	lc_foreach_locked(s, json_lock, &r);
 	sbuf_add(b, "],\"lost_locks\":[", 16);
 	for (const struct fs_lost_hold *h = lost ? lost->head : NULL; h && !b->err; h = h->next) {

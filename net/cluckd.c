@@ -1,7 +1,9 @@
 /*
  * net/cluckd.c - main() of cluckd: options, mount point checks, mounting,
  * daemonizing, and the one event loop that serves the FUSE channel and
- * drives the engine.
+ * drives the engine.  On SIGTERM/SIGINT with locks held through the mount
+ * it keeps serving for --stop-timeout while the holders finish (nothing
+ * new is granted), signals those left, and only then closes the session.
  *
  * It fails closed: the mount point directory is made immutable before
  * mounting and stays so after exit, so with no cluckd mounted a lock
@@ -44,6 +46,11 @@ struct daemon {
 	struct fuse_buf buf;    /* one receive buffer for the daemon's life */
 	int exit_code;
 	int stop;               /* SIGTERM/SIGINT seen: never run the loop again */
+	int stop_now;           /* a second one: the holders' wait is cut short */
+	int unmounted;          /* the channel is gone (unmounted or aborted) */
+	struct node *node;      /* for the holders' wait (stop_wait) */
+	uint64_t stop_deadline; /* mono ns */
+	uint64_t stop_timer;
 };
 
 /* ---- capturing libfuse's own stderr messages ----------------------------- */
@@ -337,11 +344,13 @@ static void on_fuse(struct loop *l, int fd, unsigned events, void *ctx)
 			} else {
 				log_info("unmounted");
 			}
+			d->unmounted = 1;
 			loop_stop(l);
 			return;
 		}
 		fuse_session_process_buf(d->se, &d->buf);
 		if (fuse_session_exited(d->se)) {
+			d->unmounted = 1;
 			loop_stop(l);
 			return;
 		}
@@ -352,11 +361,79 @@ static void on_stop_signal(struct loop *l, int signo, void *ctx)
 {
 	struct daemon *d = ctx;
 
+	if (d->stop) {
+		/* During the holders' wait: signal them now. */
+		if (!d->stop_now)
+			log_info("got SIG%s again, not waiting for the holders",
+				 sigabbrev_np(signo));
+		d->stop_now = 1;
+		loop_stop(l);
+		return;
+	}
 	log_info("got SIG%s, stopping", sigabbrev_np(signo));
 	/* Remembered: the loop it stops may be a nested one (start-up, a
 	 * timer racing it), and the main loop must not run after it. */
 	d->stop = 1;
 	loop_stop(l);
+}
+
+/* ---- the holders' wait ----------------------------------------------------- */
+
+/* Every 50 ms while the holders' wait lasts: done when no hold is left or
+ * the time is up. */
+static void on_stop_tick(struct loop *l, void *ctx)
+{
+	struct daemon *d = ctx;
+
+	d->stop_timer = 0;
+	if (node_holds(d->node) == 0 || loop_mono_ns() >= d->stop_deadline) {
+		loop_stop(l);
+		return;
+	}
+	d->stop_timer = loop_timer_at(l, loop_mono_ns() + 50000000u, on_stop_tick, d);
+}
+
+/*
+ * A clean stop with holds outstanding: no lock is taken any more on this
+ * node, queued requests get ENOLCK at once, and the holders get up to
+ * --stop-timeout to release while the session is kept alive (so the
+ * cluster frees nothing under them); the ones left are then signalled as
+ * on a lost lock.  Only after that does node_stop() let the cluster free
+ * their locks.  A second SIGTERM/SIGINT cuts the wait short.
+ */
+static void stop_wait(struct daemon *d, struct fs *fs, uint64_t timeout_ms)
+{
+	uint64_t holds = node_holds(d->node);
+
+	if (d->unmounted || node_error(d->node))
+		return;
+	d->stop_deadline = loop_mono_ns() + timeout_ms * 1000000u;
+	node_begin_stop(d->node, d->stop_deadline);
+	fs_stop_begin(fs);
+	if (holds && timeout_ms && !d->stop_now) {
+		log_info("stopping: locks held here: %llu; their holders have %llu.%03llu s "
+			 "to release them (SIGTERM again: signal them now)",
+			 (unsigned long long)holds, (unsigned long long)(timeout_ms / 1000),
+			 (unsigned long long)(timeout_ms % 1000));
+		d->stop_timer = loop_timer_at(d->loop, loop_mono_ns(), on_stop_tick, d);
+		while (!d->stop_now && !d->unmounted && !node_error(d->node) &&
+		       node_holds(d->node) && loop_mono_ns() < d->stop_deadline) {
+			if (!d->stop_timer)
+				d->stop_timer = loop_timer_at(d->loop, loop_mono_ns() + 50000000u,
+							      on_stop_tick, d);
+			/* Without the timer nothing would end the wait on
+			 * time: signal the holders now rather than late. */
+			if (!d->stop_timer || loop_run(d->loop) < 0)
+				break;
+		}
+		loop_timer_cancel(d->loop, d->stop_timer);
+		d->stop_timer = 0;
+		holds = node_holds(d->node);
+		if (!holds)
+			log_info("stopping: every hold released");
+	}
+	if (holds && !node_error(d->node))
+		fs_stop_signal(fs);
 }
 
 static void on_hup(struct loop *l, int signo, void *ctx)
@@ -535,6 +612,7 @@ int main(int argc, char **argv)
 		goto free_loop;
 	}
 	node = node_new(d.loop, &ncfg);
+	d.node = node;
 	sodium_memzero(key, sizeof(key));
 	if (!node) {
 		fprintf(stderr, "cluckd: cannot create the node: %s\n", strerror(errno));
@@ -622,6 +700,8 @@ int main(int argc, char **argv)
 		log_err("event loop failed: %s", strerror(-rc));
 		d.exit_code = 1;
 	}
+	if (rc >= 0 && d.stop)
+		stop_wait(&d, fs, o.stop_timeout_ms);
 	loop_unwatch(d.loop, fd);
 	rc = d.exit_code;
 	if (node_error(node))

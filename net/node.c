@@ -32,6 +32,10 @@
  * Alone (no --cluster), the node is a one-voter cluster with id 1 that
  * never touches the network.
  *
+ * A clean stop (node_begin_stop) refuses new acquires while the session is
+ * kept alive for the holders; node_stop() then closes it through the log,
+ * waiting for that only while a leader speaks and has a quorum.
+ *
  * It must never: block anywhere but in the round's fdatasync, answer a
  * request before its entry is durable and applied, call a callback after
  * its final answer (or at all when node_propose() failed), step the engine
@@ -161,6 +165,11 @@ struct node {
 	node_lost_fn lost_fn;
 	void *lost_ctx;
 	bool close_done;
+	/* A clean stop waits for our holders (node_begin_stop): no lock is
+	 * taken any more, the session is kept alive until node_stop(). */
+	bool stopping;
+	uint64_t stop_deadline_ns;   /* mono ns */
+	uint64_t close_check;        /* node_stop's progress timer */
 
 	/* the cluster (all zero / NULL alone) */
 	bool clustered, voter;
@@ -2301,6 +2310,41 @@ static void on_close_done(void *ctx, const struct lc_completion *c)
 	loop_stop(n->loop);
 }
 
+/* A leader silent this long is taken as gone: it sends a heartbeat every
+ * HEARTBEAT_MS. */
+#define CLOSE_SILENCE_MS  (6u * HEARTBEAT_MS)
+
+/* True when our SESSION_CLOSE cannot commit soon: we lead without a
+ * quorum (our Raft lease ran out), or no leader spoke lately.  Waiting
+ * then frees nothing: without a quorum nothing is released anyway, and
+ * the cluster frees our locks when our lease runs out on its side. */
+static bool close_hopeless(struct node *n, uint64_t now)
+{
+	const struct known *k;
+
+	if (!n->clustered || n->close_done)
+		return false;
+	if (n->role == RF_LEADER)
+		return !rf_lease_valid(n->raft, now);
+	if (!n->leader)
+		return true;
+	k = known_find(n, n->leader);
+	return !k || !k->last_rx_ms || now > k->last_rx_ms + CLOSE_SILENCE_MS;
+}
+
+static void on_close_check(struct loop *l, void *ctx)
+{
+	struct node *n = ctx;
+
+	n->close_check = 0;
+	if (close_hopeless(n, now_ms())) {
+		loop_stop(l);
+		return;
+	}
+	n->close_check = loop_timer_at(l, loop_mono_ns() + HEARTBEAT_MS * 1000000u,
+				       on_close_check, n);
+}
+
 /* Closes our session (SESSION_CLOSE: frees this node's locks, answers our
  * queued requests, drops our ephemeral files) and waits, a bounded time,
  * for it to be applied; then stops the timers and the transport. */
@@ -2323,15 +2367,24 @@ void node_stop(struct node *n)
 		if (lc_cmd_encode(&cmd, &buf, &len) == 0 &&
 		    own_submit(n, cmd.serial, buf, len, 0, 0, 0, on_close_done, n) == 0) {
 			/* Alone this commits in the next round; in a cluster
-			 * it waits for the leader, at most 2 s. */
+			 * it waits for the leader, at most 2 s, and not at
+			 * all without a leader that speaks or a quorum
+			 * (close_hopeless): the last voter standing stops at
+			 * once. */
 			timer = loop_timer_at(n->loop, loop_mono_ns() + 2000000000u,
 					      on_start_timeout, n);
 			/* The loop's idle hook runs only after a round with
 			 * events: sync what the proposal wrote now (alone,
 			 * that commits it). */
 			flush_round(n->loop, n);
-			if (!n->close_done)
+			if (!n->close_done && !close_hopeless(n, now_ms())) {
+				n->close_check = loop_timer_at(n->loop, loop_mono_ns() +
+							       HEARTBEAT_MS * 1000000u,
+							       on_close_check, n);
 				(void)loop_run(n->loop);
+				loop_timer_cancel(n->loop, n->close_check);
+				n->close_check = 0;
+			}
 			loop_timer_cancel(n->loop, timer);
 			flush_round(n->loop, n);
 		}
@@ -2435,6 +2488,10 @@ int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 		return -EINVAL;
 	if (!n->started || n->stopped || n->error || !n->session)
 		return -ENOLCK;
+	/* Stopping: what is held may be released, nothing new is taken. */
+	if (n->stopping && (cmd->type == LC_CMD_FLOCK || cmd->type == LC_CMD_SETLK) &&
+	    cmd->lock_type != LC_UNLCK)
+		return -ENOLCK;
 	s = n->serial + 1;
 	cmd->origin = n->session;
 	cmd->serial = s;
@@ -2482,6 +2539,58 @@ int node_error(const struct node *n)
 	return n->error;
 }
 
+/* A clean stop begins (see node.h). */
+void node_begin_stop(struct node *n, uint64_t deadline_mono_ns)
+{
+	n->stopping = true;
+	n->stop_deadline_ns = deadline_mono_ns;
+}
+
+bool node_stopping(const struct node *n)
+{
+	return n->stopping;
+}
+
+struct holds_walk {
+	const struct lc_state *st;
+	uint64_t session, count;
+};
+
+static int holds_holder(void *ctx, const struct lc_lockinfo *li)
+{
+	struct holds_walk *w = ctx;
+
+	if (li->who.session == w->session)
+		w->count++;
+	return 0;
+}
+
+static int holds_waiter(void *ctx, const struct lc_lockinfo *li)
+{
+	(void)ctx;
+	(void)li;
+	return 1;               /* only holders count */
+}
+
+static int holds_ino(void *ctx, uint64_t ino)
+{
+	struct holds_walk *w = ctx;
+
+	lc_locks(w->st, ino, holds_holder, holds_waiter, w);
+	return 0;
+}
+
+/* Locks our current session holds (see node.h). */
+uint64_t node_holds(const struct node *n)
+{
+	struct holds_walk w = { .st = n->st, .session = n->session };
+
+	if (!n->session || n->stopped)
+		return 0;
+	lc_foreach_locked(n->st, holds_ino, &w);
+	return w.count;
+}
+
 static const char *role_name(const struct node *n, uint8_t role)
 {
 	switch (role) {
@@ -2521,6 +2630,14 @@ void node_get_status(const struct node *n, struct node_status *st)
 	st->applied_index = lc_applied_index(n->st);
 	st->sessions_lost = n->sessions_lost;
 	st->members = conf ? conf->n_learners : 0;
+	if (n->stopping && !n->stopped) {
+		uint64_t mono = loop_mono_ns();
+
+		st->stopping = 1;
+		st->stop_left_ms = n->stop_deadline_ns > mono
+			? (n->stop_deadline_ns - mono) / 1000000u : 0;
+		st->stop_holds = node_holds(n);
+	}
 	if (!n->clustered) {
 		st->voters_reachable = 1;
 		st->voters_total = 1;

@@ -14,6 +14,7 @@
 #ifndef CLUCK_NODE_H
 #define CLUCK_NODE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include "lockcore/lc.h"
@@ -64,6 +65,9 @@ struct node_status {
 	uint64_t sessions_lost;      /* times our session's lease ran out */
 	unsigned members;            /* learners in the configuration */
 	struct peer_stats peer;      /* transport counters (zero alone) */
+	int stopping;                /* a clean stop waits for our holders */
+	uint64_t stop_left_ms;       /* ... this much longer at most */
+	uint64_t stop_holds;         /* ... locks our session still holds */
 };
 
 /*
@@ -98,8 +102,23 @@ int node_start(struct node *n);
  * failed: it stopped the loop and will not serve again). */
 int node_error(const struct node *n);
 /* Closes the session cleanly (SESSION_CLOSE: frees this node's locks and
- * ephemeral files) and stops timers. */
+ * ephemeral files) and stops timers.  In a cluster it waits at most 2 s
+ * for the close to commit, and not at all without a leader heard lately
+ * or a quorum (the cluster frees the locks when our lease runs out). */
 void node_stop(struct node *n);
+
+/*
+ * A clean stop begins (cluckd got SIGTERM with holds outstanding): from
+ * now on lock requests that take something are refused -ENOLCK (unlocks,
+ * releases and everything else go through), and the session is kept
+ * alive as usual until node_stop().  deadline_mono_ns (loop_mono_ns()
+ * clock) is shown in status.
+ */
+void node_begin_stop(struct node *n, uint64_t deadline_mono_ns);
+bool node_stopping(const struct node *n);
+/* Locks (BSD and POSIX holds) our current session holds in the local
+ * replica; 0 once stopped. */
+uint64_t node_holds(const struct node *n);
 void node_free(struct node *n);
 
 /*

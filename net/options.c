@@ -32,7 +32,7 @@
 enum opt_id {
 	O_FOREGROUND, O_NAME, O_CLUSTER, O_LISTEN, O_DATA_DIR, O_KEY_FILE,
 	O_INSECURE, O_CLIENT_LISTEN, O_LEASE, O_OP_TIMEOUT, O_LOCKFILE_TTL,
-	O_ON_LOST, O_CONFIG, O_FUSE, O_HELP, O_VERSION, O__COUNT
+	O_ON_LOST, O_STOP_TIMEOUT, O_CONFIG, O_FUSE, O_HELP, O_VERSION, O__COUNT
 };
 
 /* Config keys are the long option names; -o has none on the command line,
@@ -54,6 +54,7 @@ static const struct {
 	[O_OP_TIMEOUT]    = { "op-timeout", 1, 1 },
 	[O_LOCKFILE_TTL]  = { "lockfile-ttl", 1, 1 },
 	[O_ON_LOST]       = { "on-lost", 1, 1 },
+	[O_STOP_TIMEOUT]  = { "stop-timeout", 1, 1 },
 	[O_CONFIG]        = { "config", 1, 0 },
 	[O_FUSE]          = { "o", 1, 1 },
 	[O_HELP]          = { "help", 0, 0 },
@@ -76,6 +77,7 @@ static const struct option longopts[] = {
 	{ "op-timeout",    required_argument, NULL, LONG_BASE + O_OP_TIMEOUT },
 	{ "lockfile-ttl",  required_argument, NULL, LONG_BASE + O_LOCKFILE_TTL },
 	{ "on-lost",       required_argument, NULL, LONG_BASE + O_ON_LOST },
+	{ "stop-timeout",  required_argument, NULL, LONG_BASE + O_STOP_TIMEOUT },
 	{ "config",        required_argument, NULL, 'c' },
 	{ "help",          no_argument,       NULL, 'h' },
 	{ "version",       no_argument,       NULL, 'V' },
@@ -86,6 +88,7 @@ static const struct option longopts[] = {
 #define LEASE_MAX_S 3600u
 #define OP_TIMEOUT_MAX_S 3600u
 #define TTL_MAX_S (366u * 24u * 3600u)
+#define STOP_TIMEOUT_MAX_S 3600u
 #define NS_PER_S 1000000000ull
 
 static const char usage_text[] =
@@ -112,6 +115,8 @@ static const char usage_text[] =
 "      --on-lost SIGNAL|none\n"
 "                            signal for holders whose lock is lost when the\n"
 "                            session ends (default TERM)\n"
+"      --stop-timeout SECS   on SIGTERM, how long holders may keep their\n"
+"                            locks before they get that signal (default 10)\n"
 "  -c, --config FILE         same keys as the long options (default\n"
 "                            " OPT_DEFAULT_CONFIG " when it exists)\n"
 "  -o OPTIONS                extra FUSE mount options\n"
@@ -522,6 +527,11 @@ static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
 				    "bad --on-lost value '%s': expected a signal (TERM, SIGKILL, 15...) or none",
 				    shown(v, b, sizeof(b)));
 		return 0;
+	case O_STOP_TIMEOUT:
+		if (set_secs("--stop-timeout", v, 1, STOP_TIMEOUT_MAX_S, &ns, err, errlen) < 0)
+			return -1;
+		o->stop_timeout_ms = (ns + 999999u) / 1000000u;
+		return 0;
 	case O_FUSE: {
 		char **nv;
 
@@ -771,6 +781,7 @@ int options_parse(struct options *o, int argc, char **argv)
 	o->lease_ms = 10000;
 	o->op_timeout_ms = 5000;
 	o->on_lost_signal = SIGTERM;
+	o->stop_timeout_ms = 10000;
 
 	cl = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*cl));
 	if (!cl) {

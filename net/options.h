@@ -44,6 +44,7 @@ struct options {
 	uint64_t op_timeout_ms;         /* default 5 s */
 	uint32_t lockfile_ttl_s;        /* default 0; decimals round up */
 	int on_lost_signal;             /* default SIGTERM; 0 = none */
+	uint64_t stop_timeout_ms;       /* default 10 s; 0: signal holders at once */
 	char *config_file;              /* the file read, or NULL */
 	char **fuse_opts;               /* -o values, in order (file first) */
 	size_t nfuse_opts;

@@ -1,9 +1,11 @@
 #!/bin/sh
 # t/fs-daemon.sh - cluckd as a program (SPEC 4.1): bad options are one line
 # on stderr and exit 2 (a key file others may read or another user owns
-# among them), --help/--version, clean stops by SIGTERM (with a
-# holder and a parked waiter) and by fusermount3 -u, the fail-closed
-# immutable mount point, and the configuration file.
+# among them), --help/--version, clean stops by SIGTERM (holders
+# get --stop-timeout, then the --on-lost signal before their locks go;
+# parked waiters and new requests get ENOLCK at once; a second SIGTERM cuts
+# the wait short) and by fusermount3 -u (EBUSY while a file is open), the
+# fail-closed immutable mount point, and the configuration file.
 #
 # It must never: leave a daemon running when an option it expected to be
 # refused was accepted (every such run is bounded by timeout and unmounted).
@@ -34,6 +36,9 @@ bad "unknown option" "${B[@]}" --bogus "$M"
 bad "--lease abc" "${B[@]}" --lease abc "$M"
 bad "--lease 0" "${B[@]}" --lease 0 "$M"
 bad "--on-lost BOGUS" "${B[@]}" --on-lost BOGUS "$M"
+bad "--stop-timeout -1" "${B[@]}" --stop-timeout -1 "$M"
+bad "--stop-timeout abc" "${B[@]}" --stop-timeout abc "$M"
+bad "--stop-timeout 3601" "${B[@]}" --stop-timeout 3601 "$M"
 mkdir -p "$T_DIR/mnt2"
 bad "two mount points" "${B[@]}" "$M" "$T_DIR/mnt2"
 bad "no mount point" "${B[@]}"
@@ -69,7 +74,7 @@ out=$(timeout 5 "$CLUCKD" --help 2>&1); rc=$?
 expect_eq "--help exit" 0 "$rc"
 expect_match "--help shows usage" "[Uu]sage" "$out"
 for opt in -f --foreground -n --name -C --cluster -l --listen -D --data-dir -k --key-file \
-	--client-listen --lease --op-timeout --lockfile-ttl --on-lost -c --config -o; do
+	--client-listen --lease --op-timeout --lockfile-ttl --on-lost --stop-timeout -c --config -o; do
 	printf '%s\n' "$out" | grep -Eq -- "(^| )$opt[ ,]" || fail "--help does not list $opt"
 done
 # Descriptions start in one column; an option too long for it puts its
@@ -96,25 +101,134 @@ out=$(timeout 5 "$CLUCKD" --version 2>&1); rc=$?
 expect_eq "--version exit" 0 "$rc"
 expect_match "--version prints a version" "[0-9]+\.[0-9]+" "$out"
 
-# --- SIGTERM with a holder and a parked waiter -------------------------------
-start_cluckd || finish
-flock -o "$M/j" sh -c "echo \$\$ >> '$T_PIDS'; echo H >> '$ORDER'; exec sleep 60" &
-H=$!; bg_track "$H"
-wait_until 5 grep -qx H "$ORDER" || fail "holder not granted"
-flock "$M/j" true 2>"$T_DIR/waiter.err" &
+# --- SIGTERM with holders: --stop-timeout, then the signal, then the locks go --
+# sholder FILE TAG: a holder of FILE (flock, exclusive) that logs TAG to
+# $ORDER once granted and, on SIGTERM, writes the time (ms) to sig.TAG and
+# exits 0.  Sets HPID.
+sholder() {
+	python3 - "$1" "$T_DIR/sig.$2" "$2" "$ORDER" <<'EOF' &
+import fcntl, os, signal, sys, time
+path, sigf, tag, order = sys.argv[1:5]
+def on_term(s, f):
+    with open(sigf, "w") as o:
+        o.write("%d\n" % (time.time_ns() // 1000000))
+    os._exit(0)
+signal.signal(signal.SIGTERM, on_term)
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+with open(order, "a") as o:
+    o.write(tag + "\n")
+time.sleep(60)
+EOF
+	HPID=$!
+	bg_track "$HPID"
+}
+sig_of() { cat "$T_DIR/sig.$1" 2>/dev/null; }
+# json_stopping: status.json's "stopping" as "LEFT HOLDS", or "null".
+json_stopping() {
+	python3 -c 'import json, sys
+s = json.load(open(sys.argv[1]))["stopping"]
+print("null" if s is None else "%d %d" % (s["seconds_left"], s["holds"]))' "$M/status.json" 2>&1
+}
+
+start_cluckd --stop-timeout 2 || finish
+expect_eq "status.json: stopping is null while running" null "$(json_stopping)"
+sholder "$M/s1" S1
+# S2: flock(1) holds, its child shell does the work: the child is signalled too.
+flock "$M/s2" sh -c "echo \$\$ >> '$T_PIDS'; trap 'echo \$((\$(date +%s%N) / 1000000)) > \"$T_DIR/sig.S2\"; exit 0' TERM; echo S2 >> '$ORDER'; while :; do sleep 0.05; done" &
+bg_track $!
+wait_until 5 granted S1 || fail "S1 not granted"
+wait_until 5 granted S2 || fail "S2 not granted"
+flock "$M/s1" true 2>"$T_DIR/waiter.err" &
 W=$!; bg_track "$W"
-wait_until 5 waiters_are j 1 || fail "expected a parked waiter, got $(lock_field j waiters)"
+wait_until 5 waiters_are s1 1 || fail "expected a parked waiter, got $(lock_field s1 waiters)"
 rss=$(daemon_rss_kb)
 if [ -n "$rss" ] && [ "$rss" -gt 0 ]; then ok "daemon RSS ${rss} KiB"; else fail "daemon_rss_kb: got '$rss'"; fi
-stop_cluckd
-expect_eq "exit status after SIGTERM with a holder and a waiter" 0 "$CLUCKD_RC"
-if wait_until 5 dead "$W"; then
+t0=$(now_ms)
+kill -TERM "$CLUCKD_PID"
+if wait_until 1 dead "$W"; then
 	wait "$W"; rc=$?
-	if [ "$rc" != 0 ]; then ok "the parked waiter ended with an error (exit $rc: $(cat "$T_DIR/waiter.err"))"; else fail "the parked waiter exited 0 after cluckd stopped (it must not get the lock)"; fi
+	if [ "$rc" != 0 ] && grep -q "No locks available" "$T_DIR/waiter.err"; then
+		ok "the parked waiter got ENOLCK at once ($(( $(now_ms) - t0 )) ms)"
+	else
+		fail "the parked waiter: expected ENOLCK, got exit $rc: $(cat "$T_DIR/waiter.err")"
+	fi
 else
-	fail "the parked waiter still hangs 5 s after cluckd stopped"
+	fail "the parked waiter still waits 1 s after SIGTERM (expected ENOLCK at once)"
 fi
-kill_tree KILL "$H"; wait "$H" 2>/dev/null
+wait_until 1 eval '[ -n "$(status_key stopping)" ]'
+expect_match "status shows the stop and the holds left" '^[12] s left, holds: 2$' "$(status_key stopping)"
+expect_match "status.json shows the stop" '^[12] 2$' "$(json_stopping)"
+out=$(flock -n "$M/new" true 2>&1); rc=$?
+if [ "$rc" != 0 ] && printf '%s' "$out" | grep -q "No locks available"; then ok "a new lock request while stopping: ENOLCK"; else fail "a new lock request while stopping: expected ENOLCK, got exit $rc: $out"; fi
+expect_errno "a new O_EXCL lockfile while stopping" ENOLCK excl "$M/lockfile"
+if [ -z "$(sig_of S1)" ] && [ -z "$(sig_of S2)" ] && alive "$CLUCKD_PID" && [ "$(lock_field s1 holders)" = 1 ]; then
+	ok "the holders keep their locks, unsignalled, during --stop-timeout"
+else
+	fail "during --stop-timeout: S1 signalled at '$(sig_of S1)', S2 at '$(sig_of S2)', daemon alive: $(alive "$CLUCKD_PID" && echo yes || echo no), s1 holders $(lock_field s1 holders)"
+fi
+wait_until 5 dead "$CLUCKD_PID"
+t_exit=$(now_ms)
+s1=$(sig_of S1); s2=$(sig_of S2)
+if [ -n "$s1" ] && [ "$s1" -ge $((t0 + 1900)) ] && [ "$s1" -le "$t_exit" ]; then
+	ok "S1 signalled $((s1 - t0)) ms after SIGTERM, before the daemon let go ($((t_exit - t0)) ms)"
+else
+	fail "S1: expected its signal between 1900 ms after SIGTERM and the exit at $((t_exit - t0)) ms, got '${s1:+$((s1 - t0))}'"
+fi
+if [ -n "$s2" ] && [ "$s2" -ge $((t0 + 1900)) ]; then ok "the child of flock(1) holding S2 signalled too ($((s2 - t0)) ms)"; else fail "the child holding S2 was not signalled (got '$s2')"; fi
+if [ $((t_exit - t0)) -le 3000 ]; then ok "cluckd exited $((t_exit - t0)) ms after SIGTERM (--stop-timeout 2)"; else fail "cluckd exited only $((t_exit - t0)) ms after SIGTERM (--stop-timeout 2)"; fi
+stop_cluckd
+expect_eq "exit status after SIGTERM with holders and a waiter" 0 "$CLUCKD_RC"
+expect_match "the log says the holders were signalled" "stopping: 2 held locks given up.* [3-9] processes signalled" "$(cat "$LOG")"
+
+# --- holders that release in time are not signalled; the stop ends then ----
+start_cluckd || finish
+flock "$M/r" sh -c "echo \$\$ >> '$T_PIDS'; echo R >> '$ORDER'; sleep 1; echo \$((\$(date +%s%N) / 1000000)) > '$T_DIR/done.R'" &
+R=$!; bg_track "$R"
+wait_until 5 granted R || fail "R not granted"
+t0=$(now_ms)
+kill -TERM "$CLUCKD_PID"
+wait_until 5 dead "$CLUCKD_PID"
+t_exit=$(now_ms)
+wait "$R"; rc=$?
+d=$(cat "$T_DIR/done.R" 2>/dev/null)
+if [ "$rc" = 0 ] && [ -n "$d" ] && [ "$d" -le "$t_exit" ] && [ $((t_exit - t0)) -le 2500 ]; then
+	ok "a holder that finishes in time is not signalled; cluckd exits once it released ($((t_exit - t0)) ms)"
+else
+	fail "a holder finishing in 1 s: exit $rc, done at '${d:+$((d - t0))}' ms, cluckd exited at $((t_exit - t0)) ms"
+fi
+stop_cluckd
+expect_eq "exit status after the holders released" 0 "$CLUCKD_RC"
+
+# --- stop-timeout from the config file; a second SIGTERM cuts the wait short --
+printf 'stop-timeout = 30\n' > "$T_DIR/stop.conf"
+start_cluckd -c "$T_DIR/stop.conf" || finish
+sholder "$M/e1" E1
+flock "$M/e2" sh -c "echo \$\$ >> '$T_PIDS'; echo E2 >> '$ORDER'; sleep 0.5" &
+bg_track $!
+wait_until 5 granted E1 || fail "E1 not granted"
+wait_until 5 granted E2 || fail "E2 not granted"
+kill -TERM "$CLUCKD_PID"
+wait_until 2 eval '[ -n "$(status_key stopping)" ]'
+expect_match "config stop-timeout = 30 is honoured" '^(29|30) s left, holds: [12]$' "$(status_key stopping)"
+wait_until 3 holders_are e2 0 || fail "E2 did not release"
+expect_match "status: the holds left go down as holders release" '^[0-9]+ s left, holds: 1$' "$(status_key stopping)"
+t0=$(now_ms)
+kill -TERM "$CLUCKD_PID"
+if wait_until 1 dead "$CLUCKD_PID"; then ok "a second SIGTERM: cluckd exits at once ($(( $(now_ms) - t0 )) ms)"; else fail "a second SIGTERM: cluckd still running 1 s later"; fi
+if [ -n "$(sig_of E1)" ]; then ok "a second SIGTERM: the holder left was signalled"; else fail "a second SIGTERM: the holder left was not signalled"; fi
+stop_cluckd
+expect_eq "exit status after a second SIGTERM" 0 "$CLUCKD_RC"
+
+# --- --stop-timeout 0: the holders are signalled at once ------------------------------
+start_cluckd --stop-timeout 0 || finish
+sholder "$M/z1" Z1
+wait_until 5 granted Z1 || fail "Z1 not granted"
+t0=$(now_ms)
+kill -TERM "$CLUCKD_PID"
+if wait_until 1 dead "$CLUCKD_PID" && [ -n "$(sig_of Z1)" ]; then ok "--stop-timeout 0: the holder signalled and cluckd gone within 1 s ($(( $(now_ms) - t0 )) ms)"; else fail "--stop-timeout 0: cluckd alive: $(alive "$CLUCKD_PID" && echo yes || echo no), holder signalled at '$(sig_of Z1)'"; fi
+stop_cluckd
+expect_eq "exit status with --stop-timeout 0" 0 "$CLUCKD_RC"
 
 # --- fail closed ----------------------------------------------------------------
 expect_match "mount point immutable after stop (lsattr -d)" '^[^ ]*i[^ ]* ' "$(lsattr -d "$M" 2>&1)"
@@ -124,8 +238,16 @@ rc=$?
 if [ $rc != 0 ]; then ok "flock in the stopped mount point fails (exit $rc)"; else fail "flock in the stopped mount point: expected failure, got exit 0 (fail-open)"; fi
 expect_rc "nothing was created underneath" 1 test -e "$M/x"
 
-# --- fusermount3 -u stops the daemon -----------------------------------------------
+# --- fusermount3 -u stops the daemon, but not while a file is open ----------------
 start_cluckd || finish
+exec 7>"$M/busy"
+out=$(fusermount3 -u "$M" 2>&1); rc=$?
+if [ "$rc" != 0 ] && printf '%s' "$out" | grep -q "busy" && alive "$CLUCKD_PID" && [ -r "$M/status" ]; then
+	ok "fusermount3 -u while a file is open fails (EBUSY) and cluckd serves on"
+else
+	fail "fusermount3 -u while a file is open: exit $rc: $out"
+fi
+exec 7>&-
 fusermount3 -u "$M"
 if wait_until 5 dead "$CLUCKD_PID"; then ok "fusermount3 -u stops cluckd"; else fail "cluckd still running 5 s after fusermount3 -u"; fi
 stop_cluckd
@@ -153,8 +275,9 @@ bad "a bad value in the config file" "${B[@]}" -c "$T_DIR/bad2.conf" "$M"
 expect_match "the config error names file:line" "bad2\.conf:1" "$(cat "$ERR")"
 bad "a missing config file" "${B[@]}" -c "$T_DIR/missing.conf" "$M"
 
-# --- SIGTERM with 1000 parked waiters: all answered, exit 0 within a second --------
-start_cluckd || finish
+# --- SIGTERM with 1000 parked waiters: all answered ENOLCK within a second, while
+# their holder still has its --stop-timeout -----------------------------------------
+start_cluckd --stop-timeout 3 || finish
 flock "$M/many" sh -c "echo \$\$ >> '$T_PIDS'; exec sleep 60" & H=$!; bg_track "$H"
 wait_until 5 holders_are many 1 || fail "many: holder not granted"
 python3 - "$M/many" 1000 > "$T_DIR/many.out" 2>&1 <<'EOF2' &
@@ -167,22 +290,23 @@ def w():
         fcntl.flock(fd, fcntl.LOCK_EX)
         res.append("granted")
     except OSError as e:
-        res.append(type(e).__name__)
+        res.append(os.strerror(e.errno))
 ts = [threading.Thread(target=w) for _ in range(n)]
 for t in ts: t.start()
 for t in ts: t.join()
-print("answered %d granted %d" % (len(res), res.count("granted")))
+print("answered %d granted %d enolck %d" % (len(res), res.count("granted"),
+      res.count(os.strerror(37))))
 EOF2
 PY=$!; bg_track "$PY"
 wait_until 20 waiters_are many 1000 || fail "many: expected 1000 parked waiters, got $(lock_field many waiters)"
 t0=$(now_ms)
 kill -TERM "$CLUCKD_PID"
-if wait_until 1 dead "$CLUCKD_PID"; then ok "cluckd exited within 1 s of SIGTERM with 1000 waiters ($(( $(now_ms) - t0 )) ms)"; else fail "cluckd still running 1 s after SIGTERM with 1000 waiters"; fi
+if wait_until 1 dead "$PY"; then ok "1000 parked waiters answered within 1 s of SIGTERM ($(( $(now_ms) - t0 )) ms)"; else fail "many: some waiters still wait 1 s after SIGTERM"; fi
+wait "$PY" 2>/dev/null
+expect_eq "every parked waiter answered ENOLCK, none granted" "answered 1000 granted 0 enolck 1000" "$(cat "$T_DIR/many.out")"
+if wait_until 5 dead "$CLUCKD_PID"; then ok "cluckd exited $(( $(now_ms) - t0 )) ms after SIGTERM (--stop-timeout 3)"; else fail "cluckd still running 5 s after SIGTERM (--stop-timeout 3)"; fi
 stop_cluckd
 expect_eq "exit status after SIGTERM with 1000 waiters" 0 "$CLUCKD_RC"
-wait_until 5 dead "$PY" || fail "many: some waiters still hang 5 s after cluckd stopped"
-wait "$PY" 2>/dev/null
-expect_eq "every parked waiter answered, none granted" "answered 1000 granted 0" "$(cat "$T_DIR/many.out")"
 kill_tree KILL "$H"; wait "$H" 2>/dev/null
 
 # --- a mount point whose path has blanks and quotes; starting twice; a dead mount --
