@@ -1634,7 +1634,7 @@ static void open_session(int i)
 {
 	struct node *nd = &S.nodes[i];
 	struct lc_cmd cmd = { 0 };
-	static char name[8];
+	static char name[16];
 
 	if (S.nsr == S.capsr) {
 		S.capsr = S.capsr ? S.capsr * 2 : 16;
