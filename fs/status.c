@@ -119,6 +119,27 @@ static size_t utf8_len(const unsigned char *s, size_t avail)
 	return need;
 }
 
+/* The code point of the valid UTF-8 sequence of k bytes at s. */
+static uint32_t utf8_cp(const unsigned char *s, size_t k)
+{
+	static const unsigned char lead_mask[5] = { 0, 0x7f, 0x1f, 0x0f, 0x07 };
+	uint32_t cp = s[0] & lead_mask[k];
+
+	for (size_t i = 1; i < k; i++)
+		cp = cp << 6 | (s[i] & 0x3fu);
+	return cp;
+}
+
+/* Unicode white space beyond ASCII (what Python's str.split() and most
+ * "split on white space" tools cut at): escaped in text fields so a field
+ * never splits in two, whichever tool reads it. */
+static int uni_space(uint32_t cp)
+{
+	return cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
+	       (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 ||
+	       cp == 0x202f || cp == 0x205f || cp == 0x3000;
+}
+
 /* Appends a JSON string body (see status.h). */
 void sbuf_json_str(struct sbuf *b, const char *s, size_t len)
 {
@@ -143,8 +164,11 @@ void sbuf_json_str(struct sbuf *b, const char *s, size_t len)
 		}
 		k = utf8_len(u + i, len - i);
 		if (k == 0) {
-			/* Not UTF-8: show the byte, never emit invalid JSON. */
-			sbuf_printf(b, "\\u%04x", c);
+			/* Not UTF-8: a lone low surrogate U+DC80..U+DCFF stands
+			 * for the byte (Python's "surrogateescape"), which no
+			 * UTF-8 text can hold, so the bytes come back exactly
+			 * and the document stays valid JSON. */
+			sbuf_printf(b, "\\udc%02x", c);
 			i++;
 			continue;
 		}
@@ -156,15 +180,34 @@ void sbuf_json_str(struct sbuf *b, const char *s, size_t len)
 /* Appends a one-line text field (see status.h). */
 void sbuf_text_str(struct sbuf *b, const char *s, size_t len)
 {
-	for (size_t i = 0; i < len && !b->err; i++) {
-		unsigned char c = (unsigned char)s[i];
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
 
-		if (c == '\\')
+	while (i < len && !b->err) {
+		unsigned char c = u[i];
+		size_t k;
+
+		if (c == '\\') {
 			sbuf_add(b, "\\\\", 2);
-		else if (c < 0x20 || c == 0x7f)
+			i++;
+			continue;
+		}
+		if (c <= 0x20 || c == 0x7f) {
 			sbuf_printf(b, "\\x%02x", c);
-		else
-			sbuf_add(b, &s[i], 1);
+			i++;
+			continue;
+		}
+		k = utf8_len(u + i, len - i);
+		if (k == 0 || (k > 1 && uni_space(utf8_cp(u + i, k)))) {
+			/* Bytes that are not UTF-8, or a white space: each byte
+			 * as \xHH. */
+			for (size_t j = 0; j < (k ? k : 1); j++)
+				sbuf_printf(b, "\\x%02x", u[i + j]);
+			i += k ? k : 1;
+			continue;
+		}
+		sbuf_add(b, u + i, k);
+		i += k;
 	}
 }
 

@@ -35,11 +35,15 @@ void sbuf_add(struct sbuf *b, const void *data, size_t len);
 void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Appends bytes as the inside of a JSON string: '"', '\\' and control
- * characters are escaped, valid UTF-8 is copied, every byte of an invalid
- * UTF-8 sequence becomes \u00XX. */
+ * characters are escaped, valid UTF-8 is copied, every byte HH that is
+ * not part of valid UTF-8 becomes the lone surrogate \udcHH (Python's
+ * "surrogateescape"), so any bytes give valid JSON and come back exactly
+ * (cluckfs(5)). */
 void sbuf_json_str(struct sbuf *b, const char *s, size_t len);
-/* Appends bytes for a one-line text field: control bytes become \xHH and
- * a backslash becomes "\\", so a path can never break a line. */
+/* Appends bytes as one field of a text line, so a line always splits into
+ * its fields one way (cluckfs(5)): a backslash becomes "\\\\"; control
+ * bytes, space, DEL, Unicode white space and every byte that is not part
+ * of valid UTF-8 become \xHH (each byte); the rest is copied. */
 void sbuf_text_str(struct sbuf *b, const char *s, size_t len);
 void sbuf_free(struct sbuf *b);
 
