@@ -4,7 +4,8 @@
  * holds lost with an expired session (SPEC 3).
  *
  * Everything here is a pure read of the local replica and the node status,
- * done in one go at open() so a reader sees one snapshot.  Key names and
+ * done in one go at open() so a reader sees one snapshot, and only the
+ * lock lines the opener could look up itself (struct status_reader).  Key names and
  * their order are part of the product contract: add keys after the
  * required ones, never rename them.
  *
@@ -424,22 +425,84 @@ const char *status_mode_name(uint8_t type)
 	}
 }
 
-/* ---- status text ----------------------------------------------------------- */
+/* ---- who sees what ------------------------------------------------------------ */
 
 struct render {
 	struct sbuf *b;
 	const struct lc_state *s;
+	const struct status_reader *rd;  /* NULL: sees everything */
 	uint64_t now_ns;
 	int first;                     /* JSON: no comma before the next item */
 	char path[LC_PATH_MAX + 2];
 };
+
+static int in_group(const struct status_reader *rd, uint32_t gid)
+{
+	if (rd->gid == gid)
+		return 1;
+	for (size_t i = 0; i < rd->ngroups; i++)
+		if (rd->groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* The kernel's rule for x on a directory (default_permissions, no ACLs):
+ * the owner's bits for the owner, else the group's for a member, else the
+ * others'. */
+static int may_search(const struct status_reader *rd, const struct lc_attr *a)
+{
+	uint32_t bits;
+
+	if (a->kind != LC_DIR)
+		return 0;
+	if (a->uid == rd->uid)
+		bits = a->mode >> 6;
+	else if (in_group(rd, a->gid))
+		bits = a->mode >> 3;
+	else
+		bits = a->mode;
+	return bits & 1u;
+}
+
+/*
+ * 1 when the reader could look `path` up: it may search every directory
+ * on the path as the path resolves now (uid 0 may search all).  A path
+ * that does not resolve (a directory of it is gone, "?") is root's only,
+ * so a line never shows what a hidden directory held.  The last component
+ * is the file itself and needs no search right.
+ */
+static int visible(const struct render *r, const char *path)
+{
+	uint64_t dir = LC_INO_ROOT;
+	const char *p;
+	struct lc_attr a;
+
+	if (!r->rd || r->rd->uid == 0)
+		return 1;
+	if (path[0] != '/')
+		return 0;
+	for (p = path + 1;;) {
+		const char *slash = strchr(p, '/');
+
+		if (lc_getattr(r->s, dir, &a) < 0 || !may_search(r->rd, &a))
+			return 0;
+		if (!slash)
+			return 1;
+		if (lc_lookup(r->s, dir, p, (size_t)(slash - p), &a) < 0)
+			return 0;
+		dir = a.ino;
+		p = slash + 1;
+	}
+}
+
+/* ---- status text ----------------------------------------------------------- */
 
 static int text_lock(void *ctx, uint64_t ino)
 {
 	struct render *r = ctx;
 	struct lc_locksum sum;
 
-	if (lc_path(r->s, ino, r->path, sizeof(r->path)) < 0)
+	if (lc_path(r->s, ino, r->path, sizeof(r->path)) < 0 || !visible(r, r->path))
 		return 0;
 	if (lc_locksum(r->s, ino, r->now_ns, &sum) < 0)
 		return 0;
@@ -457,12 +520,13 @@ static const char *link_name(const struct node_status *ns)
 	return ns->link ? ns->link : "unknown";
 }
 
-static void render_text(struct sbuf *b, const struct node *n, const struct fs_lost *lost)
+static void render_text(struct sbuf *b, const struct node *n, const struct fs_lost *lost,
+			const struct status_reader *rd)
 {
 	const struct lc_state *s = node_state(n);
 	struct node_status ns;
 	struct lc_stats st;
-	struct render r = { .b = b, .s = s, .now_ns = node_now_ns(n) };
+	struct render r = { .b = b, .s = s, .rd = rd, .now_ns = node_now_ns(n) };
 
 	memset(&ns, 0, sizeof(ns));
 	node_get_status(n, &ns);
@@ -487,6 +551,8 @@ static void render_text(struct sbuf *b, const struct node *n, const struct fs_lo
 	sbuf_printf(b, "\nmembers: %u\nlost: %zu\n", ns.members, lost ? lost->n : 0);
 	lc_foreach_locked(s, text_lock, &r);
 	for (const struct fs_lost_hold *h = lost ? lost->head : NULL; h && !b->err; h = h->next) {
+		if (!visible(&r, h->path))
+			continue;
 		sbuf_add(b, "lost ", 5);
 		sbuf_text_str(b, h->path, strlen(h->path));
 		sbuf_printf(b, " mode=%s pid=%" PRIu32 " token=%" PRIu64 " lost_at=%" PRIu64 "%s\n",
@@ -551,7 +617,7 @@ static int json_lock(void *ctx, uint64_t ino)
 
 	if (lc_locksum(r->s, ino, r->now_ns, &sum) < 0)
 		return 0;
-	if (lc_path(r->s, ino, r->path, sizeof(r->path)) < 0)
+	if (lc_path(r->s, ino, r->path, sizeof(r->path)) < 0 || !visible(r, r->path))
 		return 0;
 	sbuf_add(r->b, r->first ? "{\"path\":\"" : ",{\"path\":\"", r->first ? 9 : 10);
 	sbuf_json_str(r->b, r->path, strlen(r->path));
@@ -574,12 +640,14 @@ static void json_kv_str(struct sbuf *b, const char *key, const char *v)
 	sbuf_add(b, "\",", 2);
 }
 
-static void render_json(struct sbuf *b, const struct node *n, const struct fs_lost *lost)
+static void render_json(struct sbuf *b, const struct node *n, const struct fs_lost *lost,
+			const struct status_reader *rd)
 {
 	const struct lc_state *s = node_state(n);
 	struct node_status ns;
 	struct lc_stats st;
-	struct render r = { .b = b, .s = s, .now_ns = node_now_ns(n), .first = 1 };
+	struct render r = { .b = b, .s = s, .rd = rd, .now_ns = node_now_ns(n), .first = 1 };
+	int first = 1;
 
 	memset(&ns, 0, sizeof(ns));
 	node_get_status(n, &ns);
@@ -602,8 +670,10 @@ static void render_json(struct sbuf *b, const struct node *n, const struct fs_lo
 	lc_foreach_locked(s, json_lock, &r);
 	sbuf_add(b, "],\"lost_locks\":[", 16);
 	for (const struct fs_lost_hold *h = lost ? lost->head : NULL; h && !b->err; h = h->next) {
-		sbuf_add(b, h == lost->head ? "{\"path\":\"" : ",{\"path\":\"",
-			 h == lost->head ? 9 : 10);
+		if (!visible(&r, h->path))
+			continue;
+		sbuf_add(b, first ? "{\"path\":\"" : ",{\"path\":\"", first ? 9 : 10);
+		first = 0;
 		sbuf_json_str(b, h->path, strlen(h->path));
 		sbuf_printf(b, "\",\"mode\":\"%s\",\"pid\":%" PRIu32 ",\"token\":%" PRIu64
 			    ",\"lost_at\":%" PRIu64 ",\"released\":%s}", status_mode_name(h->mode),
@@ -723,16 +793,16 @@ static void render_metrics(struct sbuf *b, const struct node *n,
 /* Renders one generated file into a new buffer (see status.h). */
 int status_render(uint64_t ino, const struct node *n,
 		  const struct fs_metrics *m, const struct fs_lost *lost,
-		  char **out, size_t *len)
+		  const struct status_reader *reader, char **out, size_t *len)
 {
 	struct sbuf b = { 0 };
 
 	switch (ino) {
 	case LC_INO_STATUS:
-		render_text(&b, n, lost);
+		render_text(&b, n, lost, reader);
 		break;
 	case LC_INO_STATUS_JSON:
-		render_json(&b, n, lost);
+		render_json(&b, n, lost, reader);
 		break;
 	case LC_INO_METRICS:
 		render_metrics(&b, n, m, lost);

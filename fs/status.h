@@ -132,15 +132,25 @@ void fs_lost_free(struct fs_lost *t);
 
 /* ---- rendering ---------------------------------------------------------- */
 
+/* The process that opens a generated file (its fsuid, fsgid and
+ * supplementary groups): status shows it only the locks it could look up
+ * itself, those whose every directory it may search (cluckfs(5)). */
+struct status_reader {
+	uint32_t uid, gid;
+	const uint32_t *groups;            /* supplementary groups, may be NULL */
+	size_t ngroups;
+};
+
 /*
  * Renders the generated file with inode number `ino` (LC_INO_STATUS,
  * LC_INO_STATUS_JSON or LC_INO_METRICS) into a malloc'ed buffer: *out
  * (caller frees with free()) and *len.  `lost` may be NULL (none).
+ * `reader` may be NULL: everything is shown, as to root.
  * Returns 0, -ENOENT for another inode, or -ENOMEM.
  */
 int status_render(uint64_t ino, const struct node *n,
 		  const struct fs_metrics *m, const struct fs_lost *lost,
-		  char **out, size_t *len);
+		  const struct status_reader *reader, char **out, size_t *len);
 
 /* "ex", "sh" or "free" for an lc_lock_type. */
 const char *status_mode_name(uint8_t type);
