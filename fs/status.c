@@ -433,7 +433,7 @@ struct render {
 	const struct status_reader *rd;  /* NULL: sees everything */
 	uint64_t now_ns;
 	int first;                     /* JSON: no comma before the next item */
-	char path[LC_PATH_MAX + 2];
+	char path[LC_PATH_MAX + LC_NAME_MAX + 2];
 };
 
 static int in_group(const struct status_reader *rd, uint32_t gid)
@@ -497,20 +497,63 @@ static int visible(const struct render *r, const char *path)
 
 /* ---- status text ----------------------------------------------------------- */
 
+/*
+ * Where the lock of `ino` is shown, in r->path: its path (first name) and
+ * *deleted 0 for a file that has a name; for one whose last name was
+ * removed while it lives on (open or locked somewhere), the path of that
+ * former name, "?/NAME" when its directory is gone too, and *deleted 1.
+ * -ENOENT when neither is known, -ERANGE for a path beyond the buffer.
+ */
+static int lock_where(struct render *r, uint64_t ino, int *deleted)
+{
+	uint64_t dir;
+	const char *name;
+	size_t len, n;
+	int rc;
+
+	*deleted = 0;
+	rc = lc_path(r->s, ino, r->path, sizeof(r->path));
+	if (rc != -ENOENT)
+		return rc;
+	if (lc_former_name(r->s, ino, &dir, &name, &len) < 0)
+		return -ENOENT;
+	*deleted = 1;
+	if (lc_path(r->s, dir, r->path, sizeof(r->path) - LC_NAME_MAX - 1) < 0)
+		strcpy(r->path, "?");
+	n = strlen(r->path);
+	if (strcmp(r->path, "/") != 0)
+		r->path[n++] = '/';
+	memcpy(r->path + n, name, len);
+	r->path[n + len] = '\0';
+	return 0;
+}
+
 static int text_lock(void *ctx, uint64_t ino)
 {
 	struct render *r = ctx;
 	struct lc_locksum sum;
+	int deleted;
 
-	if (lc_path(r->s, ino, r->path, sizeof(r->path)) < 0 || !visible(r, r->path))
+	if (lock_where(r, ino, &deleted) < 0 || !visible(r, r->path))
 		return 0;
 	if (lc_locksum(r->s, ino, r->now_ns, &sum) < 0)
 		return 0;
-	sbuf_add(r->b, "lock ", 5);
-	sbuf_text_str(r->b, r->path, strlen(r->path));
+	/* A deleted file's PATH field is "<deleted:INO>", which no path
+	 * (they all start with '/') can be; its former path comes last. */
+	if (deleted)
+		sbuf_printf(r->b, "lock <deleted:%" PRIu64 ">", ino);
+	else {
+		sbuf_add(r->b, "lock ", 5);
+		sbuf_text_str(r->b, r->path, strlen(r->path));
+	}
 	sbuf_printf(r->b, " mode=%s holders=%" PRIu32 " waiters=%" PRIu32
-		    " token=%" PRIu64 "\n", status_mode_name(sum.mode),
+		    " token=%" PRIu64, status_mode_name(sum.mode),
 		    sum.holders, sum.waiters, sum.last_token);
+	if (deleted) {
+		sbuf_add(r->b, " was=", 5);
+		sbuf_text_str(r->b, r->path, strlen(r->path));
+	}
+	sbuf_add(r->b, "\n", 1);
 	return r->b->err;
 }
 
@@ -614,20 +657,30 @@ static int json_lock(void *ctx, uint64_t ino)
 {
 	struct render *r = ctx;
 	struct lc_locksum sum;
+	int deleted;
 
 	if (lc_locksum(r->s, ino, r->now_ns, &sum) < 0)
 		return 0;
-	if (lc_path(r->s, ino, r->path, sizeof(r->path)) < 0 || !visible(r, r->path))
+	if (lock_where(r, ino, &deleted) < 0 || !visible(r, r->path))
 		return 0;
 	sbuf_add(r->b, r->first ? "{\"path\":\"" : ",{\"path\":\"", r->first ? 9 : 10);
-	sbuf_json_str(r->b, r->path, strlen(r->path));
+	if (deleted)
+		sbuf_printf(r->b, "<deleted:%" PRIu64 ">", ino);
+	else
+		sbuf_json_str(r->b, r->path, strlen(r->path));
 	sbuf_printf(r->b, "\",\"mode\":\"%s\",\"holders\":[", status_mode_name(sum.mode));
 	r->first = 1;
 	lc_locks(r->s, ino, json_holder, skip_lock, r);
 	sbuf_add(r->b, "],\"waiters\":[", 13);
 	r->first = 1;
 	lc_locks(r->s, ino, skip_lock, json_waiter, r);
-	sbuf_printf(r->b, "],\"token\":%" PRIu64 "}", sum.last_token);
+	sbuf_printf(r->b, "],\"token\":%" PRIu64, sum.last_token);
+	if (deleted) {
+		sbuf_printf(r->b, ",\"ino\":%" PRIu64 ",\"was\":\"", ino);
+		sbuf_json_str(r->b, r->path, strlen(r->path));
+		sbuf_add(r->b, "\"", 1);
+	}
+	sbuf_add(r->b, "}", 1);
 	r->first = 0;
 	return r->b->err;
 }

@@ -86,6 +86,18 @@ expect_eq "the owner of /hidden sees its lock" "/hidden/job /pub/job /xonly/job"
 chown 0 "$M/hidden"
 expect_eq "counts stay global: nobody reads the same locks_held" "$(status_key locks_held)" \
 	"$(nobody sed -n 's/^locks_held: //p' "$M/status")"
+# Deleted files: seen by who could search the directory their name was in,
+# and only by root once that directory is gone too.
+mkdir "$M/tmpd"; chmod 0755 "$M/tmpd"
+for f in hidden/gone pub/gone tmpd/gone; do
+	holder -x "$M/$f" "$f"
+	wait_until 5 granted "$f" || fail "$f: holder not granted"
+	rm "$M/$f"
+done
+rmdir "$M/tmpd"
+deleted() { "$@" cat "$M/status" | sed -n 's/^lock <deleted:[0-9]*> .* was=//p' | sort | tr '\n' ' '; }
+expect_eq "root sees every deleted file's lock" "/hidden/gone /pub/gone ?/gone " "$(deleted)"
+expect_eq "nobody sees only the one in a directory it may search" "/pub/gone " "$(deleted nobody)"
 
 stop_cluckd
 expect_eq "cluckd exit status after SIGTERM" 0 "$CLUCKD_RC"

@@ -176,6 +176,34 @@ expect_match "the odd name's line escapes its spaces" '^lock /x\\x20mode=free\\x
 	"$(grep -a '^lock /x' "$M/status")"
 for p in "${hp[@]}"; do release "$p"; done
 
+# --- a held lock on a file whose last name was removed -------------------------------
+: > "$M/gone file"
+gino=$(stat -c %i "$M/gone file")
+holder -x "$M/gone file" G; G=$HPID
+wait_until 5 granted G || fail "deleted: holder not granted"
+rm "$M/gone file"
+expect_match "a held lock on a deleted file is listed by inode, with its former name" \
+	"^lock <deleted:$gino> mode=ex holders=1 waiters=0 token=[0-9]+ was=/gone\\\\x20file\$" \
+	"$(grep -a '^lock <deleted' "$M/status")"
+expect_eq "its line parses one way" same "$(status_lines_check)"
+got=$(python3 - "$M/status.json" "$gino" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+d = [l for l in j["locks"] if l["path"] == "<deleted:%s>" % sys.argv[2]]
+if len(d) != 1:
+    print("no <deleted:%s> entry in %r" % (sys.argv[2], [l["path"] for l in j["locks"]]))
+else:
+    d = d[0]
+    print("%s %s %s %d" % (d.get("ino"), d.get("was"), d["mode"], len(d["holders"])))
+EOF
+)
+expect_eq "status.json lists it with ino and was" "$gino /gone file ex 1" "$got"
+expect_eq "every held lock has a line: holders add up to locks_held" "$(status_key locks_held)" \
+	"$(awk '/^lock / { sub("holders=", "", $4); n += $4 } END { print n + 0 }' "$M/status")"
+release "$G"
+wait_until 5 eval '! grep -q "^lock <deleted:$gino>" "$M/status"'
+expect_eq "the line goes with the release" "" "$(grep -a '^lock <deleted' "$M/status")"
+
 # --- metrics ---------------------------------------------------------------------------
 metrics_check() {
 	python3 - "$M/metrics" <<'EOF'
