@@ -433,8 +433,38 @@ struct render {
 	const struct status_reader *rd;  /* NULL: sees everything */
 	uint64_t now_ns;
 	int first;                     /* JSON: no comma before the next item */
-	char path[LC_PATH_MAX + LC_NAME_MAX + 2];
+	/* A path has no length limit (directories nest without one): the
+	 * buffer grows, so no lock loses its line for a long path. */
+	char *path;
+	size_t cap;
 };
+
+/* lc_path of `ino` into r->path with `room` bytes left free after it:
+ * 0, -ENOENT, or -ENOMEM (then the whole document fails, as it must not
+ * leave a lock out). */
+static int path_into(struct render *r, uint64_t ino, size_t room)
+{
+	for (;;) {
+		size_t cap;
+		char *p;
+		int rc = r->cap > room ? lc_path(r->s, ino, r->path, r->cap - room) : -ERANGE;
+
+		if (rc != -ERANGE)
+			return rc;
+		cap = r->cap ? r->cap : LC_PATH_MAX + LC_NAME_MAX + 2;
+		if (cap > SIZE_MAX / 4)
+			goto no_memory;
+		cap = r->cap ? cap * 2 : cap;
+		p = realloc(r->path, cap);
+		if (!p)
+			goto no_memory;
+		r->path = p;
+		r->cap = cap;
+	}
+no_memory:
+	r->b->err = -ENOMEM;
+	return -ENOMEM;
+}
 
 static int in_group(const struct status_reader *rd, uint32_t gid)
 {
@@ -502,7 +532,7 @@ static int visible(const struct render *r, const char *path)
  * *deleted 0 for a file that has a name; for one whose last name was
  * removed while it lives on (open or locked somewhere), the path of that
  * former name, "?/NAME" when its directory is gone too, and *deleted 1.
- * -ENOENT when neither is known, -ERANGE for a path beyond the buffer.
+ * -ENOENT when neither is known, -ENOMEM.
  */
 static int lock_where(struct render *r, uint64_t ino, int *deleted)
 {
@@ -512,13 +542,16 @@ static int lock_where(struct render *r, uint64_t ino, int *deleted)
 	int rc;
 
 	*deleted = 0;
-	rc = lc_path(r->s, ino, r->path, sizeof(r->path));
+	rc = path_into(r, ino, 0);
 	if (rc != -ENOENT)
 		return rc;
 	if (lc_former_name(r->s, ino, &dir, &name, &len) < 0)
 		return -ENOENT;
 	*deleted = 1;
-	if (lc_path(r->s, dir, r->path, sizeof(r->path) - LC_NAME_MAX - 1) < 0)
+	rc = path_into(r, dir, LC_NAME_MAX + 1);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0)
 		strcpy(r->path, "?");
 	n = strlen(r->path);
 	if (strcmp(r->path, "/") != 0)
@@ -535,7 +568,7 @@ static int text_lock(void *ctx, uint64_t ino)
 	int deleted;
 
 	if (lock_where(r, ino, &deleted) < 0 || !visible(r, r->path))
-		return 0;
+		return r->b->err;
 	if (lc_locksum(r->s, ino, r->now_ns, &sum) < 0)
 		return 0;
 	/* A deleted file's PATH field is "<deleted:INO>", which no path
@@ -602,6 +635,7 @@ static void render_text(struct sbuf *b, const struct node *n, const struct fs_lo
 			    status_mode_name(h->mode), h->pid, h->token, h->lost_at_ms,
 			    h->released ? " released" : "");
 	}
+	free(r.path);
 }
 
 /* ---- status.json ------------------------------------------------------------ */
@@ -662,7 +696,7 @@ static int json_lock(void *ctx, uint64_t ino)
 	if (lc_locksum(r->s, ino, r->now_ns, &sum) < 0)
 		return 0;
 	if (lock_where(r, ino, &deleted) < 0 || !visible(r, r->path))
-		return 0;
+		return r->b->err;
 	sbuf_add(r->b, r->first ? "{\"path\":\"" : ",{\"path\":\"", r->first ? 9 : 10);
 	if (deleted)
 		sbuf_printf(r->b, "<deleted:%" PRIu64 ">", ino);
@@ -733,6 +767,7 @@ static void render_json(struct sbuf *b, const struct node *n, const struct fs_lo
 			    h->pid, h->token, h->lost_at_ms, h->released ? "true" : "false");
 	}
 	sbuf_add(b, "]}\n", 3);
+	free(r.path);
 }
 
 /* ---- metrics ------------------------------------------------------------------ */

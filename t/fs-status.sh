@@ -204,6 +204,24 @@ release "$G"
 wait_until 5 eval '! grep -q "^lock <deleted:$gino>" "$M/status"'
 expect_eq "the line goes with the release" "" "$(grep -a '^lock <deleted' "$M/status")"
 
+# --- a lock deeper than PATH_MAX still has its line ------------------------------------
+# 20 directories of 250-byte names: a path of about 5,000 bytes, made one
+# step at a time as no single syscall may name it.
+here=$PWD
+cd "$M" || fail "cannot enter $M"
+for i in $(seq 20); do
+	d=$(printf 'd%0249d' "$i")
+	mkdir "$d" && cd "$d" || { fail "deep: mkdir $i"; break; }
+done
+holder -x deepfile DEEP; deep=$HPID
+cd "$here" || exit 1
+wait_until 5 granted DEEP || fail "deep: holder not granted"
+expect_eq "a lock with a path beyond 4096 bytes has a line" 1 \
+	"$(grep -a -c "^lock /d0*1/d0*2/.*/d0*20/deepfile mode=ex holders=1 " "$M/status")"
+expect_eq "and an entry in status.json" 1 \
+	"$(python3 -c 'import json,sys; print(sum(l["path"].endswith("/deepfile") for l in json.load(open(sys.argv[1]))["locks"]))' "$M/status.json")"
+release "$deep"
+
 # --- metrics ---------------------------------------------------------------------------
 metrics_check() {
 	python3 - "$M/metrics" <<'EOF'
