@@ -24,7 +24,8 @@
  *
  * It must never: block (the exceptions are reading /proc/PID/stat for
  * user.cluck.token and, when a session is lost, to find the holders'
- * children: /proc is not our mount), touch its own mount, decide
+ * children, and the opener's groups when a status file is opened: /proc
+ * is not our mount), touch its own mount, decide
  * anything about locks itself, reply twice or not at all to a request,
  * unpin what it did not pin, make a generated file wait for the cluster,
  * reply EINTR without an interrupt (errno 512 leaks out), reply ENOSYS
