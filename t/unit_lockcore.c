@@ -2157,11 +2157,12 @@ static void test_same_commands_give_same_states(void)
 }
 
 /* A small but varied state: files, dirs, links, xattrs, holders, waiters,
- * POSIX ranges, an ephemeral file with a ttl, two sessions. */
+ * POSIX ranges, an ephemeral file with a ttl, two sessions, a locked file
+ * whose last name is gone (kept as its former name). */
 static struct fx *small_world(void)
 {
 	struct fx *f = fx_new();
-	uint64_t a, b;
+	uint64_t a, b, g;
 
 	if (!f)
 		return NULL;
@@ -2179,6 +2180,9 @@ static struct fx *small_world(void)
 	wait_sh(f, a, 3);
 	setlk(f, a, 4, LC_WRLCK, 0, 9, 0);
 	setlk(f, a, 5, LC_WRLCK, 5, 20, LC_LK_WAIT);
+	g = (uint64_t)mkfile(f, b, "gone");
+	ex(f, g, 6);
+	unlink_(f, b, "gone");
 	f->cur = 2;
 	mkfile_excl(f, ROOT, "e.lock", 30);
 	f->cur = 1;
