@@ -27,7 +27,8 @@
  *
  * It must never: block (the exceptions are reading /proc/PID/stat for
  * user.cluck.token and, when a session is lost, to find the holders'
- * children: /proc is not our mount), touch its own mount, decide
+ * children, and the opener's groups when a status file is opened: /proc
+ * is not our mount), touch its own mount, decide
  * anything about locks itself, reply twice or not at all to a request,
  * unpin what it did not pin, make a generated file wait for the cluster,
  * reply EINTR without an interrupt (errno 512 leaks out), reply ENOSYS
@@ -1575,6 +1576,42 @@ static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	ns_submit(fs, &cmd, op);
 }
 
+/*
+ * Renders a generated file for the process that opens it: status shows
+ * it only the locks it could look up (cluckfs(5)).  Its supplementary
+ * groups come from /proc (libfuse reads /proc/PID/task/TID/status, not
+ * our mount); when they cannot be read, only its own gid counts, which
+ * can only show it less.
+ */
+static int render_for(struct fs *fs, fuse_req_t req, uint64_t ino, struct fh *h)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct status_reader rd = { .uid = ctx->uid, .gid = ctx->gid };
+	gid_t *gv = NULL;
+	uint32_t *uv = NULL;
+	int k = fuse_req_getgroups(req, 0, NULL), rc;
+
+	if (k > 0) {
+		gv = calloc((size_t)k, sizeof(*gv));
+		uv = calloc((size_t)k, sizeof(*uv));
+		if (!gv || !uv) {
+			free(gv);
+			free(uv);
+			return -ENOMEM;
+		}
+		/* The groups may have grown between the calls: keep the first k. */
+		rc = fuse_req_getgroups(req, k, gv);
+		for (int i = 0; i < rc && i < k; i++)
+			uv[i] = (uint32_t)gv[i];
+		rd.groups = uv;
+		rd.ngroups = rc > 0 ? (size_t)(rc < k ? rc : k) : 0;
+	}
+	rc = status_render(ino, fs->node, &fs->m, &fs->lost, &rd, &h->snap, &h->snap_len);
+	free(gv);
+	free(uv);
+	return rc;
+}
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -1595,7 +1632,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* Snapshot at open: all reads of this open see one document;
 		 * direct_io because st_size is 0 (notes section 3). */
 		fs_lost_purge(&fs->lost, st_of(fs));
-		rc = status_render(ino, fs->node, &fs->m, &fs->lost, &h->snap, &h->snap_len);
+		rc = render_for(fs, req, ino, h);
 		if (rc < 0) {
 			fh_free(fs, h);
 			fuse_reply_err(req, errno_of(rc));

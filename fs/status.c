@@ -4,7 +4,8 @@
  * holds lost with an expired session (SPEC 3).
  *
  * Everything here is a pure read of the local replica and the node status,
- * done in one go at open() so a reader sees one snapshot.  Key names and
+ * done in one go at open() so a reader sees one snapshot, and only the
+ * lock lines the opener could look up itself (struct status_reader).  Key names and
  * their order are part of the product contract: add keys after the
  * required ones, never rename them.
  *
@@ -119,6 +120,27 @@ static size_t utf8_len(const unsigned char *s, size_t avail)
 	return need;
 }
 
+/* The code point of the valid UTF-8 sequence of k bytes at s. */
+static uint32_t utf8_cp(const unsigned char *s, size_t k)
+{
+	static const unsigned char lead_mask[5] = { 0, 0x7f, 0x1f, 0x0f, 0x07 };
+	uint32_t cp = s[0] & lead_mask[k];
+
+	for (size_t i = 1; i < k; i++)
+		cp = cp << 6 | (s[i] & 0x3fu);
+	return cp;
+}
+
+/* Unicode white space beyond ASCII (what Python's str.split() and most
+ * "split on white space" tools cut at): escaped in text fields so a field
+ * never splits in two, whichever tool reads it. */
+static int uni_space(uint32_t cp)
+{
+	return cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
+	       (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 ||
+	       cp == 0x202f || cp == 0x205f || cp == 0x3000;
+}
+
 /* Appends a JSON string body (see status.h). */
 void sbuf_json_str(struct sbuf *b, const char *s, size_t len)
 {
@@ -143,8 +165,11 @@ void sbuf_json_str(struct sbuf *b, const char *s, size_t len)
 		}
 		k = utf8_len(u + i, len - i);
 		if (k == 0) {
-			/* Not UTF-8: show the byte, never emit invalid JSON. */
-			sbuf_printf(b, "\\u%04x", c);
+			/* Not UTF-8: a lone low surrogate U+DC80..U+DCFF stands
+			 * for the byte (Python's "surrogateescape"), which no
+			 * UTF-8 text can hold, so the bytes come back exactly
+			 * and the document stays valid JSON. */
+			sbuf_printf(b, "\\udc%02x", c);
 			i++;
 			continue;
 		}
@@ -156,15 +181,34 @@ void sbuf_json_str(struct sbuf *b, const char *s, size_t len)
 /* Appends a one-line text field (see status.h). */
 void sbuf_text_str(struct sbuf *b, const char *s, size_t len)
 {
-	for (size_t i = 0; i < len && !b->err; i++) {
-		unsigned char c = (unsigned char)s[i];
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
 
-		if (c == '\\')
+	while (i < len && !b->err) {
+		unsigned char c = u[i];
+		size_t k;
+
+		if (c == '\\') {
 			sbuf_add(b, "\\\\", 2);
-		else if (c < 0x20 || c == 0x7f)
+			i++;
+			continue;
+		}
+		if (c <= 0x20 || c == 0x7f) {
 			sbuf_printf(b, "\\x%02x", c);
-		else
-			sbuf_add(b, &s[i], 1);
+			i++;
+			continue;
+		}
+		k = utf8_len(u + i, len - i);
+		if (k == 0 || (k > 1 && uni_space(utf8_cp(u + i, k)))) {
+			/* Bytes that are not UTF-8, or a white space: each byte
+			 * as \xHH. */
+			for (size_t j = 0; j < (k ? k : 1); j++)
+				sbuf_printf(b, "\\x%02x", u[i + j]);
+			i += k ? k : 1;
+			continue;
+		}
+		sbuf_add(b, u + i, k);
+		i += k;
 	}
 }
 
@@ -381,30 +425,168 @@ const char *status_mode_name(uint8_t type)
 	}
 }
 
-/* ---- status text ----------------------------------------------------------- */
+/* ---- who sees what ------------------------------------------------------------ */
 
 struct render {
 	struct sbuf *b;
 	const struct lc_state *s;
+	const struct status_reader *rd;  /* NULL: sees everything */
 	uint64_t now_ns;
 	int first;                     /* JSON: no comma before the next item */
-	char path[LC_PATH_MAX + 2];
+	/* A path has no length limit (directories nest without one): the
+	 * buffer grows, so no lock loses its line for a long path. */
+	char *path;
+	size_t cap;
 };
+
+/* lc_path of `ino` into r->path with `room` bytes left free after it:
+ * 0, -ENOENT, or -ENOMEM (then the whole document fails, as it must not
+ * leave a lock out). */
+static int path_into(struct render *r, uint64_t ino, size_t room)
+{
+	for (;;) {
+		size_t cap;
+		char *p;
+		int rc = r->cap > room ? lc_path(r->s, ino, r->path, r->cap - room) : -ERANGE;
+
+		if (rc != -ERANGE)
+			return rc;
+		cap = r->cap ? r->cap : LC_PATH_MAX + LC_NAME_MAX + 2;
+		if (cap > SIZE_MAX / 4)
+			goto no_memory;
+		cap = r->cap ? cap * 2 : cap;
+		p = realloc(r->path, cap);
+		if (!p)
+			goto no_memory;
+		r->path = p;
+		r->cap = cap;
+	}
+no_memory:
+	r->b->err = -ENOMEM;
+	return -ENOMEM;
+}
+
+static int in_group(const struct status_reader *rd, uint32_t gid)
+{
+	if (rd->gid == gid)
+		return 1;
+	for (size_t i = 0; i < rd->ngroups; i++)
+		if (rd->groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* The kernel's rule for x on a directory (default_permissions, no ACLs):
+ * the owner's bits for the owner, else the group's for a member, else the
+ * others'. */
+static int may_search(const struct status_reader *rd, const struct lc_attr *a)
+{
+	uint32_t bits;
+
+	if (a->kind != LC_DIR)
+		return 0;
+	if (a->uid == rd->uid)
+		bits = a->mode >> 6;
+	else if (in_group(rd, a->gid))
+		bits = a->mode >> 3;
+	else
+		bits = a->mode;
+	return bits & 1u;
+}
+
+/*
+ * 1 when the reader could look `path` up: it may search every directory
+ * on the path as the path resolves now (uid 0 may search all).  A path
+ * that does not resolve (a directory of it is gone, "?") is root's only,
+ * so a line never shows what a hidden directory held.  The last component
+ * is the file itself and needs no search right.
+ */
+static int visible(const struct render *r, const char *path)
+{
+	uint64_t dir = LC_INO_ROOT;
+	const char *p;
+	struct lc_attr a;
+
+	if (!r->rd || r->rd->uid == 0)
+		return 1;
+	if (path[0] != '/')
+		return 0;
+	for (p = path + 1;;) {
+		const char *slash = strchr(p, '/');
+
+		if (lc_getattr(r->s, dir, &a) < 0 || !may_search(r->rd, &a))
+			return 0;
+		if (!slash)
+			return 1;
+		if (lc_lookup(r->s, dir, p, (size_t)(slash - p), &a) < 0)
+			return 0;
+		dir = a.ino;
+		p = slash + 1;
+	}
+}
+
+/* ---- status text ----------------------------------------------------------- */
+
+/*
+ * Where the lock of `ino` is shown, in r->path: its path (first name) and
+ * *deleted 0 for a file that has a name; for one whose last name was
+ * removed while it lives on (open or locked somewhere), the path of that
+ * former name, "?/NAME" when its directory is gone too, and *deleted 1.
+ * -ENOENT when neither is known, -ENOMEM.
+ */
+static int lock_where(struct render *r, uint64_t ino, int *deleted)
+{
+	uint64_t dir;
+	const char *name;
+	size_t len, n;
+	int rc;
+
+	*deleted = 0;
+	rc = path_into(r, ino, 0);
+	if (rc != -ENOENT)
+		return rc;
+	if (lc_former_name(r->s, ino, &dir, &name, &len) < 0)
+		return -ENOENT;
+	*deleted = 1;
+	rc = path_into(r, dir, LC_NAME_MAX + 1);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0)
+		strcpy(r->path, "?");
+	n = strlen(r->path);
+	if (strcmp(r->path, "/") != 0)
+		r->path[n++] = '/';
+	memcpy(r->path + n, name, len);
+	r->path[n + len] = '\0';
+	return 0;
+}
 
 static int text_lock(void *ctx, uint64_t ino)
 {
 	struct render *r = ctx;
 	struct lc_locksum sum;
+	int deleted;
 
-	if (lc_path(r->s, ino, r->path, sizeof(r->path)) < 0)
-		return 0;
+	if (lock_where(r, ino, &deleted) < 0 || !visible(r, r->path))
+		return r->b->err;
 	if (lc_locksum(r->s, ino, r->now_ns, &sum) < 0)
 		return 0;
-	sbuf_add(r->b, "lock ", 5);
-	sbuf_text_str(r->b, r->path, strlen(r->path));
+	/* A deleted file's PATH field is "<deleted:INO>", which no path
+	 * (they all start with '/') can be; its former path comes last. */
+	if (deleted)
+		sbuf_printf(r->b, "lock <deleted:%" PRIu64 ">", ino);
+	else {
+		sbuf_add(r->b, "lock ", 5);
+		sbuf_text_str(r->b, r->path, strlen(r->path));
+	}
 	sbuf_printf(r->b, " mode=%s holders=%" PRIu32 " waiters=%" PRIu32
-		    " token=%" PRIu64 "\n", status_mode_name(sum.mode),
+		    " token=%" PRIu64, status_mode_name(sum.mode),
 		    sum.holders, sum.waiters, sum.last_token);
+	if (deleted) {
+		sbuf_add(r->b, " was=", 5);
+		sbuf_text_str(r->b, r->path, strlen(r->path));
+	}
+	sbuf_add(r->b, "\n", 1);
 	return r->b->err;
 }
 
@@ -414,12 +596,13 @@ static const char *link_name(const struct node_status *ns)
 	return ns->link ? ns->link : "unknown";
 }
 
-static void render_text(struct sbuf *b, const struct node *n, const struct fs_lost *lost)
+static void render_text(struct sbuf *b, const struct node *n, const struct fs_lost *lost,
+			const struct status_reader *rd)
 {
 	const struct lc_state *s = node_state(n);
 	struct node_status ns;
 	struct lc_stats st;
-	struct render r = { .b = b, .s = s, .now_ns = node_now_ns(n) };
+	struct render r = { .b = b, .s = s, .rd = rd, .now_ns = node_now_ns(n) };
 
 	memset(&ns, 0, sizeof(ns));
 	node_get_status(n, &ns);
@@ -448,12 +631,15 @@ static void render_text(struct sbuf *b, const struct node *n, const struct fs_lo
 			    (ns.stop_left_ms + 999u) / 1000u, ns.stop_holds);
 	lc_foreach_locked(s, text_lock, &r);
 	for (const struct fs_lost_hold *h = lost ? lost->head : NULL; h && !b->err; h = h->next) {
+		if (!visible(&r, h->path))
+			continue;
 		sbuf_add(b, "lost ", 5);
 		sbuf_text_str(b, h->path, strlen(h->path));
 		sbuf_printf(b, " mode=%s pid=%" PRIu32 " token=%" PRIu64 " lost_at=%" PRIu64 "%s\n",
 			    status_mode_name(h->mode), h->pid, h->token, h->lost_at_ms,
 			    h->released ? " released" : "");
 	}
+	free(r.path);
 }
 
 /* ---- status.json ------------------------------------------------------------ */
@@ -509,20 +695,30 @@ static int json_lock(void *ctx, uint64_t ino)
 {
 	struct render *r = ctx;
 	struct lc_locksum sum;
+	int deleted;
 
 	if (lc_locksum(r->s, ino, r->now_ns, &sum) < 0)
 		return 0;
-	if (lc_path(r->s, ino, r->path, sizeof(r->path)) < 0)
-		return 0;
+	if (lock_where(r, ino, &deleted) < 0 || !visible(r, r->path))
+		return r->b->err;
 	sbuf_add(r->b, r->first ? "{\"path\":\"" : ",{\"path\":\"", r->first ? 9 : 10);
-	sbuf_json_str(r->b, r->path, strlen(r->path));
+	if (deleted)
+		sbuf_printf(r->b, "<deleted:%" PRIu64 ">", ino);
+	else
+		sbuf_json_str(r->b, r->path, strlen(r->path));
 	sbuf_printf(r->b, "\",\"mode\":\"%s\",\"holders\":[", status_mode_name(sum.mode));
 	r->first = 1;
 	lc_locks(r->s, ino, json_holder, skip_lock, r);
 	sbuf_add(r->b, "],\"waiters\":[", 13);
 	r->first = 1;
 	lc_locks(r->s, ino, skip_lock, json_waiter, r);
-	sbuf_printf(r->b, "],\"token\":%" PRIu64 "}", sum.last_token);
+	sbuf_printf(r->b, "],\"token\":%" PRIu64, sum.last_token);
+	if (deleted) {
+		sbuf_printf(r->b, ",\"ino\":%" PRIu64 ",\"was\":\"", ino);
+		sbuf_json_str(r->b, r->path, strlen(r->path));
+		sbuf_add(r->b, "\"", 1);
+	}
+	sbuf_add(r->b, "}", 1);
 	r->first = 0;
 	return r->b->err;
 }
@@ -535,12 +731,14 @@ static void json_kv_str(struct sbuf *b, const char *key, const char *v)
 	sbuf_add(b, "\",", 2);
 }
 
-static void render_json(struct sbuf *b, const struct node *n, const struct fs_lost *lost)
+static void render_json(struct sbuf *b, const struct node *n, const struct fs_lost *lost,
+			const struct status_reader *rd)
 {
 	const struct lc_state *s = node_state(n);
 	struct node_status ns;
 	struct lc_stats st;
-	struct render r = { .b = b, .s = s, .now_ns = node_now_ns(n), .first = 1 };
+	struct render r = { .b = b, .s = s, .rd = rd, .now_ns = node_now_ns(n), .first = 1 };
+	int first = 1;
 
 	memset(&ns, 0, sizeof(ns));
 	node_get_status(n, &ns);
@@ -568,14 +766,17 @@ static void render_json(struct sbuf *b, const struct node *n, const struct fs_lo
 	lc_foreach_locked(s, json_lock, &r);
 	sbuf_add(b, "],\"lost_locks\":[", 16);
 	for (const struct fs_lost_hold *h = lost ? lost->head : NULL; h && !b->err; h = h->next) {
-		sbuf_add(b, h == lost->head ? "{\"path\":\"" : ",{\"path\":\"",
-			 h == lost->head ? 9 : 10);
+		if (!visible(&r, h->path))
+			continue;
+		sbuf_add(b, first ? "{\"path\":\"" : ",{\"path\":\"", first ? 9 : 10);
+		first = 0;
 		sbuf_json_str(b, h->path, strlen(h->path));
 		sbuf_printf(b, "\",\"mode\":\"%s\",\"pid\":%" PRIu32 ",\"token\":%" PRIu64
 			    ",\"lost_at\":%" PRIu64 ",\"released\":%s}", status_mode_name(h->mode),
 			    h->pid, h->token, h->lost_at_ms, h->released ? "true" : "false");
 	}
 	sbuf_add(b, "]}\n", 3);
+	free(r.path);
 }
 
 /* ---- metrics ------------------------------------------------------------------ */
@@ -689,16 +890,16 @@ static void render_metrics(struct sbuf *b, const struct node *n,
 /* Renders one generated file into a new buffer (see status.h). */
 int status_render(uint64_t ino, const struct node *n,
 		  const struct fs_metrics *m, const struct fs_lost *lost,
-		  char **out, size_t *len)
+		  const struct status_reader *reader, char **out, size_t *len)
 {
 	struct sbuf b = { 0 };
 
 	switch (ino) {
 	case LC_INO_STATUS:
-		render_text(&b, n, lost);
+		render_text(&b, n, lost, reader);
 		break;
 	case LC_INO_STATUS_JSON:
-		render_json(&b, n, lost);
+		render_json(&b, n, lost, reader);
 		break;
 	case LC_INO_METRICS:
 		render_metrics(&b, n, m, lost);

@@ -35,11 +35,15 @@ void sbuf_add(struct sbuf *b, const void *data, size_t len);
 void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Appends bytes as the inside of a JSON string: '"', '\\' and control
- * characters are escaped, valid UTF-8 is copied, every byte of an invalid
- * UTF-8 sequence becomes \u00XX. */
+ * characters are escaped, valid UTF-8 is copied, every byte HH that is
+ * not part of valid UTF-8 becomes the lone surrogate \udcHH (Python's
+ * "surrogateescape"), so any bytes give valid JSON and come back exactly
+ * (cluckfs(5)). */
 void sbuf_json_str(struct sbuf *b, const char *s, size_t len);
-/* Appends bytes for a one-line text field: control bytes become \xHH and
- * a backslash becomes "\\", so a path can never break a line. */
+/* Appends bytes as one field of a text line, so a line always splits into
+ * its fields one way (cluckfs(5)): a backslash becomes "\\\\"; control
+ * bytes, space, DEL, Unicode white space and every byte that is not part
+ * of valid UTF-8 become \xHH (each byte); the rest is copied. */
 void sbuf_text_str(struct sbuf *b, const char *s, size_t len);
 void sbuf_free(struct sbuf *b);
 
@@ -128,15 +132,25 @@ void fs_lost_free(struct fs_lost *t);
 
 /* ---- rendering ---------------------------------------------------------- */
 
+/* The process that opens a generated file (its fsuid, fsgid and
+ * supplementary groups): status shows it only the locks it could look up
+ * itself, those whose every directory it may search (cluckfs(5)). */
+struct status_reader {
+	uint32_t uid, gid;
+	const uint32_t *groups;            /* supplementary groups, may be NULL */
+	size_t ngroups;
+};
+
 /*
  * Renders the generated file with inode number `ino` (LC_INO_STATUS,
  * LC_INO_STATUS_JSON or LC_INO_METRICS) into a malloc'ed buffer: *out
  * (caller frees with free()) and *len.  `lost` may be NULL (none).
+ * `reader` may be NULL: everything is shown, as to root.
  * Returns 0, -ENOENT for another inode, or -ENOMEM.
  */
 int status_render(uint64_t ino, const struct node *n,
 		  const struct fs_metrics *m, const struct fs_lost *lost,
-		  char **out, size_t *len);
+		  const struct status_reader *reader, char **out, size_t *len);
 
 /* "ex", "sh" or "free" for an lc_lock_type. */
 const char *status_mode_name(uint8_t type);

@@ -307,6 +307,14 @@ int lc_parent(const struct lc_state *s, uint64_t dir, uint64_t *parent);
  * links), written NUL-terminated into buf.  -ENOENT, -ERANGE. */
 int lc_path(const struct lc_state *s, uint64_t ino, char *buf, size_t size);
 
+/* The name a regular file had when its last name was removed (unlink, or
+ * a rename over it) while it lived on, open somewhere or locked: *dir is
+ * the directory that name was in (it may be gone since), *name points into
+ * the state (valid until the next lc_apply, not NUL-terminated), *len its
+ * length.  -ENOENT: no such inode, or one that has a name. */
+int lc_former_name(const struct lc_state *s, uint64_t ino, uint64_t *dir,
+		   const char **name, size_t *len);
+
 /* User extended attributes other than user.cluck.*: value (pointer into the
  * state) or -ENODATA; list calls fn once per name. */
 int lc_xattr_get(const struct lc_state *s, uint64_t ino, const char *name,

@@ -63,6 +63,13 @@ struct lc_iext {
 	struct lc_lk *lk;              /* lock state, once ever locked */
 	struct lc_xdent *names;        /* names after d0, oldest first */
 	struct lc_pin *pins;           /* open handles, by session */
+	/* A regular file whose last name went while it lives on (open or
+	 * locked somewhere) keeps that name for status: the removed record
+	 * itself (the embedded d0, or its lc_xdent, out of every table, dir
+	 * NULL) and the directory it was in.  NULL while the file has a name
+	 * (it never gets one back). */
+	struct lc_dent *was;
+	uint64_t was_dir;
 };
 
 /*

@@ -462,7 +462,7 @@ static void iext_trim(struct lc_inode *ip)
 {
 	struct lc_iext *x = ip->x;
 
-	if (!x || x->pins || x->names || x->lk || x->xn || x->ttl_s ||
+	if (!x || x->pins || x->names || x->was || x->lk || x->xn || x->ttl_s ||
 	    x->slots || x->ephemeral || x->on_elist || x->eph_session ||
 	    x->refresh_ns || x->heap_idx != LCI_NOHEAP)
 		return;
@@ -558,6 +558,24 @@ void lci_maybe_free(struct lc_state *s, struct lc_inode *ip)
 	lci_inode_free(ip);
 }
 
+/* Frees a removed name (out of the hash, its directory and the child's
+ * list), or keeps it as the former name of a regular file it was the
+ * last name of, which may live on (open or locked somewhere) and is then
+ * listed by it (lc_former_name).  Nothing to allocate: the record is
+ * reused, so removing a name never fails for it. */
+static void name_gone(struct lc_inode *c, const struct lc_inode *dir,
+		      struct lc_dent *d)
+{
+	d->dir = NULL;
+	d->hnext = NULL;
+	if (c->kind != LC_REG || !c->x || lci_first_name(c)) {
+		lci_dent_free(d);
+		return;
+	}
+	c->x->was = d;
+	c->x->was_dir = dir->ino;
+}
+
 /* Removes one name; the child may be freed (the caller must not use it
  * afterwards unless it knows other references exist). */
 static void dent_unlink(struct lc_state *s, struct lc_dent *d, int64_t now)
@@ -567,7 +585,7 @@ static void dent_unlink(struct lc_state *s, struct lc_dent *d, int64_t now)
 	lci_dremove(s, d);
 	dir_del(dir, d);
 	link_remove(c, d);
-	lci_dent_free(d);
+	name_gone(c, dir, d);
 	dir->mtime = dir->ctime = now;
 	c->ctime = now;
 	if (c->kind == LC_DIR)
@@ -1054,7 +1072,7 @@ static int do_rename(struct lc_ctx *x, uint64_t *ino)
 	if (d2) {
 		lci_dremove(s, d2);
 		link_remove(dst, d2);
-		lci_dent_free(d2);
+		name_gone(dst, p2, d2);
 		if (dst->kind == LC_DIR)
 			p2->u.dir->nsub--;
 		dst->ctime = now;
@@ -1527,6 +1545,20 @@ int lc_parent(const struct lc_state *s, uint64_t dir, uint64_t *parent)
 	if (r)
 		return r;
 	*parent = ip == s->root ? LC_INO_ROOT : lci_first_name(ip)->dir->ino;
+	return 0;
+}
+
+/* The name a file had when its last name went (see lc.h). */
+int lc_former_name(const struct lc_state *s, uint64_t ino, uint64_t *dir,
+		   const char **name, size_t *len)
+{
+	struct lc_inode *ip = s ? lci_iget(s, ino) : NULL;
+
+	if (!ip || !ip->x || !ip->x->was || lci_first_name(ip))
+		return -ENOENT;
+	*dir = ip->x->was_dir;
+	*name = lci_dname(ip->x->was);
+	*len = lci_dlen(ip->x->was);
 	return 0;
 }
 

@@ -17,6 +17,9 @@
 
 #define ST_MAGIC   0x5453434cu         /* "LCST" */
 #define ST_VERSION 2u                  /* 2: open-handle pins */
+/* Inode flag 8 (a former name follows the pins) came without a version
+ * bump: a state with no such file is unchanged, and an older reader
+ * refuses one that has it (unknown flag). */
 
 /* ---- hashing ------------------------------------------------------------ */
 
@@ -553,6 +556,8 @@ void lci_inode_free(struct lc_inode *ip)
 		free(ip->u.data);
 	}
 	if (ip->x) {
+		if (ip->x->was && (ip->x->was->ck & LCI_DENT_SEP))
+			free(lci_xd(ip->x->was));
 		while (ip->x->pins) {
 			struct lc_pin *p = ip->x->pins;
 
@@ -1014,7 +1019,7 @@ static void winode(struct wbuf *w, const struct lc_inode *ip)
 	w64(w, (uint64_t)ip->mtime);
 	w64(w, (uint64_t)ip->ctime);
 	w8(w, (uint8_t)((x && x->ephemeral ? 1 : 0) | (lk ? 2 : 0) |
-			(x && x->pins ? 4 : 0)));
+			(x && x->pins ? 4 : 0) | (x && x->was ? 8 : 0)));
 	w64(w, x ? x->eph_session : 0);
 	w64(w, x ? x->refresh_ns : 0);
 	w32(w, x ? x->ttl_s : 0);
@@ -1059,6 +1064,11 @@ static void winode(struct wbuf *w, const struct lc_inode *ip)
 			w64(w, p->session);
 			w32(w, p->n);
 		}
+	}
+	if (x && x->was) {
+		w64(w, x->was_dir);
+		w16(w, (uint16_t)lci_dlen(x->was));
+		wput(w, lci_dname(x->was), lci_dlen(x->was));
 	}
 }
 
@@ -1312,6 +1322,29 @@ static int load_pins(struct loadctx *L, struct lc_inode *ip)
 	return 0;
 }
 
+/* The former name of a regular file that lives on without a name (that
+ * it has none is checked once names are linked). */
+static int load_was(struct loadctx *L, struct lc_inode *ip)
+{
+	struct rbuf *r = &L->r;
+	uint64_t dir = r64(r);
+	uint16_t len = r16(r);
+	const char *nm = (const char *)rget(r, len);
+	struct lc_dent *d;
+
+	if (r->bad || ip->kind != LC_REG || lc_name_check(nm, len) ||
+	    (dir != LC_INO_ROOT && (dir < LC_INO_FIRST || dir >= L->s->next_ino)))
+		return -EINVAL;
+	if (!lci_iext(ip))
+		return -ENOMEM;
+	d = lci_xdent_new(ip, nm, len);
+	if (!d)
+		return -ENOMEM;
+	ip->x->was = d;
+	ip->x->was_dir = dir;
+	return 0;
+}
+
 static int load_inode(struct loadctx *L, uint64_t *prev)
 {
 	struct rbuf *r = &L->r;
@@ -1353,7 +1386,7 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 	ttl = r32(r);
 	slots = r32(r);
 	nx = r32(r);
-	if (r->bad || (ip->mode & ~LCI_MODE_MASK) || (flags & ~7u) ||
+	if (r->bad || (ip->mode & ~LCI_MODE_MASK) || (flags & ~15u) ||
 	    nx > LC_XATTR_PER_INODE || (kind != LC_REG && (slots || ttl)) ||
 	    (!(flags & 1) && eph))
 		return -EINVAL;
@@ -1453,8 +1486,13 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 		if (e)
 			return e;
 	}
-	if (flags & 4)
-		return load_pins(L, ip);
+	if (flags & 4) {
+		e = load_pins(L, ip);
+		if (e)
+			return e;
+	}
+	if (flags & 8)
+		return load_was(L, ip);
 	return 0;
 }
 
@@ -1566,6 +1604,8 @@ static int load_link(struct loadctx *L)
 				goto out;
 			if (!lci_nlink(ip) && ip != s->root &&
 			    !lci_lk_busy(ip) && !(x && x->pins))
+				goto out;
+			if (x && x->was && lci_nlink(ip))
 				goto out;
 			if (lci_nlink(ip) && x && x->ephemeral &&
 			    x->eph_session && !lci_sess(s, x->eph_session))

@@ -49,6 +49,56 @@ expect_rc "nobody cannot create in a 0755 root directory" 1 nobody touch "$M/roo
 expect_rc "nobody cannot mkdir in a 0755 root directory" 1 nobody mkdir "$M/rootdir/d"
 expect_rc "nobody can read the status file" 0 nobody cat "$M/status"
 
+# --- status shows a user only the locks it could look up ------------------------------
+# /hidden is 0700, /pub/inner 0700 under a 0755 directory, /grp 0710 of group
+# 4242, /xonly 0711 (searchable, not readable), /pub 0755: root holds a lock
+# in each.
+mkdir -p "$M/hidden" "$M/pub/inner" "$M/grp" "$M/xonly"
+chmod 0700 "$M/hidden" "$M/pub/inner"; chmod 0755 "$M/pub"; chmod 0711 "$M/xonly"
+chgrp 4242 "$M/grp"; chmod 0710 "$M/grp"
+holders0=$(status_key locks_held)
+for f in hidden/job pub/inner/job grp/job xonly/job pub/job; do
+	holder -x "$M/$f" "$f"
+done
+wait_until 5 eval '[ "$(status_key locks_held)" = $((holders0 + 5)) ]' || fail "status view: not all 5 locks held"
+# seen [CMD...]: the lock paths of status and of status.json, sorted, "|"
+# between the two files, as CMD (setpriv ...) reads them.
+seen() {
+	"$@" cat "$M/status" > "$T_DIR/seen.txt" && "$@" cat "$M/status.json" > "$T_DIR/seen.json" ||
+		{ echo "cannot read status"; return; }
+	python3 - "$T_DIR/seen.txt" "$T_DIR/seen.json" <<'EOF'
+import json, sys
+t = sorted(l.split()[1] for l in open(sys.argv[1]) if l.startswith("lock "))
+j = sorted(l["path"] for l in json.load(open(sys.argv[2]))["locks"])
+print(" ".join(t) + " | " + " ".join(j))
+EOF
+}
+all="/grp/job /hidden/job /pub/inner/job /pub/job /xonly/job"
+expect_eq "root sees every lock in status and status.json" "$all | $all" "$(seen)"
+vis="/pub/job /xonly/job"
+expect_eq "nobody sees only the locks whose directories it may search" "$vis | $vis" "$(seen nobody)"
+vis="/grp/job /pub/job /xonly/job"
+expect_eq "a supplementary group lets nobody search /grp" "$vis | $vis" \
+	"$(seen setpriv --reuid=65534 --regid=65534 --groups=4242)"
+expect_eq "its primary group does too" "$vis | $vis" "$(seen setpriv --reuid=65534 --regid=4242 --clear-groups)"
+chown 65534 "$M/hidden"
+expect_eq "the owner of /hidden sees its lock" "/hidden/job /pub/job /xonly/job" "$(seen nobody | sed 's/ |.*//')"
+chown 0 "$M/hidden"
+expect_eq "counts stay global: nobody reads the same locks_held" "$(status_key locks_held)" \
+	"$(nobody sed -n 's/^locks_held: //p' "$M/status")"
+# Deleted files: seen by who could search the directory their name was in,
+# and only by root once that directory is gone too.
+mkdir "$M/tmpd"; chmod 0755 "$M/tmpd"
+for f in hidden/gone pub/gone tmpd/gone; do
+	holder -x "$M/$f" "$f"
+	wait_until 5 granted "$f" || fail "$f: holder not granted"
+	rm "$M/$f"
+done
+rmdir "$M/tmpd"
+deleted() { "$@" cat "$M/status" | sed -n 's/^lock <deleted:[0-9]*> .* was=//p' | sort | tr '\n' ' '; }
+expect_eq "root sees every deleted file's lock" "/hidden/gone /pub/gone ?/gone " "$(deleted)"
+expect_eq "nobody sees only the one in a directory it may search" "/pub/gone " "$(deleted nobody)"
+
 stop_cluckd
 expect_eq "cluckd exit status after SIGTERM" 0 "$CLUCKD_RC"
 finish

@@ -106,6 +106,122 @@ set -- $got
 expect_eq "the holder reads its own grant's token" "${2:-none}" "${1:-empty}"
 expect_eq "token after release = latest grant" "${1:-x}" "$(getfattr --absolute-names -n user.cluck.token --only-values "$M/tok" 2>&1)"
 
+# --- names that need escaping: each status line parses one way ----------------------
+# status_lines_check NAME...: every lock line of status splits (awk, and
+# Python's split on Unicode white space) into exactly "lock PATH mode= holders=
+# waiters= token=" (a deleted file's line may add was=); PATH unescapes (\\ and
+# \xHH) to the bytes of a name; status is UTF-8; status.json loads with json
+# and its paths give back the bytes (surrogateescape); every NAME given is
+# held (holders=1) in both.  Prints "same" or what is wrong.
+status_lines_check() {
+	python3 - "$M/status" "$M/status.json" "$@" <<'EOF'
+import json, os, re, sys
+def unesc(f):
+    b = f.encode("utf-8"); out = bytearray(); i = 0
+    while i < len(b):
+        if b[i] != 0x5c:
+            out.append(b[i]); i += 1
+        elif b[i + 1:i + 2] == b"\\":
+            out.append(0x5c); i += 2
+        elif b[i + 1:i + 2] == b"x" and re.fullmatch(rb"[0-9a-f]{2}", b[i + 2:i + 4]):
+            out.append(int(b[i + 2:i + 4], 16)); i += 4
+        else:
+            raise ValueError("bad escape in %r" % f)
+    return bytes(out)
+bad = []
+raw = open(sys.argv[1], "rb").read()
+try:
+    text = raw.decode("utf-8")
+except UnicodeDecodeError as e:
+    print("status is not UTF-8: %s" % e); sys.exit()
+want = [os.fsencode(a) for a in sys.argv[3:]]
+held = {}
+for line in text.split("\n"):
+    if not line.startswith("lock "):
+        continue
+    f = line.split()
+    keys = [x.split("=", 1)[0] for x in f[2:6]]
+    if line.split(" ") != f or len(f) not in (6, 7) or keys != ["mode", "holders", "waiters", "token"] \
+       or (len(f) == 7 and not f[6].startswith("was=")):
+        bad.append("line does not parse one way: %r" % line); continue
+    try:
+        p = unesc(f[1])
+    except ValueError as e:
+        bad.append(str(e)); continue
+    held[p] = f[3]
+for w in want:
+    if held.get(b"/" + w) != "holders=1":
+        bad.append("status: no held line for %r (have %r)" % (w, sorted(held)))
+try:
+    j = json.load(open(sys.argv[2], "rb"))
+    jp = {l["path"].encode("utf-8", "surrogateescape"): len(l["holders"]) for l in j["locks"]}
+    for w in want:
+        if jp.get(b"/" + w) != 1:
+            bad.append("status.json: no held lock for %r (have %r)" % (w, sorted(jp)))
+except Exception as e:
+    bad.append("status.json: %r" % e)
+print("; ".join(bad) if bad else "same")
+EOF
+}
+weird=('x mode=free holders=0 waiters=0 token=1' $'tab\there' $'new\nline' $'bad\xff\xfe byte'
+       $'nb\xc2\xa0sp' 'a\x41' 'back\slash' 'ünï' 'eq=sign')
+n0=$(status_key locks_held)
+hp=()
+for w in "${weird[@]}"; do
+	holder -x "$M/$w" W; hp+=("$HPID")
+done
+wait_until 5 eval '[ "$(status_key locks_held)" = $((n0 + ${#weird[@]})) ]' || fail "weird names: not all held: $(status_key locks_held)"
+expect_eq "lock lines of odd names parse one way, status.json gives the names back" same "$(status_lines_check "${weird[@]}")"
+expect_match "the odd name's line escapes its spaces" '^lock /x\\x20mode=free\\x20holders=0\\x20waiters=0\\x20token=1 mode=ex holders=1 waiters=0 token=[0-9]+$' \
+	"$(grep -a '^lock /x' "$M/status")"
+for p in "${hp[@]}"; do release "$p"; done
+
+# --- a held lock on a file whose last name was removed -------------------------------
+: > "$M/gone file"
+gino=$(stat -c %i "$M/gone file")
+holder -x "$M/gone file" G; G=$HPID
+wait_until 5 granted G || fail "deleted: holder not granted"
+rm "$M/gone file"
+expect_match "a held lock on a deleted file is listed by inode, with its former name" \
+	"^lock <deleted:$gino> mode=ex holders=1 waiters=0 token=[0-9]+ was=/gone\\\\x20file\$" \
+	"$(grep -a '^lock <deleted' "$M/status")"
+expect_eq "its line parses one way" same "$(status_lines_check)"
+got=$(python3 - "$M/status.json" "$gino" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+d = [l for l in j["locks"] if l["path"] == "<deleted:%s>" % sys.argv[2]]
+if len(d) != 1:
+    print("no <deleted:%s> entry in %r" % (sys.argv[2], [l["path"] for l in j["locks"]]))
+else:
+    d = d[0]
+    print("%s %s %s %d" % (d.get("ino"), d.get("was"), d["mode"], len(d["holders"])))
+EOF
+)
+expect_eq "status.json lists it with ino and was" "$gino /gone file ex 1" "$got"
+expect_eq "every held lock has a line: holders add up to locks_held" "$(status_key locks_held)" \
+	"$(awk '/^lock / { sub("holders=", "", $4); n += $4 } END { print n + 0 }' "$M/status")"
+release "$G"
+wait_until 5 eval '! grep -q "^lock <deleted:$gino>" "$M/status"'
+expect_eq "the line goes with the release" "" "$(grep -a '^lock <deleted' "$M/status")"
+
+# --- a lock deeper than PATH_MAX still has its line ------------------------------------
+# 20 directories of 250-byte names: a path of about 5,000 bytes, made one
+# step at a time as no single syscall may name it.
+here=$PWD
+cd "$M" || fail "cannot enter $M"
+for i in $(seq 20); do
+	d=$(printf 'd%0249d' "$i")
+	mkdir "$d" && cd "$d" || { fail "deep: mkdir $i"; break; }
+done
+holder -x deepfile DEEP; deep=$HPID
+cd "$here" || exit 1
+wait_until 5 granted DEEP || fail "deep: holder not granted"
+expect_eq "a lock with a path beyond 4096 bytes has a line" 1 \
+	"$(grep -a -c "^lock /d0*1/d0*2/.*/d0*20/deepfile mode=ex holders=1 " "$M/status")"
+expect_eq "and an entry in status.json" 1 \
+	"$(python3 -c 'import json,sys; print(sum(l["path"].endswith("/deepfile") for l in json.load(open(sys.argv[1]))["locks"]))' "$M/status.json")"
+release "$deep"
+
 # --- metrics ---------------------------------------------------------------------------
 metrics_check() {
 	python3 - "$M/metrics" <<'EOF'

@@ -2157,11 +2157,12 @@ static void test_same_commands_give_same_states(void)
 }
 
 /* A small but varied state: files, dirs, links, xattrs, holders, waiters,
- * POSIX ranges, an ephemeral file with a ttl, two sessions. */
+ * POSIX ranges, an ephemeral file with a ttl, two sessions, a locked file
+ * whose last name is gone (kept as its former name). */
 static struct fx *small_world(void)
 {
 	struct fx *f = fx_new();
-	uint64_t a, b;
+	uint64_t a, b, g;
 
 	if (!f)
 		return NULL;
@@ -2179,6 +2180,9 @@ static struct fx *small_world(void)
 	wait_sh(f, a, 3);
 	setlk(f, a, 4, LC_WRLCK, 0, 9, 0);
 	setlk(f, a, 5, LC_WRLCK, 5, 20, LC_LK_WAIT);
+	g = (uint64_t)mkfile(f, b, "gone");
+	ex(f, g, 6);
+	unlink_(f, b, "gone");
 	f->cur = 2;
 	mkfile_excl(f, ROOT, "e.lock", 30);
 	f->cur = 1;
@@ -2970,6 +2974,78 @@ static void test_unlinked_locked_file_lives_until_unlocked(void)
 	fx_free(f);
 }
 
+/* A file that lives on after its last name goes (locked, or open) keeps
+ * that name and its directory for status, whether the name was its first
+ * (stored in the inode) or a later one, removed by unlink or by a rename
+ * over it; a file that still has a name has none; it survives a snapshot,
+ * and goes with the file. */
+static void former_is(struct fx *f, uint64_t ino, uint64_t dir, const char *name)
+{
+	uint64_t d = 0;
+	const char *n = NULL;
+	size_t len = 0;
+
+	CU_ASSERT_EQUAL_FATAL(lc_former_name(f->s, ino, &d, &n, &len), 0);
+	CU_ASSERT_EQUAL(d, dir);
+	CU_ASSERT_EQUAL(len, strlen(name));
+	CU_ASSERT(n && memcmp(n, name, len) == 0);
+}
+
+static void test_unlinked_file_keeps_its_former_name(void)
+{
+	FX;
+	int64_t d = mkdir_(f, ROOT, "d");
+	uint64_t a, c = file(f, "c"), e = file(f, "e"), dir;
+	const char *n;
+	size_t len;
+	struct lc_state *t;
+	uint8_t *buf;
+	size_t blen;
+
+	CU_ASSERT_FATAL(d > 0);
+	CU_ASSERT_EQUAL(fx_apply(f, &(struct lc_cmd){ .type = LC_CMD_CREATE, .parent = (uint64_t)d,
+					      .name = "a", .name_len = 1, .mode = 0644 }), 0);
+	a = (uint64_t)lookup_(f, (uint64_t)d, "a");
+	CU_ASSERT_EQUAL(link_(f, a, ROOT, "b"), 0);
+	CU_ASSERT_EQUAL(ex(f, a, 1), 0);
+	CU_ASSERT_EQUAL(ex(f, c, 2), 0);
+	/* a name left: no former name */
+	CU_ASSERT_EQUAL(unlink_(f, (uint64_t)d, "a"), 0);
+	CU_ASSERT_EQUAL(lc_former_name(f->s, a, &dir, &n, &len), -ENOENT);
+	CU_ASSERT_EQUAL(lc_former_name(f->s, e, &dir, &n, &len), -ENOENT);
+	/* the last name, a later one (its own record) */
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "b"), 0);
+	former_is(f, a, ROOT, "b");
+	/* the last name, the first one (in the inode), by a rename over it */
+	CU_ASSERT_EQUAL(rename_(f, ROOT, "e", ROOT, "c", 0), 0);
+	former_is(f, c, ROOT, "c");
+	CU_ASSERT_EQUAL(lc_former_name(f->s, e, &dir, &n, &len), -ENOENT);
+	/* the directory may go too */
+	CU_ASSERT_EQUAL(link_(f, e, (uint64_t)d, "e2"), 0);
+	CU_ASSERT_EQUAL(ex(f, e, 3), 0);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "c"), 0);
+	CU_ASSERT_EQUAL(unlink_(f, (uint64_t)d, "e2"), 0);
+	CU_ASSERT_EQUAL(fx_apply(f, &(struct lc_cmd){ .type = LC_CMD_RMDIR, .parent = ROOT,
+					      .name = "d", .name_len = 1 }), 0);
+	former_is(f, e, (uint64_t)d, "e2");
+	/* through a snapshot */
+	CU_ASSERT_EQUAL_FATAL(lc_state_save(f->s, &buf, &blen), 0);
+	CU_ASSERT_EQUAL_FATAL(lc_state_load(buf, blen, &t), 0);
+	CU_ASSERT_EQUAL(lc_state_hash(t), lc_state_hash(f->s));
+	CU_ASSERT_EQUAL(lc_former_name(t, a, &dir, &n, &len), 0);
+	CU_ASSERT(dir == ROOT && len == 1 && n[0] == 'b');
+	lc_state_free(t);
+	free(buf);
+	/* it goes with the file */
+	CU_ASSERT_EQUAL(un(f, a, 1), 0);
+	CU_ASSERT_EQUAL(lc_former_name(f->s, a, &dir, &n, &len), -ENOENT);
+	CU_ASSERT_EQUAL(un(f, c, 2), 0);
+	CU_ASSERT_EQUAL(un(f, e, 3), 0);
+	CU_ASSERT_EQUAL(lc_former_name(f->s, c, &dir, &n, &len), -ENOENT);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, e, &(struct lc_attr){ 0 }), -ENOENT);
+	fx_free(f);
+}
+
 /* ======================================================================= */
 /* memory                                                                   */
 /* ======================================================================= */
@@ -3146,6 +3222,7 @@ static const struct test_def tests[] = {
 	T(test_posix_random_ranges_match_a_byte_model),
 	T(test_random_lock_traffic_answers_every_request_once),
 	T(test_unlinked_locked_file_lives_until_unlocked),
+	T(test_unlinked_file_keeps_its_former_name),
 	T(test_renames_keep_names_paths_and_cookies),
 	T(test_open_handles_pin_unlinked_files),
 	T(test_closed_files_cost_no_extra_memory),
