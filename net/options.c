@@ -31,7 +31,7 @@
 enum opt_id {
 	O_FOREGROUND, O_NAME, O_CLUSTER, O_LISTEN, O_DATA_DIR, O_KEY_FILE,
 	O_INSECURE, O_CLIENT_LISTEN, O_LEASE, O_OP_TIMEOUT, O_LOCKFILE_TTL,
-	O_ON_LOST, O_CONFIG, O_FUSE, O_HELP, O_VERSION, O__COUNT
+	O_ON_LOST, O_CONFIG, O_FUSE, O_HELP, O_VERSION, O_ACCEPT_LOSS, O__COUNT
 };
 
 /* Config keys are the long option names; -o has none on the command line,
@@ -57,6 +57,9 @@ static const struct {
 	[O_FUSE]          = { "o", 1, 1 },
 	[O_HELP]          = { "help", 0, 0 },
 	[O_VERSION]       = { "version", 0, 0 },
+	/* Never from a file: an acceptance left there would accept the
+	 * next, different damage without anyone reading about it. */
+	[O_ACCEPT_LOSS]   = { "accept-loss", 1, 0 },
 };
 
 #define SHORTOPTS ":fn:C:l:D:k:c:o:hV"
@@ -75,6 +78,7 @@ static const struct option longopts[] = {
 	{ "op-timeout",    required_argument, NULL, LONG_BASE + O_OP_TIMEOUT },
 	{ "lockfile-ttl",  required_argument, NULL, LONG_BASE + O_LOCKFILE_TTL },
 	{ "on-lost",       required_argument, NULL, LONG_BASE + O_ON_LOST },
+	{ "accept-loss",   required_argument, NULL, LONG_BASE + O_ACCEPT_LOSS },
 	{ "config",        required_argument, NULL, 'c' },
 	{ "help",          no_argument,       NULL, 'h' },
 	{ "version",       no_argument,       NULL, 'V' },
@@ -111,6 +115,9 @@ static const char usage_text[] =
 "      --on-lost SIGNAL|none\n"
 "                            signal for holders whose lock is lost when the\n"
 "                            session ends (default TERM)\n"
+"      --accept-loss INDEX|state\n"
+"                            start once accepting the loss a refused start\n"
+"                            named (see cluckd(8))\n"
 "  -c, --config FILE         same keys as the long options (default\n"
 "                            " OPT_DEFAULT_CONFIG " when it exists)\n"
 "  -o OPTIONS                extra FUSE mount options\n"
@@ -521,6 +528,21 @@ static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
 				    "bad --on-lost value '%s': expected a signal (TERM, SIGKILL, 15...) or none",
 				    shown(v, b, sizeof(b)));
 		return 0;
+	case O_ACCEPT_LOSS: {
+		char *end;
+
+		if (!strcmp(v, "state")) {
+			o->accept_state = 1;
+			return 0;
+		}
+		errno = 0;
+		o->accept_cut = strtoull(v, &end, 10);
+		if (errno || end == v || *end || !o->accept_cut || *v == '-' || *v == '+')
+			return fail(err, errlen,
+				    "bad --accept-loss value '%s': expected the index a refused start named, or state",
+				    shown(v, b, sizeof(b)));
+		return 0;
+	}
 	case O_FUSE: {
 		char **nv;
 

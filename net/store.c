@@ -1247,7 +1247,8 @@ static int check_state(struct store *s, char *msg, size_t msg_size)
 	free(v);
 	if (ns < 0)
 		return ns;
-	if (nl == 0 && ns == 0 && strcmp(s->state_why, "missing") == 0) {
+	if (nl == 0 && ns == 0 && strcmp(s->state_why, "missing") == 0 &&
+	    !s->cfg->existing) {
 		int rc;
 
 		s->state_why[0] = '\0';
@@ -1256,7 +1257,11 @@ static int check_state(struct store *s, char *msg, size_t msg_size)
 	}
 	if (s->cfg->accept_state)
 		return 0;
-	if (msg)
+	if (msg && nl == 0 && ns == 0)
+		snprintf(msg, msg_size, "state: the hard state file is %s, and so "
+			 "are every log segment and snapshot, in a directory that "
+			 "was used before", s->state_why);
+	else if (msg)
 		snprintf(msg, msg_size, "state: the hard state file is %s beside "
 			 "%d log segment%s and %d snapshot%s: the term, the vote "
 			 "and the index floor are lost", s->state_why, nl,

@@ -50,6 +50,7 @@
 #ifndef CLUCK_STORE_H
 #define CLUCK_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -90,6 +91,9 @@ struct store_config {
 	 * the log, no vote, floor above the log). */
 	uint64_t accept_cut;
 	int accept_state;
+	/* The driver knows the directory was used before: an empty one
+	 * (no state file, log or snapshot) is then damage, not new. */
+	int existing;
 	struct store_damage *damage;   /* NULL, or filled on -EUCLEAN */
 };
 

@@ -765,6 +765,15 @@ static void test_state_damage(void)
 	s = open_store(0);
 	CU_ASSERT_STRING_EQUAL(msg, "");
 	store_close(s);
+	/* Everything gone from a directory the driver knows was used. */
+	CU_ASSERT_EQUAL(unlink(p), 0);
+	CU_ASSERT_EQUAL(unlink(seg_path(1)), 0);
+	cfg.accept_state = 0;
+	cfg.existing = 1;
+	cfg.damage = &d;
+	CU_ASSERT_EQUAL(store_open(&cfg, &s, msg, sizeof(msg)), -EUCLEAN);
+	CU_ASSERT_EQUAL(d.kind, STORE_DAMAGE_STATE);
+	CU_ASSERT_EQUAL(file_size(p), -1);
 	rm_dir();
 }
 
