@@ -2007,7 +2007,7 @@ static void refuse_damaged(struct node *n, const struct store_damage *d,
 		snprintf(what, sizeof(what), "this voter's entries are on the other "
 			 "voters; never start it with an empty --data-dir: with every "
 			 "node of the cluster stopped, copy the data directory of the "
-			 "leader into %s as cluckd(8), REPAIRING A DATA DIRECTORY, says",
+			 "leader into %s as cluckd(8) says under Repairing a data directory",
 			 n->data_dir);
 	} else if (n->clustered) {
 		snprintf(what, sizeof(what), "a member holds only a copy of the "
@@ -2028,7 +2028,7 @@ static void refuse_damaged(struct node *n, const struct store_damage *d,
 			 n->data_dir, (unsigned long long)d->lost_from);
 	} else {
 		snprintf(what, sizeof(what), "this is not a directory cluckd wrote; "
-			 "see cluckd(8), REPAIRING A DATA DIRECTORY");
+			 "see cluckd(8), Repairing a data directory");
 	}
 	log_err("refusing to start: the data directory %s is damaged: %s; %s",
 		n->data_dir, msg, what);
@@ -2109,7 +2109,7 @@ static int load(struct node *n)
 	if (n->accept_state && n->clustered && n->voter) {
 		log_err("--accept-loss state is refused on a voter of a cluster: a voter "
 			"that forgets its vote may vote twice in one term; see cluckd(8), "
-			"REPAIRING A DATA DIRECTORY");
+			"Repairing a data directory");
 		return -EINVAL;
 	}
 	/* Tests' knobs: small segments and a small floor step make every
@@ -2252,7 +2252,7 @@ static int load(struct node *n)
 		log_err("the log in %s does not load into the engine (%s): its terms do "
 			"not fit the state file's term %llu or go down, or an entry is "
 			"malformed; this is damage the records' checksums did not catch: "
-			"see cluckd(8), REPAIRING A DATA DIRECTORY", n->data_dir,
+			"see cluckd(8), Repairing a data directory", n->data_dir,
 			strerror(-r), (unsigned long long)term);
 		r = -EUCLEAN;
 		goto free_snap;
