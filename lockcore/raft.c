@@ -901,6 +901,14 @@ static void on_append_resp(struct raft *r, const struct rf_msg *m)
 	if (m->match_index < p->match ||
 	    (p->probing && m->match_index != p->next - 1))
 		return;
+	if (!m->conflict_term && m->conflict_index <= p->match) {
+		/* The follower's log ends below what it acknowledged: it
+		 * lost it (a voter repaired with --rejoin, a member started
+		 * afresh).  Probe from its end as for a new peer; what the
+		 * match counted toward stays committed, and the follower
+		 * (lockcore catch_up) votes only once it has it all again. */
+		p->match = m->conflict_index ? m->conflict_index - 1 : 0;
+	}
 	/* Fast backtracking: skip the follower's whole conflicting term. */
 	uint64_t nn = m->conflict_index;
 

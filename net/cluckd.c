@@ -532,6 +532,7 @@ int main(int argc, char **argv)
 	ncfg.op_timeout_ms = o.op_timeout_ms;
 	ncfg.accept_cut = o.accept_cut;
 	ncfg.accept_state = o.accept_state;
+	ncfg.rejoin = o.rejoin;
 	if (cluster_config(&o, &ncfg, voters, &listen_addr, key, &have_key) != 0) {
 		rc = 2;
 		goto free_loop;

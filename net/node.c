@@ -166,6 +166,8 @@ struct node {
 
 	uint64_t accept_cut;    /* --accept-loss (node_config) */
 	bool accept_state;
+	bool rejoin;            /* --rejoin (node_config) */
+	bool rejoining;         /* the engine is catching up (rf_catching_up) */
 
 	/* the cluster (all zero / NULL alone) */
 	bool clustered, voter;
@@ -600,6 +602,11 @@ static int step(struct node *n, struct rf_event *ev)
 	 * (a refused proposal included) may carry timer effects. */
 	if (rc != -EINVAL)
 		handle(n, &u);
+	if (n->rejoining && n->raft && !rf_catching_up(n->raft)) {
+		n->rejoining = false;
+		log_info("caught up with the leader's committed entries: this voter "
+			 "votes again");
+	}
 	n->depth--;
 	if (n->depth == 0)
 		drain(n);
@@ -2003,9 +2010,14 @@ static void refuse_damaged(struct node *n, const struct store_damage *d,
 {
 	char what[256] = "";
 
-	if (n->clustered && n->voter) {
+	if (n->clustered && n->voter && d->kind != STORE_DAMAGE_STATE) {
 		snprintf(what, sizeof(what), "this voter's entries are on the other "
-			 "voters; never start it with an empty --data-dir: with every "
+			 "voters: copy %s away, remove its log-* and snap-* files (keep "
+			 "state, cluster and epoch) and start it once with --rejoin; it "
+			 "then votes only after it caught up (cluckd(8), Repairing a data "
+			 "directory)", n->data_dir);
+	} else if (n->clustered && n->voter) {
+		snprintf(what, sizeof(what), "this voter's vote is lost: with every "
 			 "node of the cluster stopped, copy the data directory of the "
 			 "leader into %s as cluckd(8) says under Repairing a data directory",
 			 n->data_dir);
@@ -2106,6 +2118,10 @@ static int load(struct node *n)
 	int r;
 
 	make_parents(n->data_dir);
+	if (n->rejoin && !(n->clustered && n->voter)) {
+		log_err("--rejoin is for a voter of a cluster (--cluster naming this node)");
+		return -EINVAL;
+	}
 	if (n->accept_state && n->clustered && n->voter) {
 		log_err("--accept-loss state is refused on a voter of a cluster: a voter "
 			"that forgets its vote may vote twice in one term; see cluckd(8), "
@@ -2195,6 +2211,15 @@ static int load(struct node *n)
 			 * configuration replaces it with the first append. */
 			rc.learners[0] = n->self_id;
 			rc.n_learners = 1;
+		}
+		if (n->voter && n->rejoin) {
+			/* A voter started on a log it lost: no vote, no
+			 * campaign until it holds the leader's committed
+			 * entries again (lockcore/raft.h, catch_up). */
+			rc.catch_up = 1;
+			n->rejoining = true;
+			log_info("rejoining: this voter grants no vote and never campaigns "
+				 "until it holds the leader's committed entries");
 		}
 		rc.election_timeout_min_ms = ELECTION_MIN_MS;
 		rc.election_timeout_max_ms = ELECTION_MAX_MS;
@@ -2344,6 +2369,7 @@ struct node *node_new(struct loop *loop, const struct node_config *cfg)
 	n->data_dir = strdup(cfg->data_dir);
 	n->accept_cut = cfg->accept_cut;
 	n->accept_state = cfg->accept_state != 0;
+	n->rejoin = cfg->rejoin != 0;
 	if (!n->name || !n->data_dir)
 		goto free_node;
 	n->st = lc_state_new();

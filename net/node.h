@@ -48,6 +48,9 @@ struct node_config {
 	 * rebuilt (never on a voter of a cluster: it would forget its vote). */
 	uint64_t accept_cut;
 	int accept_state;
+	/* --rejoin: a voter started on a log it lost catches up before it
+	 * votes or campaigns (lockcore/raft.h, catch_up). */
+	int rejoin;
 };
 
 /* Raft id of a node name in a cluster (a 64-bit hash, never 0). */

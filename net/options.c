@@ -31,7 +31,7 @@
 enum opt_id {
 	O_FOREGROUND, O_NAME, O_CLUSTER, O_LISTEN, O_DATA_DIR, O_KEY_FILE,
 	O_INSECURE, O_CLIENT_LISTEN, O_LEASE, O_OP_TIMEOUT, O_LOCKFILE_TTL,
-	O_ON_LOST, O_CONFIG, O_FUSE, O_HELP, O_VERSION, O_ACCEPT_LOSS, O__COUNT
+	O_ON_LOST, O_CONFIG, O_FUSE, O_HELP, O_VERSION, O_ACCEPT_LOSS, O_REJOIN, O__COUNT
 };
 
 /* Config keys are the long option names; -o has none on the command line,
@@ -60,6 +60,8 @@ static const struct {
 	/* Never from a file: an acceptance left there would accept the
 	 * next, different damage without anyone reading about it. */
 	[O_ACCEPT_LOSS]   = { "accept-loss", 1, 0 },
+	/* Nor this: voters that all wait to catch up elect nobody. */
+	[O_REJOIN]        = { "rejoin", 0, 0 },
 };
 
 #define SHORTOPTS ":fn:C:l:D:k:c:o:hV"
@@ -79,6 +81,7 @@ static const struct option longopts[] = {
 	{ "lockfile-ttl",  required_argument, NULL, LONG_BASE + O_LOCKFILE_TTL },
 	{ "on-lost",       required_argument, NULL, LONG_BASE + O_ON_LOST },
 	{ "accept-loss",   required_argument, NULL, LONG_BASE + O_ACCEPT_LOSS },
+	{ "rejoin",        no_argument,       NULL, LONG_BASE + O_REJOIN },
 	{ "config",        required_argument, NULL, 'c' },
 	{ "help",          no_argument,       NULL, 'h' },
 	{ "version",       no_argument,       NULL, 'V' },
@@ -118,6 +121,8 @@ static const char usage_text[] =
 "      --accept-loss INDEX|state\n"
 "                            start once accepting the loss a refused start\n"
 "                            named (see cluckd(8))\n"
+"      --rejoin              a voter restarted on a lost log: no vote until\n"
+"                            it caught up with the leader\n"
 "  -c, --config FILE         same keys as the long options (default\n"
 "                            " OPT_DEFAULT_CONFIG " when it exists)\n"
 "  -o OPTIONS                extra FUSE mount options\n"
@@ -527,6 +532,9 @@ static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
 			return fail(err, errlen,
 				    "bad --on-lost value '%s': expected a signal (TERM, SIGKILL, 15...) or none",
 				    shown(v, b, sizeof(b)));
+		return 0;
+	case O_REJOIN:
+		o->rejoin = 1;
 		return 0;
 	case O_ACCEPT_LOSS: {
 		char *end;

@@ -46,6 +46,7 @@ struct options {
 	int on_lost_signal;             /* default SIGTERM; 0 = none */
 	uint64_t accept_cut;            /* --accept-loss INDEX, 0: none */
 	int accept_state;               /* --accept-loss state */
+	int rejoin;                     /* --rejoin */
 	char *config_file;              /* the file read, or NULL */
 	char **fuse_opts;               /* -o values, in order (file first) */
 	size_t nfuse_opts;

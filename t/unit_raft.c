@@ -1492,6 +1492,35 @@ static void test_voter_with_lost_log_catches_up_before_voting(void)
 	}
 }
 
+/* The same voter back while the leader stays: the leader sees a follower
+ * whose log ends below what it acknowledged and feeds it from its end. */
+static void test_leader_refeeds_follower_that_lost_its_log(void)
+{
+	int l, a;
+
+	cl_new(3, 3, false, 0);
+	l = settle();
+	CU_ASSERT_FATAL(l >= 0);
+	a = (l + 1) % 3;
+	propose_n(l, 8, "x");
+	run(50);
+	CU_ASSERT_EQUAL_FATAL(rf_match_index(C.n[l].r, (uint64_t)a + 1),
+			      rf_last_index(C.n[l].r));
+	node_crash(a);
+	disk_truncate(&C.n[a], 0);
+	C.n[a].cfg.catch_up = 1;
+	node_start(a);
+	CU_ASSERT(rf_catching_up(C.n[a].r));
+	propose_n(l, 1, "y");
+	run(200);
+	CU_ASSERT_EQUAL(leader(), l);
+	CU_ASSERT_EQUAL(C.n[a].sm, C.n[l].sm);
+	CU_ASSERT_EQUAL(rf_last_index(C.n[a].r), rf_last_index(C.n[l].r));
+	CU_ASSERT(!rf_catching_up(C.n[a].r));
+	CU_ASSERT_EQUAL(C.bad, 0);
+	cl_free();
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1499,6 +1528,7 @@ static const struct {
 	T(test_conf_codec),
 	T(test_learner_applies_never_votes_nor_counts),
 	T(test_voter_with_lost_log_catches_up_before_voting),
+	T(test_leader_refeeds_follower_that_lost_its_log),
 	T(test_learner_votes_for_candidate_that_promoted_it),
 	T(test_self_removed_leader_with_longest_log_campaigns),
 	T(test_add_learner_then_promote_counts_in_quorum),
