@@ -1127,7 +1127,21 @@ static int recover(struct store *s, char *msg, size_t msg_size)
 			    " (index %" PRIu64 ")", name, firsts[0],
 			    s->snap_index, s->snap_index);
 		damage(s, STORE_DAMAGE_SNAPSHOT, name, 0, firsts[start],
-		       s->snap_index + 1, firsts[start] - 1);
+		       s->snap_index + 1, log_end(s, firsts[n - 1]));
+		if (s->cfg && s->cfg->accept_cut == s->snap_index + 1) {
+			/* Accepted: the log that cannot continue the
+			 * snapshot goes aside; the store ends at it. */
+			rc = set_aside(s, firsts, start, n);
+			if (rc == 0)
+				rc = fsync_dir(s);
+			if (rc < 0)
+				goto free_firsts;
+			say(&rep, "cut as accepted: segments from %s renamed "
+			    "lost-log-..., entries after %" PRIu64 " lost", name,
+			    s->snap_index);
+			n = start;
+			goto loaded;
+		}
 		rc = -EUCLEAN;
 		goto free_firsts;
 	}
@@ -1152,7 +1166,18 @@ static int recover(struct store *s, char *msg, size_t msg_size)
 			    name, want - 1, firsts[i], s->snap_index,
 			    s->snap_index);
 			damage(s, STORE_DAMAGE_SNAPSHOT, name, 0, firsts[i],
-			       s->snap_index + 1, firsts[i] - 1);
+			       s->snap_index + 1, log_end(s, firsts[n - 1]));
+			if (s->cfg && s->cfg->accept_cut == s->snap_index + 1) {
+				rc = set_aside(s, firsts, i, n);
+				if (rc == 0)
+					rc = fsync_dir(s);
+				if (rc < 0)
+					goto free_firsts;
+				say(&rep, "cut as accepted: segments from %s "
+				    "renamed lost-log-..., entries after %" PRIu64
+				    " lost", name, s->snap_index);
+				break;
+			}
 			rc = -EUCLEAN;
 			goto free_firsts;
 		}
@@ -1198,6 +1223,7 @@ static int recover(struct store *s, char *msg, size_t msg_size)
 		if (rc == 0)
 			break;
 	}
+loaded:
 	if (rep.skipped)
 		say(&rep, "%s%s", rep.skip, rep.skipped > 1 ?
 		    " (and more damaged records the snapshot covers)" : "");

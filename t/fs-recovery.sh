@@ -209,7 +209,14 @@ else
 fi
 snap=$(ls "$D"/snap-* | tail -n1)
 flip "$snap" 40
-refused "damaged snapshot" "${snap##*/}: corrupt snapshot skipped: crc mismatch.*(gap|not 1)"
+refused "damaged snapshot" "${snap##*/}: corrupt snapshot skipped: crc mismatch.*(gap|not 1).*--accept-loss [0-9]+"
+cut=$(sed -n 's/.*--accept-loss \([0-9]*\).*/\1/p' "$T_DIR/err")
+before=$MAXTOK
+start_cluckd --accept-loss "$cut" || finish
+grep -q "cut as accepted" "$LOG" && ok "damaged snapshot: loss accepted" || fail "damaged snapshot: no acceptance in the log"
+token_up "damaged snapshot accepted"
+stop_cluckd
+MAXTOK=$before
 restore
 
 # --- the state file: damaged, missing, then rebuilt as accepted ----------------------

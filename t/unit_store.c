@@ -1330,6 +1330,19 @@ static void test_snapshot_corrupt(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "gap"));
 	CU_ASSERT_EQUAL(count_segments(), segs);
 	CU_ASSERT_EQUAL(count_prefix("snap-"), 2);
+	/* Accepted: the older snapshot, and the log set aside. */
+	s = open_accept(512, 51);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "cut as accepted"));
+	check_snap(s, 50, 10);
+	CU_ASSERT_EQUAL(store_last_index(s), 50);
+	CU_ASSERT_EQUAL(count_segments(), 0);
+	CU_ASSERT_EQUAL(count_prefix("lost-log-"), segs);
+	append_range(s, 51, 55);
+	CU_ASSERT_EQUAL(store_sync(s), 55);
+	store_close(s);
+	s = open_store(512);
+	check_loaded_range(s, 51, 55);
+	store_close(s);
 	rm_dir();
 }
 
