@@ -73,6 +73,7 @@ struct raft {
 
 	uint64_t term, vote, leader;
 	uint8_t role;
+	bool catching_up;      /* cfg.catch_up, until caught_up() */
 
 	/* log[k] is index snap_index + 1 + k; buf owned */
 	struct rf_entry *log;
@@ -659,7 +660,24 @@ static unsigned count_granted(const struct raft *r)
  * dissertation 4.2.2).  It then counts only the votes of its voters. */
 static bool may_campaign(const struct raft *r)
 {
-	return r->self_voter || r->conf_index > r->commit;
+	return !r->catching_up && (r->self_voter || r->conf_index > r->commit);
+}
+
+/* A voter that lost its log (cfg.catch_up) may have acknowledged entries
+ * that a majority needed it for: until it holds them again, a vote from
+ * it could elect a leader missing committed entries.  It has them all
+ * once its synced log holds an entry of the current leader's term that
+ * the leader reported committed: such an entry commits every one before
+ * it, and the leader holds every entry committed before its term (Leader
+ * Completeness), so ours matches it up to there.  Synced, because a crash
+ * right after must not bring the gap back. */
+static void caught_up(struct raft *r)
+{
+	uint64_t m = r->commit < r->durable_index ? r->commit : r->durable_index;
+
+	if (r->catching_up && r->role == RF_FOLLOWER && r->leader && m &&
+	    m > r->snap_index && term_at(r, m) == r->term)
+		r->catching_up = false;
 }
 
 static void try_win(struct raft *r)
@@ -702,6 +720,15 @@ static void on_vote(struct raft *r, const struct rf_msg *m)
 	 * sound. */
 	if (m->term > r->term && in_lease(r))
 		return;
+	if (r->catching_up) {
+		/* No vote before we hold what we once acknowledged; the
+		 * term still moves, so we never go back to an old one. */
+		if (!m->prevote && m->term > r->term)
+			become_follower(r, m->term, 0);
+		resp.term = r->term;
+		send_now(r, &resp);
+		return;
+	}
 	/* Votes are granted whatever our own configuration says (Raft
 	 * dissertation 4.1): a candidate whose newer configuration makes us a
 	 * voter may need our vote before that entry reaches us, and refusing
@@ -874,6 +901,14 @@ static void on_append_resp(struct raft *r, const struct rf_msg *m)
 	if (m->match_index < p->match ||
 	    (p->probing && m->match_index != p->next - 1))
 		return;
+	if (!m->conflict_term && m->conflict_index <= p->match) {
+		/* The follower's log ends below what it acknowledged: it
+		 * lost it (a voter repaired with --rejoin, a member started
+		 * afresh).  Probe from its end as for a new peer; what the
+		 * match counted toward stays committed, and the follower
+		 * (lockcore catch_up) votes only once it has it all again. */
+		p->match = m->conflict_index ? m->conflict_index - 1 : 0;
+	}
 	/* Fast backtracking: skip the follower's whole conflicting term. */
 	uint64_t nn = m->conflict_index;
 
@@ -1335,6 +1370,7 @@ static int on_start(struct raft *r, const struct rf_event *ev)
 	r->commit = r->applied = si;
 	r->term = r->durable_term = ev->start.term;
 	r->vote = r->durable_vote = ev->start.vote;
+	r->catching_up = r->cfg.catch_up != 0;
 	r->durable_index = last_index(r);
 	r->dirty_from = 0;
 	r->role = RF_FOLLOWER;
@@ -1632,6 +1668,7 @@ int rf_step(struct raft *r, const struct rf_event *ev, struct rf_update *u)
 	default:
 		return -EINVAL;
 	}
+	caught_up(r);
 	{
 		uint64_t pi = u->proposed_index;
 
@@ -1736,6 +1773,7 @@ uint64_t rf_term(const struct raft *r) { return r->term; }
 uint64_t rf_leader(const struct raft *r) { return r->leader; }
 /* Highest index known committed. */
 uint64_t rf_commit_index(const struct raft *r) { return r->commit; }
+int rf_catching_up(const struct raft *r) { return r->catching_up; }
 /* Index of the last entry in the log (the snapshot's when it is empty). */
 uint64_t rf_last_index(const struct raft *r) { return last_index(r); }
 /* First index still in the log. */

@@ -130,6 +130,15 @@ struct rf_config {
 	uint32_t test_break;               /* RF_BREAK_*: deliberate bugs that
 	                                      only the simulator sets, to prove
 	                                      its checks can fail; 0 in cluckd */
+	uint8_t catch_up;                  /* a voter restarted on a log it
+	                                      lost (kept term and vote): it
+	                                      grants no vote, pre-vote
+	                                      included, and never campaigns
+	                                      until it holds an entry of the
+	                                      leader's term that the leader
+	                                      reported committed, hence every
+	                                      entry committed before; see
+	                                      rf_catching_up() */
 };
 
 #define RF_BREAK_VOTE_ANY_LOG    0x1u  /* grant votes without the log check */
@@ -342,6 +351,8 @@ uint8_t  rf_role(const struct raft *r);
 uint64_t rf_term(const struct raft *r);
 uint64_t rf_leader(const struct raft *r);
 uint64_t rf_commit_index(const struct raft *r);
+/* 1 while a node started with cfg.catch_up has not caught up yet. */
+int rf_catching_up(const struct raft *r);
 uint64_t rf_last_index(const struct raft *r);
 /* Entry at index (first..last), or NULL (compacted or beyond). */
 const struct rf_entry *rf_entry_at(const struct raft *r, uint64_t index);

@@ -607,6 +607,9 @@ int main(int argc, char **argv)
 	ncfg.data_dir = o.data_dir;
 	ncfg.lease_ms = o.lease_ms;
 	ncfg.op_timeout_ms = o.op_timeout_ms;
+	ncfg.accept_cut = o.accept_cut;
+	ncfg.accept_state = o.accept_state;
+	ncfg.rejoin = o.rejoin;
 	if (cluster_config(&o, &ncfg, voters, &listen_addr, key, &have_key) != 0) {
 		rc = 2;
 		goto free_loop;
@@ -626,6 +629,8 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		if (rc == -EINTR)
 			fprintf(stderr, "cluckd: stopped by a signal while starting\n");
+		else if (rc == -EUCLEAN)
+			;      /* the node said what is damaged and what to do */
 		else if (rc == -EADDRINUSE || rc == -EADDRNOTAVAIL)
 			fprintf(stderr, "cluckd: cannot listen for peers on the --listen address: %s\n",
 				strerror(-rc));

@@ -56,12 +56,14 @@
 #include "lockcore/lease.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #define SELF_ID      1u              /* our Raft id when alone */
@@ -170,6 +172,11 @@ struct node {
 	bool stopping;
 	uint64_t stop_deadline_ns;   /* mono ns */
 	uint64_t close_check;        /* node_stop's progress timer */
+
+	uint64_t accept_cut;    /* --accept-loss (node_config) */
+	bool accept_state;
+	bool rejoin;            /* --rejoin (node_config) */
+	bool rejoining;         /* the engine is catching up (rf_catching_up) */
 
 	/* the cluster (all zero / NULL alone) */
 	bool clustered, voter;
@@ -604,6 +611,11 @@ static int step(struct node *n, struct rf_event *ev)
 	 * (a refused proposal included) may carry timer effects. */
 	if (rc != -EINVAL)
 		handle(n, &u);
+	if (n->rejoining && n->raft && !rf_catching_up(n->raft)) {
+		n->rejoining = false;
+		log_info("caught up with the leader's committed entries: this voter "
+			 "votes again");
+	}
 	n->depth--;
 	if (n->depth == 0)
 		drain(n);
@@ -1885,12 +1897,33 @@ static bool conf_matches(const struct node *n, const struct rf_conf *c)
 
 /* The data directory says which cluster it belongs to (DATA_DIR/cluster:
  * "alone", or "voters NAME,NAME,..." sorted): a directory of a node alone
- * or of another cluster must not be merged into this one by Raft.  A
- * directory from before the file existed holds a node alone's state.
- * 0 or -EINVAL (logged), -errno. */
+ * or of another cluster must not be merged into this one by Raft.  The
+ * file is written at the first start; missing or garbled beside a log it
+ * is refused with the command that restores it (never a guess).
+ * 0, -EINVAL or -EUCLEAN (logged), -errno. */
 static int cmp_name(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A cluster file as written by check_identity(): "alone" or "voters "
+ * and a non-empty list of names, one line. */
+static bool identity_ok(const char *have)
+{
+	size_t len = strlen(have);
+
+	if (!len || have[len - 1] != '\n')
+		return false;
+	if (strcmp(have, "alone\n") == 0)
+		return true;
+	if (strncmp(have, "voters ", 7) != 0 || len < 9)
+		return false;
+	for (const char *c = have + 7; *c != '\n'; c++)
+		if (!(*c == ',' || *c == '.' || *c == '_' || *c == '-' ||
+		      (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') ||
+		      (*c >= 'A' && *c <= 'Z')))
+			return false;
+	return true;
 }
 
 static int check_identity(struct node *n, uint64_t stored)
@@ -1913,20 +1946,44 @@ static int check_identity(struct node *n, uint64_t stored)
 		snprintf(want + len, sizeof(want) - len, "\n");
 	}
 	got = store_get_file(n->store, "cluster", have, sizeof(have));
-	if (got == -ENOENT)
-		snprintf(have, sizeof(have), "%s", stored ? "alone\n" : want);
-	else if (got < 0)
+	if (got == -ENOENT && !stored)
+		return store_put_file(n->store, "cluster", want, strlen(want));
+
+	if (got < 0 && got != -ENOENT)
 		return (int)got;
-	if (strcmp(have, want) != 0) {
-		have[strcspn(have, "\n")] = '\0';
-		want[strcspn(want, "\n")] = '\0';
-		log_err("the data directory %s belongs to %s%s, not to %s: give this node an "
-			"empty --data-dir (its state comes from the cluster)", n->data_dir,
-			strncmp(have, "alone", 5) ? "a cluster of " : "a node alone",
-			strncmp(have, "alone", 5) ? have + 7 : "", want);
-		return -EINVAL;
+	want[strcspn(want, "\n")] = '\0';
+	if (got == -ENOENT || !identity_ok(have)) {
+		/* Written at the first start, before anything else: gone or
+		 * garbled beside a log, it is damage, and only the admin
+		 * knows which cluster the directory was made for. */
+		char shown[64];
+
+		snprintf(shown, sizeof(shown), "%.40s", have);
+		for (char *c = shown; *c; c++)
+			if (*c < ' ' || *c > '~')
+				*c = '?';
+		log_err("the data directory %s holds a log but its file 'cluster' (which "
+			"cluster the directory belongs to) is %s%s%s; if this directory was "
+			"made by this node %s, restore the file with: printf '%s\\n' > %s/cluster "
+			"and start again; otherwise start this node with the options the "
+			"directory was made with", n->data_dir,
+			got == -ENOENT ? "missing" : "damaged ('", got == -ENOENT ? "" : shown,
+			got == -ENOENT ? "" : "')",
+			n->clustered ? "in this cluster" : "alone", want, n->data_dir);
+		return -EUCLEAN;
 	}
-	return got >= 0 ? 0 : store_put_file(n->store, "cluster", want, strlen(want));
+	if (strncmp(have, want, strlen(want)) == 0 && have[strlen(want)] == '\n')
+		return 0;
+	have[strcspn(have, "\n")] = '\0';
+	log_err("the data directory %s belongs to %s%s, not to %s: start this node as "
+		"the directory was made (%s), or give it another --data-dir%s", n->data_dir,
+		strncmp(have, "alone", 5) ? "a cluster of voters " : "a node alone",
+		strncmp(have, "alone", 5) ? have + 7 : "",
+		n->clustered ? "this --cluster" : "a node alone",
+		strncmp(have, "alone", 5) ? "with its --cluster" : "without --cluster",
+		n->clustered && n->voter ? " (empty only for a voter of a brand-new cluster)"
+					 : "");
+	return -EINVAL;
 }
 
 /* The transport epoch of this run: larger than every earlier run's (kept
@@ -1954,6 +2011,106 @@ static int next_epoch(struct node *n)
 	return rc;
 }
 
+/* The one message of a data directory store_open() refused: what is
+ * damaged (the store's line names the file, offset and index) and what
+ * to do, which depends on where the lost entries can come from. */
+static void refuse_damaged(struct node *n, const struct store_damage *d,
+			   const char *msg)
+{
+	char what[256] = "";
+
+	if (n->clustered && n->voter && d->kind != STORE_DAMAGE_STATE) {
+		snprintf(what, sizeof(what), "this voter's entries are on the other "
+			 "voters: copy %s away, remove its log-* and snap-* files (keep "
+			 "state, cluster and epoch) and start it once with --rejoin; it "
+			 "then votes only after it caught up (cluckd(8), Repairing a data "
+			 "directory)", n->data_dir);
+	} else if (n->clustered && n->voter) {
+		snprintf(what, sizeof(what), "this voter's vote is lost: with every "
+			 "node of the cluster stopped, copy the data directory of the "
+			 "leader into %s as cluckd(8) says under Repairing a data directory",
+			 n->data_dir);
+	} else if (n->clustered) {
+		snprintf(what, sizeof(what), "a member holds only a copy of the "
+			 "cluster's log: move %s aside and start again; it catches up "
+			 "from the leader", n->data_dir);
+	} else if (d->kind == STORE_DAMAGE_STATE) {
+		snprintf(what, sizeof(what), "no entry is lost; to rebuild the file "
+			 "from the log (back up %s first), start once with "
+			 "--accept-loss state", n->data_dir);
+	} else if (d->lost_from) {
+		snprintf(what, sizeof(what), "nobody else holds these entries; to "
+			 "accept losing entries %llu to %llu%s (back up %s first), "
+			 "start once with --accept-loss %llu",
+			 (unsigned long long)d->lost_from,
+			 (unsigned long long)d->lost_to,
+			 d->kind == STORE_DAMAGE_SNAPSHOT ? " and the damaged snapshot"
+							  : "",
+			 n->data_dir, (unsigned long long)d->lost_from);
+	} else {
+		snprintf(what, sizeof(what), "this is not a directory cluckd wrote; "
+			 "see cluckd(8), Repairing a data directory");
+	}
+	log_err("refusing to start: the data directory %s is damaged: %s; %s",
+		n->data_dir, msg, what);
+}
+
+/* Alone, fencing tokens come from this node's log positions (lockcore:
+ * index << LC_TOKEN_SHIFT), so a log that lost its end, even cut cleanly
+ * at a record boundary, would hand out tokens again.  The store keeps an
+ * index floor: every index up to `mark` was synced once (a log ending
+ * below it lost synced entries: refused unless the admin accepts), none
+ * above `floor` was.  The log then jumps to the floor with no-op entries,
+ * so the next token is above every token ever handed out; a clean restart
+ * costs at most STORE_FLOOR_STEP small records.  *jump is how many. */
+static int check_floor(struct node *n, uint64_t *jump)
+{
+	uint64_t mark, floor, last = store_last_index(n->store);
+	uint64_t t = store_last_term(n->store), term, vote;
+	int r = 0;
+
+	store_floor(n->store, &mark, &floor);
+	*jump = 0;
+	if (last < mark && n->accept_cut != last + 1) {
+		log_err("refusing to start: the data directory %s is damaged: its log "
+			"ends at index %llu, but entries up to index %llu were written and "
+			"synced (a log segment was deleted or cut short at a record "
+			"boundary); nobody else holds entries %llu to %llu; to accept "
+			"losing them (back up %s first), start once with --accept-loss %llu",
+			n->data_dir, (unsigned long long)last, (unsigned long long)mark,
+			(unsigned long long)last + 1, (unsigned long long)mark, n->data_dir,
+			(unsigned long long)last + 1);
+		return -EUCLEAN;
+	}
+	if (last >= floor)
+		return 0;
+	if (last < mark)
+		log_warn("data directory %s: entries %llu to %llu lost, as accepted",
+			 n->data_dir, (unsigned long long)last + 1, (unsigned long long)mark);
+	store_hardstate(n->store, &term, &vote);
+	if (!t)
+		t = 1;
+	if (term < t)
+		r = store_set_hardstate(n->store, t, vote);
+	for (uint64_t i = last + 1; r == 0 && i <= floor; i++)
+		r = store_append(n->store, i, t, RF_ENTRY_NOOP, NULL, 0);
+	if (r == 0) {
+		int64_t sr = store_sync(n->store);
+
+		r = sr < 0 ? (int)sr : 0;
+	}
+	if (r < 0) {
+		log_err("cannot raise the log of %s to its index floor %llu: %s", n->data_dir,
+			(unsigned long long)floor, strerror(-r));
+		return r;
+	}
+	*jump = floor - last;
+	log_info("data directory %s: log raised from index %llu to its floor %llu, so "
+		 "fencing tokens stay above every one handed out before", n->data_dir,
+		 (unsigned long long)last, (unsigned long long)floor);
+	return 0;
+}
+
 /* Loads what --data-dir holds and starts the engine on it. */
 static int load(struct node *n)
 {
@@ -1964,12 +2121,45 @@ static int load(struct node *n)
 	struct rf_event ev = { .type = RF_EV_START };
 	struct rf_entry *ents = NULL;
 	const struct store_entry *se;
-	uint64_t ne = 0, term, vote;
+	struct store_damage dmg;
+	uint64_t ne = 0, term, vote, jump = 0;
 	char msg[STORE_MSG_MAX];
 	int r;
 
 	make_parents(n->data_dir);
+	if (n->rejoin && !(n->clustered && n->voter)) {
+		log_err("--rejoin is for a voter of a cluster (--cluster naming this node)");
+		return -EINVAL;
+	}
+	if (n->accept_state && n->clustered && n->voter) {
+		log_err("--accept-loss state is refused on a voter of a cluster: a voter "
+			"that forgets its vote may vote twice in one term; see cluckd(8), "
+			"Repairing a data directory");
+		return -EINVAL;
+	}
+	/* Tests' knobs: small segments and a small floor step make every
+	 * kind of damage reachable with a few files. */
+	if (getenv("CLUCKD_SEGMENT_BYTES"))
+		scfg.segment_bytes = strtoull(getenv("CLUCKD_SEGMENT_BYTES"), NULL, 10);
+	if (getenv("CLUCKD_FLOOR_STEP"))
+		scfg.floor_step = strtoull(getenv("CLUCKD_FLOOR_STEP"), NULL, 10);
+	/* The cluster file is written at the first start, after the state
+	 * file: beside it, a directory without one is not new but emptied
+	 * (a member's may be: it holds only a copy). */
+	{
+		char p[PATH_MAX];
+
+		snprintf(p, sizeof(p), "%s/cluster", n->data_dir);
+		scfg.existing = !(n->clustered && !n->voter) && access(p, F_OK) == 0;
+	}
+	scfg.accept_cut = n->accept_cut;
+	scfg.accept_state = n->accept_state;
+	scfg.damage = &dmg;
 	r = store_open(&scfg, &n->store, msg, sizeof(msg));
+	if (r == -EUCLEAN) {
+		refuse_damaged(n, &dmg, msg);
+		return r;
+	}
 	if (r < 0) {
 		log_err("cannot open the data directory %s: %s%s%s", n->data_dir,
 			r == -EBUSY ? "another cluckd is using it" : strerror(-r),
@@ -2031,6 +2221,15 @@ static int load(struct node *n)
 			rc.learners[0] = n->self_id;
 			rc.n_learners = 1;
 		}
+		if (n->voter && n->rejoin) {
+			/* A voter started on a log it lost: no vote, no
+			 * campaign until it holds the leader's committed
+			 * entries again (lockcore/raft.h, catch_up). */
+			rc.catch_up = 1;
+			n->rejoining = true;
+			log_info("rejoining: this voter grants no vote and never campaigns "
+				 "until it holds the leader's committed entries");
+		}
 		rc.election_timeout_min_ms = ELECTION_MIN_MS;
 		rc.election_timeout_max_ms = ELECTION_MAX_MS;
 		rc.heartbeat_ms = HEARTBEAT_MS;
@@ -2050,15 +2249,26 @@ static int load(struct node *n)
 	r = rf_new(&rc, &n->raft);
 	if (r < 0)
 		goto free_snap;
+	if (!n->clustered) {
+		r = check_floor(n, &jump);
+		if (r < 0)
+			goto free_snap;
+	}
 	se = store_loaded(n->store, &ne);
-	if (ne) {
-		ents = calloc(ne, sizeof(*ents));
+	if (ne + jump) {
+		uint64_t jt = ne ? se[ne - 1].term : snap.term;
+
+		ents = calloc(ne + jump, sizeof(*ents));
 		if (!ents) {
 			r = -ENOMEM;
 			goto free_snap;
 		}
 		for (uint64_t i = 0; i < ne; i++)
 			ents[i] = (struct rf_entry){ se[i].term, se[i].type, se[i].len, se[i].buf };
+		/* The no-op entries check_floor() appended after them. */
+		for (uint64_t i = ne; i < ne + jump; i++)
+			ents[i] = (struct rf_entry){ jt ? jt : 1, RF_ENTRY_NOOP, 0, NULL };
+		ne += jump;
 	}
 	store_hardstate(n->store, &term, &vote);
 	ev.start.term = term;
@@ -2073,8 +2283,12 @@ static int load(struct node *n)
 	r = step(n, &ev);
 	free(ents);
 	if (r < 0) {
-		log_err("the log in %s does not load into the engine: %s", n->data_dir,
-			strerror(-r));
+		log_err("the log in %s does not load into the engine (%s): its terms do "
+			"not fit the state file's term %llu or go down, or an entry is "
+			"malformed; this is damage the records' checksums did not catch: "
+			"see cluckd(8), Repairing a data directory", n->data_dir,
+			strerror(-r), (unsigned long long)term);
+		r = -EUCLEAN;
 		goto free_snap;
 	}
 	snap.data = NULL;        /* the engine's now */
@@ -2172,6 +2386,9 @@ struct node *node_new(struct loop *loop, const struct node_config *cfg)
 	n->op_timeout_ms = cfg->op_timeout_ms;
 	n->name = strdup(cfg->name);
 	n->data_dir = strdup(cfg->data_dir);
+	n->accept_cut = cfg->accept_cut;
+	n->accept_state = cfg->accept_state != 0;
+	n->rejoin = cfg->rejoin != 0;
 	if (!n->name || !n->data_dir)
 		goto free_node;
 	n->st = lc_state_new();

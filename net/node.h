@@ -44,6 +44,14 @@ struct node_config {
 	const struct sockaddr *listen;
 	socklen_t listen_len;
 	const uint8_t *key;
+	/* --accept-loss: the loss the admin accepts after a refusal (see
+	 * store_config): the index the log may be cut at, or the state file
+	 * rebuilt (never on a voter of a cluster: it would forget its vote). */
+	uint64_t accept_cut;
+	int accept_state;
+	/* --rejoin: a voter started on a log it lost catches up before it
+	 * votes or campaigns (lockcore/raft.h, catch_up). */
+	int rejoin;
 };
 
 /* Raft id of a node name in a cluster (a 64-bit hash, never 0). */

@@ -32,7 +32,8 @@
 enum opt_id {
 	O_FOREGROUND, O_NAME, O_CLUSTER, O_LISTEN, O_DATA_DIR, O_KEY_FILE,
 	O_INSECURE, O_CLIENT_LISTEN, O_LEASE, O_OP_TIMEOUT, O_LOCKFILE_TTL,
-	O_ON_LOST, O_STOP_TIMEOUT, O_CONFIG, O_FUSE, O_HELP, O_VERSION, O__COUNT
+	O_ON_LOST, O_STOP_TIMEOUT, O_CONFIG, O_FUSE, O_HELP, O_VERSION, O_ACCEPT_LOSS,
+	O_REJOIN, O__COUNT
 };
 
 /* Config keys are the long option names; -o has none on the command line,
@@ -59,6 +60,11 @@ static const struct {
 	[O_FUSE]          = { "o", 1, 1 },
 	[O_HELP]          = { "help", 0, 0 },
 	[O_VERSION]       = { "version", 0, 0 },
+	/* Never from a file: an acceptance left there would accept the
+	 * next, different damage without anyone reading about it. */
+	[O_ACCEPT_LOSS]   = { "accept-loss", 1, 0 },
+	/* Nor this: voters that all wait to catch up elect nobody. */
+	[O_REJOIN]        = { "rejoin", 0, 0 },
 };
 
 #define SHORTOPTS ":fn:C:l:D:k:c:o:hV"
@@ -78,6 +84,8 @@ static const struct option longopts[] = {
 	{ "lockfile-ttl",  required_argument, NULL, LONG_BASE + O_LOCKFILE_TTL },
 	{ "on-lost",       required_argument, NULL, LONG_BASE + O_ON_LOST },
 	{ "stop-timeout",  required_argument, NULL, LONG_BASE + O_STOP_TIMEOUT },
+	{ "accept-loss",   required_argument, NULL, LONG_BASE + O_ACCEPT_LOSS },
+	{ "rejoin",        no_argument,       NULL, LONG_BASE + O_REJOIN },
 	{ "config",        required_argument, NULL, 'c' },
 	{ "help",          no_argument,       NULL, 'h' },
 	{ "version",       no_argument,       NULL, 'V' },
@@ -117,6 +125,11 @@ static const char usage_text[] =
 "                            session ends (default TERM)\n"
 "      --stop-timeout SECS   on SIGTERM, how long holders may keep their\n"
 "                            locks before they get that signal (default 10)\n"
+"      --accept-loss INDEX|state\n"
+"                            start once accepting the loss a refused start\n"
+"                            named (see cluckd(8))\n"
+"      --rejoin              a voter restarted on a lost log: no vote until\n"
+"                            it caught up with the leader\n"
 "  -c, --config FILE         same keys as the long options (default\n"
 "                            " OPT_DEFAULT_CONFIG " when it exists)\n"
 "  -o OPTIONS                extra FUSE mount options\n"
@@ -532,6 +545,24 @@ static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
 			return -1;
 		o->stop_timeout_ms = (ns + 999999u) / 1000000u;
 		return 0;
+	case O_REJOIN:
+		o->rejoin = 1;
+		return 0;
+	case O_ACCEPT_LOSS: {
+		char *end;
+
+		if (!strcmp(v, "state")) {
+			o->accept_state = 1;
+			return 0;
+		}
+		errno = 0;
+		o->accept_cut = strtoull(v, &end, 10);
+		if (errno || end == v || *end || !o->accept_cut || *v == '-' || *v == '+')
+			return fail(err, errlen,
+				    "bad --accept-loss value '%s': expected the index a refused start named, or state",
+				    shown(v, b, sizeof(b)));
+		return 0;
+	}
 	case O_FUSE: {
 		char **nv;
 

@@ -45,6 +45,9 @@ struct options {
 	uint32_t lockfile_ttl_s;        /* default 0; decimals round up */
 	int on_lost_signal;             /* default SIGTERM; 0 = none */
 	uint64_t stop_timeout_ms;       /* default 10 s; 0: signal holders at once */
+	uint64_t accept_cut;            /* --accept-loss INDEX, 0: none */
+	int accept_state;               /* --accept-loss state */
+	int rejoin;                     /* --rejoin */
 	char *config_file;              /* the file read, or NULL */
 	char **fuse_opts;               /* -o values, in order (file first) */
 	size_t nfuse_opts;

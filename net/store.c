@@ -7,10 +7,11 @@
  * It must never report an index as synced before an fsync covering it
  * returned, never retry or continue after a failed write or fsync (the
  * store becomes dead and returns -EIO), never trust a record whose length,
- * crc, index or term does not check out, never delete anything during
- * recovery except the corrupt tail it reports in the message, and never
- * remove a log record that no durable snapshot covers (except on a Raft
- * conflict truncation or a snapshot install).
+ * crc, index or term does not check out, never cut anything during
+ * recovery but a torn tail (the last segment's unsynced end) or a loss the
+ * admin accepted, never remove a log record that no durable snapshot
+ * covers (except on a Raft conflict truncation or a snapshot install), and
+ * never report an index synced before the index floor is above it.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -19,6 +20,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +35,9 @@
 #define STATE_NAME    "state"
 #define STATE_TMP     "state.tmp"
 #define STATE_MAGIC   0x534b4c43u      /* "CLKS" little endian */
-#define STATE_VERSION 1u
-#define STATE_BYTES   28u
+#define STATE_VERSION 2u
+#define STATE_BYTES   44u              /* magic .. floor, crc */
+#define STATE_V1_BYTES 28u             /* version 1: no mark, no floor */
 #define WBUF_FLUSH    (1u << 20)       /* write out pending bytes beyond */
 #define SNAP_TMP      "snap.tmp"
 #define SNAP_MAGIC    0x4e534b43u      /* "CKSN" little endian */
@@ -69,6 +72,10 @@ struct store {
 	size_t wlen, wcap;
 	bool tail_dirty, dir_dirty, hs_pending, failed;
 	uint64_t term, vote, synced;   /* synced: an absolute index */
+	uint64_t mark, floor;          /* index floor (store.h) */
+	uint64_t floor_step;
+	char state_why[64];            /* "" or why the state file is bad */
+	const struct store_config *cfg;  /* during store_open() only */
 	uint64_t snap_index, snap_term;  /* newest durable snapshot */
 	uint64_t first_loaded;         /* index of loaded[0] */
 	struct store_snapshot held;    /* found by store_open(), until taken */
@@ -289,30 +296,50 @@ ssize_t store_get_file(struct store *s, const char *name, char *buf, size_t size
 
 /* ---- hard state -------------------------------------------------------- */
 
-static int load_state(struct store *s, char *msg, size_t msg_size)
+/* Reads the state file.  A missing or damaged one is not an error here:
+ * store_open() decides (a fresh directory gets its first one; beside a
+ * log it is damage).  0 (s->state_why set when missing or damaged), or
+ * -errno. */
+static int load_state(struct store *s)
 {
 	uint8_t b[STATE_BYTES + 1];
 	ssize_t n;
 	int fd = openat(s->dirfd, STATE_NAME, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		snprintf(s->state_why, sizeof(s->state_why), "missing");
+		return 0;
+	}
 	n = read(fd, b, sizeof(b));
 	close(fd);
 	if (n < 0)
 		return -errno;
 	/* The file is replaced by rename, so it is never torn: anything
-	 * wrong here is real corruption and we refuse to guess a vote. */
+	 * wrong here is real corruption and we refuse to guess a vote.
+	 * Version 1 (28 bytes) had no floor. */
+	if (n >= 8 && le_get32(b) == STATE_MAGIC && le_get32(b + 4) == 1u &&
+	    n == STATE_V1_BYTES && le_get32(b + 24) == store_crc32c(0, b, 24)) {
+		s->term = le_get64(b + 8);
+		s->vote = le_get64(b + 16);
+		return 0;
+	}
 	if (n != STATE_BYTES || le_get32(b) != STATE_MAGIC ||
 	    le_get32(b + 4) != STATE_VERSION ||
-	    le_get32(b + 24) != store_crc32c(0, b, 24)) {
-		if (msg)
-			snprintf(msg, msg_size,
-				 "state: corrupt hard state file (%zd bytes)", n);
-		return -EUCLEAN;
+	    le_get32(b + 40) != store_crc32c(0, b, 40)) {
+		snprintf(s->state_why, sizeof(s->state_why),
+			 "damaged (%zd bytes, %s)", n,
+			 n != STATE_BYTES ? "wrong size" :
+			 le_get32(b) != STATE_MAGIC ? "bad magic" :
+			 le_get32(b + 4) != STATE_VERSION ? "unknown version" :
+			 "crc mismatch");
+		return 0;
 	}
 	s->term = le_get64(b + 8);
 	s->vote = le_get64(b + 16);
+	s->mark = le_get64(b + 24);
+	s->floor = le_get64(b + 32);
 	return 0;
 }
 
@@ -325,7 +352,9 @@ static int write_state(struct store *s)
 	le_put32(b + 4, STATE_VERSION);
 	le_put64(b + 8, s->term);
 	le_put64(b + 16, s->vote);
-	le_put32(b + 24, store_crc32c(0, b, 24));
+	le_put64(b + 24, s->mark);
+	le_put64(b + 32, s->floor);
+	le_put32(b + 40, store_crc32c(0, b, 40));
 	fd = openat(s->dirfd, STATE_TMP,
 		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -337,6 +366,18 @@ static int write_state(struct store *s)
 	s->dir_dirty = true;           /* the rename is durable with the dir */
 	s->hs_pending = false;
 	return 0;
+}
+
+/* Moves the floor above `index` before it is reported synced: the state
+ * file goes out with the next write_state(), which the caller makes
+ * happen before it reports `index`. */
+static void reserve_floor(struct store *s, uint64_t index)
+{
+	if (index <= s->floor)
+		return;
+	s->mark = index;
+	s->floor = index + s->floor_step;
+	s->hs_pending = true;
 }
 
 /* ---- recovery ---------------------------------------------------------- */
@@ -490,19 +531,172 @@ static int push_loaded(struct store *s, const uint8_t *rec)
 	return 0;
 }
 
-/*
- * Loads segment `first`.  Returns 1 when it is clean, 0 when recovery
- * stopped in it (it was truncated at the bad record and `why`/`*cut`
- * say where), or -errno.
- */
-static int load_segment(struct store *s, uint64_t first, char *why,
-			size_t why_size, uint64_t *bad_off, uint64_t *cut)
+/* What recovery found, for the one-line message and cfg->damage. */
+struct rec_report {
+	char *msg;                     /* the caller's, may be NULL */
+	size_t msg_size;
+	unsigned skipped;              /* covered records skipped */
+	char skip[STORE_MSG_MAX];       /* the first of them */
+};
+
+/* Appends "; "-separated text to the recovery message. */
+static void say(struct rec_report *rep, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void say(struct rec_report *rep, const char *fmt, ...)
+{
+	va_list ap;
+	size_t used;
+
+	if (!rep->msg)
+		return;
+	used = strlen(rep->msg);
+	if (used && used + 2 < rep->msg_size) {
+		snprintf(rep->msg + used, rep->msg_size - used, "; ");
+		used += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(rep->msg + used, rep->msg_size - used, fmt, ap);
+	va_end(ap);
+}
+
+/* The index of a record at b[off..len) whose length and crc check out
+ * and whose index is in [lo, hi], or 0.  The index test comes first: it
+ * is cheap, and garbage rarely passes it, so a scan stays linear. */
+static uint64_t valid_at(const uint8_t *b, size_t len, size_t off,
+			 uint64_t lo, uint64_t hi)
+{
+	uint32_t rl;
+	uint64_t idx;
+
+	if (len - off < STORE_REC_HDR)
+		return 0;
+	idx = le_get64(b + off + 8);
+	if (idx < lo || idx > hi)
+		return 0;
+	rl = le_get32(b + off);
+	if (rl < STORE_REC_HDR - 8 || rl > STORE_REC_HDR - 8 + STORE_PAYLOAD_MAX ||
+	    rl > len - off - 8)
+		return 0;
+	return le_get32(b + off + 4) == store_crc32c(0, b + off + 8, rl) ? idx : 0;
+}
+
+/* Scans on past a bad record at `off` for the first valid record of
+ * index in [lo, hi] (*idx): its offset, or len when there is none.  This
+ * is what tells a torn tail (nothing valid after it) from damage. */
+static size_t scan_on(const uint8_t *b, size_t len, size_t off, uint64_t lo,
+		      uint64_t hi, uint64_t *idx)
+{
+	for (size_t o = off + 1; o + STORE_REC_HDR <= len; o++)
+		if ((*idx = valid_at(b, len, o, lo, hi)) != 0)
+			return o;
+	*idx = 0;
+	return len;
+}
+
+/* The index of the last of the contiguous valid records from b[off]
+ * (which holds index `from`), or from - 1 when that one is bad. */
+static uint64_t walk_last(const uint8_t *b, size_t len, size_t off,
+			  uint64_t from)
+{
+	char why[128];
+	uint64_t prev = 0;
+
+	while (off < len && !check_record(b + off, len - off, from, prev, why,
+					  sizeof(why))) {
+		prev = le_get64(b + off + 16);
+		off += 8 + le_get32(b + off);
+		from++;
+	}
+	return from - 1;
+}
+
+/* The last index the log holds as far as the last segment says (its
+ * valid records from the start), for the loss a cut would cause. */
+static uint64_t log_end(struct store *s, uint64_t first)
 {
 	char name[32];
+	uint8_t *b = NULL;
+	size_t len = 0;
+	uint64_t last = first - 1;
+	int fd;
+
+	seg_name(name, sizeof(name), first);
+	fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return last;
+	if (read_file(fd, &b, &len) == 0 && b)
+		last = walk_last(b, len, 0, first);
+	close(fd);
+	free(b);
+	return last;
+}
+
+/* Writes the damaged segment's whole content to lost-<name> (synced)
+ * before an accepted cut shortens it: the admin keeps the evidence. */
+static int save_lost(struct store *s, const char *name, const uint8_t *b,
+		     size_t len)
+{
+	char lost[48];
+	int fd, rc;
+
+	snprintf(lost, sizeof(lost), "lost-%s", name);
+	fd = openat(s->dirfd, lost, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return -errno;
+	rc = write_all(fd, b, len, 0);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* Moves segments firsts[from..n) aside (lost-log-...) after an accepted
+ * cut: they cannot continue a log that now ends earlier. */
+static int set_aside(struct store *s, const uint64_t *firsts, int from, int n)
+{
+	char name[32], lost[48];
+
+	for (int j = from; j < n; j++) {
+		seg_name(name, sizeof(name), firsts[j]);
+		snprintf(lost, sizeof(lost), "lost-%s", name);
+		if (renameat(s->dirfd, name, s->dirfd, lost) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Fills cfg->damage for a refusal. */
+static void damage(struct store *s, enum store_damage_kind kind,
+		   const char *file, uint64_t off, uint64_t index,
+		   uint64_t from, uint64_t to)
+{
+	struct store_damage *d = s->cfg ? s->cfg->damage : NULL;
+
+	if (!d)
+		return;
+	d->kind = kind;
+	snprintf(d->file, sizeof(d->file), "%s", file);
+	d->offset = off;
+	d->index = index;
+	d->lost_from = from;
+	d->lost_to = to;
+}
+
+/*
+ * Loads segment firsts[i] (of n).  Returns 1 when it is clean, 0 when
+ * recovery cut it (a torn tail, or an accepted loss: later segments
+ * went aside then), -EUCLEAN for damage it may not cut (cfg->damage and
+ * the message say where), or -errno.
+ */
+static int load_segment(struct store *s, const uint64_t *firsts, int i,
+			int n, struct rec_report *rep)
+{
+	char name[32], why[128];
 	uint8_t *b = NULL, **na;
 	size_t len = 0, off = 0;
+	uint64_t first = firsts[i];
 	int fd, rc;
-	bool clean = true;
 
 	seg_name(name, sizeof(name), first);
 	fd = openat(s->dirfd, name, O_RDWR | O_CLOEXEC);
@@ -523,34 +717,96 @@ static int load_segment(struct store *s, uint64_t first, char *why,
 	}
 	while (off < len) {
 		uint64_t prev = s->npos ? s->pos[s->npos - 1].term : 0;
+		uint64_t want = s->base + s->npos + 1, j, to;
+		size_t o;
 
-		if (check_record(b + off, len - off, s->base + s->npos + 1,
-				 prev, why, why_size)) {
-			clean = false;
-			break;
+		if (!check_record(b + off, len - off, want, prev, why,
+				  sizeof(why))) {
+			rc = push_pos(s, off, le_get64(b + off + 16));
+			/* What the snapshot covers stays on disk until
+			 * compaction but is not the driver's to replay. */
+			if (rc == 0 && le_get64(b + off + 8) > s->snap_index)
+				rc = push_loaded(s, b + off);
+			if (rc < 0)
+				goto close_fd;
+			off += 8 + le_get32(b + off);
+			continue;
 		}
-		rc = push_pos(s, off, le_get64(b + off + 16));
-		/* What the snapshot covers stays on disk until compaction
-		 * but is not the driver's to replay. */
-		if (rc == 0 && le_get64(b + off + 8) > s->snap_index)
-			rc = push_loaded(s, b + off);
-		if (rc < 0)
-			goto close_fd;
-		off += 8 + le_get32(b + off);
-	}
-	if (!clean) {
-		/* Cut the bad tail durably before anyone appends after it. */
-		*bad_off = off;
-		*cut = len - off;
-		s->st.fsyncs++;
-		if (ftruncate(fd, (off_t)off) < 0 || fsync(fd) < 0) {
-			rc = -errno;
+		if (want <= s->snap_index) {
+			/* The snapshot has this record's effect: go on at
+			 * the next valid one it covers (or right after). */
+			o = scan_on(b, len, off, want + 1, s->snap_index + 1, &j);
+			if (o < len) {
+				if (!rep->skipped++)
+					snprintf(rep->skip, sizeof(rep->skip),
+						 "%s offset %zu: damaged record "
+						 "(index %" PRIu64 ", %.100s) skipped: "
+						 "snapshot snap-%016" PRIx64
+						 " covers it", name, off, want,
+						 why, s->snap_index);
+				s->base = j - 1;   /* positions restart */
+				s->npos = 0;
+				off = o;
+				continue;
+			}
+		}
+		o = scan_on(b, len, off, want + 1,
+			    want + (len - off) / STORE_REC_HDR, &j);
+		if (o == len && i == n - 1) {
+			/* A torn tail: the last write, never synced (an
+			 * fdatasync covers every byte before it). */
+			s->st.fsyncs++;
+			if (ftruncate(fd, (off_t)off) < 0 || fsync(fd) < 0) {
+				rc = -errno;
+				goto close_fd;
+			}
+			say(rep, "%s offset %zu: torn tail at index %" PRIu64
+			    ": %s; cut %zu bytes", name, off, want, why,
+			    len - off);
+			rc = push_seg(s, first, off);
 			goto close_fd;
 		}
+		to = o < len ? walk_last(b, len, o, j) : 0;
+		if (i < n - 1) {
+			uint64_t e = log_end(s, firsts[n - 1]);
+
+			to = e > to ? e : to;
+		}
+		if (want <= s->snap_index)
+			want = s->snap_index + 1;  /* the first one lost */
+		if (to < want)
+			to = want;
+		damage(s, STORE_DAMAGE_LOG, name, off, want, want, to);
+		if (s->cfg && s->cfg->accept_cut == want) {
+			rc = save_lost(s, name, b, len);
+			if (rc == 0)
+				rc = set_aside(s, firsts, i + 1, n);
+			if (rc == 0 && (ftruncate(fd, (off_t)off) < 0 ||
+					fsync(fd) < 0))
+				rc = -errno;
+			if (rc == 0)
+				rc = fsync_dir(s);
+			if (rc < 0)
+				goto close_fd;
+			say(rep, "%s offset %zu: damaged record (index %" PRIu64
+			    ", %s): cut as accepted, entries %" PRIu64 " to %"
+			    PRIu64 " lost (the damaged segment is kept as "
+			    "lost-%s, later ones renamed lost-log-...)", name,
+			    off, want, why, want, to, name);
+			rc = push_seg(s, first, off);
+			goto close_fd;
+		}
+		say(rep, "%s offset %zu: damaged record (index %" PRIu64 ", %s) "
+		    "%s: this is not a torn write, and cutting here would lose "
+		    "entries %" PRIu64 " to %" PRIu64, name, off, want, why,
+		    o < len ? "followed by valid records"
+			    : "in a segment that is not the last", want, to);
+		rc = -EUCLEAN;
+		goto close_fd;
 	}
 	rc = push_seg(s, first, off);
 	if (rc == 0)
-		rc = clean;
+		rc = 1;
 close_fd:
 	close(fd);
 	return rc;
@@ -836,9 +1092,10 @@ static int finish_install(struct store *s, const uint64_t *firsts, int start,
 
 static int recover(struct store *s, char *msg, size_t msg_size)
 {
-	uint64_t *firsts = NULL, bad_off = 0, cut = 0;
-	char why[128] = "", name[32];
-	int n, rc = 0, i, start = 0, stop = -1, removed = 0;
+	struct rec_report rep = { .msg = msg, .msg_size = msg_size };
+	uint64_t *firsts = NULL;
+	char name[32];
+	int n, rc = 0, i, start = 0;
 
 	s->base = s->snap_index;
 	s->first_loaded = s->snap_index + 1;
@@ -852,24 +1109,39 @@ static int recover(struct store *s, char *msg, size_t msg_size)
 		start++;
 	if (firsts[0] == 0) {
 		/* Indexes start at 1: no writer of ours made this. */
-		if (msg)
-			snprintf(msg, msg_size, "log-%016" PRIx64 ": a segment "
-				 "named for index 0", firsts[0]);
+		say(&rep, "log-%016" PRIx64 ": a segment named for index 0",
+		    firsts[0]);
+		damage(s, STORE_DAMAGE_LOG, "log-0000000000000000", 0, 0, 0, 0);
 		rc = -EUCLEAN;
 		goto free_firsts;
 	}
 	if (firsts[start] > s->snap_index + 1) {
 		/* A missing first segment is not ours to paper over. */
-		if (msg && !s->snap_index)
-			snprintf(msg, msg_size, "log-%016" PRIx64 ": the log "
-				 "starts at index %" PRIu64 ", not 1",
-				 firsts[0], firsts[0]);
-		else if (msg)
-			snprintf(msg, msg_size, "log-%016" PRIx64 ": the log "
-				 "starts at index %" PRIu64 ", leaving a gap "
-				 "after snapshot snap-%016" PRIx64
-				 " (index %" PRIu64 ")", firsts[0], firsts[0],
-				 s->snap_index, s->snap_index);
+		seg_name(name, sizeof(name), firsts[0]);
+		if (!s->snap_index)
+			say(&rep, "%s: the log starts at index %" PRIu64
+			    ", not 1", name, firsts[0]);
+		else
+			say(&rep, "%s: the log starts at index %" PRIu64
+			    ", leaving a gap after snapshot snap-%016" PRIx64
+			    " (index %" PRIu64 ")", name, firsts[0],
+			    s->snap_index, s->snap_index);
+		damage(s, STORE_DAMAGE_SNAPSHOT, name, 0, firsts[start],
+		       s->snap_index + 1, log_end(s, firsts[n - 1]));
+		if (s->cfg && s->cfg->accept_cut == s->snap_index + 1) {
+			/* Accepted: the log that cannot continue the
+			 * snapshot goes aside; the store ends at it. */
+			rc = set_aside(s, firsts, start, n);
+			if (rc == 0)
+				rc = fsync_dir(s);
+			if (rc < 0)
+				goto free_firsts;
+			say(&rep, "cut as accepted: segments from %s renamed "
+			    "lost-log-..., entries after %" PRIu64 " lost", name,
+			    s->snap_index);
+			n = start;
+			goto loaded;
+		}
 		rc = -EUCLEAN;
 		goto free_firsts;
 	}
@@ -881,62 +1153,80 @@ static int recover(struct store *s, char *msg, size_t msg_size)
 	s->nobs = (size_t)start;
 	s->obs_last = s->snap_index;
 	s->base = firsts[start] - 1;
-	for (i = start; i < n && stop < 0; i++) {
+	for (i = start; i < n; i++) {
 		uint64_t want = s->base + s->npos + 1;
 
+		seg_name(name, sizeof(name), firsts[i]);
 		if (firsts[i] != want && want <= s->snap_index) {
 			/* The log ends inside the snapshot and resumes past
 			 * its end: entries nobody can rebuild are missing. */
-			if (msg)
-				snprintf(msg, msg_size, "log-%016" PRIx64 ": "
-					 "the log stops at index %" PRIu64
-					 " and resumes at %" PRIu64 ", leaving a "
-					 "gap after snapshot snap-%016" PRIx64
-					 " (index %" PRIu64 ")", firsts[i],
-					 want - 1, firsts[i], s->snap_index,
-					 s->snap_index);
+			say(&rep, "%s: the log stops at index %" PRIu64
+			    " and resumes at %" PRIu64 ", leaving a gap after "
+			    "snapshot snap-%016" PRIx64 " (index %" PRIu64 ")",
+			    name, want - 1, firsts[i], s->snap_index,
+			    s->snap_index);
+			damage(s, STORE_DAMAGE_SNAPSHOT, name, 0, firsts[i],
+			       s->snap_index + 1, log_end(s, firsts[n - 1]));
+			if (s->cfg && s->cfg->accept_cut == s->snap_index + 1) {
+				rc = set_aside(s, firsts, i, n);
+				if (rc == 0)
+					rc = fsync_dir(s);
+				if (rc < 0)
+					goto free_firsts;
+				say(&rep, "cut as accepted: segments from %s "
+				    "renamed lost-log-..., entries after %" PRIu64
+				    " lost", name, s->snap_index);
+				break;
+			}
 			rc = -EUCLEAN;
 			goto free_firsts;
 		}
 		if (firsts[i] != want) {
-			snprintf(why, sizeof(why), "segment starts at index %"
-				 PRIu64 ", expected %" PRIu64, firsts[i], want);
-			stop = i;
-			bad_off = 0;
-			break;
+			/* A segment is rolled only after the one before was
+			 * synced whole, so no crash leaves a gap: one was
+			 * deleted, or the one before was cut short. */
+			char prev[32];
+			uint64_t to = log_end(s, firsts[n - 1]);
+
+			seg_name(prev, sizeof(prev), firsts[i - 1]);
+			if (to < firsts[i] - 1)
+				to = firsts[i] - 1;
+			damage(s, STORE_DAMAGE_LOG, prev, s->segs[s->nsegs - 1].size,
+			       want, want, to);
+			if (s->cfg && s->cfg->accept_cut == want) {
+				rc = set_aside(s, firsts, i, n);
+				if (rc == 0)
+					rc = fsync_dir(s);
+				if (rc < 0)
+					goto free_firsts;
+				say(&rep, "%s offset %" PRIu64 ": the log ends at "
+				    "index %" PRIu64 " and %s starts at %" PRIu64
+				    ": cut as accepted, entries %" PRIu64 " to %"
+				    PRIu64 " lost (later segments renamed "
+				    "lost-log-...)", prev,
+				    s->segs[s->nsegs - 1].size, want - 1, name,
+				    firsts[i], want, to);
+				break;
+			}
+			say(&rep, "%s offset %" PRIu64 ": the log ends at index %"
+			    PRIu64 " but the next segment %s starts at %" PRIu64
+			    ": a segment is missing or %s was cut short; cutting "
+			    "here would lose entries %" PRIu64 " to %" PRIu64,
+			    prev, s->segs[s->nsegs - 1].size, want - 1, name,
+			    firsts[i], prev, want, to);
+			rc = -EUCLEAN;
+			goto free_firsts;
 		}
-		rc = load_segment(s, firsts[i], why, sizeof(why), &bad_off,
-				  &cut);
+		rc = load_segment(s, firsts, i, n, &rep);
 		if (rc < 0)
 			goto free_firsts;
 		if (rc == 0)
-			stop = i;
+			break;
 	}
-	rc = 0;
-	if (stop < 0)
-		goto behind;
-	/* Everything after the bad record goes: a later segment cannot be
-	 * contiguous with a log that stopped early. */
-	for (int j = (int)s->nsegs; j < n; j++) {
-		seg_name(name, sizeof(name), firsts[j]);
-		if (unlinkat(s->dirfd, name, 0) < 0) {
-			rc = -errno;
-			goto free_firsts;
-		}
-		removed++;
-	}
-	if (removed) {
-		rc = fsync_dir(s);
-		if (rc < 0)
-			goto free_firsts;
-	}
-	if (msg)
-		snprintf(msg, msg_size, "log-%016" PRIx64 " offset %" PRIu64
-			 ": recovery stopped at index %" PRIu64 ": %s; cut %"
-			 PRIu64 " bytes and %d later segment%s",
-			 firsts[stop], bad_off, s->base + s->npos + 1, why,
-			 cut, removed, removed == 1 ? "" : "s");
-behind:
+loaded:
+	if (rep.skipped)
+		say(&rep, "%s%s", rep.skip, rep.skipped > 1 ?
+		    " (and more damaged records the snapshot covers)" : "");
 	rc = finish_install(s, firsts, start, msg, msg_size);
 	if (rc < 0)
 		goto free_firsts;
@@ -960,6 +1250,78 @@ static int open_tail(struct store *s)
 	seg_name(name, sizeof(name), s->segs[s->nsegs - 1].first);
 	s->tailfd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC);
 	return s->tailfd < 0 ? -errno : 0;
+}
+
+/* A missing state file in a directory with no log and no snapshot is a
+ * fresh store: its first state file is written now, so that from here on
+ * a missing one always means damage.  Beside a log or a snapshot, a
+ * missing or damaged one is refused before anything is changed, unless
+ * the admin accepted rebuilding it (rebuild_state(), after recovery). */
+static int check_state(struct store *s, char *msg, size_t msg_size)
+{
+	uint64_t *v = NULL;
+	int nl, ns;
+
+	if (!s->state_why[0])
+		return 0;
+	nl = list_names(s, "log-", &v);
+	free(v);
+	v = NULL;
+	if (nl < 0)
+		return nl;
+	ns = list_names(s, "snap-", &v);
+	free(v);
+	if (ns < 0)
+		return ns;
+	if (nl == 0 && ns == 0 && strcmp(s->state_why, "missing") == 0 &&
+	    !s->cfg->existing) {
+		int rc;
+
+		s->state_why[0] = '\0';
+		rc = write_state(s);
+		return rc < 0 ? rc : fsync_dir(s);
+	}
+	if (s->cfg->accept_state)
+		return 0;
+	if (msg && nl == 0 && ns == 0)
+		snprintf(msg, msg_size, "state: the hard state file is %s, and so "
+			 "are every log segment and snapshot, in a directory that "
+			 "was used before", s->state_why);
+	else if (msg)
+		snprintf(msg, msg_size, "state: the hard state file is %s beside "
+			 "%d log segment%s and %d snapshot%s: the term, the vote "
+			 "and the index floor are lost", s->state_why, nl,
+			 nl == 1 ? "" : "s", ns, ns == 1 ? "" : "s");
+	damage(s, STORE_DAMAGE_STATE, STATE_NAME, 0, 0, 0, 0);
+	return -EUCLEAN;
+}
+
+/* Rebuilds the state file the admin accepted losing: the term of the
+ * last entry (nobody can have seen a later one from us... except votes,
+ * which is why a voter of a cluster must not do this), no vote, and a
+ * floor above the log, as after a sync of all of it. */
+static int rebuild_state(struct store *s, char *msg, size_t msg_size)
+{
+	size_t used = msg ? strlen(msg) : 0;
+	int rc;
+
+	s->term = store_last_term(s);
+	s->vote = 0;
+	s->mark = 0;
+	s->floor = 0;
+	reserve_floor(s, store_last_index(s));
+	rc = write_state(s);
+	if (rc == 0)
+		rc = fsync_dir(s);
+	if (rc < 0)
+		return rc;
+	if (msg)
+		snprintf(msg + used, msg_size - used, "%sstate: the hard state "
+			 "file was %s; rebuilt as accepted: term %" PRIu64
+			 ", no vote, index floor %" PRIu64, used ? "; " : "",
+			 s->state_why, s->term, s->floor);
+	s->state_why[0] = '\0';
+	return 0;
 }
 
 /* Puts the snapshot note in front of the log recovery message. */
@@ -994,6 +1356,10 @@ int store_open(const struct store_config *cfg, struct store **out,
 	s->dirfd = -1;
 	s->seg_bytes = cfg->segment_bytes ? cfg->segment_bytes
 					  : STORE_SEGMENT_BYTES;
+	s->floor_step = cfg->floor_step ? cfg->floor_step : STORE_FLOOR_STEP;
+	s->cfg = cfg;
+	if (cfg->damage)
+		memset(cfg->damage, 0, sizeof(*cfg->damage));
 	if (mkdir(cfg->dir, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
 		goto free_store;
@@ -1014,7 +1380,10 @@ int store_open(const struct store_config *cfg, struct store **out,
 		rc = -errno;
 		goto close_dir;
 	}
-	rc = load_state(s, msg, msg_size);
+	rc = load_state(s);
+	if (rc < 0)
+		goto close_dir;
+	rc = check_state(s, msg, msg_size);
 	if (rc < 0)
 		goto close_dir;
 	rc = load_snapshots(s, note, sizeof(note));
@@ -1022,12 +1391,22 @@ int store_open(const struct store_config *cfg, struct store **out,
 		goto close_dir;
 	rc = recover(s, msg, msg_size);
 	add_note(msg, msg_size, note);
+	if (rc == -EUCLEAN && note[0] && s->cfg->damage &&
+	    s->cfg->damage->kind == STORE_DAMAGE_SNAPSHOT)
+		snprintf(s->cfg->damage->file, sizeof(s->cfg->damage->file),
+			 "%.*s", 21, note);  /* the corrupt snap-... */
 	if (rc < 0)
 		goto close_dir;
+	if (s->state_why[0]) {
+		rc = rebuild_state(s, msg, msg_size);
+		if (rc < 0)
+			goto close_dir;
+	}
 	rc = open_tail(s);
 	if (rc < 0)
 		goto close_dir;
 	s->synced = store_last_index(s);
+	s->cfg = NULL;
 	*out = s;
 	return 0;
 
@@ -1055,6 +1434,13 @@ void store_close(struct store *s)
 	free(s->pos);
 	free(s->wbuf);
 	free(s);
+}
+
+/* The floor found at open; see store.h. */
+void store_floor(const struct store *s, uint64_t *mark, uint64_t *floor)
+{
+	*mark = s->mark;
+	*floor = s->floor;
 }
 
 /* Last set hard state; see store.h. */
@@ -1305,6 +1691,9 @@ int64_t store_sync(struct store *s)
 			return fail(s, -errno);
 	}
 	s->tail_dirty = false;
+	/* Nobody learns of an index above the floor before the floor is
+	 * above it: the state file goes out in this same sync. */
+	reserve_floor(s, store_last_index(s));
 	if (s->hs_pending) {
 		rc = write_state(s);
 		if (rc < 0)
@@ -1393,6 +1782,14 @@ static int snapshot_write(struct store *s, uint64_t index, uint64_t term,
 	if (rc < 0)
 		return rc;
 	retire_snapshots(s, index, prev);
+	if (index > s->floor) {
+		/* Applied beyond the floor (entries committed elsewhere):
+		 * reported synced below, so the floor moves first. */
+		reserve_floor(s, index);
+		rc = write_state(s);
+		if (rc < 0)
+			return rc;
+	}
 	/* One directory fsync makes the rename and the removals durable
 	 * (and whatever else was pending on the directory). */
 	rc = fsync_dir(s);

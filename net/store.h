@@ -2,9 +2,11 @@
  * net/store.h - the durable Raft log store of cluckd (--data-dir).
  *
  * The driver persists what the Raft engine asks for here: the hard state
- * (term, vote) and the log.  Layout of the directory:
- *   state                 term and vote, replaced atomically (write to
- *                         state.tmp, fsync, rename, fsync the directory)
+ * (term, vote), the index floor and the log.  Layout of the directory:
+ *   state                 term, vote and index floor, replaced atomically
+ *                         (write to state.tmp, fsync, rename, fsync the
+ *                         directory); written when the store is created,
+ *                         so a missing one beside a log is damage
  *   log-<16 hex digits>   a segment, named by the index of its first record
  *   epoch, cluster        small files of the driver (store_put_file)
  * A segment is a sequence of records, little endian:
@@ -21,8 +23,18 @@
  * It must never report an index as synced before the bytes and the
  * directory entries holding it were fsynced, never keep going after a
  * write or fsync failure (the page cache can no longer be trusted: the
- * store is dead and every later call returns -EIO), and never silently
- * skip a corrupt record: recovery stops at the first one and says so.
+ * store is dead and every later call returns -EIO), and never drop a
+ * record that may have been synced: recovery cuts only a torn tail (damage
+ * in the last segment with no valid record after it), skips damage inside
+ * what the snapshot covers, and refuses anything else (-EUCLEAN, with the
+ * file, offset, index and the entries that cutting would lose).
+ *
+ * Index floor: before store_sync() first reports an index above the
+ * reserved floor, the state file gets floor = that index + floor_step (and
+ * mark = that index), synced.  So no index above the floor was ever
+ * reported synced (nor any fencing token made from it handed out), and
+ * every index up to mark was: a log found ending below mark lost synced
+ * entries; one ending below the floor may have (net/node.c decides).
  *
  * Single-threaded: one struct store is used by one thread at a time.
  *
@@ -38,6 +50,7 @@
 #ifndef CLUCK_STORE_H
 #define CLUCK_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -45,11 +58,43 @@
 #define STORE_SEGMENT_BYTES  (8u * 1024u * 1024u)  /* roll at about this */
 #define STORE_PAYLOAD_MAX    (1u * 1024u * 1024u)  /* largest entry */
 #define STORE_REC_HDR        25u                   /* record overhead */
-#define STORE_MSG_MAX        256u                  /* recovery message */
+#define STORE_MSG_MAX        768u                  /* recovery message */
+
+#define STORE_FLOOR_STEP     1024u                /* floor reserved ahead */
+
+/* What store_open() refused, for the driver's advice (kind 0: nothing). */
+enum store_damage_kind {
+	STORE_DAMAGE_NONE = 0,
+	STORE_DAMAGE_LOG,              /* a record, a gap, a cut segment */
+	STORE_DAMAGE_STATE,            /* state missing or damaged */
+	STORE_DAMAGE_SNAPSHOT,         /* no valid snapshot the log continues */
+};
+
+struct store_damage {
+	enum store_damage_kind kind;
+	char file[40];                 /* the damaged file (log-..., state) */
+	uint64_t offset;               /* byte offset in it */
+	uint64_t index;                /* record index there, 0 unknown */
+	uint64_t lost_from, lost_to;   /* entries a cut there would drop
+					  (lost_to 0: unknown) */
+};
 
 struct store_config {
 	const char *dir;               /* created (0700) when missing */
 	uint64_t segment_bytes;        /* 0: STORE_SEGMENT_BYTES; tests only */
+	uint64_t floor_step;           /* 0: STORE_FLOOR_STEP; tests only */
+	/* Deliberate acceptance of a loss store_open() refused before (the
+	 * admin's --accept-loss): the log is cut at record accept_cut when
+	 * that is exactly where the damage starts (the damaged segment and
+	 * the later ones are first saved as lost-log-...); accept_state
+	 * rebuilds a missing or damaged state file (term: the last one in
+	 * the log, no vote, floor above the log). */
+	uint64_t accept_cut;
+	int accept_state;
+	/* The driver knows the directory was used before: an empty one
+	 * (no state file, log or snapshot) is then damage, not new. */
+	int existing;
+	struct store_damage *damage;   /* NULL, or filled on -EUCLEAN */
 };
 
 /* An entry loaded by store_open(); index is implied (first + position). */
@@ -75,17 +120,23 @@ struct store;
 /*
  * Opens (creating if needed) the store in cfg->dir, takes an exclusive
  * flock on the directory, loads the hard state and every valid record.
- * Recovery stops at the first torn or corrupt record (bad length, crc,
- * index gap, decreasing term, zero-filled tail): that record and
- * everything after it are truncated away durably, and `msg` (of msg_size
- * bytes, may be NULL) receives one line saying where and why; it is ""
- * when the directory was clean.  The newest valid snapshot is loaded
- * too (a corrupt newer one is named in msg and skipped, not deleted; a
- * stray snap.tmp is removed).  Returns 0 and
- * *out (free with store_close()), -EBUSY when another process holds the
- * directory, -EUCLEAN for a corrupt state file or a log that does not
- * continue the snapshot (or start at index 1 without one) (nothing is
- * deleted then; msg says why), -ENOMEM, or another -errno.
+ * A bad record (length, crc, index, decreasing term, zero fill) is:
+ *  - a torn tail when it is in the last segment and no valid record
+ *    follows it there: it and the rest of the file are cut durably;
+ *  - skipped when the snapshot covers it and a valid record of index at
+ *    most snapshot + 1 follows it in the segment;
+ *  - corruption otherwise, as is a gap between segments (one deleted or
+ *    cut short), a missing or damaged state file beside a log or a
+ *    snapshot, or a log that does not continue the snapshot (or start at
+ *    index 1 without one): -EUCLEAN, nothing is changed, and
+ *    cfg->damage says where, unless cfg->accept_* accepts exactly it.
+ * `msg` (of msg_size bytes, may be NULL) receives one line saying what
+ * was cut, skipped or refused, and where; "" when the directory was
+ * clean.  The newest valid snapshot is loaded too (a corrupt newer one
+ * is named in msg and skipped, not deleted; a stray snap.tmp is
+ * removed).  Returns 0 and *out (free with store_close()), -EBUSY when
+ * another process holds the directory, -EUCLEAN, -ENOMEM, or another
+ * -errno.
  */
 int store_open(const struct store_config *cfg, struct store **out,
 	       char *msg, size_t msg_size);
@@ -106,6 +157,12 @@ ssize_t store_get_file(struct store *s, const char *name, char *buf, size_t size
 
 /* Hard state as last set (synced or not); 0, 0 for a fresh store. */
 void store_hardstate(const struct store *s, uint64_t *term, uint64_t *vote);
+
+/* The index floor (see above), as found at open until the next sync
+ * moves it: *mark, every index up to which was synced once, and *floor,
+ * above which none was (0, 0 for a fresh store or one from before the
+ * floor existed). */
+void store_floor(const struct store *s, uint64_t *mark, uint64_t *floor);
 
 /* The entries found by store_open() (index store_first_index() onwards,
  * *n of them), valid until

@@ -1427,12 +1427,108 @@ static void test_snap_codec(void)
 /* ---- main ----------------------------------------------------------------- */
 
 #define T(f) { #f, f }
+/* A voter restarted on a lost log (its term and vote kept) must not vote
+ * before it holds again what it acknowledged.  Leader L commits entries
+ * with A's acknowledgement while B is cut off; L stops, A comes back with
+ * an empty log.  Without the catch-up rule, A votes for B, whose log lacks
+ * committed entries, and B leads: the proof that the test can fail.  With
+ * it, A grants nothing and never campaigns: no leader until L is back;
+ * then A catches up from L and votes again. */
+static void test_voter_with_lost_log_catches_up_before_voting(void)
+{
+	for (int rule = 0; rule < 2; rule++) {
+		uint64_t idx, commit;
+		int l, a, b;
+
+		cl_new(3, 3, false, 0);
+		l = settle();
+		CU_ASSERT_FATAL(l >= 0);
+		a = (l + 1) % 3;
+		b = (l + 2) % 3;
+		isolate(b, true);
+		propose_n(l, 5, "acked-by-a");
+		run(50);
+		commit = rf_commit_index(C.n[l].r);
+		idx = rf_last_index(C.n[l].r);
+		CU_ASSERT_FATAL(commit == idx);
+		/* L stops; A loses its log but keeps term and vote. */
+		node_crash(l);
+		node_crash(a);
+		disk_truncate(&C.n[a], 0);
+		C.n[a].cfg.catch_up = (uint8_t)rule;
+		node_start(a);
+		C.vote_voter[a] = 0;
+		C.sent[a][RF_MSG_VOTE] = 0;
+		isolate(b, false);
+		run(20 * EMAX);
+		if (!rule) {
+			/* The unsafe outcome the rule exists for. */
+			CU_ASSERT_EQUAL(leader(), b);
+			CU_ASSERT(rf_last_index(C.n[b].r) < idx ||
+				  rf_commit_index(C.n[b].r) < commit);
+			CU_ASSERT_EQUAL(C.vote_voter[a], 1);
+			cl_free();
+			continue;
+		}
+		CU_ASSERT_EQUAL(leader(), -1);
+		CU_ASSERT_EQUAL(C.vote_voter[a], 0);
+		CU_ASSERT_EQUAL(C.sent[a][RF_MSG_VOTE], 0);
+		CU_ASSERT(rf_catching_up(C.n[a].r));
+		/* L is back: it wins with B's vote, A catches up from it. */
+		node_start(l);
+		CU_ASSERT_EQUAL_FATAL(settle(), l);
+		propose_n(l, 1, "after");
+		run(100);
+		CU_ASSERT(!rf_catching_up(C.n[a].r));
+		CU_ASSERT_EQUAL(C.n[a].sm, C.n[l].sm);
+		/* Now A may vote: without L, A and B elect one of them, and
+		 * the committed entries are all there. */
+		node_crash(l);
+		CU_ASSERT(settle() >= 0);
+		CU_ASSERT(rf_commit_index(C.n[leader()].r) >= idx);
+		CU_ASSERT_EQUAL(C.n[leader()].sm, C.n[a].sm);
+		CU_ASSERT_EQUAL(C.bad, 0);
+		cl_free();
+	}
+}
+
+/* The same voter back while the leader stays: the leader sees a follower
+ * whose log ends below what it acknowledged and feeds it from its end. */
+static void test_leader_refeeds_follower_that_lost_its_log(void)
+{
+	int l, a;
+
+	cl_new(3, 3, false, 0);
+	l = settle();
+	CU_ASSERT_FATAL(l >= 0);
+	a = (l + 1) % 3;
+	propose_n(l, 8, "x");
+	run(50);
+	CU_ASSERT_EQUAL_FATAL(rf_match_index(C.n[l].r, (uint64_t)a + 1),
+			      rf_last_index(C.n[l].r));
+	node_crash(a);
+	disk_truncate(&C.n[a], 0);
+	C.n[a].cfg.catch_up = 1;
+	node_start(a);
+	CU_ASSERT(rf_catching_up(C.n[a].r));
+	propose_n(l, 1, "y");
+	run(200);
+	CU_ASSERT_EQUAL(leader(), l);
+	CU_ASSERT_EQUAL(C.n[a].sm, C.n[l].sm);
+	CU_ASSERT_EQUAL(rf_last_index(C.n[a].r), rf_last_index(C.n[l].r));
+	CU_ASSERT(!rf_catching_up(C.n[a].r));
+	CU_ASSERT_EQUAL(C.bad, 0);
+	cl_free();
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } tests[] = {
 	T(test_conf_codec),
 	T(test_learner_applies_never_votes_nor_counts),
+	T(test_voter_with_lost_log_catches_up_before_voting),
+	T(test_leader_refeeds_follower_that_lost_its_log),
 	T(test_learner_votes_for_candidate_that_promoted_it),
 	T(test_self_removed_leader_with_longest_log_campaigns),
 	T(test_add_learner_then_promote_counts_in_quorum),

@@ -440,64 +440,103 @@ static void test_torn_tail(void)
 	rm_dir();
 }
 
+/* Offset of the record of `index` in segment `first` (walking lengths). */
+static off_t rec_off(uint64_t first, uint64_t index)
+{
+	int fd = open(seg_path(first), O_RDONLY);
+	off_t off = 0;
+	uint8_t l[4];
+
+	CU_ASSERT_FATAL(fd >= 0);
+	for (uint64_t i = first; i < index; i++) {
+		CU_ASSERT_FATAL(pread(fd, l, 4, off) == 4);
+		off += 8 + (off_t)(l[0] | l[1] << 8 | l[2] << 16 |
+				   (uint32_t)l[3] << 24);
+	}
+	close(fd);
+	return off;
+}
+
+static void flip_byte(const char *p, off_t off);
+static int list_segs(uint64_t *v, int max);
+static int count_prefix(const char *prefix);
+static void save_snap(struct store *s, uint64_t index, size_t len);
+static void check_snap(struct store *s, uint64_t index, size_t len);
+static void check_loaded_range(struct store *s, uint64_t first, uint64_t last);
+
+/* Opens expecting a refusal: -EUCLEAN, nothing changed on disk. */
+static void open_refused(uint64_t seg_bytes, struct store_damage *d)
+{
+	struct store_config cfg = { .dir = dir, .segment_bytes = seg_bytes,
+				    .damage = d };
+	struct store *s = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(store_open(&cfg, &s, msg, sizeof(msg)), -EUCLEAN);
+	CU_ASSERT_PTR_NULL(s);
+	if (getenv("STORE_SHOW"))
+		fprintf(stderr, "\n    refused: %s\n", msg);
+}
+
+/* Opens accepting the loss of everything from index `cut`. */
+static struct store *open_accept(uint64_t seg_bytes, uint64_t cut)
+{
+	struct store_config cfg = { .dir = dir, .segment_bytes = seg_bytes,
+				    .accept_cut = cut };
+	struct store *s = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(store_open(&cfg, &s, msg, sizeof(msg)), 0);
+	if (getenv("STORE_SHOW"))
+		fprintf(stderr, "\n    accepted: %s\n", msg);
+	return s;
+}
+
+/* A flipped byte in a record no snapshot covers, in a segment that is not
+ * the last: not a torn write.  Refused with the file, offset, index and
+ * the loss; nothing is cut; accepting exactly that loss cuts it. */
 static void test_flipped_byte(void)
 {
+	struct store_damage d;
 	struct store *s;
-	uint64_t first;
-	int fd, segs;
-	off_t off;
-	uint8_t c;
+	uint64_t v[64], first;
+	off_t off, size;
+	int segs;
+	char name[40];
 
 	mkdir_fresh();
 	s = open_store(1024);
 	append_range(s, 1, 100);
 	CU_ASSERT_EQUAL(store_sync(s), 100);
 	store_close(s);
-	segs = count_segments();
+	segs = list_segs(v, 64);
 	CU_ASSERT_FATAL(segs > 3);
-	/* Damage the third segment's second record's term: find it by
-	 * reading the first record's length. */
-	s = open_store(1024);
-	store_close(s);
-	{
-		DIR *d = opendir(dir);
-		struct dirent *e;
-		uint64_t v[64];
-		int n = 0;
-
-		while ((e = readdir(d)))
-			if (strncmp(e->d_name, "log-", 4) == 0 && n < 64)
-				v[n++] = strtoull(e->d_name + 4, NULL, 16);
-		closedir(d);
-		/* third smallest */
-		for (int i = 0; i < n; i++)
-			for (int j = i + 1; j < n; j++)
-				if (v[j] < v[i]) {
-					uint64_t t = v[i];
-					v[i] = v[j];
-					v[j] = t;
-				}
-		first = v[2];
-	}
-	fd = open(seg_path(first), O_RDWR);
-	CU_ASSERT_FATAL(fd >= 0);
-	{
-		uint8_t l[4];
-
-		CU_ASSERT_EQUAL(pread(fd, l, 4, 0), 4);
-		off = 8 + (off_t)(l[0] | l[1] << 8 | l[2] << 16 | l[3] << 24);
-	}
-	CU_ASSERT_EQUAL(pread(fd, &c, 1, off + 16), 1);
-	c ^= 0x40;
-	CU_ASSERT_EQUAL(pwrite(fd, &c, 1, off + 16), 1);
-	close(fd);
-	s = open_store(1024);
+	first = v[2];
+	off = rec_off(first, first + 1);
+	size = file_size(seg_path(first));
+	flip_byte(seg_path(first), off + 16);
+	open_refused(1024, &d);
 	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "crc mismatch"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "later segment"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "not a torn write"));
+	snprintf(name, sizeof(name), "log-%016" PRIx64, first);
+	CU_ASSERT_STRING_EQUAL(d.file, name);
+	CU_ASSERT_EQUAL(d.kind, STORE_DAMAGE_LOG);
+	CU_ASSERT_EQUAL(d.offset, (uint64_t)off);
+	CU_ASSERT_EQUAL(d.index, first + 1);
+	CU_ASSERT_EQUAL(d.lost_from, first + 1);
+	CU_ASSERT_EQUAL(d.lost_to, 100);
+	CU_ASSERT_EQUAL(file_size(seg_path(first)), size);
+	CU_ASSERT_EQUAL(count_segments(), segs);
+	/* Accepting another loss than the one found changes nothing. */
+	{
+		struct store_config cfg = { .dir = dir, .segment_bytes = 1024,
+					    .accept_cut = first };
+		CU_ASSERT_EQUAL(store_open(&cfg, &s, msg, sizeof(msg)), -EUCLEAN);
+	}
+	s = open_accept(1024, first + 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "accepted"));
 	check_loaded(s, first);
 	CU_ASSERT_EQUAL(file_size(seg_path(first)), off);
 	CU_ASSERT_EQUAL(count_segments(), 3);
-	CU_ASSERT_EQUAL(last_seg_first(), first);
+	CU_ASSERT_EQUAL(count_prefix("lost-log-"), segs - 2);
 	store_loaded_free(s);
 	append_range(s, first + 1, first + 40);
 	CU_ASSERT_EQUAL(store_sync(s), (int64_t)first + 40);
@@ -505,6 +544,72 @@ static void test_flipped_byte(void)
 	s = open_store(1024);
 	CU_ASSERT_STRING_EQUAL(msg, "");
 	check_loaded(s, first + 40);
+	store_close(s);
+	rm_dir();
+}
+
+/* A bad record followed by valid ones in the last segment is damage,
+ * not a torn tail: refused. */
+static void test_bad_then_good(void)
+{
+	struct store_damage d;
+	struct store *s;
+	off_t off, size;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 30);
+	CU_ASSERT_EQUAL(store_sync(s), 30);
+	store_close(s);
+	size = file_size(seg_path(1));
+	off = rec_off(1, 12);
+	flip_byte(seg_path(1), off + 30);
+	open_refused(0, &d);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "followed by valid records"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "entries 12 to 30"));
+	CU_ASSERT_EQUAL(d.offset, (uint64_t)off);
+	CU_ASSERT_EQUAL(d.index, 12);
+	CU_ASSERT_EQUAL(d.lost_to, 30);
+	/* A damaged length field too (the scan finds the next record). */
+	flip_byte(seg_path(1), off + 30);
+	flip_byte(seg_path(1), off + 1);
+	open_refused(0, &d);
+	CU_ASSERT_EQUAL(d.index, 12);
+	CU_ASSERT_EQUAL(file_size(seg_path(1)), size);
+	rm_dir();
+}
+
+/* A flipped byte in a record the snapshot covers: skipped and said; the
+ * entries after the snapshot all load. */
+static void test_covered_flip(void)
+{
+	struct store *s;
+	uint64_t v[64], first = 0;
+	int segs;
+
+	mkdir_fresh();
+	s = open_store(1024);
+	append_range(s, 1, 100);
+	CU_ASSERT_EQUAL(store_sync(s), 100);
+	save_snap(s, 50, 10);
+	CU_ASSERT_EQUAL(store_compact(s, 50), 0);
+	store_close(s);
+	segs = list_segs(v, 64);
+	for (int i = 0; i < segs && v[i] <= 51; i++)
+		first = v[i];
+	CU_ASSERT_FATAL(first > 0 && first < 50);
+	flip_byte(seg_path(first), rec_off(first, first) + 20);
+	s = open_store(1024);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "skipped"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "covers it"));
+	check_snap(s, 50, 10);
+	check_loaded_range(s, 51, 100);
+	store_loaded_free(s);
+	append_range(s, 101, 110);
+	CU_ASSERT_EQUAL(store_sync(s), 110);
+	store_close(s);
+	s = open_store(1024);
+	check_loaded_range(s, 51, 110);
 	store_close(s);
 	rm_dir();
 }
@@ -537,9 +642,12 @@ static void test_zero_tail(void)
 
 static void test_gap_and_missing_first(void)
 {
+	struct store_damage d;
 	struct store *s = NULL;
 	struct store_config cfg = { .dir = NULL };
+	uint64_t v[64], f;
 	char p2[128];
+	int segs;
 
 	mkdir_fresh();
 	cfg.dir = dir;
@@ -547,27 +655,161 @@ static void test_gap_and_missing_first(void)
 	append_range(s, 1, 60);
 	CU_ASSERT_EQUAL(store_sync(s), 60);
 	store_close(s);
-	CU_ASSERT_FATAL(count_segments() >= 3);
-	/* A missing middle segment: recovery keeps what is before the gap. */
-	{
-		uint64_t f = last_seg_first(), g;
+	segs = list_segs(v, 64);
+	CU_ASSERT_FATAL(segs >= 4);
+	/* A deleted middle segment: refused, naming the gap. */
+	f = v[1];
+	CU_ASSERT_EQUAL(unlink(seg_path(f)), 0);
+	open_refused(512, &d);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "a segment is missing"));
+	CU_ASSERT_EQUAL(d.index, f);
+	CU_ASSERT_EQUAL(d.lost_from, f);
+	CU_ASSERT_EQUAL(d.lost_to, 60);
+	CU_ASSERT_EQUAL(count_segments(), segs - 1);
+	s = open_accept(512, f);
+	check_loaded(s, f - 1);
+	CU_ASSERT_EQUAL(count_segments(), 1);
+	store_close(s);
+	rm_dir();
 
-		CU_ASSERT_EQUAL(unlink(seg_path(f)), 0);
-		g = last_seg_first();
-		snprintf(p2, sizeof(p2), "%s", seg_path(g));
-		CU_ASSERT_EQUAL(rename(p2, seg_path(f)), 0);
-		s = open_store(512);
-		CU_ASSERT_PTR_NOT_NULL(strstr(msg, "expected"));
-		check_loaded(s, g - 1);
-		CU_ASSERT_EQUAL(file_size(seg_path(f)), -1);
-		store_close(s);
-	}
 	/* A log that does not start at 1 is refused and left alone. */
+	mkdir_fresh();
+	s = open_store(512);
+	append_range(s, 1, 60);
+	CU_ASSERT_EQUAL(store_sync(s), 60);
+	store_close(s);
 	snprintf(p2, sizeof(p2), "%s", seg_path(1));
 	CU_ASSERT_EQUAL(rename(p2, seg_path(0x100000)), 0);
 	CU_ASSERT_EQUAL(store_open(&cfg, &s, msg, sizeof(msg)), -EUCLEAN);
 	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "not 1"));
 	CU_ASSERT_EQUAL(file_size(seg_path(0x100000)) > 0, 1);
+	rm_dir();
+}
+
+/* A segment that is not the last, cut short at a record boundary (a gap)
+ * or inside a record: refused, not cut. */
+static void test_truncated_segment(void)
+{
+	struct store_damage d;
+	struct store *s;
+	uint64_t v[64];
+	int segs;
+
+	for (int mid = 0; mid < 2; mid++) {
+		off_t at;
+
+		mkdir_fresh();
+		s = open_store(512);
+		append_range(s, 1, 60);
+		CU_ASSERT_EQUAL(store_sync(s), 60);
+		store_close(s);
+		segs = list_segs(v, 64);
+		CU_ASSERT_FATAL(segs >= 4);
+		at = rec_off(v[1], v[1] + 1) + (mid ? 7 : 0);
+		CU_ASSERT_EQUAL(truncate(seg_path(v[1]), at), 0);
+		open_refused(512, &d);
+		CU_ASSERT_EQUAL(d.kind, STORE_DAMAGE_LOG);
+		CU_ASSERT_EQUAL(d.index, v[1] + 1);
+		CU_ASSERT_EQUAL(d.lost_to, 60);
+		CU_ASSERT_PTR_NOT_NULL(strstr(msg, mid ? "not the last"
+						   : "cut short"));
+		CU_ASSERT_EQUAL(file_size(seg_path(v[1])), at);
+		CU_ASSERT_EQUAL(count_segments(), segs);
+		rm_dir();
+	}
+}
+
+/* The state file: written when the store is created; missing or damaged
+ * beside a log, refused (term and vote unknown) until the admin accepts
+ * rebuilding it. */
+static void test_state_damage(void)
+{
+	struct store_damage d;
+	struct store_config cfg = { .dir = NULL };
+	struct store *s;
+	char p[128];
+	uint64_t t, v;
+
+	mkdir_fresh();
+	cfg.dir = dir;
+	snprintf(p, sizeof(p), "%s/state", dir);
+	s = open_store(0);
+	store_close(s);
+	CU_ASSERT(file_size(p) > 0);
+	s = open_store(0);
+	append_range(s, 1, 25);
+	CU_ASSERT_EQUAL(store_set_hardstate(s, term_of(25), 1), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 25);
+	store_close(s);
+	for (int missing = 0; missing < 2; missing++) {
+		if (missing) {
+			CU_ASSERT_EQUAL(unlink(p), 0);
+		} else {
+			flip_byte(p, 10);
+		}
+		open_refused(0, &d);
+		CU_ASSERT_EQUAL(d.kind, STORE_DAMAGE_STATE);
+		CU_ASSERT_STRING_EQUAL(d.file, "state");
+		CU_ASSERT_PTR_NOT_NULL(strstr(msg, missing ? "missing"
+						       : "crc mismatch"));
+		CU_ASSERT_EQUAL(file_size(seg_path(1)), rec_off(1, 26));
+	}
+	cfg.accept_state = 1;
+	CU_ASSERT_EQUAL(store_open(&cfg, &s, msg, sizeof(msg)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "rebuilt"));
+	store_hardstate(s, &t, &v);
+	CU_ASSERT_EQUAL(t, term_of(25));
+	CU_ASSERT_EQUAL(v, 0);
+	check_loaded(s, 25);
+	store_close(s);
+	s = open_store(0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	store_close(s);
+	/* Everything gone from a directory the driver knows was used. */
+	CU_ASSERT_EQUAL(unlink(p), 0);
+	CU_ASSERT_EQUAL(unlink(seg_path(1)), 0);
+	cfg.accept_state = 0;
+	cfg.existing = 1;
+	cfg.damage = &d;
+	CU_ASSERT_EQUAL(store_open(&cfg, &s, msg, sizeof(msg)), -EUCLEAN);
+	CU_ASSERT_EQUAL(d.kind, STORE_DAMAGE_STATE);
+	CU_ASSERT_EQUAL(file_size(p), -1);
+	rm_dir();
+}
+
+/* The index floor: reserved ahead of every synced index, in the state
+ * file, before store_sync() reports it; survives a log cut cleanly. */
+static void test_floor(void)
+{
+	struct store_config cfg = { .floor_step = 100 };
+	struct store *s = NULL;
+	uint64_t mark, floor;
+
+	mkdir_fresh();
+	cfg.dir = dir;
+	CU_ASSERT_EQUAL_FATAL(store_open(&cfg, &s, msg, sizeof(msg)), 0);
+	store_floor(s, &mark, &floor);
+	CU_ASSERT_EQUAL(floor, 0);
+	append_range(s, 1, 10);
+	CU_ASSERT_EQUAL(store_sync(s), 10);
+	store_floor(s, &mark, &floor);
+	CU_ASSERT_EQUAL(mark, 10);
+	CU_ASSERT_EQUAL(floor, 110);
+	append_range(s, 11, 110);
+	CU_ASSERT_EQUAL(store_sync(s), 110);
+	store_floor(s, &mark, &floor);
+	CU_ASSERT_EQUAL(floor, 110);        /* not above: no state write */
+	append_range(s, 111, 111);
+	CU_ASSERT_EQUAL(store_sync(s), 111);
+	store_close(s);
+	/* The whole log goes (a deleted segment): the floor stays. */
+	CU_ASSERT_EQUAL(unlink(seg_path(1)), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&cfg, &s, msg, sizeof(msg)), 0);
+	store_floor(s, &mark, &floor);
+	CU_ASSERT_EQUAL(mark, 111);
+	CU_ASSERT_EQUAL(floor, 211);
+	CU_ASSERT_EQUAL(store_last_index(s), 0);
+	store_close(s);
 	rm_dir();
 }
 
@@ -577,6 +819,8 @@ static void test_group_commit(void)
 	struct store_stats st;
 
 	mkdir_fresh();
+	s = open_store(0);
+	store_close(s);                /* the first state file is written */
 	s = open_store(0);
 	append_range(s, 1, 1000);
 	CU_ASSERT_EQUAL(store_set_hardstate(s, 3, 1), 0);
@@ -1016,12 +1260,10 @@ static void flip_byte(const char *p, off_t off)
 static void test_snapshot_corrupt(void)
 {
 	struct store *s = NULL;
-	struct store_config cfg = { .dir = NULL };
 	int segs;
 
 	/* A flipped byte in the newest: the older one is used. */
 	mkdir_fresh();
-	cfg.dir = dir;
 	s = open_store(0);
 	append_range(s, 1, 150);
 	CU_ASSERT_EQUAL(store_sync(s), 150);
@@ -1076,11 +1318,31 @@ static void test_snapshot_corrupt(void)
 	store_close(s);
 	segs = count_segments();
 	flip_byte(snap_path(150), 40);
-	CU_ASSERT_EQUAL(store_open(&cfg, &s, msg, sizeof(msg)), -EUCLEAN);
+	{
+		struct store_damage d;
+
+		open_refused(512, &d);
+		CU_ASSERT_EQUAL(d.kind, STORE_DAMAGE_SNAPSHOT);
+		CU_ASSERT_STRING_EQUAL(d.file, "snap-0000000000000096");
+		CU_ASSERT_EQUAL(d.lost_from, 51);
+	}
 	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "crc mismatch"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "gap"));
 	CU_ASSERT_EQUAL(count_segments(), segs);
 	CU_ASSERT_EQUAL(count_prefix("snap-"), 2);
+	/* Accepted: the older snapshot, and the log set aside. */
+	s = open_accept(512, 51);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "cut as accepted"));
+	check_snap(s, 50, 10);
+	CU_ASSERT_EQUAL(store_last_index(s), 50);
+	CU_ASSERT_EQUAL(count_segments(), 0);
+	CU_ASSERT_EQUAL(count_prefix("lost-log-"), segs);
+	append_range(s, 51, 55);
+	CU_ASSERT_EQUAL(store_sync(s), 55);
+	store_close(s);
+	s = open_store(512);
+	check_loaded_range(s, 51, 55);
+	store_close(s);
 	rm_dir();
 }
 
@@ -1246,6 +1508,11 @@ static const struct {
 	T(test_segments),
 	T(test_torn_tail),
 	T(test_flipped_byte),
+	T(test_bad_then_good),
+	T(test_covered_flip),
+	T(test_truncated_segment),
+	T(test_state_damage),
+	T(test_floor),
 	T(test_zero_tail),
 	T(test_gap_and_missing_first),
 	T(test_group_commit),
