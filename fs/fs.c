@@ -260,6 +260,30 @@ static void ns_to_ts(int64_t ns, struct timespec *ts)
 	ts->tv_nsec = (long)rem;
 }
 
+/*
+ * A time from the kernel -> ns since the epoch, as lockcore keeps it (an
+ * int64_t: 1677-09-21 to 2262-04-11).  A time outside is clamped to the
+ * nearest whole second inside, as the kernel clamps a time a local
+ * filesystem cannot store to its s_time_min/s_time_max (nanoseconds 0
+ * there); tv_sec * 1e9 would overflow from @9223372037 on (issue 9).
+ */
+#define TIME_S_MAX 9223372035ll      /* any nanoseconds still fit */
+#define TIME_S_MIN (-9223372036ll)
+
+static int64_t ts_to_ns(const struct timespec *ts)
+{
+	int64_t sec = (int64_t)ts->tv_sec;
+	long nsec = ts->tv_nsec;
+
+	if (sec >= TIME_S_MAX)
+		return TIME_S_MAX * 1000000000ll;
+	if (sec <= TIME_S_MIN)
+		return TIME_S_MIN * 1000000000ll;
+	if (nsec < 0 || nsec > 999999999)
+		nsec = 0;
+	return sec * 1000000000ll + nsec;
+}
+
 static void attr_to_stat(const struct lc_attr *a, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -1298,14 +1322,14 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		cmd.atime_ns = (int64_t)node_now_ns(fs->node);
 	} else if (to_set & FUSE_SET_ATTR_ATIME) {
 		cmd.valid |= LC_SET_ATIME;
-		cmd.atime_ns = (int64_t)attr->st_atim.tv_sec * 1000000000 + attr->st_atim.tv_nsec;
+		cmd.atime_ns = ts_to_ns(&attr->st_atim);
 	}
 	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
 		cmd.valid |= LC_SET_MTIME;
 		cmd.mtime_ns = (int64_t)node_now_ns(fs->node);
 	} else if (to_set & FUSE_SET_ATTR_MTIME) {
 		cmd.valid |= LC_SET_MTIME;
-		cmd.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
+		cmd.mtime_ns = ts_to_ns(&attr->st_mtim);
 	}
 	if (!cmd.valid) {
 		/* ctime-only or kill-suid requests: nothing we store. */
