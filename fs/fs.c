@@ -2226,6 +2226,8 @@ static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_SETXATTR;
 	cmd.ino = ino;
+	/* lockcore lets only the owner or root set the ttl or slots. */
+	cmd.uid = (uint32_t)fuse_req_ctx(req)->uid;
 	set_name(&cmd, name);
 	cmd.data = value;
 	cmd.data_len = (uint32_t)size;
@@ -2253,6 +2255,7 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_REMOVEXATTR;
 	cmd.ino = ino;
+	cmd.uid = (uint32_t)fuse_req_ctx(req)->uid;
 	set_name(&cmd, name);
 	ns_submit(fs, &cmd, op);
 }
