@@ -20,7 +20,8 @@
  * remembered, so their later lock operations fail with ENOLCK until they
  * unlock or close; a request the node could not get into the log within
  * --op-timeout fails (ENOLCK for a lock, EIO for the rest) and a timed-out
- * acquire is undone in case it lands later.
+ * acquire is undone in case it lands later.  An unlock always succeeds
+ * (struct unl).
  *
  * It must never: block (the exceptions are reading /proc/PID/stat for
  * user.cluck.token and, when a session is lost, to find the holders'
@@ -180,7 +181,29 @@ struct fs {
 	uint64_t cause_index, cause_t0;
 	struct fs_metrics m;
 	struct fs_lost lost;         /* holds of expired sessions (SPEC 3) */
+	/* Unlocks answered 0 before the log had them (struct unl). */
+	struct unl *unl;
+	size_t nunl, capunl;
 };
+
+/*
+ * An unlock answered 0 although the log never showed it: the session
+ * expired with it in flight (-ENOLCK), or it was not in the log within
+ * --op-timeout (-ETIMEDOUT; the node sends it until the log has it, and
+ * orders the owner's next lock request after it).  Unlock and close
+ * always succeed (cluckfs(5)), so fs_on_lost must not count what it
+ * covers as a lost hold: the owner gave it up, and refusing its relocks
+ * with ENOLCK would punish an unlock that did its job.  Kept until the
+ * session is lost or the owner asks for a lock on the file again (a
+ * hold after that is a new one); at most UNL_MAX, beyond which the hold
+ * is counted lost as before (safe: only refuses relocks until an unlock).
+ */
+struct unl {
+	uint64_t ino, owner, start, end;
+	bool posix;
+};
+
+#define UNL_MAX 4096
 
 /* Namespace/data request waiting for its completion. */
 enum op_kind { OP_ENTRY, OP_CREATE, OP_ERR, OP_ATTR, OP_WRITE, OP_FLUSH };
@@ -632,6 +655,54 @@ static void lk_answer(struct lk *lk, int status)
 	fuse_reply_err(lk->req, e);
 }
 
+/* Remembers an unlock answered 0 without the log (struct unl). */
+static void unl_note(struct fs *fs, const struct lk *lk)
+{
+	struct unl *u;
+
+	if (fs->nunl == fs->capunl) {
+		size_t cap = fs->capunl ? fs->capunl * 2 : 8;
+
+		if (cap > UNL_MAX)
+			return;
+		u = realloc(fs->unl, cap * sizeof(*u));
+		if (!u)
+			return;
+		fs->unl = u;
+		fs->capunl = cap;
+	}
+	u = &fs->unl[fs->nunl++];
+	u->ino = lk->ino;
+	u->owner = lk->who.owner;
+	u->posix = lk->cmd_type == LC_CMD_SETLK;
+	u->start = lk->start;
+	u->end = lk->end;
+}
+
+/* The owner asks for a lock on ino again, or is gone: its unlocks there
+ * cover nothing any more. */
+static void unl_forget(struct fs *fs, uint64_t ino, uint64_t owner)
+{
+	for (size_t i = 0; i < fs->nunl;)
+		if (fs->unl[i].ino == ino && fs->unl[i].owner == owner)
+			fs->unl[i] = fs->unl[--fs->nunl];
+		else
+			i++;
+}
+
+/* Did the owner of this hold unlock all of it (struct unl)? */
+static bool unl_covers(const struct fs *fs, uint64_t ino, const struct lc_lockinfo *li)
+{
+	for (size_t i = 0; i < fs->nunl; i++) {
+		const struct unl *u = &fs->unl[i];
+
+		if (u->ino == ino && u->owner == li->who.owner && u->posix == li->posix &&
+		    (!u->posix || (u->start <= li->start && li->end <= u->end)))
+			return true;
+	}
+	return false;
+}
+
 /* Does lk's owner already hold, on lk's inode, something its undo would
  * also release? */
 struct prior {
@@ -711,6 +782,15 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 	}
 	if (c->serial)
 		lk->serial = c->serial;
+	if (!lk->is_lock && (c->status == -ENOLCK || c->status == -ETIMEDOUT)) {
+		/* An unlock succeeds: the session's end frees the lock, or the
+		 * node sends the unlock until the log has it (struct unl). */
+		unl_note(lk->fs, lk);
+		if (!lk->answered)
+			lk_answer(lk, 0);
+		lk_unref(lk);
+		return;
+	}
 	/* Before the answer, so that the caller's retry is proposed after
 	 * the undo and cannot be undone by it. */
 	if (c->status == -ETIMEDOUT && lk->is_lock && !lk->wait && !lk->answered)
@@ -1699,6 +1779,7 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	/* The owner closed: its lost POSIX holds are acknowledged. */
 	fs_lost_del(&fs->lost, ino, fi->lock_owner);
+	unl_forget(fs, ino, fi->lock_owner);
 	/* FLUSH comes with every close(); only owners that used POSIX locks
 	 * here cost a command.  Never ENOSYS (notes 1.7). */
 	if (!po_has(fs, ino, fi->lock_owner)) {
@@ -1733,10 +1814,14 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	/* The description (and so its flock owner, a kernel pointer that
 	 * may be reused) is gone: forget its lost holds. */
-	if (fi->flock_release)
+	if (fi->flock_release) {
 		fs_lost_del(&fs->lost, ino, fi->lock_owner);
-	if (h && h->did_flock)
+		unl_forget(fs, ino, fi->lock_owner);
+	}
+	if (h && h->did_flock) {
 		fs_lost_del(&fs->lost, ino, h->flock_owner);
+		unl_forget(fs, ino, h->flock_owner);
+	}
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.ino = ino;
 	cmd.who.session = node_session(fs->node);
@@ -2319,6 +2404,9 @@ static int lost_holder(void *ctx, const struct lc_lockinfo *li)
 
 	if (li->who.session != w->session)
 		return 0;
+	/* Its owner unlocked it; the unlock just did not reach the log. */
+	if (unl_covers(w->fs, w->ino, li))
+		return 0;
 	lost_pid(w, li->who.pid);
 	memset(&h, 0, sizeof(h));
 	h.ino = w->ino;
@@ -2451,6 +2539,7 @@ static void fs_on_lost(void *ctx, uint64_t old_session)
 	/* Record first, signal after: kill() cannot change the replica, but
 	 * the walk must see one state. */
 	lc_foreach_locked(st_of(fs), lost_ino, &w);
+	fs->nunl = 0;                /* they were all of the old session */
 	sort_unique(&w);
 	if (fs->cfg.on_lost_signal > 0)
 		lost_descendants(&w, self);
@@ -2586,6 +2675,8 @@ static void fs_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	}
 	if (lost_gate(fs, req, ino, fi->lock_owner, type == LC_UNLCK))
 		return;
+	if (type != LC_UNLCK)
+		unl_forget(fs, ino, fi->lock_owner);
 	/* Remember the owner before proposing: a queued request is dropped
 	 * by FLUSH too. */
 	if (type != LC_UNLCK &&
@@ -2637,6 +2728,8 @@ static void fs_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 	}
 	if (lost_gate(fs, req, ino, fi->lock_owner, type == LC_UNLCK))
 		return;
+	if (type != LC_UNLCK)
+		unl_forget(fs, ino, fi->lock_owner);
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_FLOCK;
 	cmd.ino = ino;
@@ -2795,6 +2888,7 @@ void fs_free(struct fs *fs)
 		}
 	free(fs->pob);
 	fs_lost_free(&fs->lost);
+	free(fs->unl);
 	free(fs);
 }
 

@@ -24,6 +24,13 @@
  *           rename OLD NEW | flock P {sh|ex|un}  (non-blocking)
  *   fsprobe flock-cycle FILE N
  *       N times flock(LOCK_EX) + flock(LOCK_UN) on one descriptor.
+ *   fsprobe flock-steps FILE
+ *       flock(LOCK_EX) on one descriptor, prints "locked", then acts on
+ *       signals, which are blocked (so they never interrupt a call):
+ *       SIGUSR1 flock(LOCK_UN), prints "unlock=OK|ERRNO" and
+ *       "unlock_ms=MS" (how long it took); SIGUSR2
+ *       flock(LOCK_EX|LOCK_NB) on the same descriptor, prints
+ *       "relock=OK|ERRNO" (exit 0 / 1); SIGTERM prints "term".
  *
  * It must never: leave a lock behind after it exits (the kernel sees to
  * that), block without a way out (every wait can be interrupted or killed),
@@ -53,7 +60,8 @@ static int usage(void)
 		"       fsprobe getlk FILE rd|wr START LEN [--ofd]\n"
 		"       fsprobe excl FILE\n"
 		"       fsprobe errno OP ARGS...\n"
-		"       fsprobe flock-cycle FILE N\n");
+		"       fsprobe flock-cycle FILE N\n"
+		"       fsprobe flock-steps FILE\n");
 	return 2;
 }
 
@@ -393,6 +401,50 @@ static int cmd_flock_cycle(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_flock_steps(int argc, char **argv)
+{
+	sigset_t set;
+	int fd, sig;
+
+	if (argc != 1)
+		return usage();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	fd = open(argv[0], O_RDONLY | O_CREAT, 0644);
+	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+		printf("%s\n", errname(errno));
+		return 2;
+	}
+	printf("locked\n");
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			return 2;
+		if (sig == SIGTERM) {
+			printf("term\n");
+		} else if (sig == SIGUSR1) {
+			struct timespec a, b;
+			int rc;
+
+			clock_gettime(CLOCK_MONOTONIC, &a);
+			rc = flock(fd, LOCK_UN);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			printf("unlock=%s\n", rc < 0 ? errname(errno) : "OK");
+			printf("unlock_ms=%lld\n", (long long)(b.tv_sec - a.tv_sec) * 1000 +
+			       (b.tv_nsec - a.tv_nsec) / 1000000);
+		} else {
+			int rc = flock(fd, LOCK_EX | LOCK_NB);
+
+			printf("relock=%s\n", rc < 0 ? errname(errno) : "OK");
+			close(fd);
+			return rc < 0;
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -407,5 +459,7 @@ int main(int argc, char **argv)
 		return cmd_errno(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "flock-cycle"))
 		return cmd_flock_cycle(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "flock-steps"))
+		return cmd_flock_steps(argc - 2, argv + 2);
 	return usage();
 }
