@@ -187,16 +187,17 @@ struct fs {
 };
 
 /*
- * An unlock answered 0 although the log never showed it: the session
- * expired with it in flight (-ENOLCK), or it was not in the log within
- * --op-timeout (-ETIMEDOUT; the node sends it until the log has it, and
- * orders the owner's next lock request after it).  Unlock and close
- * always succeed (cluckfs(5)), so fs_on_lost must not count what it
- * covers as a lost hold: the owner gave it up, and refusing its relocks
- * with ENOLCK would punish an unlock that did its job.  Kept until the
- * session is lost or the owner asks for a lock on the file again (a
- * hold after that is a new one); at most UNL_MAX, beyond which the hold
- * is counted lost as before (safe: only refuses relocks until an unlock).
+ * An unlock, or the RELEASE/FLUSH of a close, answered 0 although the log
+ * never showed it: the session expired with it in flight (-ENOLCK), or it
+ * was not in the log within --op-timeout (-ETIMEDOUT; the node sends it
+ * until the log has it, and orders the owner's next lock request after
+ * it).  Unlock and close always succeed (cluckfs(5)), so fs_on_lost must
+ * not count what it covers as a lost hold: the owner gave it up, and
+ * signalling it or refusing its relocks with ENOLCK would punish an
+ * unlock that did its job.  Kept until the session is lost or the owner
+ * asks for a lock on the file again (a hold after that is a new one); at
+ * most UNL_MAX, beyond which the hold is counted lost as before (safe:
+ * only refuses relocks until an unlock).
  */
 struct unl {
 	uint64_t ino, owner, start, end;
@@ -204,6 +205,9 @@ struct unl {
 };
 
 #define UNL_MAX 4096
+
+static void unl_add(struct fs *fs, uint64_t ino, uint64_t owner, bool posix,
+		    uint64_t start, uint64_t end);
 
 /* Namespace/data request waiting for its completion. */
 enum op_kind { OP_ENTRY, OP_CREATE, OP_ERR, OP_ATTR, OP_WRITE, OP_FLUSH };
@@ -215,6 +219,7 @@ struct op {
 	enum op_kind kind;
 	uint64_t ino;                /* ATTR/ENTRY fallback; CREATE parent */
 	size_t size;                 /* WRITE */
+	uint64_t owner;              /* FLUSH: its lock owner */
 	struct fuse_file_info fi;    /* CREATE */
 	char name[];                 /* CREATE: for the O_CREAT-on-existing path */
 };
@@ -426,6 +431,8 @@ static int propose(struct fs *fs, struct lc_cmd *cmd, node_done_fn fn, void *ctx
 struct bg {
 	struct fs *fs;
 	uint64_t t0;
+	uint64_t ino, owner;
+	uint8_t type;
 };
 
 static void bg_done(void *ctx, const struct lc_completion *c)
@@ -435,6 +442,10 @@ static void bg_done(void *ctx, const struct lc_completion *c)
 	if (!bg)
 		return;
 	note_cause(bg->fs, bg->t0);
+	/* A close's RELEASE or FLUSH the log has not shown (struct unl). */
+	if ((c->status == -ENOLCK || c->status == -ETIMEDOUT) &&
+	    (bg->type == LC_CMD_RELEASE || bg->type == LC_CMD_FLUSH))
+		unl_add(bg->fs, bg->ino, bg->owner, bg->type == LC_CMD_FLUSH, 0, LC_OFF_MAX);
 	if (c->status != LC_PENDING)
 		free(bg);
 }
@@ -449,6 +460,9 @@ static int propose_bg(struct fs *fs, struct lc_cmd *cmd, uint64_t t0)
 	if (bg) {
 		bg->fs = fs;
 		bg->t0 = t0;
+		bg->ino = cmd->ino;
+		bg->owner = cmd->who.owner;
+		bg->type = cmd->type;
 	}
 	rc = propose(fs, cmd, bg_done, bg, NULL);
 	if (rc < 0)
@@ -656,7 +670,8 @@ static void lk_answer(struct lk *lk, int status)
 }
 
 /* Remembers an unlock answered 0 without the log (struct unl). */
-static void unl_note(struct fs *fs, const struct lk *lk)
+static void unl_add(struct fs *fs, uint64_t ino, uint64_t owner, bool posix,
+		    uint64_t start, uint64_t end)
 {
 	struct unl *u;
 
@@ -672,11 +687,11 @@ static void unl_note(struct fs *fs, const struct lk *lk)
 		fs->capunl = cap;
 	}
 	u = &fs->unl[fs->nunl++];
-	u->ino = lk->ino;
-	u->owner = lk->who.owner;
-	u->posix = lk->cmd_type == LC_CMD_SETLK;
-	u->start = lk->start;
-	u->end = lk->end;
+	u->ino = ino;
+	u->owner = owner;
+	u->posix = posix;
+	u->start = start;
+	u->end = end;
 }
 
 /* The owner asks for a lock on ino again, or is gone: its unlocks there
@@ -785,7 +800,8 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 	if (!lk->is_lock && (c->status == -ENOLCK || c->status == -ETIMEDOUT)) {
 		/* An unlock succeeds: the session's end frees the lock, or the
 		 * node sends the unlock until the log has it (struct unl). */
-		unl_note(lk->fs, lk);
+		unl_add(lk->fs, lk->ino, lk->who.owner, lk->cmd_type == LC_CMD_SETLK,
+			lk->start, lk->end);
 		if (!lk->answered)
 			lk_answer(lk, 0);
 		lk_unref(lk);
@@ -1119,6 +1135,9 @@ static void op_done(void *ctx, const struct lc_completion *c)
 			fuse_reply_write(op->req, op->size);
 		break;
 	case OP_FLUSH:
+		/* close() succeeds; an unapplied FLUSH is an unlock (struct unl). */
+		if (c->status == -ENOLCK || c->status == -ETIMEDOUT)
+			unl_add(fs, op->ino, op->owner, true, 0, LC_OFF_MAX);
 		fuse_reply_err(op->req, 0);
 		break;
 	}
@@ -1793,6 +1812,10 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	cmd.who.session = node_session(fs->node);
 	cmd.who.owner = fi->lock_owner;
 	op = op_new(fs, req, OP_FLUSH, NULL);
+	if (op) {
+		op->ino = ino;
+		op->owner = fi->lock_owner;
+	}
 	if (!op) {
 		/* close() was answered ENOMEM; the locks go all the same. */
 		(void)propose_bg(fs, &cmd, mono_ns());
