@@ -1429,6 +1429,9 @@ int lci_tick(struct lc_ctx *x)
 	while (s->hn && deadline(s->heap[0]) <= x->now) {
 		struct lc_inode *ip = s->heap[0];
 
+		/* Only parked ones left (a TICK at UINT64_MAX sees them). */
+		if (ip->x->parked)
+			break;
 		if (lci_lk_busy(ip)) {
 			ip->x->parked = 1;
 			hfix(s, 0);

@@ -1312,6 +1312,25 @@ static void test_ephemeral_of_ended_session_stays_while_locked(void)
 	fx_free(f);
 }
 
+/* A TICK at the end of time stops at the parked files (it used to be
+ * able to park the same file forever). */
+static void test_tick_at_the_end_of_time_keeps_parked_files(void)
+{
+	FX;
+	int64_t e = mkfile_excl(f, ROOT, "t.lock", 1);
+	int64_t g = mkfile_excl(f, ROOT, "u.lock", 1);
+
+	CU_ASSERT_FATAL(e > 0 && g > 0);
+	CU_ASSERT_EQUAL(ex(f, (uint64_t)e, 7), 0);
+	f->now = UINT64_MAX;
+	CU_ASSERT_EQUAL(fx_tick(f), 0);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "t.lock"), e);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "u.lock"), -ENOENT);
+	CU_ASSERT_EQUAL(fx_tick(f), 0);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "t.lock"), e);
+	fx_free(f);
+}
+
 /* A parked expiry is not in a snapshot: the loaded replica parks it at
  * its next TICK and removes it at the same TICK as the original. */
 static void test_parked_expiry_survives_a_snapshot(void)
@@ -3323,6 +3342,7 @@ static const struct test_def tests[] = {
 	T(test_touch_of_a_parked_file_rearms_it),
 	T(test_ephemeral_of_ended_session_stays_while_locked),
 	T(test_parked_expiry_survives_a_snapshot),
+	T(test_tick_at_the_end_of_time_keeps_parked_files),
 	T(test_removing_a_lockfile_releases_it),
 	T(test_renamed_lockfile_still_dies_with_its_session),
 	T(test_session_can_close_itself),
