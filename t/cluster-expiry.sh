@@ -1,13 +1,17 @@
 #!/bin/sh
-# t/cluster-unlock.sh - unlock and close always succeed (cluckfs(5), issue
-# 9).  Two members hold a flock and a POSIX lock each and are cut off; on
-# m1 (--op-timeout 30) the unlock is still waiting for the cluster when the
-# session expires, on m2 (--op-timeout 1) it times out first and the
-# session expires after.  Either way the unlock returns 0, its holder is
-# not signalled as having lost a lock it gave up, and once the network
-# heals the same descriptor locks again (it used to get ENOLCK until a
-# second unlock).  Then the same with a close in flight: no signal, and
-# the reopened file locks at once.
+# t/cluster-expiry.sh - what the end of a node's session must not do
+# (issue 9).  Unlock and close always succeed (cluckfs(5)): two members
+# hold a flock and a POSIX lock each and are cut off; on m1 (--op-timeout
+# 30) the unlock is still waiting for the cluster when the session
+# expires, on m2 (--op-timeout 1) it times out first and the session
+# expires after.  Either way the unlock returns 0, its holder is not
+# signalled as having lost a lock it gave up, and once the network heals
+# the same descriptor locks again (it used to get ENOLCK until a second
+# unlock).  Then the same with a close in flight: no signal, and the
+# reopened file locks at once.  Last, an O_EXCL lockfile of m1 that a
+# process on a holds keeps its name when m1's session ends, until that
+# lock is released (it used to go at once, so a new file could take the
+# name of a held lock).
 #
 # It must never: wait without a deadline, or leave a namespace, a mount or
 # a process behind (t/netns.sh traps every exit).
@@ -102,4 +106,27 @@ for n in m1 m2; do
 	expect_eq "$n: its two expired sessions lost no hold" "2 0" \
 		"$(grep -c ' held locks lost' "$(ns_log "$n")") $(grep ' held locks lost' "$(ns_log "$n")" | grep -vc ' lost: 0 held locks lost')"
 done
+
+# --- a held lockfile outlives its creator's session ----------------------------------
+MA=$(ns_mnt a)
+expect_rc "m1 creates an O_EXCL lockfile" 0 "$FSPROBE" excl "$(ns_mnt m1)/eph"
+"$FSPROBE" lock-steps "$MA/eph" flock > "$T_DIR/a-eph.out" 2>&1 &
+P[a-eph]=$!
+bg_track "${P[a-eph]}"
+wait_until 5 said a-eph locked || fail "a: the holder did not get its lock on m1's lockfile"
+ino=$(stat -c %i "$MA/eph")
+nsess=$(ns_status a sessions)
+ns_isolate m1
+if wait_until $((LEASE * 3 + 5)) eval '[ "$(ns_status a sessions)" -lt "$nsess" ]'; then
+	ok "the leader closed m1's session"
+else
+	fail "the leader still counts $(ns_status a sessions) sessions"
+fi
+sleep 1
+expect_eq "m1's lockfile keeps its name while a holds it" "$ino" "$(stat -c %i "$MA/eph" 2>&1)"
+expect_errno "no new lockfile takes the name" EEXIST excl "$MA/eph"
+kill -USR1 "${P[a-eph]}"
+if wait_until 5 eval '[ ! -e "$MA/eph" ]'; then ok "the lockfile goes once its lock is released"; else fail "m1's lockfile still there 5 s after its lock was released"; fi
+expect_errno "then a new lockfile may take the name" OK excl "$MA/eph"
+ns_heal
 finish
