@@ -20,10 +20,11 @@
  * remembered, so their later lock operations fail with ENOLCK until they
  * unlock or close; a request the node could not get into the log within
  * --op-timeout fails (ENOLCK for a lock, EIO for the rest) and a timed-out
- * acquire is undone in case it lands later.  When cluckd stops, queued lock
- * requests are answered ENOLCK and withdrawn at once, and the holders left
- * at the end of --stop-timeout are signalled and refused the same way
- * before the session closes (fs_stop_begin, fs_stop_signal).
+ * acquire is undone in case it lands later.  An unlock always succeeds
+ * (struct unl).  When cluckd stops, queued lock requests are answered ENOLCK
+ * and withdrawn at once, and the holders left at the end of --stop-timeout
+ * are signalled and refused the same way before the session closes
+ * (fs_stop_begin, fs_stop_signal).
  *
  * It must never: block (the exceptions are reading /proc/PID/stat for
  * user.cluck.token and, when a session is lost, to find the holders'
@@ -185,7 +186,33 @@ struct fs {
 	uint64_t cause_index, cause_t0;
 	struct fs_metrics m;
 	struct fs_lost lost;         /* holds of expired sessions (SPEC 3) */
+	/* Unlocks answered 0 before the log had them (struct unl). */
+	struct unl *unl;
+	size_t nunl, capunl;
 };
+
+/*
+ * An unlock, or the RELEASE/FLUSH of a close, answered 0 although the log
+ * never showed it: the session expired with it in flight (-ENOLCK), or it
+ * was not in the log within --op-timeout (-ETIMEDOUT; the node sends it
+ * until the log has it, and orders the owner's next lock request after
+ * it).  Unlock and close always succeed (cluckfs(5)), so fs_on_lost must
+ * not count what it covers as a lost hold: the owner gave it up, and
+ * signalling it or refusing its relocks with ENOLCK would punish an
+ * unlock that did its job.  Kept until the session is lost or the owner
+ * asks for a lock on the file again (a hold after that is a new one); at
+ * most UNL_MAX, beyond which the hold is counted lost as before (safe:
+ * only refuses relocks until an unlock).
+ */
+struct unl {
+	uint64_t ino, owner, start, end;
+	bool posix;
+};
+
+#define UNL_MAX 4096
+
+static void unl_add(struct fs *fs, uint64_t ino, uint64_t owner, bool posix,
+		    uint64_t start, uint64_t end);
 
 /* Namespace/data request waiting for its completion. */
 enum op_kind { OP_ENTRY, OP_CREATE, OP_ERR, OP_ATTR, OP_WRITE, OP_FLUSH };
@@ -197,6 +224,7 @@ struct op {
 	enum op_kind kind;
 	uint64_t ino;                /* ATTR/ENTRY fallback; CREATE parent */
 	size_t size;                 /* WRITE */
+	uint64_t owner;              /* FLUSH: its lock owner */
 	struct fuse_file_info fi;    /* CREATE */
 	char name[];                 /* CREATE: for the O_CREAT-on-existing path */
 };
@@ -263,6 +291,30 @@ static void ns_to_ts(int64_t ns, struct timespec *ts)
 	}
 	ts->tv_sec = (time_t)sec;
 	ts->tv_nsec = (long)rem;
+}
+
+/*
+ * A time from the kernel -> ns since the epoch, as lockcore keeps it (an
+ * int64_t: 1677-09-21 to 2262-04-11).  A time outside is clamped to the
+ * nearest whole second inside, as the kernel clamps a time a local
+ * filesystem cannot store to its s_time_min/s_time_max (nanoseconds 0
+ * there); tv_sec * 1e9 would overflow from @9223372037 on (issue 9).
+ */
+#define TIME_S_MAX 9223372035ll      /* any nanoseconds still fit */
+#define TIME_S_MIN (-9223372036ll)
+
+static int64_t ts_to_ns(const struct timespec *ts)
+{
+	int64_t sec = (int64_t)ts->tv_sec;
+	long nsec = ts->tv_nsec;
+
+	if (sec >= TIME_S_MAX)
+		return TIME_S_MAX * 1000000000ll;
+	if (sec <= TIME_S_MIN)
+		return TIME_S_MIN * 1000000000ll;
+	if (nsec < 0 || nsec > 999999999)
+		nsec = 0;
+	return sec * 1000000000ll + nsec;
 }
 
 static void attr_to_stat(const struct lc_attr *a, struct stat *st)
@@ -384,6 +436,8 @@ static int propose(struct fs *fs, struct lc_cmd *cmd, node_done_fn fn, void *ctx
 struct bg {
 	struct fs *fs;
 	uint64_t t0;
+	uint64_t ino, owner;
+	uint8_t type;
 };
 
 static void bg_done(void *ctx, const struct lc_completion *c)
@@ -393,6 +447,10 @@ static void bg_done(void *ctx, const struct lc_completion *c)
 	if (!bg)
 		return;
 	note_cause(bg->fs, bg->t0);
+	/* A close's RELEASE or FLUSH the log has not shown (struct unl). */
+	if ((c->status == -ENOLCK || c->status == -ETIMEDOUT) &&
+	    (bg->type == LC_CMD_RELEASE || bg->type == LC_CMD_FLUSH))
+		unl_add(bg->fs, bg->ino, bg->owner, bg->type == LC_CMD_FLUSH, 0, LC_OFF_MAX);
 	if (c->status != LC_PENDING)
 		free(bg);
 }
@@ -407,6 +465,9 @@ static int propose_bg(struct fs *fs, struct lc_cmd *cmd, uint64_t t0)
 	if (bg) {
 		bg->fs = fs;
 		bg->t0 = t0;
+		bg->ino = cmd->ino;
+		bg->owner = cmd->who.owner;
+		bg->type = cmd->type;
 	}
 	rc = propose(fs, cmd, bg_done, bg, NULL);
 	if (rc < 0)
@@ -615,6 +676,55 @@ static void lk_answer(struct lk *lk, int status)
 	fuse_reply_err(lk->req, e);
 }
 
+/* Remembers an unlock answered 0 without the log (struct unl). */
+static void unl_add(struct fs *fs, uint64_t ino, uint64_t owner, bool posix,
+		    uint64_t start, uint64_t end)
+{
+	struct unl *u;
+
+	if (fs->nunl == fs->capunl) {
+		size_t cap = fs->capunl ? fs->capunl * 2 : 8;
+
+		if (cap > UNL_MAX)
+			return;
+		u = realloc(fs->unl, cap * sizeof(*u));
+		if (!u)
+			return;
+		fs->unl = u;
+		fs->capunl = cap;
+	}
+	u = &fs->unl[fs->nunl++];
+	u->ino = ino;
+	u->owner = owner;
+	u->posix = posix;
+	u->start = start;
+	u->end = end;
+}
+
+/* The owner asks for a lock on ino again, or is gone: its unlocks there
+ * cover nothing any more. */
+static void unl_forget(struct fs *fs, uint64_t ino, uint64_t owner)
+{
+	for (size_t i = 0; i < fs->nunl;)
+		if (fs->unl[i].ino == ino && fs->unl[i].owner == owner)
+			fs->unl[i] = fs->unl[--fs->nunl];
+		else
+			i++;
+}
+
+/* Did the owner of this hold unlock all of it (struct unl)? */
+static bool unl_covers(const struct fs *fs, uint64_t ino, const struct lc_lockinfo *li)
+{
+	for (size_t i = 0; i < fs->nunl; i++) {
+		const struct unl *u = &fs->unl[i];
+
+		if (u->ino == ino && u->owner == li->who.owner && u->posix == li->posix &&
+		    (!u->posix || (u->start <= li->start && li->end <= u->end)))
+			return true;
+	}
+	return false;
+}
+
 /* Does lk's owner already hold, on lk's inode, something its undo would
  * also release? */
 struct prior {
@@ -697,6 +807,16 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 	}
 	if (c->serial)
 		lk->serial = c->serial;
+	if (!lk->is_lock && (c->status == -ENOLCK || c->status == -ETIMEDOUT)) {
+		/* An unlock succeeds: the session's end frees the lock, or the
+		 * node sends the unlock until the log has it (struct unl). */
+		unl_add(lk->fs, lk->ino, lk->who.owner, lk->cmd_type == LC_CMD_SETLK,
+			lk->start, lk->end);
+		if (!lk->answered)
+			lk_answer(lk, 0);
+		lk_unref(lk);
+		return;
+	}
 	/* Before the answer, so that the caller's retry is proposed after
 	 * the undo and cannot be undone by it. */
 	if (c->status == -ETIMEDOUT && lk->is_lock && !lk->wait && !lk->answered)
@@ -1050,6 +1170,9 @@ static void op_done(void *ctx, const struct lc_completion *c)
 			fuse_reply_write(op->req, op->size);
 		break;
 	case OP_FLUSH:
+		/* close() succeeds; an unapplied FLUSH is an unlock (struct unl). */
+		if (c->status == -ENOLCK || c->status == -ETIMEDOUT)
+			unl_add(fs, op->ino, op->owner, true, 0, LC_OFF_MAX);
 		fuse_reply_err(op->req, 0);
 		break;
 	}
@@ -1333,14 +1456,14 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		cmd.atime_ns = (int64_t)node_now_ns(fs->node);
 	} else if (to_set & FUSE_SET_ATTR_ATIME) {
 		cmd.valid |= LC_SET_ATIME;
-		cmd.atime_ns = (int64_t)attr->st_atim.tv_sec * 1000000000 + attr->st_atim.tv_nsec;
+		cmd.atime_ns = ts_to_ns(&attr->st_atim);
 	}
 	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
 		cmd.valid |= LC_SET_MTIME;
 		cmd.mtime_ns = (int64_t)node_now_ns(fs->node);
 	} else if (to_set & FUSE_SET_ATTR_MTIME) {
 		cmd.valid |= LC_SET_MTIME;
-		cmd.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
+		cmd.mtime_ns = ts_to_ns(&attr->st_mtim);
 	}
 	if (!cmd.valid) {
 		/* ctime-only or kill-suid requests: nothing we store. */
@@ -1752,6 +1875,7 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	/* The owner closed: its lost POSIX holds are acknowledged. */
 	fs_lost_del(&fs->lost, ino, fi->lock_owner);
+	unl_forget(fs, ino, fi->lock_owner);
 	/* FLUSH comes with every close(); only owners that used POSIX locks
 	 * here cost a command.  Never ENOSYS (notes 1.7). */
 	if (!po_has(fs, ino, fi->lock_owner)) {
@@ -1765,6 +1889,10 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	cmd.who.session = node_session(fs->node);
 	cmd.who.owner = fi->lock_owner;
 	op = op_new(fs, req, OP_FLUSH, NULL);
+	if (op) {
+		op->ino = ino;
+		op->owner = fi->lock_owner;
+	}
 	if (!op) {
 		/* close() was answered ENOMEM; the locks go all the same. */
 		(void)propose_bg(fs, &cmd, mono_ns());
@@ -1786,10 +1914,14 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	/* The description (and so its flock owner, a kernel pointer that
 	 * may be reused) is gone: forget its lost holds. */
-	if (fi->flock_release)
+	if (fi->flock_release) {
 		fs_lost_del(&fs->lost, ino, fi->lock_owner);
-	if (h && h->did_flock)
+		unl_forget(fs, ino, fi->lock_owner);
+	}
+	if (h && h->did_flock) {
 		fs_lost_del(&fs->lost, ino, h->flock_owner);
+		unl_forget(fs, ino, h->flock_owner);
+	}
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.ino = ino;
 	cmd.who.session = node_session(fs->node);
@@ -2279,6 +2411,8 @@ static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_SETXATTR;
 	cmd.ino = ino;
+	/* lockcore lets only the owner or root set the ttl or slots. */
+	cmd.uid = (uint32_t)fuse_req_ctx(req)->uid;
 	set_name(&cmd, name);
 	cmd.data = value;
 	cmd.data_len = (uint32_t)size;
@@ -2306,6 +2440,7 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_REMOVEXATTR;
 	cmd.ino = ino;
+	cmd.uid = (uint32_t)fuse_req_ctx(req)->uid;
 	set_name(&cmd, name);
 	ns_submit(fs, &cmd, op);
 }
@@ -2368,6 +2503,9 @@ static int lost_holder(void *ctx, const struct lc_lockinfo *li)
 	struct fs_lost_hold h;
 
 	if (li->who.session != w->session)
+		return 0;
+	/* Its owner unlocked it; the unlock just did not reach the log. */
+	if (unl_covers(w->fs, w->ino, li))
 		return 0;
 	lost_pid(w, li->who.pid);
 	memset(&h, 0, sizeof(h));
@@ -2502,6 +2640,7 @@ static void lose_holds(struct fs *fs, uint64_t old_session, bool stop)
 	/* Record first, signal after: kill() cannot change the replica, but
 	 * the walk must see one state. */
 	lc_foreach_locked(st_of(fs), lost_ino, &w);
+	fs->nunl = 0;                /* they were all of the old session */
 	sort_unique(&w);
 	if (fs->cfg.on_lost_signal > 0)
 		lost_descendants(&w, self);
@@ -2649,6 +2788,8 @@ static void fs_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	}
 	if (lost_gate(fs, req, ino, fi->lock_owner, type == LC_UNLCK))
 		return;
+	if (type != LC_UNLCK)
+		unl_forget(fs, ino, fi->lock_owner);
 	/* Remember the owner before proposing: a queued request is dropped
 	 * by FLUSH too. */
 	if (type != LC_UNLCK &&
@@ -2700,6 +2841,8 @@ static void fs_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 	}
 	if (lost_gate(fs, req, ino, fi->lock_owner, type == LC_UNLCK))
 		return;
+	if (type != LC_UNLCK)
+		unl_forget(fs, ino, fi->lock_owner);
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_FLOCK;
 	cmd.ino = ino;
@@ -2858,6 +3001,7 @@ void fs_free(struct fs *fs)
 		}
 	free(fs->pob);
 	fs_lost_free(&fs->lost);
+	free(fs->unl);
 	free(fs);
 }
 

@@ -78,8 +78,11 @@ enum lc_cmd_type {
 	                          RENAME_EXCHANGE=2 as in <linux/fs.h>) */
 	LC_CMD_SETATTR,        /* ino, valid(LC_SET_*), mode, uid, gid, size, atime, mtime */
 	LC_CMD_WRITE,          /* ino, offset, data/len */
-	LC_CMD_SETXATTR,       /* ino, name, data/len, flags (XATTR_CREATE=1, XATTR_REPLACE=2) */
-	LC_CMD_REMOVEXATTR,    /* ino, name */
+	LC_CMD_SETXATTR,       /* ino, name, data/len, flags (XATTR_CREATE=1, XATTR_REPLACE=2),
+	                          uid: the caller's; user.cluck.ttl and
+	                          user.cluck.slots need uid 0 or the file's
+	                          owner (-EPERM) */
+	LC_CMD_REMOVEXATTR,    /* ino, name, uid (as SETXATTR) */
 	/* locks */
 	LC_CMD_FLOCK,          /* ino, who, lock_type, flags(LC_LK_WAIT) */
 	LC_CMD_SETLK,          /* ino, who, lock_type, start, end, flags(LC_LK_WAIT) */

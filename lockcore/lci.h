@@ -60,6 +60,14 @@ struct lc_iext {
 	uint32_t heap_idx;             /* position in the ttl heap or LCI_NOHEAP */
 	uint8_t ephemeral;
 	uint8_t on_elist;              /* linked in its session's eph list */
+	/* Expiry deferred while the file is locked (issue 9: a held lock's
+	 * name never goes to a new file).  parked: its time ran out at a
+	 * TICK while locked, so it waits in the heap at deadline "never"
+	 * until its last lock or waiter goes.  orphan: ephemeral, and its
+	 * session ended while another session had it locked: it expires at
+	 * the first TICK after that (derived again at load: ephemeral, and
+	 * eph_session is no open session). */
+	uint8_t parked, orphan;
 	struct lc_lk *lk;              /* lock state, once ever locked */
 	struct lc_xdent *names;        /* names after d0, oldest first */
 	struct lc_pin *pins;           /* open handles, by session */
@@ -331,6 +339,9 @@ int lci_tick(struct lc_ctx *x);
 void lci_heap_update(struct lc_state *s, struct lc_inode *ip);
 void lci_heap_remove(struct lc_state *s, struct lc_inode *ip);
 int lci_heap_reserve(struct lc_state *s);
+int lci_heap_reserve_n(struct lc_state *s, size_t n);
+void lci_expiry_unpark(struct lc_state *s, struct lc_inode *ip);
+void lci_eph_orphan(struct lc_state *s, struct lc_inode *ip);
 void lci_eph_unlink(struct lc_state *s, struct lc_inode *ip);
 void lci_eph_link(struct lc_state *s, struct lc_inode *ip);
 int lci_dir_add(struct lc_state *s, struct lc_inode *dir, struct lc_dent *d);

@@ -130,6 +130,9 @@ static void lk_track(struct lc_state *s, struct lc_lk *lk)
 		lk->lprev = lk->lnext = NULL;
 		lk->on_list = 0;
 	}
+	/* Unlocked: an expiry that waited for this is due (ns.c). */
+	if (!busy)
+		lci_expiry_unpark(s, lk->ip);
 }
 
 static struct lc_rlist *req_list(struct lc_lk *lk, const struct lc_req *r)
@@ -929,9 +932,15 @@ int lci_session_drop(struct lc_ctx *x, struct lc_sess *se)
 	struct lc_state *s = x->s;
 	struct lc_req **rv = NULL;
 	uint64_t *inos = NULL;
-	size_t n = 0, ni = 0;
+	size_t n = 0, ni = 0, neph;
 	struct lc_req *r;
 
+	/* Heap room for every ephemeral file that may outlive it locked. */
+	neph = 0;
+	for (struct lc_inode *e = se->eph; e; e = e->x->enext)
+		neph += lci_lk_busy(e);
+	if (lci_heap_reserve_n(s, neph))
+		return -ENOMEM;
 	if (se->nreqs) {
 		rv = malloc(se->nreqs * sizeof(*rv));
 		inos = malloc(se->nreqs * sizeof(*inos));
@@ -954,8 +963,15 @@ int lci_session_drop(struct lc_ctx *x, struct lc_sess *se)
 			drop_holder(x, r, x->origin ? WHY_CLOSE : WHY_EXPIRE);
 	}
 	free(rv);
-	while (se->eph)
-		lci_remove_all_names(s, se->eph, (int64_t)x->now);
+	/* Its ephemeral files go, but not a name whose lock another session
+	 * still holds or waits for (issue 9): that one goes at the first
+	 * TICK after its lock state empties. */
+	while (se->eph) {
+		if (lci_lk_busy(se->eph))
+			lci_eph_orphan(s, se->eph);
+		else
+			lci_remove_all_names(s, se->eph, (int64_t)x->now);
+	}
 	/* Its open handles close: unlinked files it kept alive go. */
 	while (se->pins) {
 		struct lc_inode *ip = se->pins->ip;

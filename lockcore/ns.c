@@ -182,6 +182,11 @@ static uint64_t deadline(const struct lc_inode *ip)
 {
 	uint64_t add = (uint64_t)ip->x->ttl_s * 1000000000ull;
 
+	if (ip->x->parked)
+		return UINT64_MAX;
+	if (ip->x->orphan)
+		return 0;
+
 	return ip->x->refresh_ns > UINT64_MAX - add ? UINT64_MAX
 						    : ip->x->refresh_ns + add;
 }
@@ -228,9 +233,18 @@ static void hfix(struct lc_state *s, size_t i)
 /* Room for one more heap entry. */
 int lci_heap_reserve(struct lc_state *s)
 {
-	if (s->hn < s->hcap)
+	return lci_heap_reserve_n(s, 1);
+}
+
+/* Room for n more heap entries. */
+int lci_heap_reserve_n(struct lc_state *s, size_t n)
+{
+	if (n <= s->hcap - s->hn)
 		return 0;
 	size_t ncap = s->hcap ? s->hcap * 2 : 16;
+
+	while (ncap - s->hn < n)
+		ncap *= 2;
 	struct lc_inode **nh = realloc(s->heap, ncap * sizeof(*nh));
 
 	if (!nh)
@@ -249,6 +263,7 @@ void lci_heap_remove(struct lc_state *s, struct lc_inode *ip)
 		return;
 	i = ip->x->heap_idx;
 	ip->x->heap_idx = LCI_NOHEAP;
+	ip->x->parked = 0;
 	s->hn--;
 	if (i != s->hn) {
 		s->heap[i] = s->heap[s->hn];
@@ -258,15 +273,18 @@ void lci_heap_remove(struct lc_state *s, struct lc_inode *ip)
 }
 
 /* (Re)positions an inode after its ttl or refresh time changed; the
- * caller reserved room with lci_heap_reserve() if it may be new. */
+ * caller reserved room with lci_heap_reserve() if it may be new.  A new
+ * time also ends a parking: if it runs out while the file is still
+ * locked, the next TICK parks it again. */
 void lci_heap_update(struct lc_state *s, struct lc_inode *ip)
 {
 	if (!ip->x)
 		return;
-	if (!ip->x->ttl_s || !lci_nlink(ip)) {
+	if ((!ip->x->ttl_s && !ip->x->orphan) || !lci_nlink(ip)) {
 		lci_heap_remove(s, ip);
 		return;
 	}
+	ip->x->parked = 0;
 	if (ip->x->heap_idx == LCI_NOHEAP) {
 		if (s->hn >= s->hcap)
 			return;
@@ -276,7 +294,29 @@ void lci_heap_update(struct lc_state *s, struct lc_inode *ip)
 	hfix(s, ip->x->heap_idx);
 }
 
-/* Earliest ttl expiry or 0. */
+/* The last lock or waiter of an inode went (locks.c): an expiry parked
+ * while it was locked is due again, at its own (past) deadline, so the
+ * next TICK removes the file unless it is locked again by then. */
+void lci_expiry_unpark(struct lc_state *s, struct lc_inode *ip)
+{
+	if (!ip->x || !ip->x->parked || ip->x->heap_idx == LCI_NOHEAP)
+		return;
+	ip->x->parked = 0;
+	hfix(s, ip->x->heap_idx);
+}
+
+/* The session of an ephemeral file ended while the file is locked by
+ * another session: it is removed at the first TICK once it is not (the
+ * caller reserved a heap entry). */
+void lci_eph_orphan(struct lc_state *s, struct lc_inode *ip)
+{
+	lci_eph_unlink(s, ip);
+	ip->x->orphan = 1;
+	lci_heap_update(s, ip);
+}
+
+/* Earliest ttl expiry or 0.  A parked expiry waits for a release, not
+ * for a time ("never" until then). */
 uint64_t lc_next_deadline(const struct lc_state *s)
 {
 	uint64_t d;
@@ -284,6 +324,8 @@ uint64_t lc_next_deadline(const struct lc_state *s)
 	if (!s || !s->hn)
 		return 0;
 	d = deadline(s->heap[0]);
+	if (d == UINT64_MAX)
+		return 0;
 	return d ? d : 1;
 }
 
@@ -1337,6 +1379,11 @@ static int do_setxattr(struct lc_ctx *x, uint64_t *ino, bool remove)
 		struct lc_iext *e;
 		uint32_t old;
 
+		/* The ttl can remove the file's names and the slots let more
+		 * holders in: the owner's decisions, like removing the name
+		 * from the sticky root (issue 9).  c->uid is the caller's. */
+		if (c->uid != 0 && c->uid != ip->uid)
+			return -EPERM;
 		if (ip->kind != LC_REG)
 			return -EINVAL;
 		if (!remove && (r = parse_u32(c->data, c->data_len, &v)))
@@ -1386,7 +1433,13 @@ done:
 	return r;
 }
 
-/* TICK: removes every file whose ttl ran out by the command's time. */
+/* TICK: removes every file whose ttl ran out by the command's time,
+ * unless it is locked (held or waited on, by any session): then its
+ * names stay, so no new file takes a name whose lock is held, and it is
+ * parked until the lock state empties (lci_expiry_unpark).  Parking is
+ * not in a snapshot: a loaded state has it due at once, and its next
+ * TICK parks it again, so every replica removes the same files at the
+ * same TICK. */
 int lci_tick(struct lc_ctx *x)
 {
 	struct lc_state *s = x->s;
@@ -1394,6 +1447,14 @@ int lci_tick(struct lc_ctx *x)
 	while (s->hn && deadline(s->heap[0]) <= x->now) {
 		struct lc_inode *ip = s->heap[0];
 
+		/* Only parked ones left (a TICK at UINT64_MAX sees them). */
+		if (ip->x->parked)
+			break;
+		if (lci_lk_busy(ip)) {
+			ip->x->parked = 1;
+			hfix(s, 0);
+			continue;
+		}
 		lci_heap_remove(s, ip);
 		s->expirations++;
 		lci_remove_all_names(s, ip, (int64_t)x->now);

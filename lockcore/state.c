@@ -1602,13 +1602,12 @@ static int load_link(struct loadctx *L)
 			if (ip->kind == LC_DIR && ip != s->root &&
 			    !lci_first_name(ip))
 				goto out;
+			/* A named ephemeral file of an ended session is an
+			 * orphan (lci_eph_orphan): it waits for a TICK. */
 			if (!lci_nlink(ip) && ip != s->root &&
 			    !lci_lk_busy(ip) && !(x && x->pins))
 				goto out;
 			if (x && x->was && lci_nlink(ip))
-				goto out;
-			if (lci_nlink(ip) && x && x->ephemeral &&
-			    x->eph_session && !lci_sess(s, x->eph_session))
 				goto out;
 		}
 	/* Count reachable dirs: every dir must have been queued. */
@@ -1649,7 +1648,11 @@ static int load_derive(struct lc_state *s)
 			continue;
 		if (ip->x->ephemeral && ip->x->eph_session)
 			lci_eph_link(s, ip);
-		if (ip->x->ttl_s) {
+		/* Its session ended while it was locked (lci_eph_orphan). */
+		if (ip->x->ephemeral && ip->x->eph_session &&
+		    !lci_sess(s, ip->x->eph_session))
+			ip->x->orphan = 1;
+		if (ip->x->ttl_s || ip->x->orphan) {
 			if (lci_heap_reserve(s)) {
 				free(iv);
 				return -ENOMEM;

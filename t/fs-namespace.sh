@@ -89,6 +89,27 @@ chown 1234:5678 "$M/attr"
 expect_eq "chown numeric" 1234:5678 "$(stat -c %u:%g "$M/attr")"
 touch -d '2020-01-02 03:04:05 UTC' "$M/attr"
 expect_eq "touch -d sets mtime" 1577934245 "$(stat -c %Y "$M/attr")"
+# Times from the kernel: ns since the epoch in an int64_t; a time outside
+# 1677..2262 is clamped to the last whole second inside, as the kernel
+# clamps for ext4 (@10000000000 * 1e9 used to overflow: a negative time, or
+# a sanitized daemon aborting).  tmpfs itself stores these unclamped.
+for t in @-1:-1 @0:0 @4102444800:4102444800 @9223372035:9223372035 \
+	 @10000000000:9223372035 '2500-01-01 UTC:9223372035' \
+	 @-10000000000:-9223372036 @9223372036854775807:9223372035; do
+	touch -d "${t%:*}" "$M/attr" 2>/dev/null
+	expect_eq "touch -d ${t%:*} (mtime, atime)" "${t##*:} ${t##*:}" \
+		"$(stat -c '%Y %X' "$M/attr")"
+done
+touch -d @1600000000.5 "$M/attr"
+touch -a -d @1700000000 "$M/attr"          # UTIME_OMIT for the mtime
+expect_eq "touch -a keeps the mtime" "1600000000.500000000 1700000000.000000000" \
+	"$(stat -c '%.9Y %.9X' "$M/attr")"
+t0=$(date +%s)
+touch -m "$M/attr"                         # UTIME_NOW for the mtime
+expect_rc "touch -m sets now" 0 test "$(stat -c %Y "$M/attr")" -ge "$t0"
+expect_eq "touch -m keeps the atime" 1700000000 "$(stat -c %X "$M/attr")"
+expect_errno "truncate to 2^62" EFBIG truncate "$M/attr" 4611686018427387904
+expect_errno "truncate to 2^63-1" EFBIG truncate "$M/attr" 9223372036854775807
 expect_eq "new file owned by the creator" 0:0 "$(stat -c %u:%g "$M/note")"
 
 # --- names ---------------------------------------------------------------------

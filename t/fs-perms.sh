@@ -1,12 +1,14 @@
 #!/bin/sh
 # t/fs-perms.sh - permissions (SPEC 2.1) on a real cluckd mount run by root:
 # allow_other + default_permissions, so mode bits decide who may open (and
-# so lock) a file; the root is 1777 like /tmp; owners are numeric.
+# so lock) a file; the root is 1777 like /tmp; owners are numeric; only
+# the owner or root may set a file's ttl or slots, and a held file does
+# not expire until released (issue 9).
 #
 # It must never: run anything as nobody outside the test mount.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$top_srcdir/t/lib.sh"
-require_cmd setpriv
+require_cmd setpriv setfattr getfattr
 
 start_cluckd || finish
 M=$MNT
@@ -98,6 +100,53 @@ rmdir "$M/tmpd"
 deleted() { "$@" cat "$M/status" | sed -n 's/^lock <deleted:[0-9]*> .* was=//p' | sort | tr '\n' ' '; }
 expect_eq "root sees every deleted file's lock" "/hidden/gone /pub/gone ?/gone " "$(deleted)"
 expect_eq "nobody sees only the one in a directory it may search" "/pub/gone " "$(deleted nobody)"
+
+# --- issue 9: a ttl removes the name, so it needs the rights removal needs -----
+# Root holds an exclusive flock on its 0666 file; nobody may write the file
+# but not set or remove its ttl (or slots): only the owner or root may.
+: > "$M/shared"
+chmod 0666 "$M/shared"
+# nobody_errno WHAT ERRNO_NAME fsprobe-errno-args...: as expect_errno, as nobody.
+nobody_errno() {
+	local what=$1 want=$2
+	shift 2
+	expect_eq "$what" "$want" "$(nobody "$FSPROBE" errno "$@" 2>&1)"
+}
+holder -x "$M/shared" root-holds
+wait_until 5 granted root-holds || fail "root's holder never got its lock"
+root_holder=$HPID
+nobody_errno "nobody setxattr user.cluck.ttl on root's file" EPERM \
+	setxattr "$M/shared" user.cluck.ttl 1
+nobody_errno "nobody setxattr user.cluck.slots on root's file" EPERM \
+	setxattr "$M/shared" user.cluck.slots 5
+expect_match "nobody setfattr -x user.cluck.ttl is refused" "Operation not permitted" \
+	"$(nobody setfattr -x user.cluck.ttl "$M/shared" 2>&1)"
+nobody_errno "nobody may still set a plain user xattr" OK \
+	setxattr "$M/shared" user.note x
+expect_eq "the ttl stays 0" 0 \
+	"$(getfattr --absolute-names -n user.cluck.ttl --only-values "$M/shared" 2>&1)"
+expect_rc "nobody flock -n on root's held file fails" 1 nobody flock -n "$M/shared" true
+
+# Root's own ttl on its held file: the file outlives the ttl while held
+# (its name never goes to a new file then), and goes once released.
+ino=$(stat -c %i "$M/shared")
+expect_rc "root sets ttl 1 on its held file" 0 setfattr -n user.cluck.ttl -v 1 "$M/shared"
+end=$(( $(now_ms) + 2500 ))
+kept=1
+while [ "$(now_ms)" -lt "$end" ]; do
+	[ "$(stat -c %i "$M/shared" 2>/dev/null)" = "$ino" ] || { kept=0; break; }
+	sleep 0.2
+done
+if [ $kept = 1 ]; then ok "a held file with ttl 1 keeps its name for 2.5 s"; else fail "a held file with ttl 1 lost its name while held"; fi
+expect_rc "nobody flock -n still fails 2.5 s past the ttl" 1 nobody flock -n "$M/shared" true
+release "$root_holder"
+if wait_until 4 eval '[ ! -e "$M/shared" ]'; then ok "the held file expires once released"; else fail "the file did not expire within 4 s of its release"; fi
+expect_rc "then nobody's flock -n succeeds" 0 nobody flock -n "$M/shared" true
+expect_eq "on a new file of nobody's" 65534 "$(stat -c %u "$M/shared")"
+nobody_errno "nobody sets the ttl of its own file" OK \
+	setxattr "$M/shared" user.cluck.ttl 30
+expect_errno "root sets the ttl of nobody's file" OK \
+	setxattr "$M/shared" user.cluck.ttl 0
 
 stop_cluckd
 expect_eq "cluckd exit status after SIGTERM" 0 "$CLUCKD_RC"

@@ -24,6 +24,15 @@
  *           rename OLD NEW | flock P {sh|ex|un}  (non-blocking)
  *   fsprobe flock-cycle FILE N
  *       N times flock(LOCK_EX) + flock(LOCK_UN) on one descriptor.
+ *   fsprobe lock-steps FILE flock|posix
+ *       a whole-file lock (flock(LOCK_EX), or an F_SETLKW write lock) on
+ *       one descriptor, prints "locked", then acts on signals, which are
+ *       blocked (so they never interrupt a call): SIGUSR1 unlocks, prints
+ *       "unlock=OK|ERRNO" and "unlock_ms=MS" (how long it took); SIGUSR2
+ *       locks again without waiting, prints "relock=OK|ERRNO"; SIGHUP
+ *       closes the descriptor, prints "closed=OK|ERRNO"; SIGINT opens the
+ *       file again and locks without waiting, prints "reopen=OK|ERRNO";
+ *       SIGTERM prints "term".  Runs until killed.
  *
  * It must never: leave a lock behind after it exits (the kernel sees to
  * that), block without a way out (every wait can be interrupted or killed),
@@ -53,7 +62,8 @@ static int usage(void)
 		"       fsprobe getlk FILE rd|wr START LEN [--ofd]\n"
 		"       fsprobe excl FILE\n"
 		"       fsprobe errno OP ARGS...\n"
-		"       fsprobe flock-cycle FILE N\n");
+		"       fsprobe flock-cycle FILE N\n"
+		"       fsprobe lock-steps FILE flock|posix\n");
 	return 2;
 }
 
@@ -393,6 +403,78 @@ static int cmd_flock_cycle(int argc, char **argv)
 	return 0;
 }
 
+/* Whole-file lock of the lock-steps mode: flock, or a POSIX write lock
+ * (F_WRLCK/F_UNLCK over 0..EOF); 0 or -1 with errno. */
+static int steps_lock(int fd, int posix, int op)
+{
+	struct flock fl;
+
+	if (!posix)
+		return flock(fd, op);
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = (op & LOCK_UN) ? F_UNLCK : F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	return fcntl(fd, (op & LOCK_NB) || (op & LOCK_UN) ? F_SETLK : F_SETLKW, &fl);
+}
+
+static int cmd_lock_steps(int argc, char **argv)
+{
+	sigset_t set;
+	int fd, sig, posix;
+
+	if (argc != 2 || (strcmp(argv[1], "flock") && strcmp(argv[1], "posix")))
+		return usage();
+	posix = !strcmp(argv[1], "posix");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	fd = open(argv[0], O_RDWR | O_CREAT, 0644);
+	if (fd < 0 || steps_lock(fd, posix, LOCK_EX) < 0) {
+		printf("%s\n", errname(errno));
+		return 2;
+	}
+	printf("locked\n");
+	for (;;) {
+		struct timespec a, b;
+		int rc;
+
+		if (sigwait(&set, &sig) != 0)
+			return 2;
+		switch (sig) {
+		case SIGTERM:
+			printf("term\n");
+			break;
+		case SIGUSR1:
+			clock_gettime(CLOCK_MONOTONIC, &a);
+			rc = steps_lock(fd, posix, LOCK_UN);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			printf("unlock=%s\n", rc < 0 ? errname(errno) : "OK");
+			printf("unlock_ms=%lld\n", (long long)(b.tv_sec - a.tv_sec) * 1000 +
+			       (b.tv_nsec - a.tv_nsec) / 1000000);
+			break;
+		case SIGUSR2:
+			rc = steps_lock(fd, posix, LOCK_EX | LOCK_NB);
+			printf("relock=%s\n", rc < 0 ? errname(errno) : "OK");
+			break;
+		case SIGHUP:
+			rc = close(fd);
+			printf("closed=%s\n", rc < 0 ? errname(errno) : "OK");
+			fd = -1;
+			break;
+		default:
+			fd = open(argv[0], O_RDWR);
+			rc = fd < 0 ? -1 : steps_lock(fd, posix, LOCK_EX | LOCK_NB);
+			printf("reopen=%s\n", rc < 0 ? errname(errno) : "OK");
+			break;
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -407,5 +489,7 @@ int main(int argc, char **argv)
 		return cmd_errno(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "flock-cycle"))
 		return cmd_flock_cycle(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "lock-steps"))
+		return cmd_lock_steps(argc - 2, argv + 2);
 	return usage();
 }

@@ -1130,6 +1130,245 @@ static void test_touch_refreshes_ttl_chmod_does_not(void)
 	fx_free(f);
 }
 
+/* setxattr/removexattr of user.cluck.ttl and user.cluck.slots by uid. */
+static int xset_as(struct fx *f, uint64_t ino, const char *name,
+		   const char *v, uint32_t uid, bool remove)
+{
+	struct lc_cmd c = { .type = remove ? LC_CMD_REMOVEXATTR : LC_CMD_SETXATTR,
+			    .ino = ino, .name = name,
+			    .name_len = (uint32_t)strlen(name), .uid = uid };
+
+	if (!remove) {
+		c.data = v;
+		c.data_len = (uint32_t)strlen(v);
+	}
+	return fx_apply(f, &c);
+}
+
+/* Issue 9: a ttl removes the names and slots let more holders in, so
+ * only the file's owner or root may set or remove them; any user xattr
+ * else stays open to whoever the kernel lets write. */
+static void test_ttl_and_slots_need_owner_or_root(void)
+{
+	FX;
+	struct lc_cmd c = { .type = LC_CMD_CREATE, .parent = ROOT,
+			    .name = "theirs", .name_len = 6, .mode = 0666,
+			    .uid = 1000, .gid = 1000 };
+	struct lc_attr a;
+	uint64_t ino;
+
+	CU_ASSERT_EQUAL_FATAL(fx_apply(f, &c), 0);
+	ino = (uint64_t)lookup_(f, ROOT, "theirs");
+	CU_ASSERT_EQUAL(xset_as(f, ino, "user.cluck.ttl", "1", 2000, false), -EPERM);
+	CU_ASSERT_EQUAL(xset_as(f, ino, "user.cluck.slots", "5", 2000, false), -EPERM);
+	CU_ASSERT_EQUAL(lc_next_deadline(f->s), 0);
+	CU_ASSERT_EQUAL(xset_as(f, ino, "user.note", "x", 2000, false), 0);
+	CU_ASSERT_EQUAL(xset_as(f, ino, "user.cluck.ttl", "7", 1000, false), 0);
+	CU_ASSERT_EQUAL(xset_as(f, ino, "user.cluck.slots", "2", 0, false), 0);
+	CU_ASSERT_EQUAL(xset_as(f, ino, "user.cluck.ttl", NULL, 2000, true), -EPERM);
+	CU_ASSERT_EQUAL(xset_as(f, ino, "user.cluck.slots", NULL, 2000, true), -EPERM);
+	CU_ASSERT_EQUAL(lc_getattr(f->s, ino, &a), 0);
+	CU_ASSERT_EQUAL(a.ttl_s, 7);
+	CU_ASSERT_EQUAL(a.slots, 2);
+	CU_ASSERT_EQUAL(xset_as(f, ino, "user.cluck.ttl", NULL, 0, true), 0);
+	CU_ASSERT_EQUAL(xset_as(f, ino, "user.cluck.slots", NULL, 1000, true), 0);
+	fx_free(f);
+}
+
+/* Issue 9: a file whose ttl runs out while another session holds a flock
+ * on it keeps its name until the lock goes, then goes at the next TICK. */
+static void test_held_file_does_not_expire_until_released(void)
+{
+	FX;
+	uint64_t t0 = f->now, dl = t0 + 10000000000ull;
+	int64_t e = mkfile_excl(f, ROOT, "t.lock", 10);
+
+	CU_ASSERT_FATAL(e > 0);
+	fx_open(f, 2);
+	f->cur = 2;
+	CU_ASSERT_EQUAL(ex(f, (uint64_t)e, 7), 0);
+	f->cur = 1;
+	f->now = dl;
+	fx_tick(f);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "t.lock"), e);
+	CU_ASSERT_EQUAL(lc_next_deadline(f->s), 0);   /* waits for a release */
+	CU_ASSERT_EQUAL(mkfile_excl(f, ROOT, "t.lock", 0), -EEXIST);
+	f->now = dl + 60000000000ull;
+	fx_tick(f);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "t.lock"), e);
+	f->cur = 2;
+	CU_ASSERT_EQUAL(un(f, (uint64_t)e, 7), 0);
+	f->cur = 1;
+	CU_ASSERT_EQUAL(lc_next_deadline(f->s), dl);  /* due again at once */
+	fx_tick(f);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "t.lock"), -ENOENT);
+	CU_ASSERT_EQUAL(lc_next_deadline(f->s), 0);
+	CU_ASSERT(mkfile_excl(f, ROOT, "t.lock", 0) > 0);
+	fx_free(f);
+}
+
+/* Same for POSIX locks, and a waiter handed the lock keeps it locked. */
+static void test_posix_held_or_waited_file_does_not_expire(void)
+{
+	FX;
+	uint64_t t0 = f->now, dl = t0 + 5000000000ull;
+	uint64_t p = file(f, "plain");
+
+	CU_ASSERT_EQUAL(setxattr_(f, p, "user.cluck.ttl", "5", 1, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, p, 7, LC_WRLCK, 0, 9, 0), 0);
+	CU_ASSERT_EQUAL(setlk(f, p, 8, LC_WRLCK, 5, 5, LC_LK_WAIT), LC_PENDING);
+	f->now = dl;
+	fx_tick(f);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "plain"), (int64_t)p);
+	CU_ASSERT_EQUAL(setlk(f, p, 7, LC_UNLCK, 0, LC_OFF_MAX, 0), 0);
+	CU_ASSERT_EQUAL(nholders(f, p), 1);
+	CU_ASSERT_EQUAL(nwaiters(f, p), 0);
+	fx_tick(f);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "plain"), (int64_t)p);
+	CU_ASSERT_EQUAL(flush_(f, p, 8), 0);
+	fx_tick(f);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "plain"), -ENOENT);
+	fx_free(f);
+}
+
+/* A touch of a parked file starts its time again; locked at the new
+ * deadline, it parks again. */
+static void test_touch_of_a_parked_file_rearms_it(void)
+{
+	FX;
+	uint64_t t0 = f->now;
+	int64_t e = mkfile_excl(f, ROOT, "t.lock", 10);
+
+	CU_ASSERT_FATAL(e > 0);
+	CU_ASSERT_EQUAL(ex(f, (uint64_t)e, 7), 0);
+	f->now = t0 + 10000000000ull;
+	fx_tick(f);
+	CU_ASSERT_EQUAL(lc_next_deadline(f->s), 0);
+	f->now = t0 + 12000000000ull;
+	CU_ASSERT_EQUAL(touch_(f, (uint64_t)e, 1), 0);
+	CU_ASSERT_EQUAL(lc_next_deadline(f->s), t0 + 22000000000ull);
+	f->now = t0 + 22000000000ull;
+	fx_tick(f);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "t.lock"), e);
+	CU_ASSERT_EQUAL(release(f, (uint64_t)e, 7), 0);
+	fx_tick(f);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "t.lock"), -ENOENT);
+	fx_free(f);
+}
+
+/* Issue 9: the O_EXCL file of an ended session stays while another
+ * session holds (or waits for) its lock, then goes at the next TICK; a
+ * snapshot taken meanwhile loads and goes on the same way. */
+static void test_ephemeral_of_ended_session_stays_while_locked(void)
+{
+	FX;
+	struct fx *g;
+	struct lc_state *c = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int64_t e;
+
+	fx_open(f, 2);
+	f->cur = 2;
+	e = mkfile_excl(f, ROOT, "job.lock", 0);
+	CU_ASSERT_FATAL(e > 0);
+	CU_ASSERT_EQUAL(link_(f, (uint64_t)e, ROOT, "job.lock.2"), 0);
+	CU_ASSERT_EQUAL(ex(f, (uint64_t)e, 2), 0);
+	f->cur = 1;
+	CU_ASSERT_EQUAL(wait_ex(f, (uint64_t)e, 5), LC_PENDING);
+	CU_ASSERT_EQUAL(fx_close(f, 2), 0);
+	CU_ASSERT_EQUAL(holds(f, (uint64_t)e, 1, 5), LC_WRLCK);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "job.lock"), e);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "job.lock.2"), e);
+	CU_ASSERT_EQUAL(mkfile_excl(f, ROOT, "job.lock", 0), -EEXIST);
+	f->now += 1000000000ull;
+	fx_tick(f);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "job.lock"), e);
+	CU_ASSERT_EQUAL(lc_next_deadline(f->s), 0);
+
+	/* A replica that loads this state now goes on identically. */
+	CU_ASSERT_EQUAL_FATAL(lc_state_save(f->s, &buf, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(lc_state_load(buf, len, &c), 0);
+	CU_ASSERT_EQUAL(lc_state_hash(c), lc_state_hash(f->s));
+	g = malloc(sizeof(*g));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	memcpy(g, f, sizeof(*g));
+	memset(&g->out, 0, sizeof(g->out));
+	g->s = c;
+	for (struct fx *h = f; h; h = h == f ? g : NULL) {
+		fx_tick(h);
+		CU_ASSERT_EQUAL(lookup_(h, ROOT, "job.lock"), e);
+		CU_ASSERT_EQUAL(release(h, (uint64_t)e, 5), 0);
+		CU_ASSERT(lc_next_deadline(h->s) != 0);
+		CU_ASSERT(lc_next_deadline(h->s) <= h->now);
+		fx_tick(h);
+		CU_ASSERT_EQUAL(lookup_(h, ROOT, "job.lock"), -ENOENT);
+		CU_ASSERT_EQUAL(lookup_(h, ROOT, "job.lock.2"), -ENOENT);
+		CU_ASSERT(mkfile_excl(h, ROOT, "job.lock", 0) > 0);
+	}
+	CU_ASSERT_EQUAL(lc_state_hash(c), lc_state_hash(f->s));
+	fx_free(g);
+	free(buf);
+	fx_free(f);
+}
+
+/* A TICK at the end of time stops at the parked files (it used to be
+ * able to park the same file forever). */
+static void test_tick_at_the_end_of_time_keeps_parked_files(void)
+{
+	FX;
+	int64_t e = mkfile_excl(f, ROOT, "t.lock", 1);
+	int64_t g = mkfile_excl(f, ROOT, "u.lock", 1);
+
+	CU_ASSERT_FATAL(e > 0 && g > 0);
+	CU_ASSERT_EQUAL(ex(f, (uint64_t)e, 7), 0);
+	f->now = UINT64_MAX;
+	CU_ASSERT_EQUAL(fx_tick(f), 0);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "t.lock"), e);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "u.lock"), -ENOENT);
+	CU_ASSERT_EQUAL(fx_tick(f), 0);
+	CU_ASSERT_EQUAL(lookup_(f, ROOT, "t.lock"), e);
+	fx_free(f);
+}
+
+/* A parked expiry is not in a snapshot: the loaded replica parks it at
+ * its next TICK and removes it at the same TICK as the original. */
+static void test_parked_expiry_survives_a_snapshot(void)
+{
+	FX;
+	struct fx *g;
+	struct lc_state *c = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint64_t t0 = f->now;
+	int64_t e = mkfile_excl(f, ROOT, "t.lock", 3);
+
+	CU_ASSERT_FATAL(e > 0);
+	CU_ASSERT_EQUAL(ex(f, (uint64_t)e, 7), 0);
+	f->now = t0 + 4000000000ull;
+	fx_tick(f);
+	CU_ASSERT_EQUAL_FATAL(lc_state_save(f->s, &buf, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(lc_state_load(buf, len, &c), 0);
+	g = malloc(sizeof(*g));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	memcpy(g, f, sizeof(*g));
+	memset(&g->out, 0, sizeof(g->out));
+	g->s = c;
+	for (struct fx *h = f; h; h = h == f ? g : NULL) {
+		h->now = t0 + 5000000000ull;
+		fx_tick(h);
+		CU_ASSERT_EQUAL(lookup_(h, ROOT, "t.lock"), e);
+		CU_ASSERT_EQUAL(lc_next_deadline(h->s), 0);
+		CU_ASSERT_EQUAL(un(h, (uint64_t)e, 7), 0);
+		fx_tick(h);
+		CU_ASSERT_EQUAL(lookup_(h, ROOT, "t.lock"), -ENOENT);
+	}
+	CU_ASSERT_EQUAL(lc_state_hash(c), lc_state_hash(f->s));
+	fx_free(g);
+	free(buf);
+	fx_free(f);
+}
+
 static void test_next_deadline_is_the_earliest(void)
 {
 	FX;
@@ -3173,6 +3412,13 @@ static const struct test_def tests[] = {
 	T(test_write_refreshes_ttl),
 	T(test_touch_refreshes_ttl_chmod_does_not),
 	T(test_next_deadline_is_the_earliest),
+	T(test_ttl_and_slots_need_owner_or_root),
+	T(test_held_file_does_not_expire_until_released),
+	T(test_posix_held_or_waited_file_does_not_expire),
+	T(test_touch_of_a_parked_file_rearms_it),
+	T(test_ephemeral_of_ended_session_stays_while_locked),
+	T(test_parked_expiry_survives_a_snapshot),
+	T(test_tick_at_the_end_of_time_keeps_parked_files),
 	T(test_removing_a_lockfile_releases_it),
 	T(test_renamed_lockfile_still_dies_with_its_session),
 	T(test_session_can_close_itself),
