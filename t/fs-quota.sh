@@ -1,0 +1,123 @@
+#!/bin/sh
+# t/fs-quota.sh - limits (cluckd(8) "Limits"): an unprivileged user who
+# creates files or writes content until a per-user limit gets EDQUOT, a
+# total limit gives ENOSPC short of root's reserve, root still creates and
+# cleans up, and lock requests and releases go on at every limit; df shows
+# the limits.
+#
+# It must never: leave a daemon, a holder or a mount behind (lib.sh traps),
+# or run anything as nobody outside the test mount.
+[ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
+. "$top_srcdir/t/lib.sh"
+require_cmd setpriv df
+
+M=$MNT
+# The temporary directory is 0700; nobody must be able to reach the mount.
+chmod 0755 "$T_DIR"
+nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+
+# mkfiles AS PREFIX N: creates PREFIX1..PREFIXN as AS (nobody or root) until
+# one fails; prints how many were made and the errno of the failure.
+mkfiles() {
+	local as=$1 p=$2 n=$3 i e
+	for i in $(seq 1 "$n"); do
+		if [ "$as" = nobody ]; then
+			e=$(nobody "$FSPROBE" errno creat "$p$i")
+		else
+			e=$("$FSPROBE" errno creat "$p$i")
+		fi
+		[ "$e" = OK ] || { echo "$((i - 1)) $e"; return; }
+	done
+	echo "$n OK"
+}
+
+# --- per-user file limit ---------------------------------------------------------
+start_cluckd --max-files-per-user 20 --max-bytes-per-user 100K || finish
+expect_eq "nobody creates 20 files, then EDQUOT" "20 EDQUOT" "$(mkfiles nobody "$M/n" 30)"
+e=$(nobody "$FSPROBE" errno mkdir "$M/ndir")
+expect_eq "nobody mkdir at the limit" EDQUOT "$e"
+e=$(nobody "$FSPROBE" errno symlink target "$M/nlink")
+expect_eq "nobody symlink at the limit" EDQUOT "$e"
+e=$(nobody "$FSPROBE" errno excl "$M/n.lock")
+expect_eq "nobody O_EXCL lockfile at the limit" EDQUOT "$e"
+expect_eq "root still creates" "5 OK" "$(mkfiles root "$M/r" 5)"
+# Locks never need room: lock, unlock, relock at the limit.
+expect_rc "nobody locks its file at the limit" 0 nobody flock -n "$M/n1" true
+expect_rc "nobody opens an existing name with O_CREAT at the limit" 0 nobody flock -n -s "$M/n2" true
+holder "" "$M/n3" H1
+wait_until 5 granted H1 || fail "holder H1 was not granted at the limit"
+expect_rc "a second exclusive lock is refused as busy, not for space" 1 nobody flock -n "$M/n3" true
+release "$HPID"
+expect_rc "the lock is free again" 0 nobody flock -n "$M/n3" true
+# Removing gives room back.
+expect_rc "nobody removes one of its files" 0 nobody rm "$M/n20"
+e=$(nobody "$FSPROBE" errno creat "$M/again")
+expect_eq "nobody creates again after a removal" OK "$e"
+e=$(nobody "$FSPROBE" errno creat "$M/again2")
+expect_eq "and is at the limit again" EDQUOT "$e"
+# A chown by root moves the charge.
+chown 0 "$M/n19"
+e=$(nobody "$FSPROBE" errno creat "$M/again2")
+expect_eq "a file given to root no longer counts for nobody" OK "$e"
+
+# --- per-user byte limit ------------------------------------------------------------
+rm -f "$M"/n* "$M"/again*
+e=$(nobody "$FSPROBE" errno write "$M/big1" 60000)
+expect_eq "nobody writes 60000 bytes" OK "$e"
+e=$(nobody "$FSPROBE" errno write "$M/big2" 60000)
+expect_eq "nobody's next 60000 bytes pass 100K" EDQUOT "$e"
+e=$(nobody "$FSPROBE" errno truncate "$M/big2" 50000)
+expect_eq "a truncate that grows past the limit" EDQUOT "$e"
+e=$(nobody "$FSPROBE" errno truncate "$M/big1" 10)
+expect_eq "a truncate that shrinks is always allowed" OK "$e"
+e=$(nobody "$FSPROBE" errno write "$M/big2" 60000)
+expect_eq "after shrinking, nobody writes again" OK "$e"
+e=$("$FSPROBE" errno write "$M/rootbig" 60000)
+expect_eq "root writes past any per-user limit" OK "$e"
+stop_cluckd
+
+# --- totals and root's reserve -------------------------------------------------------
+rm -rf "$T_DIR/data"; mkdir "$T_DIR/data"
+# 40 files in all (the root directory is one); others stop at 90% = 36.
+start_cluckd --max-files 40 --root-reserve 10 --max-bytes 200K || finish
+expect_eq "nobody stops short of root's reserve with ENOSPC" "35 ENOSPC" "$(mkfiles nobody "$M/t" 50)"
+expect_eq "root uses its reserve up to the total" "4 ENOSPC" "$(mkfiles root "$M/rt" 10)"
+expect_rc "locks still work at the total limit" 0 nobody flock -n "$M/t1" true
+expect_rc "root cleans up" 0 rm -f "$M"/t1 "$M"/t2 "$M"/rt1
+e=$(nobody "$FSPROBE" errno creat "$M/t1")
+expect_eq "after the clean-up, a new file as root's reserve allows" ENOSPC "$e"
+rm -f "$M"/t3 "$M"/t4 "$M"/rt2 "$M"/rt3 "$M"/rt4
+e=$(nobody "$FSPROBE" errno creat "$M/t1")
+expect_eq "below the reserve again, nobody creates" OK "$e"
+out=$(df -i "$M" | tail -n1)
+expect_match "df -i shows the file limit" "^[^ ]+ +40 " "$out"
+out=$(df -B1 "$M" | tail -n1)
+expect_match "df shows the byte limit" "^[^ ]+ +204800 " "$out"
+rm -f "$M"/t*
+e=$(nobody "$FSPROBE" errno write "$M/w1" 65536)
+expect_eq "nobody writes 64 KiB" OK "$e"
+e=$(nobody "$FSPROBE" errno write "$M/w2" 65536)
+expect_eq "and another 64 KiB" OK "$e"
+e=$(nobody "$FSPROBE" errno write "$M/w3" 65536)
+expect_eq "the third passes 90% of 200K: ENOSPC" ENOSPC "$e"
+stop_cluckd
+
+# --- bad limits are one-line errors --------------------------------------------------
+for bad in "--max-files x" "--max-bytes 5T" "--max-bytes-per-user -1" "--root-reserve 80"; do
+	# shellcheck disable=SC2086
+	timeout 10 "$CLUCKD" -f -n testnode -D "$T_DIR/data" $bad "$M" > /dev/null 2> "$T_DIR/err"
+	rc=$?
+	mounted && { fusermount3 -uz "$M"; fail "cluckd $bad mounted"; }
+	if [ "$rc" = 2 ] && [ "$(wc -l < "$T_DIR/err")" = 1 ]; then
+		ok "cluckd $bad: $(cat "$T_DIR/err")"
+	else
+		fail "cluckd $bad: exit $rc, $(head -n2 "$T_DIR/err" | tr '\n' '|')"
+	fi
+done
+printf 'max-files-per-user = 3\nmax-bytes = 1M\n' > "$T_DIR/conf"
+rm -rf "$T_DIR/data"; mkdir "$T_DIR/data"
+start_cluckd -c "$T_DIR/conf" || finish
+expect_eq "max-files-per-user from cluckd.conf" "3 EDQUOT" "$(mkfiles nobody "$M/c" 5)"
+stop_cluckd
+
+finish
