@@ -3,15 +3,20 @@
 # creates files or writes content until a per-user limit gets EDQUOT, a
 # total limit gives ENOSPC short of root's reserve, root still creates and
 # cleans up, and lock requests and releases go on at every limit; df shows
-# the limits.
+# the limits.  A full data directory (a small tmpfs filled up) does not
+# stop the daemon: holders keep their locks, lock and unlock go on,
+# writers get ENOSPC, and once space is freed the node serves writes again.
 #
-# It must never: leave a daemon, a holder or a mount behind (lib.sh traps),
-# or run anything as nobody outside the test mount.
+# It must never: leave a daemon, a holder, a mount or the small tmpfs
+# behind (traps), or run anything as nobody outside the test mount.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$top_srcdir/t/lib.sh"
 require_cmd setpriv df
 
 M=$MNT
+SMALL=$T_DIR/small
+# The small disk goes too, whatever happens.
+trap 'rc=$?; umount -l "$SMALL" 2>/dev/null; (exit $rc); t_cleanup' EXIT
 # The temporary directory is 0700; nobody must be able to reach the mount.
 chmod 0755 "$T_DIR"
 nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
@@ -119,5 +124,45 @@ rm -rf "$T_DIR/data"; mkdir "$T_DIR/data"
 start_cluckd -c "$T_DIR/conf" || finish
 expect_eq "max-files-per-user from cluckd.conf" "3 EDQUOT" "$(mkfiles nobody "$M/c" 5)"
 stop_cluckd
+
+# --- a full data directory: the daemon stays, writers get ENOSPC -------------------
+mkdir -p "$SMALL"
+if mount -t tmpfs -o size=8m tmpfs "$SMALL" 2>/dev/null; then
+	start_cluckd -D "$SMALL/data" || finish
+	: > "$M/other"
+	holder "" "$M/held" HF
+	wait_until 5 granted HF || fail "holder HF was not granted"
+	head -c 64M /dev/zero > "$SMALL/filler" 2>/dev/null
+	head -c 30000 /dev/zero > "$T_DIR/blob"
+	n=0 e=OK
+	while [ $n -lt 50 ] && [ "$e" = OK ]; do
+		e=$("$FSPROBE" errno write "$M/b$n" 30000)
+		n=$((n + 1))
+	done
+	expect_eq "a writer on a full disk gets" ENOSPC "$e"
+	if alive "$CLUCKD_PID"; then ok "cluckd still runs with its disk full"; else fail "cluckd stopped when its disk filled"; fi
+	expect_rc "a new file on a full disk" 1 touch "$M/newfile"
+	expect_eq "the holder still holds" 1 "$(lock_field held holders)"
+	expect_rc "its lock is still exclusive" 1 flock -n "$M/held" true
+	expect_rc "lock and unlock go on with the disk full" 0 flock -n "$M/other" true
+	expect_rc "a shared lock too" 0 flock -s -n "$M/other" true
+	expect_rc "removing a file goes on" 0 rm -f "$M/b0"
+	grep -q "is full" "$LOG" && ok "the log says the disk is full" || fail "no message about the full disk"
+	rm -f "$SMALL/filler"
+	if wait_until 10 eval '[ "$("$FSPROBE" errno write "$M/after" 30000)" = OK ]'; then
+		ok "writes work again once space is freed"
+	else
+		fail "writes still refused after space was freed"
+	fi
+	grep -q "room again" "$LOG" && ok "the log says there is room again" || fail "no message about room again"
+	expect_eq "the holder held throughout" 1 "$(lock_field held holders)"
+	release "$HPID"
+	expect_rc "the lock is free after its holder ends" 0 flock -n "$M/held" true
+	stop_cluckd
+	expect_eq "clean stop after a full disk" 0 "$CLUCKD_RC"
+	umount "$SMALL"
+else
+	fail "cannot mount a small tmpfs for the full-disk check"
+fi
 
 finish
