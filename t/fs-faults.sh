@@ -1,0 +1,89 @@
+#!/bin/sh
+# t/fs-faults.sh - failures inside cluckd get answers, through an
+# LD_PRELOAD shim (t/faultshim.so): a write whose path meets a failed
+# allocation, at each of its large allocations in turn, is answered
+# (done, or an error) instead of waiting forever on a lone node; and a
+# failed fsync stops the daemon with exit status 1 and a message, after
+# signalling the holders of its locks.
+#
+# It must never: leave a daemon, a holder or a mount behind (lib.sh traps).
+[ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
+. "$top_srcdir/t/lib.sh"
+
+SHIM=$(cd "$T_BIN" && pwd)/faultshim.so
+[ -r "$SHIM" ] || skip "faultshim.so not built"
+# The sanitizers' runtime interposes the same functions and must be first.
+ldd "$CLUCKD" 2>/dev/null | grep -q 'lib[at]san' && skip "cluckd is built with a sanitizer"
+
+M=$MNT
+F=$T_DIR/faults
+mkdir -p "$F"
+
+start_faulty() { LD_PRELOAD=$SHIM CLUCK_FAULT_DIR=$F start_cluckd "$@"; }
+
+# --- every large allocation of a write path fails once, in turn ---------------------
+# A 30000-byte write allocates a few buffers of more than 16 KiB on its
+# way: the command, the engine's copy, the log buffer, the content.
+start_faulty --op-timeout 2 || finish
+for k in 0 1 2 3 4 5 6 7; do
+	if ! alive "$CLUCKD_PID"; then
+		# A failure that stops the node (applying a committed entry
+		# cannot fail half-way) is an answer too; start again.
+		wait "$CLUCKD_PID" 2>/dev/null
+		CLUCKD_PID=
+		mounted && fusermount3 -uz "$M"
+		start_faulty --op-timeout 2 || finish
+	fi
+	echo "$k 1 16384" > "$F/malloc"
+	# In the background: a write the daemon never answers cannot be
+	# killed (the kernel waits for the answer); stopping the daemon
+	# frees it.
+	"$FSPROBE" errno write "$M/w$k" 30000 > "$T_DIR/got" 2>&1 &
+	wp=$!
+	wait_until 20 dead "$wp"
+	answered=$?
+	rm -f "$F/malloc"
+	if [ "$answered" != 0 ]; then
+		fail "write with large allocation $k failing: no answer within 20 s"
+		stop_cluckd
+		wait "$wp" 2>/dev/null
+		start_faulty --op-timeout 2 || finish
+	else
+		wait "$wp" 2>/dev/null
+		got=$(cat "$T_DIR/got")
+		# Any answer will do: done, ENOMEM, EIO (--op-timeout), or
+		# what the fail-closed mount point says once the node stopped.
+		case $got in
+		OK|E[A-Z]*) ok "write with large allocation $k failing: $got" ;;
+		*) fail "write with large allocation $k failing: unexpected '$got'" ;;
+		esac
+	fi
+done
+if alive "$CLUCKD_PID"; then
+	expect_eq "a write after the faults" OK "$("$FSPROBE" errno write "$M/after" 30000)"
+fi
+stop_cluckd
+
+# --- a failed fsync: holders are signalled, then the daemon stops -------------------
+rm -rf "$T_DIR/data"; mkdir "$T_DIR/data"
+start_faulty || finish
+holder "" "$M/held" H1
+wait_until 5 granted H1 || fail "holder H1 was not granted"
+hpid=$(tail -n1 "$T_PIDS")
+touch "$F/fsync"
+"$FSPROBE" errno write "$M/x" 100 > /dev/null 2>&1
+if wait_until 10 dead "$CLUCKD_PID"; then
+	wait "$CLUCKD_PID"
+	rc=$?
+	CLUCKD_PID=
+	expect_eq "exit status after a failed fsync" 1 "$rc"
+	grep -q "Input/output error; stopping" "$LOG" && ok "the log says why it stopped" || fail "no EIO message in the log"
+	grep -Eq "[1-9][0-9]* processes signalled" "$LOG" && ok "the log says the holders were signalled" || fail "no signalled holders in the log: $(grep -i lost "$LOG" | tail -n2)"
+else
+	fail "cluckd kept running after a failed fsync"
+fi
+if wait_until 5 dead "$hpid"; then ok "the holder was signalled"; else fail "the holder $hpid still runs, believing it holds"; fi
+rm -f "$F/fsync"
+mounted && fusermount3 -uz "$M"
+
+finish
