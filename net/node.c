@@ -30,14 +30,19 @@
  * one is half its size) and the log is compacted behind them.
  *
  * Alone (no --cluster), the node is a one-voter cluster with id 1 that
- * never touches the network.
+ * never touches the network; its timer runs only while a request waits to
+ * be proposed again (the engine refused it for memory) or for its
+ * --op-timeout deadline.
  *
  * It must never: block anywhere but in the round's fdatasync, answer a
  * request before its entry is durable and applied, call a callback after
  * its final answer (or at all when node_propose() failed), step the engine
  * from inside the handling of one of its updates (the update points into
  * the engine: nested work is deferred to the end of the outer step), or
- * keep going after the store failed (the node stops the loop and says so).
+ * keep going after the store failed (the node signals its holders, stops
+ * the loop and says so).  A store refused for space has not failed: the
+ * node gives back its reserve file, refuses what adds data (ENOSPC),
+ * retries a stalled sync and serves again once the reserve can be made.
  */
 #include "config.h"
 
