@@ -89,6 +89,8 @@
  * looked for. */
 #define RESERVE_BYTES     (1u << 20)
 #define DISK_RETRY_MS     500u
+/* Releases kept when memory ran out, proposed again by the node timer. */
+#define HELD_MAX          256u
 
 /* A request of ours not answered finally yet.  serial 0 marks a free
  * bucket.  While `buf` is set the request is not known to be in the log
@@ -206,6 +208,10 @@ struct node {
 	struct ntimer lease_timer;    /* key: session lease deadline (mono ms) */
 	struct ntimer disk_timer;     /* looks for room while disk_full (key 1) */
 	bool disk_full;         /* the data directory said ENOSPC: no new data */
+	struct lc_cmd held[HELD_MAX];  /* releases refused for memory, oldest
+	                                  first (no pointers: none needed) */
+	size_t nheld;
+	bool held_warned;       /* said that held[] was full */
 	bool sync_stalled;      /* said that the log cannot be synced for now */
 
 	/* read barriers */
@@ -1645,20 +1651,25 @@ static void check_requests(struct node *n, uint64_t now)
 }
 
 static void on_node_timer(struct loop *l, void *ctx);
+static void retry_held(struct node *n);
 
 /* Alone the node timer runs only while a request waits to be sent again
- * or for its deadline (in a cluster it always runs). */
+ * or for its deadline, or a release was refused for memory (in a cluster
+ * it always runs). */
 static void arm_retry(struct node *n)
 {
-	size_t i;
+	size_t i = 0;
 
 	if (n->clustered || n->stopped || n->error || n->node_timer.id)
 		return;
+	if (n->nheld)
+		goto arm;
 	for (i = 0; i < n->pcap; i++)
 		if (n->pt[i].serial && (n->pt[i].buf || n->pt[i].deadline_ms))
 			break;
 	if (i == n->pcap)
 		return;
+arm:
 	ntimer_set(n, &n->node_timer, 1, (now_ms() + RESEND_MS) * 1000000u, on_node_timer);
 }
 
@@ -1672,6 +1683,7 @@ static void on_node_timer(struct loop *l, void *ctx)
 	n->node_timer.id = n->node_timer.key = 0;
 	if (n->stopped || n->error)
 		return;
+	retry_held(n);
 	if (!n->clustered) {
 		/* Alone: no session to keep, only requests to send again
 		 * or to answer at their deadline. */
@@ -2583,23 +2595,15 @@ static bool releases(const struct lc_cmd *cmd)
 		cmd->lock_type == LC_UNLCK);
 }
 
-/* Proposes cmd (see node.h); the answer comes once its entry is durable
- * and applied.  0, -ENOMEM, -E2BIG, -ENOLCK (not started, stopped or
- * failed), -EINVAL (bad arguments). */
-int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
-		 void *ctx, uint64_t *serial)
+/* Stamps, encodes and registers one of our commands.  0, -ENOMEM, -E2BIG. */
+static int submit(struct node *n, struct lc_cmd *cmd, node_done_fn fn, void *ctx,
+		  uint64_t *serial)
 {
 	uint8_t *buf;
 	size_t len;
 	uint64_t s;
 	int rc;
 
-	if (!n || !cmd || !fn)
-		return -EINVAL;
-	if (!n->started || n->stopped || n->error || !n->session)
-		return -ENOLCK;
-	if (n->disk_full && adds_data(cmd))
-		return -ENOSPC;
 	s = n->serial + 1;
 	cmd->origin = n->session;
 	cmd->serial = s;
@@ -2617,6 +2621,92 @@ int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 	/* Alone too: the log may stall (a full disk, no memory). */
 	rc = own_submit(n, s, buf, len, releases(cmd) ? PF_UNLOCK : 0, lock_owner(cmd),
 			!blocking(cmd) ? n->op_timeout_ms : 0, fn, ctx);
+	return rc;
+}
+
+static void held_done(void *ctx, const struct lc_completion *c)
+{
+	(void)ctx;
+	(void)c;
+}
+
+/* A release refused for memory is kept and proposed again by the node
+ * timer: a lock must not stay held by a closed file because memory ran
+ * short for a moment.  False when held[] is full too. */
+static bool hold_release(struct node *n, const struct lc_cmd *cmd)
+{
+	struct lc_cmd *h;
+
+	if (n->nheld == HELD_MAX) {
+		if (!n->held_warned)
+			log_warn("out of memory for %u releases: later ones are lost until "
+				 "their session ends", HELD_MAX);
+		n->held_warned = true;
+		return false;
+	}
+	h = &n->held[n->nheld++];
+	*h = *cmd;
+	h->name = h->name2 = NULL;
+	h->data = NULL;
+	h->name_len = h->name2_len = h->data_len = 0;
+	arm_retry(n);
+	return true;
+}
+
+/* Proposes the held releases again, oldest first, while memory allows.
+ * Those of a session that is gone went with its locks. */
+static void retry_held(struct node *n)
+{
+	size_t k = 0;
+
+	while (k < n->nheld && !n->stopped && !n->error) {
+		struct lc_cmd c = n->held[k];
+
+		if (c.who.session == n->session &&
+		    submit(n, &c, held_done, NULL, NULL) == -ENOMEM)
+			break;
+		k++;
+	}
+	memmove(n->held, n->held + k, (n->nheld - k) * sizeof(*n->held));
+	n->nheld -= k;
+	if (!n->nheld)
+		n->held_warned = false;
+}
+
+/* True when a held release is for `owner`. */
+static bool held_for(const struct node *n, uint64_t owner)
+{
+	for (size_t i = 0; i < n->nheld; i++)
+		if (lock_owner(&n->held[i]) == owner)
+			return true;
+	return false;
+}
+
+/* Proposes cmd (see node.h); the answer comes once its entry is durable
+ * and applied.  0, -ENOMEM, -E2BIG, -ENOSPC (the disk is full and cmd
+ * adds data), -ENOLCK (not started, stopped or failed), -EINVAL (bad
+ * arguments). */
+int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
+		 void *ctx, uint64_t *serial)
+{
+	int rc;
+
+	if (!n || !cmd || !fn)
+		return -EINVAL;
+	if (!n->started || n->stopped || n->error || !n->session)
+		return -ENOLCK;
+	if (n->disk_full && adds_data(cmd))
+		return -ENOSPC;
+	/* A lock of an owner whose release is held would reach the log
+	 * first, and the release would then drop it. */
+	if (n->nheld && lock_owner(cmd) && !releases(cmd)) {
+		retry_held(n);
+		if (held_for(n, lock_owner(cmd)))
+			return -ENOMEM;
+	}
+	rc = submit(n, cmd, fn, ctx, serial);
+	if (rc == -ENOMEM && releases(cmd))
+		(void)hold_release(n, cmd);
 	return rc;
 }
 

@@ -7,9 +7,10 @@
  *
  * The word is given through files in $CLUCK_FAULT_DIR, read on every call
  * that may fail (so the test can change it while the daemon runs):
- *   malloc   "SKIP FAIL MIN": of the next allocations of at least MIN bytes
- *            (malloc, calloc, realloc), SKIP succeed, then FAIL fail; the
- *            file is rewritten with what is left.
+ *   malloc   "SKIP FAIL MIN [MAX]": of the next allocations of MIN to MAX
+ *            bytes (malloc, calloc, realloc; no MAX: any size from MIN),
+ *            SKIP succeed, then FAIL fail; the file is rewritten with what
+ *            is left.
  *   fsync    when it exists, fsync and fdatasync fail with EIO.
  *
  * It must never allocate itself (it runs inside malloc): only raw system
@@ -83,7 +84,7 @@ static char *put(char *p, unsigned long v)
 static int fail_alloc(size_t size)
 {
 	char path[600], b[80], *e;
-	unsigned long skip, nfail, min;
+	unsigned long skip, nfail, min, max;
 	ssize_t r;
 	int fd, out = 0, saved = errno;
 
@@ -97,8 +98,10 @@ static int fail_alloc(size_t size)
 	}
 	r = read(fd, b, sizeof(b) - 1);
 	b[r > 0 ? r : 0] = '\0';
-	num(num(num(b, &skip), &nfail), &min);
-	if (nfail && size >= min) {
+	num(num(num(num(b, &skip), &nfail), &min), &max);
+	if (!max)
+		max = (unsigned long)-1;
+	if (nfail && size >= min && size <= max) {
 		if (skip)
 			skip--;
 		else {
@@ -110,6 +113,8 @@ static int fail_alloc(size_t size)
 		e = put(e, nfail);
 		*e++ = ' ';
 		e = put(e, min);
+		*e++ = ' ';
+		e = put(e, max);
 		*e++ = '\n';
 		if (pwrite(fd, b, (size_t)(e - b), 0) > 0)
 			(void)ftruncate(fd, e - b);

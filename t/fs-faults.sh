@@ -4,7 +4,8 @@
 # allocation, at each of its large allocations in turn, is answered
 # (done, or an error) instead of waiting forever on a lone node; and a
 # failed fsync stops the daemon with exit status 1 and a message, after
-# signalling the holders of its locks.
+# signalling the holders of its locks; a release that met a failed
+# allocation is proposed again, so the lock of a closed file is freed.
 #
 # It must never: leave a daemon, a holder or a mount behind (lib.sh traps).
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
@@ -62,6 +63,23 @@ done
 if alive "$CLUCKD_PID"; then
 	expect_eq "a write after the faults" OK "$("$FSPROBE" errno write "$M/after" 30000)"
 fi
+stop_cluckd
+
+# --- a release refused for memory is proposed again ---------------------------------
+# A command without names or data encodes to 171 bytes; when a holder
+# dies, its RELEASE is the only one made: fail exactly that allocation.
+start_faulty || finish
+holder "" "$M/rel" R1
+wait_until 5 granted R1 || fail "holder R1 was not granted"
+echo "0 1 171 171" > "$F/malloc"
+release "$HPID"
+if wait_until 5 flock -n "$M/rel" true; then
+	ok "the lock of a closed file is freed though its release met no memory"
+else
+	fail "the lock of a closed file stays held: $(lock_line rel)"
+fi
+expect_eq "the fault was met" "0 0 171 171" "$(cat "$F/malloc")"
+rm -f "$F/malloc"
 stop_cluckd
 
 # --- a failed fsync: holders are signalled, then the daemon stops -------------------
