@@ -2319,6 +2319,20 @@ static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, E2BIG);
 		return;
 	}
+	/* User xattrs count as bytes of their owner (a replaced value is
+	 * counted whole: the check may refuse a little early). */
+	if (strncmp(name, "user.cluck.", 11) != 0) {
+		struct lc_attr a;
+		int rc = 0;
+
+		if (lc_getattr(st_of(fs), ino, &a) == 0)
+			rc = limit_check(fs, fuse_req_ctx(req)->uid, a.uid, 0,
+					 strlen(name) + size);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
 	op = op_new(fs, req, OP_ERR, NULL);
 	if (!op)
 		return;

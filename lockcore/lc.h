@@ -369,7 +369,8 @@ struct lc_stats {
 void lc_stats(const struct lc_state *s, struct lc_stats *st);
 
 /* What a uid owns, for limits (cluckd(8)): files counts inodes of every
- * kind, bytes the content of regular files and symlink targets.  A file
+ * kind, bytes the content of regular files, symlink targets and user
+ * xattrs (names and values).  A file
  * is charged to its owner; the counts follow chown.  Derived from the
  * namespace, so equal on every node that applied the same commands. */
 struct lc_usage {

@@ -1364,6 +1364,8 @@ done:
 
 		if (!xfind(ip->x, c->name, c->name_len, &pos))
 			return -ENODATA;
+		lci_use_add(s, ip->uid, 0, -(int64_t)(ip->x->xv[pos]->nlen +
+						       ip->x->xv[pos]->vlen));
 		free(ip->x->xv[pos]);
 		memmove(&ip->x->xv[pos], &ip->x->xv[pos + 1],
 			(ip->x->xn - pos - 1) * sizeof(*ip->x->xv));
@@ -1373,10 +1375,16 @@ done:
 	}
 	if (c->data_len > LC_XATTR_VALUE_MAX)
 		return -E2BIG;
-	r = lci_xattr_put(ip, c->name, c->name_len, c->data, c->data_len,
-			  c->flags);
-	if (!r)
-		ip->ctime = now;
+	{
+		int64_t before = lci_use_bytes(ip);
+
+		r = lci_xattr_put(ip, c->name, c->name_len, c->data, c->data_len,
+				  c->flags);
+		if (!r) {
+			lci_use_add(s, ip->uid, 0, lci_use_bytes(ip) - before);
+			ip->ctime = now;
+		}
+	}
 	return r;
 }
 

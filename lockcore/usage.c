@@ -7,7 +7,8 @@
  * from a snapshot recounts them (lci_use_rebuild), so they are neither in
  * the canonical serialization nor in lc_state_hash().  A file is charged
  * to its owner (its uid, as with disk quotas): one inode of any kind, and
- * the bytes of a regular file's content or of a symlink's target.
+ * the bytes of a regular file's content or of a symlink's target and of
+ * its user xattrs (names and values).
  *
  * It must never fail half-way: lci_use_reserve() makes the one allocation
  * a later lci_use_add() for that uid may need, so the commands that
@@ -78,10 +79,16 @@ void lci_use_add(struct lc_state *s, uint32_t uid, int64_t files, int64_t bytes)
 	}
 }
 
-/* Bytes an inode is charged for. */
+/* Bytes an inode is charged for: content or target, and the names and
+ * values of its user xattrs. */
 int64_t lci_use_bytes(const struct lc_inode *ip)
 {
-	return ip->kind == LC_DIR ? 0 : (int64_t)ip->size;
+	int64_t b = ip->kind == LC_DIR ? 0 : (int64_t)ip->size;
+
+	if (ip->x)
+		for (uint32_t i = 0; i < ip->x->xn; i++)
+			b += ip->x->xv[i]->nlen + ip->x->xv[i]->vlen;
+	return b;
 }
 
 /* Recounts everything from the inode table (after a load). */

@@ -492,8 +492,10 @@ static bool adds_data(const struct lc_cmd *cmd)
 	case LC_CMD_SYMLINK:
 	case LC_CMD_LINK:
 	case LC_CMD_WRITE:
-	case LC_CMD_SETXATTR:
 		return true;
+	case LC_CMD_SETXATTR:
+		/* user.cluck.slots and .ttl are settings, not data. */
+		return !(cmd->name_len >= 11 && !memcmp(cmd->name, "user.cluck.", 11));
 	default:
 		return false;
 	}

@@ -11,7 +11,7 @@
 # behind (traps), or run anything as nobody outside the test mount.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$top_srcdir/t/lib.sh"
-require_cmd setpriv df
+require_cmd setpriv df setfattr
 
 M=$MNT
 SMALL=$T_DIR/small
@@ -77,6 +77,17 @@ e=$(nobody "$FSPROBE" errno truncate "$M/big1" 10)
 expect_eq "a truncate that shrinks is always allowed" OK "$e"
 e=$(nobody "$FSPROBE" errno write "$M/big2" 60000)
 expect_eq "after shrinking, nobody writes again" OK "$e"
+# User xattrs count as bytes too: 60010 bytes so far, 4007 per xattr.
+v=$(head -c 4000 /dev/zero | tr '\0' x)
+i=0 e=OK
+while [ $i -lt 20 ] && [ "$e" = OK ]; do
+	i=$((i + 1))
+	e=$(nobody "$FSPROBE" errno setxattr "$M/big2" "user.n$i" "$v")
+done
+expect_eq "user xattrs until the byte limit" "11 EDQUOT" "$i $e"
+expect_rc "removing an xattr gives room back" 0 nobody setfattr -x user.n1 "$M/big2"
+e=$(nobody "$FSPROBE" errno setxattr "$M/big2" user.again "$v")
+expect_eq "then one more fits" OK "$e"
 e=$("$FSPROBE" errno write "$M/rootbig" 60000)
 expect_eq "root writes past any per-user limit" OK "$e"
 stop_cluckd

@@ -2277,6 +2277,26 @@ static void test_usage_counts_dirs_symlinks_and_survives_a_snapshot(void)
 	CU_ASSERT_EQUAL_FATAL(lc_state_load(buf, len, &ld), 0);
 	USE_IS(ld, 7, 3, 6);
 	USE_IS(ld, 0, 1, 0);
+	/* user xattrs count: name and value bytes, replaced, removed */
+	{
+		uint64_t x = (uint64_t)lookup_(f, ROOT, "x");
+
+		CU_ASSERT_EQUAL(setxattr_(f, x, "user.a", "12345", 5, 0), 0);
+		USE_IS(f->s, 7, 3, 6 + 6 + 5);
+		CU_ASSERT_EQUAL(setxattr_(f, x, "user.a", "1", 1, 0), 0);
+		USE_IS(f->s, 7, 3, 6 + 6 + 1);
+		CU_ASSERT_EQUAL(setslots(f, x, "3"), 0);     /* a setting */
+		USE_IS(f->s, 7, 3, 6 + 6 + 1);
+		CU_ASSERT_EQUAL(chown_(f, x, 8), 0);
+		USE_IS(f->s, 7, 2, 6);
+		USE_IS(f->s, 8, 1, 7);
+		CU_ASSERT_EQUAL(removexattr_(f, x, "user.a"), 0);
+		USE_IS(f->s, 8, 1, 0);
+		CU_ASSERT_EQUAL(setxattr_(f, x, "user.b", "xy", 2, 0), 0);
+		CU_ASSERT_EQUAL(unlink_(f, ROOT, "x"), 0);
+		CU_ASSERT_EQUAL(unlink_(f, ROOT, "y"), 0);
+		USE_IS(f->s, 8, 0, 0);
+	}
 	lc_state_free(ld);
 	free(buf);
 	fx_free(f);
