@@ -12,6 +12,8 @@
  *            SKIP succeed, then FAIL fail; the file is rewritten with what
  *            is left.
  *   fsync    when it exists, fsync and fdatasync fail with EIO.
+ *   nospc    when it exists, pwrite fails with ENOSPC (a full disk that
+ *            the daemon's reserve file cannot relieve).
  *
  * It must never allocate itself (it runs inside malloc): only raw system
  * calls and fixed buffers, and it must pass everything through unchanged
@@ -151,18 +153,37 @@ void *realloc(void *p, size_t size)
 	return __libc_realloc(p, size);
 }
 
-static int fail_sync(void)
+static int fault_file(const char *name)
 {
 	char path[600];
 	int saved = errno;
 
 	if (!faults_on())
 		return 0;
-	path_of(path, "fsync");
+	path_of(path, name);
 	if (access(path, F_OK) == 0)
 		return 1;
 	errno = saved;
 	return 0;
+}
+
+static int fail_sync(void)
+{
+	return fault_file("fsync");
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	if (fault_file("nospc")) {
+		errno = ENOSPC;
+		return -1;
+	}
+	return (ssize_t)syscall(SYS_pwrite64, fd, buf, n, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+	return pwrite(fd, buf, n, off);
 }
 
 int fsync(int fd)

@@ -5,7 +5,10 @@
 # (done, or an error) instead of waiting forever on a lone node; and a
 # failed fsync stops the daemon with exit status 1 and a message, after
 # signalling the holders of its locks; a release that met a failed
-# allocation is proposed again, so the lock of a closed file is freed.
+# allocation is proposed again, so the lock of a closed file is freed;
+# a log that cannot be written even after the reserve went back makes
+# requests wait (non-blocking ones answered after --op-timeout), and the
+# node serves again once it can write.
 #
 # It must never: leave a daemon, a holder or a mount behind (lib.sh traps).
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
@@ -81,6 +84,33 @@ fi
 expect_eq "the fault was met" "0 0 171 171" "$(cat "$F/malloc")"
 rm -f "$F/malloc"
 stop_cluckd
+
+# --- a disk the reserve cannot relieve: the log waits, requests are answered -------
+start_faulty --op-timeout 2 || finish
+: > "$M/other"
+holder "" "$M/held" H0
+wait_until 5 granted H0 || fail "holder H0 was not granted"
+touch "$F/nospc"
+e=$("$FSPROBE" errno write "$M/nw" 100)
+expect_eq "a write while the log cannot be written ends after --op-timeout" EIO "$e"
+e=$("$FSPROBE" errno write "$M/nw2" 100)
+expect_eq "later writes get ENOSPC at once" ENOSPC "$e"
+# flock(1) exits 71 for ENOLCK (1 only for a lock held elsewhere).
+expect_rc "a lock request is answered (ENOLCK after --op-timeout)" 71 flock -n "$M/other" true
+if alive "$CLUCKD_PID"; then ok "cluckd still runs"; else fail "cluckd stopped on ENOSPC"; fi
+grep -q "requests wait until there is room" "$LOG" && ok "the log says the log waits for room" || fail "no message about the stalled log"
+rm -f "$F/nospc"
+if wait_until 10 eval '[ "$("$FSPROBE" errno write "$M/nw3" 100)" = OK ]'; then
+	ok "writes work again once writes to the log do"
+else
+	fail "writes still refused after the disk came back"
+fi
+expect_rc "locks work again" 0 flock -n "$M/other" true
+expect_eq "the holder held throughout" 1 "$(lock_field held holders)"
+expect_eq "the create that timed out landed after all" 1 "$([ -e "$M/nw" ] && echo 1)"
+release "$HPID"
+stop_cluckd
+expect_eq "clean stop" 0 "$CLUCKD_RC"
 
 # --- a failed fsync: holders are signalled, then the daemon stops -------------------
 rm -rf "$T_DIR/data"; mkdir "$T_DIR/data"
