@@ -84,7 +84,7 @@
 /* The shortest --lease a cluster takes (net/options.c): the margin must
  * stay above 2 * drift + a tick (lease.h). */
 #define MIN_LEASE_MS      1000u
-/* A full data directory (cluckd(8) "Full disk"): the reserve file given
+/* A full data directory (cluckd(8) "Failures"): the reserve file given
  * back so lock commands can still be logged, and how often room is
  * looked for. */
 #define RESERVE_BYTES     (1u << 20)
