@@ -442,6 +442,7 @@ static void render_text(struct sbuf *b, const struct node *n, const struct fs_lo
 		sbuf_add(b, ")", 1);
 	}
 	sbuf_printf(b, "\nmembers: %u\nlost: %zu\n", ns.members, lost ? lost->n : 0);
+	sbuf_printf(b, "disk: %s\n", ns.disk ? ns.disk : "ok");
 	lc_foreach_locked(s, text_lock, &r);
 	for (const struct fs_lost_hold *h = lost ? lost->head : NULL; h && !b->err; h = h->next) {
 		sbuf_add(b, "lost ", 5);
@@ -554,6 +555,7 @@ static void render_json(struct sbuf *b, const struct node *n, const struct fs_lo
 		    st.locks_held, st.waiters, st.files, ns.applied_index, st.sessions);
 	json_kv_str(b, "link", link_name(&ns));
 	json_kv_str(b, "link_if", ns.link_if ? ns.link_if : "");
+	json_kv_str(b, "disk", ns.disk ? ns.disk : "ok");
 	sbuf_printf(b, "\"members\":%u,\"lost\":%zu,\"locks\":[",
 		    ns.members, lost ? lost->n : 0);
 	lc_foreach_locked(s, json_lock, &r);

@@ -2778,6 +2778,7 @@ void node_get_status(const struct node *n, struct node_status *st)
 	st->applied_index = lc_applied_index(n->st);
 	st->sessions_lost = n->sessions_lost;
 	st->members = conf ? conf->n_learners : 0;
+	st->disk = n->disk_full ? "full" : "ok";
 	if (!n->clustered) {
 		st->voters_reachable = 1;
 		st->voters_total = 1;

@@ -63,6 +63,7 @@ struct node_status {
 	const char *link_if;         /* watched interface, "" when none */
 	uint64_t sessions_lost;      /* times our session's lease ran out */
 	unsigned members;            /* learners in the configuration */
+	const char *disk;            /* "ok", "full": the data directory said ENOSPC */
 	struct peer_stats peer;      /* transport counters (zero alone) */
 };
 

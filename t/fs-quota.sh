@@ -159,6 +159,8 @@ if mount -t tmpfs -o size=8m tmpfs "$SMALL" 2>/dev/null; then
 	expect_rc "a shared lock too" 0 flock -s -n "$M/other" true
 	expect_rc "removing a file goes on" 0 rm -f "$M/b0"
 	grep -q "is full" "$LOG" && ok "the log says the disk is full" || fail "no message about the full disk"
+	expect_eq "status says the disk is full" full "$(status_key disk)"
+	expect_match "status.json says so too" '"disk":"full"' "$(cat "$M/status.json")"
 	rm -f "$SMALL/filler"
 	if wait_until 10 eval '[ "$("$FSPROBE" errno write "$M/after" 30000)" = OK ]'; then
 		ok "writes work again once space is freed"
@@ -166,6 +168,7 @@ if mount -t tmpfs -o size=8m tmpfs "$SMALL" 2>/dev/null; then
 		fail "writes still refused after space was freed"
 	fi
 	grep -q "room again" "$LOG" && ok "the log says there is room again" || fail "no message about room again"
+	expect_eq "status says the disk is ok again" ok "$(status_key disk)"
 	expect_eq "the holder held throughout" 1 "$(lock_field held holders)"
 	release "$HPID"
 	expect_rc "the lock is free after its holder ends" 0 flock -n "$M/held" true
