@@ -14,6 +14,7 @@
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$top_srcdir/t/lib.sh"
 
+require_cmd ldd
 SHIM=$(cd "$T_BIN" && pwd)/faultshim.so
 [ -r "$SHIM" ] || skip "faultshim.so not built"
 # The sanitizers' runtime interposes the same functions and must be first.
