@@ -475,6 +475,71 @@ static int propose_bg(struct fs *fs, struct lc_cmd *cmd, uint64_t t0)
 	return rc;
 }
 
+/* ---- limits (cluckd(8) "Limits") ---------------------------------------------- */
+
+/*
+ * Checked here, before proposing, against the usage lockcore derives from
+ * the replicated namespace: every node counts the same, but each checks
+ * with its own options and its own (possibly slightly stale) replica, so
+ * requests in flight at once on several nodes may together pass a limit
+ * by what they add.  Checking at apply would need the limits replicated.
+ * Only what adds files or bytes is checked: lock requests, releases,
+ * removals and truncations never are.  Root (the caller, or the owner who
+ * is charged) is never held to the per-user limits, and only root may
+ * use the last root_reserve_pct percent of each total, so an admin can
+ * always clean up.
+ */
+
+/* The part of a total limit a caller may use (0: no limit). */
+static uint64_t limit_for(uint64_t limit, uint32_t pct, uint32_t caller)
+{
+	if (!limit || caller == 0)
+		return limit;
+	return limit - limit / 100 * pct - limit % 100 * pct / 100;
+}
+
+/* 0, or -EDQUOT / -ENOSPC when `owner` getting nfiles more files and
+ * nbytes more bytes of content, on behalf of `caller`, passes a limit. */
+static int limit_check(const struct fs *fs, uint32_t caller, uint32_t owner,
+		       uint64_t nfiles, uint64_t nbytes)
+{
+	const struct fs_config *c = &fs->cfg;
+	struct lc_usage u;
+	uint64_t lim;
+
+	if (!nfiles && !nbytes)
+		return 0;
+	if (caller != 0 && owner != 0) {
+		lc_usage(st_of(fs), owner, &u);
+		if (nfiles && c->max_files_per_user &&
+		    u.files + nfiles > c->max_files_per_user)
+			return -EDQUOT;
+		if (nbytes && c->max_bytes_per_user &&
+		    u.bytes + nbytes > c->max_bytes_per_user)
+			return -EDQUOT;
+	}
+	lc_usage_total(st_of(fs), &u);
+	lim = limit_for(c->max_files, c->root_reserve_pct, caller);
+	if (nfiles && lim && u.files + nfiles > lim)
+		return -ENOSPC;
+	lim = limit_for(c->max_bytes, c->root_reserve_pct, caller);
+	if (nbytes && lim && u.bytes + nbytes > lim)
+		return -ENOSPC;
+	return 0;
+}
+
+/* limit_check() for content growing to `end` bytes in inode ino (charged
+ * to its owner); a missing inode is lockcore's to refuse. */
+static int limit_check_size(const struct fs *fs, fuse_req_t req, uint64_t ino,
+			    uint64_t end)
+{
+	struct lc_attr a;
+
+	if (lc_getattr(st_of(fs), ino, &a) < 0 || end <= a.size)
+		return 0;
+	return limit_check(fs, fuse_req_ctx(req)->uid, a.uid, 0, end - a.size);
+}
+
 /* ---- POSIX owner set ---------------------------------------------------------- */
 
 static size_t po_hash(uint64_t ino, uint64_t owner, size_t cap)
@@ -1450,6 +1515,14 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		}
 		cmd.valid |= LC_SET_SIZE;
 		cmd.size = (uint64_t)attr->st_size;
+		if (cmd.size <= LC_CONTENT_MAX) {
+			int rc = limit_check_size(fs, req, ino, cmd.size);
+
+			if (rc < 0) {
+				fuse_reply_err(req, -rc);
+				return;
+			}
+		}
 	}
 	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
 		cmd.valid |= LC_SET_ATIME;
@@ -1513,6 +1586,9 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct lc_cmd cmd;
 	struct op *op;
 
+	struct lc_attr ea;
+	int rc;
+
 	if (is_reserved(parent, name)) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -1521,6 +1597,12 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	 * stopping node takes no new one, as it takes no new lock. */
 	if (fi && (fi->flags & O_EXCL) && node_stopping(fs->node)) {
 		fuse_reply_err(req, ENOLCK);
+		return;
+	}
+	/* An O_CREAT open of an existing name adds nothing. */
+	if (lc_lookup(st_of(fs), parent, name, strlen(name), &ea) < 0 &&
+	    (rc = limit_check(fs, ctx->uid, ctx->uid, 1, 0)) < 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	op = op_new(fs, req, fi ? OP_CREATE : OP_ENTRY, name);
@@ -1569,8 +1651,15 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct lc_cmd cmd;
 	struct op *op;
 
+	int rc;
+
 	if (is_reserved(parent, name)) {
 		fuse_reply_err(req, EPERM);
+		return;
+	}
+	rc = limit_check(fs, ctx->uid, ctx->uid, 1, 0);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	op = op_new(fs, req, OP_ENTRY, NULL);
@@ -1624,6 +1713,7 @@ static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	struct lc_cmd cmd;
 	struct op *op;
 	size_t tl = strlen(link);
+	int rc;
 
 	if (is_reserved(parent, name)) {
 		fuse_reply_err(req, EPERM);
@@ -1631,6 +1721,11 @@ static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	}
 	if (tl > LC_PATH_MAX) {
 		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	rc = limit_check(fs, ctx->uid, ctx->uid, 1, tl);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	op = op_new(fs, req, OP_ENTRY, NULL);
@@ -1839,6 +1934,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct fs *fs = fs_of(req);
 	struct lc_cmd cmd;
 	struct op *op;
+	int rc;
 
 	(void)fi;
 	if (is_gen(ino)) {
@@ -1852,6 +1948,11 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (size > UINT32_MAX || (uint64_t)off + size > LC_CONTENT_MAX) {
 		/* lockcore says the same; this only spares a command. */
 		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	rc = limit_check_size(fs, req, ino, (uint64_t)off + size);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	op = op_new(fs, req, OP_WRITE, NULL);
@@ -2112,6 +2213,28 @@ static void serve_statfs(struct fs *fs, fuse_req_t req)
 	sv.f_ffree = big;
 	sv.f_favail = big;
 	sv.f_namemax = LC_NAME_MAX;
+	/* With limits, df shows them: used, free (to root) and available
+	 * (to others, short of the root reserve). */
+	{
+		const struct fs_config *c = &fs->cfg;
+		struct lc_usage u;
+		uint64_t avail;
+
+		lc_usage_total(st_of(fs), &u);
+		if (c->max_bytes) {
+			sv.f_blocks = (c->max_bytes + 4095) / 4096;
+			sv.f_bfree = u.bytes < c->max_bytes ?
+				     (c->max_bytes - u.bytes) / 4096 : 0;
+			avail = limit_for(c->max_bytes, c->root_reserve_pct, 1);
+			sv.f_bavail = u.bytes < avail ? (avail - u.bytes) / 4096 : 0;
+		}
+		if (c->max_files) {
+			sv.f_files = c->max_files;
+			sv.f_ffree = u.files < c->max_files ? c->max_files - u.files : 0;
+			avail = limit_for(c->max_files, c->root_reserve_pct, 1);
+			sv.f_favail = u.files < avail ? avail - u.files : 0;
+		}
+	}
 	fuse_reply_statfs(req, &sv);
 }
 
@@ -2404,6 +2527,20 @@ static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	if (size > LC_XATTR_VALUE_MAX) {
 		fuse_reply_err(req, E2BIG);
 		return;
+	}
+	/* User xattrs count as bytes of their owner (a replaced value is
+	 * counted whole: the check may refuse a little early). */
+	if (strncmp(name, "user.cluck.", 11) != 0) {
+		struct lc_attr a;
+		int rc = 0;
+
+		if (lc_getattr(st_of(fs), ino, &a) == 0)
+			rc = limit_check(fs, fuse_req_ctx(req)->uid, a.uid, 0,
+					 strlen(name) + size);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
 	}
 	op = op_new(fs, req, OP_ERR, NULL);
 	if (!op)

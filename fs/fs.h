@@ -28,6 +28,10 @@ struct fs;
 struct fs_config {
 	uint32_t lockfile_ttl_s;     /* --lockfile-ttl: default ttl of O_EXCL files */
 	int on_lost_signal;          /* --on-lost: signal number, 0 = none */
+	/* Limits (cluckd(8) "Limits"); 0 = none. */
+	uint64_t max_files, max_bytes;
+	uint64_t max_files_per_user, max_bytes_per_user;
+	uint32_t root_reserve_pct;   /* share of the totals only root may use */
 };
 
 /* NULL and errno on failure. */

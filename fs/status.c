@@ -625,6 +625,7 @@ static void render_text(struct sbuf *b, const struct node *n, const struct fs_lo
 		sbuf_add(b, ")", 1);
 	}
 	sbuf_printf(b, "\nmembers: %u\nlost: %zu\n", ns.members, lost ? lost->n : 0);
+	sbuf_printf(b, "disk: %s\n", ns.disk ? ns.disk : "ok");
 	/* Only during a stop's wait for the holders (cluckd(8) "Stopping"). */
 	if (ns.stopping)
 		sbuf_printf(b, "stopping: %" PRIu64 " s left, holds: %" PRIu64 "\n",
@@ -756,6 +757,7 @@ static void render_json(struct sbuf *b, const struct node *n, const struct fs_lo
 		    st.locks_held, st.waiters, st.files, ns.applied_index, st.sessions);
 	json_kv_str(b, "link", link_name(&ns));
 	json_kv_str(b, "link_if", ns.link_if ? ns.link_if : "");
+	json_kv_str(b, "disk", ns.disk ? ns.disk : "ok");
 	sbuf_printf(b, "\"members\":%u,\"lost\":%zu,", ns.members, lost ? lost->n : 0);
 	if (ns.stopping)
 		sbuf_printf(b, "\"stopping\":{\"seconds_left\":%" PRIu64 ",\"holds\":%" PRIu64 "},",

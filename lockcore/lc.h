@@ -379,6 +379,18 @@ struct lc_stats {
 };
 void lc_stats(const struct lc_state *s, struct lc_stats *st);
 
+/* What a uid owns, for limits (cluckd(8)): files counts inodes of every
+ * kind, bytes the content of regular files, symlink targets and user
+ * xattrs (names and values).  A file
+ * is charged to its owner; the counts follow chown.  Derived from the
+ * namespace, so equal on every node that applied the same commands. */
+struct lc_usage {
+	uint64_t files, bytes;
+};
+void lc_usage(const struct lc_state *s, uint32_t uid, struct lc_usage *u);
+/* The same over every uid (files includes the root directory). */
+void lc_usage_total(const struct lc_state *s, struct lc_usage *u);
+
 /* What the state remembers of request (origin, serial), for a driver that
  * missed its completion (its replica was replaced by a snapshot): 0 and
  * the final answer in *c (status, token, ino), LC_PENDING while it is still

@@ -259,6 +259,12 @@ struct lc_sess {
 
 static inline uint64_t lci_slot_cookie(struct lc_dslot sl);
 
+/* What one uid owns (usage.c): derived, never serialized. */
+struct lc_use {
+	uint32_t uid;
+	uint64_t files, bytes;
+};
+
 struct lc_state {
 	struct lc_inode **itab;
 	size_t icap, icount;
@@ -277,6 +283,9 @@ struct lc_state {
 	uint64_t applied, next_ino, next_token, next_qseq;
 	uint64_t grants, releases, expirations, interrupts;
 	uint64_t nholders, nwaiters;
+	struct lc_use *uv;             /* per-uid usage, sorted by uid (usage.c) */
+	size_t un, ucap;
+	uint64_t tbytes;               /* content bytes of every inode */
 };
 
 /* Lock state of an inode, or NULL when it was never locked. */
@@ -359,6 +368,12 @@ struct lc_pin *lci_pin_find(const struct lc_inode *ip, uint64_t session);
 void lci_pin_link(struct lc_state *s, struct lc_inode *ip, struct lc_pin *p);
 void lci_pin_drop(struct lc_state *s, struct lc_pin *p);
 void lci_pin_put(struct lc_state *s, struct lc_inode *ip, uint64_t session);
+
+/* ---- usage.c ---- */
+int lci_use_reserve(struct lc_state *s, uint32_t uid);
+void lci_use_add(struct lc_state *s, uint32_t uid, int64_t files, int64_t bytes);
+int64_t lci_use_bytes(const struct lc_inode *ip);
+int lci_use_rebuild(struct lc_state *s);
 
 /* ---- locks.c ---- */
 int lci_lock_apply(struct lc_ctx *x, uint64_t *ino, uint64_t *token);

@@ -596,6 +596,7 @@ void lci_maybe_free(struct lc_state *s, struct lc_inode *ip)
 	lci_heap_remove(s, ip);
 	lci_eph_unlink(s, ip);
 	lci_lk_free(s, ip);
+	lci_use_add(s, ip->uid, -1, -lci_use_bytes(ip));
 	lci_iremove(s, ip);
 	lci_inode_free(ip);
 }
@@ -730,7 +731,8 @@ static int make_node(struct lc_ctx *x, struct lc_inode *dir, uint8_t kind,
 	r = lci_dir_reserve(dir);
 	if (r)
 		return r;
-	if (lci_itab_reserve(s, 1) || lci_dtab_reserve(s, 1))
+	if (lci_itab_reserve(s, 1) || lci_dtab_reserve(s, 1) ||
+	    lci_use_reserve(s, c->uid))
 		return -ENOMEM;
 	if (excl && c->ttl_s && lci_heap_reserve(s))
 		return -ENOMEM;
@@ -763,6 +765,7 @@ static int make_node(struct lc_ctx *x, struct lc_inode *dir, uint8_t kind,
 	}
 	ip->atime = ip->mtime = ip->ctime = now;
 	lci_iinsert(s, ip);
+	lci_use_add(s, ip->uid, 1, lci_use_bytes(ip));
 	lci_dir_add(s, dir, d);
 	lci_dinsert(s, d);
 	if (kind == LC_DIR)
@@ -1149,6 +1152,10 @@ static int do_setattr(struct lc_ctx *x, uint64_t *ino)
 	*ino = ip->ino;
 	if (c->valid & ~0x3fu)
 		return -EINVAL;
+	/* The new owner's usage entry first: nothing below may fail after
+	 * a change. */
+	if ((c->valid & LC_SET_UID) && lci_use_reserve(x->s, c->uid))
+		return -ENOMEM;
 	if (c->valid & LC_SET_SIZE) {
 		uint8_t *nd = NULL;
 
@@ -1169,13 +1176,17 @@ static int do_setattr(struct lc_ctx *x, uint64_t *ino)
 			free(ip->u.data);
 		}
 		ip->u.data = nd;
+		lci_use_add(x->s, ip->uid, 0, (int64_t)c->size - (int64_t)ip->size);
 		ip->size = (uint32_t)c->size;
 		ip->mtime = now;
 	}
 	if (c->valid & LC_SET_MODE)
 		ip->mode = (uint16_t)(c->mode & LCI_MODE_MASK);
-	if (c->valid & LC_SET_UID)
+	if ((c->valid & LC_SET_UID) && ip->uid != c->uid) {
+		lci_use_add(x->s, c->uid, 1, lci_use_bytes(ip));
+		lci_use_add(x->s, ip->uid, -1, -lci_use_bytes(ip));
 		ip->uid = c->uid;
+	}
 	if (c->valid & LC_SET_GID)
 		ip->gid = c->gid;
 	if (c->valid & LC_SET_ATIME)
@@ -1213,6 +1224,7 @@ static int do_write(struct lc_ctx *x, uint64_t *ino)
 			return -ENOMEM;
 		memset(nd + ip->size, 0, (size_t)(end - ip->size));
 		ip->u.data = nd;
+		lci_use_add(x->s, ip->uid, 0, (int64_t)(end - ip->size));
 		ip->size = (uint32_t)end;
 	}
 	if (c->data_len)
@@ -1417,6 +1429,8 @@ done:
 
 		if (!xfind(ip->x, c->name, c->name_len, &pos))
 			return -ENODATA;
+		lci_use_add(s, ip->uid, 0, -(int64_t)(ip->x->xv[pos]->nlen +
+						       ip->x->xv[pos]->vlen));
 		free(ip->x->xv[pos]);
 		memmove(&ip->x->xv[pos], &ip->x->xv[pos + 1],
 			(ip->x->xn - pos - 1) * sizeof(*ip->x->xv));
@@ -1426,10 +1440,16 @@ done:
 	}
 	if (c->data_len > LC_XATTR_VALUE_MAX)
 		return -E2BIG;
-	r = lci_xattr_put(ip, c->name, c->name_len, c->data, c->data_len,
-			  c->flags);
-	if (!r)
-		ip->ctime = now;
+	{
+		int64_t before = lci_use_bytes(ip);
+
+		r = lci_xattr_put(ip, c->name, c->name_len, c->data, c->data_len,
+				  c->flags);
+		if (!r) {
+			lci_use_add(s, ip->uid, 0, lci_use_bytes(ip) - before);
+			ip->ctime = now;
+		}
+	}
 	return r;
 }
 

@@ -586,11 +586,13 @@ struct lc_state *lc_state_new(void)
 	if (!s->root)
 		goto undo_state;
 	s->root->mode = 01777;
-	if (lci_itab_reserve(s, 1))
+	if (lci_itab_reserve(s, 1) || lci_use_reserve(s, 0))
 		goto undo_root;
 	lci_iinsert(s, s->root);
+	lci_use_add(s, 0, 1, 0);
 	return s;
 undo_root:
+	free(s->uv);
 	lci_inode_free(s->root);
 undo_state:
 	free(s);
@@ -632,6 +634,7 @@ void lc_state_free(struct lc_state *s)
 	free(s->otab);
 	free(s->sv);
 	free(s->heap);
+	free(s->uv);
 	free(s);
 }
 
@@ -1756,6 +1759,9 @@ int lc_state_load(const uint8_t *buf, size_t len, struct lc_state **out)
 	if (e)
 		goto undo_state;
 	e = load_derive(s);
+	if (e)
+		goto undo_state;
+	e = lci_use_rebuild(s);
 	if (e)
 		goto undo_state;
 	/* Only the canonical encoding is accepted: re-encode and compare. */

@@ -643,6 +643,11 @@ int main(int argc, char **argv)
 	memset(&fcfg, 0, sizeof(fcfg));
 	fcfg.lockfile_ttl_s = o.lockfile_ttl_s;
 	fcfg.on_lost_signal = o.on_lost_signal;
+	fcfg.max_files = o.max_files;
+	fcfg.max_bytes = o.max_bytes;
+	fcfg.max_files_per_user = o.max_files_per_user;
+	fcfg.max_bytes_per_user = o.max_bytes_per_user;
+	fcfg.root_reserve_pct = o.root_reserve_pct;
 	fs = fs_new(node, &fcfg);
 	if (!fs) {
 		fprintf(stderr, "cluckd: cannot create the filesystem: %s\n", strerror(errno));

@@ -30,7 +30,9 @@
  * one is half its size) and the log is compacted behind them.
  *
  * Alone (no --cluster), the node is a one-voter cluster with id 1 that
- * never touches the network.
+ * never touches the network; its timer runs only while a request waits to
+ * be proposed again (the engine refused it for memory) or for its
+ * --op-timeout deadline.
  *
  * A clean stop (node_begin_stop) refuses new acquires while the session is
  * kept alive for the holders; node_stop() then closes it through the log,
@@ -41,7 +43,10 @@
  * its final answer (or at all when node_propose() failed), step the engine
  * from inside the handling of one of its updates (the update points into
  * the engine: nested work is deferred to the end of the outer step), or
- * keep going after the store failed (the node stops the loop and says so).
+ * keep going after the store failed (the node signals its holders, stops
+ * the loop and says so).  A store refused for space has not failed: the
+ * node gives back its reserve file, refuses what adds data (ENOSPC),
+ * retries a stalled sync and serves again once the reserve can be made.
  */
 #include "config.h"
 
@@ -85,6 +90,13 @@
 /* The shortest --lease a cluster takes (net/options.c): the margin must
  * stay above 2 * drift + a tick (lease.h). */
 #define MIN_LEASE_MS      1000u
+/* A full data directory (cluckd(8) "Failures"): the reserve file given
+ * back so lock commands can still be logged, and how often room is
+ * looked for. */
+#define RESERVE_BYTES     (1u << 20)
+#define DISK_RETRY_MS     500u
+/* Releases kept when memory ran out, proposed again by the node timer. */
+#define HELD_MAX          256u
 
 /* A request of ours not answered finally yet.  serial 0 marks a free
  * bucket.  While `buf` is set the request is not known to be in the log
@@ -210,6 +222,13 @@ struct node {
 	struct ntimer raft_timer;     /* key: engine deadline (mono ms) */
 	struct ntimer tick_timer;     /* key: lockcore deadline (wall ns) */
 	struct ntimer lease_timer;    /* key: session lease deadline (mono ms) */
+	struct ntimer disk_timer;     /* looks for room while disk_full (key 1) */
+	bool disk_full;         /* the data directory said ENOSPC: no new data */
+	struct lc_cmd held[HELD_MAX];  /* releases refused for memory, oldest
+	                                  first (no pointers: none needed) */
+	size_t nheld;
+	bool held_warned;       /* said that held[] was full */
+	bool sync_stalled;      /* said that the log cannot be synced for now */
 
 	/* read barriers */
 	struct rwait *rw;
@@ -241,6 +260,9 @@ static uint64_t lock_owner(const struct lc_cmd *cmd);
 static void send_pend(struct node *n, uint64_t serial);
 static void drain(struct node *n);
 static void reads_check(struct node *n, uint64_t now);
+static void ntimer_set(struct node *n, struct ntimer *t, uint64_t key, uint64_t mono_ns,
+		       loop_timer_fn fn);
+static void arm_retry(struct node *n);
 
 /* ---- pending table ------------------------------------------------------ */
 
@@ -413,7 +435,86 @@ static void die(struct node *n, const char *what, int rc)
 	n->error = rc < 0 ? rc : -EIO;
 	log_err("%s: %s; stopping (the data directory %s is kept as it is)",
 		what, strerror(-n->error), n->data_dir);
+	/* The holders of our locks must not run on believing they hold
+	 * them once we are gone and the cluster frees them: signal them as
+	 * on a lost session (fs only reads the replica and signals). */
+	if (n->lost_fn && n->session && n->started)
+		n->lost_fn(n->lost_ctx, n->session);
 	loop_stop(n->loop);
+}
+
+/* ---- a full data directory ------------------------------------------------ */
+
+static bool no_room(int64_t rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT;
+}
+
+static void on_disk_timer(struct loop *l, void *ctx);
+
+static void arm_disk(struct node *n)
+{
+	ntimer_set(n, &n->disk_timer, 1, (now_ms() + DISK_RETRY_MS) * 1000000u,
+		   on_disk_timer);
+}
+
+/* A store call was refused for space.  From now on node_propose()
+ * refuses what adds data (ENOSPC) and the disk timer looks for room; the
+ * reserve goes back to the filesystem so that lock commands can still be
+ * logged.  1 when it did (the caller retries at once), else 0. */
+static int out_of_room(struct node *n)
+{
+	int r;
+
+	if (!n->disk_full) {
+		n->disk_full = true;
+		log_warn("the data directory %s is full: new files and writes get ENOSPC, "
+			 "locks go on", n->data_dir);
+	}
+	arm_disk(n);
+	r = store_unreserve(n->store);
+	if (r > 0)
+		log_warn("gave back the %u KiB space reserve for lock commands",
+			 RESERVE_BYTES >> 10);
+	return r > 0;
+}
+
+/* While the disk is full: once the log is synced again, room for a new
+ * reserve means room for everything. */
+static void on_disk_timer(struct loop *l, void *ctx)
+{
+	struct node *n = ctx;
+
+	(void)l;
+	n->disk_timer.id = n->disk_timer.key = 0;
+	if (n->stopped || n->error || !n->disk_full)
+		return;
+	/* An unsynced log goes first: flush_round, the idle hook that runs
+	 * after this timer, tries again. */
+	if (n->want_seq > n->synced_seq || store_reserve(n->store, RESERVE_BYTES) < 0) {
+		arm_disk(n);
+		return;
+	}
+	n->disk_full = false;
+	log_info("the data directory %s has room again: serving writes", n->data_dir);
+}
+
+/* Commands that add files, names or bytes: refused while the disk is full. */
+static bool adds_data(const struct lc_cmd *cmd)
+{
+	switch (cmd->type) {
+	case LC_CMD_CREATE:
+	case LC_CMD_MKDIR:
+	case LC_CMD_SYMLINK:
+	case LC_CMD_LINK:
+	case LC_CMD_WRITE:
+		return true;
+	case LC_CMD_SETXATTR:
+		/* user.cluck.slots and .ttl are settings, not data. */
+		return !(cmd->name_len >= 11 && !memcmp(cmd->name, "user.cluck.", 11));
+	default:
+		return false;
+	}
 }
 
 static struct known *known_find(struct node *n, uint64_t id)
@@ -781,8 +882,10 @@ static void send_pend(struct node *n, uint64_t serial)
 			size_t nc = n->capdefer ? n->capdefer * 2 : 64;
 			uint64_t *nv = realloc(n->defer, nc * sizeof(*nv));
 
-			if (!nv)
-				return;  /* the node timer sends it */
+			if (!nv) {
+				arm_retry(n);    /* the node timer sends it */
+				return;
+			}
 			n->defer = nv;
 			n->capdefer = nc;
 		}
@@ -802,7 +905,15 @@ static void send_pend(struct node *n, uint64_t serial)
 		ev.propose.len = len;
 		p->flags |= PF_ACKED;
 		rc = step(n, &ev);
-		if (rc == -E2BIG || rc == -EINVAL) {
+		if (rc < 0 && rc != -E2BIG && rc != -EINVAL) {
+			/* Not in the engine's log (-ENOMEM, or no longer
+			 * leading): the node timer sends it again, and a
+			 * deadline still answers it. */
+			p = pend_find(n, serial);
+			if (p)
+				p->flags &= (uint8_t)~PF_ACKED;
+			arm_retry(n);
+		} else if (rc == -E2BIG || rc == -EINVAL) {
 			struct lc_completion c = { .origin = n->session, .serial = serial,
 						   .status = rc };
 
@@ -881,6 +992,7 @@ static int own_submit(struct node *n, uint64_t serial, uint8_t *buf, size_t len,
 	if (timeout_ms)
 		p->deadline_ms = now_ms() + timeout_ms;
 	send_pend(n, serial);
+	arm_retry(n);
 	return 0;
 }
 
@@ -1009,6 +1121,8 @@ static void maybe_snapshot(struct node *n)
 	if ((n->since_snap_entries < n->snap_every ||
 	     n->since_snap_bytes * 2 < n->snap_len) && n->since_snap_bytes < SNAP_BYTES)
 		return;
+	if (n->disk_full)
+		return;
 	e = rf_entry_at(n->raft, n->applied);
 	conf = rf_conf(n->raft);
 	if (!e || !conf)
@@ -1027,6 +1141,11 @@ static void maybe_snapshot(struct node *n)
 		return;
 	rc = store_snapshot_save(n->store, n->applied, e->term, meta, (uint32_t)mlen,
 				 data, len);
+	if (no_room(rc)) {
+		/* Later, when there is room: the log grows meanwhile. */
+		free(data);
+		return;
+	}
 	if (rc < 0) {
 		free(data);
 		die(n, "cannot write a snapshot", rc);
@@ -1189,11 +1308,16 @@ static void handle(struct node *n, const struct rf_update *u)
 			rc = store_set_hardstate(n->store, u->hs_term, u->hs_vote);
 		if (rc == 0 && (u->flags & RF_UPD_ENTRIES)) {
 			rc = store_truncate(n->store, u->first_index);
+			if (no_room(rc) && out_of_room(n))
+				rc = store_truncate(n->store, u->first_index);
 			for (size_t i = 0; rc == 0 && i < u->n_entries; i++) {
 				const struct rf_entry *e = &u->entries[i];
 
 				rc = store_append(n->store, u->first_index + i, e->term,
 						  e->type, e->buf, e->len);
+				if (no_room(rc) && out_of_room(n))
+					rc = store_append(n->store, u->first_index + i,
+							  e->term, e->type, e->buf, e->len);
 			}
 		}
 		if (rc < 0)
@@ -1254,10 +1378,24 @@ static void flush_round(struct loop *l, void *ctx)
 		uint64_t seq = n->want_seq;
 		int64_t rc = store_sync(n->store);
 
+		if (no_room(rc) && out_of_room(n))
+			rc = store_sync(n->store);
+		if (no_room(rc)) {
+			/* Nothing is lost, nothing is acknowledged: the disk
+			 * timer wakes us to try again. */
+			if (!n->sync_stalled)
+				log_warn("cannot sync the log: %s; requests wait until there is room",
+					 strerror((int)-rc));
+			n->sync_stalled = true;
+			return;
+		}
 		if (rc < 0) {
 			die(n, "cannot sync the log", (int)rc);
 			return;
 		}
+		if (n->sync_stalled)
+			log_info("the log is synced again");
+		n->sync_stalled = false;
 		n->synced_seq = seq;
 		ev.persisted.seq = seq;
 		step(n, &ev);
@@ -1523,6 +1661,9 @@ static void check_requests(struct node *n, uint64_t now)
 				fn(ctx, &c);
 			continue;
 		}
+		/* Alone, what the engine took is in its log for good. */
+		if (!n->clustered && (p->flags & PF_ACKED))
+			continue;
 		if (p->buf && p->sent_ms &&
 		    now >= p->sent_ms + ((p->flags & PF_ACKED) ? RESEND_ACKED_MS : RESEND_MS))
 			send_pend(n, v[i]);
@@ -1530,6 +1671,29 @@ static void check_requests(struct node *n, uint64_t now)
 			send_pend(n, v[i]);
 	}
 	free(v);
+}
+
+static void on_node_timer(struct loop *l, void *ctx);
+static void retry_held(struct node *n);
+
+/* Alone the node timer runs only while a request waits to be sent again
+ * or for its deadline, or a release was refused for memory (in a cluster
+ * it always runs). */
+static void arm_retry(struct node *n)
+{
+	size_t i = 0;
+
+	if (n->clustered || n->stopped || n->error || n->node_timer.id)
+		return;
+	if (n->nheld)
+		goto arm;
+	for (i = 0; i < n->pcap; i++)
+		if (n->pt[i].serial && (n->pt[i].buf || n->pt[i].deadline_ms))
+			break;
+	if (i == n->pcap)
+		return;
+arm:
+	ntimer_set(n, &n->node_timer, 1, (now_ms() + RESEND_MS) * 1000000u, on_node_timer);
 }
 
 static void on_node_timer(struct loop *l, void *ctx)
@@ -1542,6 +1706,14 @@ static void on_node_timer(struct loop *l, void *ctx)
 	n->node_timer.id = n->node_timer.key = 0;
 	if (n->stopped || n->error)
 		return;
+	retry_held(n);
+	if (!n->clustered) {
+		/* Alone: no session to keep, only requests to send again
+		 * or to answer at their deadline. */
+		check_requests(n, now);
+		arm_retry(n);
+		return;
+	}
 	st = session_state(n, now);
 	if (st == LEASE_EXPIRED) {
 		give_up(n);
@@ -2481,6 +2653,19 @@ int node_start(struct node *n)
 		return -EALREADY;
 	loop_on_idle(n->loop, flush_round, n);
 	rc = load(n);
+	if (rc == 0) {
+		int r = store_reserve(n->store, RESERVE_BYTES);
+
+		if (no_room(r)) {
+			n->disk_full = true;
+			log_warn("the data directory %s is full: new files and writes get ENOSPC "
+				 "until there is room", n->data_dir);
+			arm_disk(n);
+		} else if (r < 0) {
+			log_warn("cannot make the space reserve in %s: %s", n->data_dir,
+				 strerror(-r));
+		}
+	}
 	if (rc == 0 && n->clustered)
 		rc = net_start(n);
 	if (rc < 0)
@@ -2620,6 +2805,7 @@ void node_stop(struct node *n)
 	ntimer_clear(n, &n->tick_timer);
 	ntimer_clear(n, &n->lease_timer);
 	ntimer_clear(n, &n->node_timer);
+	ntimer_clear(n, &n->disk_timer);
 }
 
 /* Frees the node and its state; pending callbacks are never called. */
@@ -2633,6 +2819,7 @@ void node_free(struct node *n)
 	ntimer_clear(n, &n->tick_timer);
 	ntimer_clear(n, &n->lease_timer);
 	ntimer_clear(n, &n->node_timer);
+	ntimer_clear(n, &n->disk_timer);
 	for (size_t i = 0; i < n->noq; i++)
 		free(n->oq[i].buf);
 	free(n->oq);
@@ -2690,25 +2877,15 @@ static bool releases(const struct lc_cmd *cmd)
 		cmd->lock_type == LC_UNLCK);
 }
 
-/* Proposes cmd (see node.h); the answer comes once its entry is durable
- * and applied.  0, -ENOMEM, -E2BIG, -ENOLCK (not started, stopped or
- * failed), -EINVAL (bad arguments). */
-int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
-		 void *ctx, uint64_t *serial)
+/* Stamps, encodes and registers one of our commands.  0, -ENOMEM, -E2BIG. */
+static int submit(struct node *n, struct lc_cmd *cmd, node_done_fn fn, void *ctx,
+		  uint64_t *serial)
 {
 	uint8_t *buf;
 	size_t len;
 	uint64_t s;
 	int rc;
 
-	if (!n || !cmd || !fn)
-		return -EINVAL;
-	if (!n->started || n->stopped || n->error || !n->session)
-		return -ENOLCK;
-	/* Stopping: what is held may be released, nothing new is taken. */
-	if (n->stopping && (cmd->type == LC_CMD_FLOCK || cmd->type == LC_CMD_SETLK) &&
-	    cmd->lock_type != LC_UNLCK)
-		return -ENOLCK;
 	s = n->serial + 1;
 	cmd->origin = n->session;
 	cmd->serial = s;
@@ -2723,9 +2900,99 @@ int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 	n->serial = s;
 	if (serial)
 		*serial = s;
-	/* Alone, the leader never goes away: no deadline needed. */
+	/* Alone too: the log may stall (a full disk, no memory). */
 	rc = own_submit(n, s, buf, len, releases(cmd) ? PF_UNLOCK : 0, lock_owner(cmd),
-			n->clustered && !blocking(cmd) ? n->op_timeout_ms : 0, fn, ctx);
+			!blocking(cmd) ? n->op_timeout_ms : 0, fn, ctx);
+	return rc;
+}
+
+static void held_done(void *ctx, const struct lc_completion *c)
+{
+	(void)ctx;
+	(void)c;
+}
+
+/* A release refused for memory is kept and proposed again by the node
+ * timer: a lock must not stay held by a closed file because memory ran
+ * short for a moment.  False when held[] is full too. */
+static bool hold_release(struct node *n, const struct lc_cmd *cmd)
+{
+	struct lc_cmd *h;
+
+	if (n->nheld == HELD_MAX) {
+		if (!n->held_warned)
+			log_warn("out of memory for %u releases: later ones are lost until "
+				 "their session ends", HELD_MAX);
+		n->held_warned = true;
+		return false;
+	}
+	h = &n->held[n->nheld++];
+	*h = *cmd;
+	h->name = h->name2 = NULL;
+	h->data = NULL;
+	h->name_len = h->name2_len = h->data_len = 0;
+	arm_retry(n);
+	return true;
+}
+
+/* Proposes the held releases again, oldest first, while memory allows.
+ * Those of a session that is gone went with its locks. */
+static void retry_held(struct node *n)
+{
+	size_t k = 0;
+
+	while (k < n->nheld && !n->stopped && !n->error) {
+		struct lc_cmd c = n->held[k];
+
+		if (c.who.session == n->session &&
+		    submit(n, &c, held_done, NULL, NULL) == -ENOMEM)
+			break;
+		k++;
+	}
+	memmove(n->held, n->held + k, (n->nheld - k) * sizeof(*n->held));
+	n->nheld -= k;
+	if (!n->nheld)
+		n->held_warned = false;
+}
+
+/* True when a held release is for `owner`. */
+static bool held_for(const struct node *n, uint64_t owner)
+{
+	for (size_t i = 0; i < n->nheld; i++)
+		if (lock_owner(&n->held[i]) == owner)
+			return true;
+	return false;
+}
+
+/* Proposes cmd (see node.h); the answer comes once its entry is durable
+ * and applied.  0, -ENOMEM, -E2BIG, -ENOSPC (the disk is full and cmd
+ * adds data), -ENOLCK (not started, stopped or failed), -EINVAL (bad
+ * arguments). */
+int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
+		 void *ctx, uint64_t *serial)
+{
+	int rc;
+
+	if (!n || !cmd || !fn)
+		return -EINVAL;
+	if (!n->started || n->stopped || n->error || !n->session)
+		return -ENOLCK;
+	/* Stopping: what is held may be released, nothing new is taken. */
+	if (n->stopping && (cmd->type == LC_CMD_FLOCK || cmd->type == LC_CMD_SETLK) &&
+	    cmd->lock_type != LC_UNLCK)
+		return -ENOLCK;
+	if (n->disk_full && adds_data(cmd))
+		return -ENOSPC;
+	/* A lock of an owner whose release is held would reach the log
+	 * first, and the release would then drop it. */
+	if (n->nheld && lock_owner(cmd) && !releases(cmd)) {
+		retry_held(n);
+		if (held_for(n, lock_owner(cmd)))
+			return -ENOMEM;
+	}
+	rc = submit(n, cmd, fn, ctx, serial);
+	if (rc == -ENOMEM && releases(cmd))
+		(void)hold_release(n, cmd);
 	return rc;
 }
 
@@ -2847,6 +3114,7 @@ void node_get_status(const struct node *n, struct node_status *st)
 	st->applied_index = lc_applied_index(n->st);
 	st->sessions_lost = n->sessions_lost;
 	st->members = conf ? conf->n_learners : 0;
+	st->disk = n->disk_full ? "full" : "ok";
 	if (n->stopping && !n->stopped) {
 		uint64_t mono = loop_mono_ns();
 

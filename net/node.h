@@ -72,6 +72,7 @@ struct node_status {
 	const char *link_if;         /* watched interface, "" when none */
 	uint64_t sessions_lost;      /* times our session's lease ran out */
 	unsigned members;            /* learners in the configuration */
+	const char *disk;            /* "ok", "full": the data directory said ENOSPC */
 	struct peer_stats peer;      /* transport counters (zero alone) */
 	int stopping;                /* a clean stop waits for our holders */
 	uint64_t stop_left_ms;       /* ... this much longer at most */
@@ -133,11 +134,17 @@ void node_free(struct node *n);
  * Proposes a command.  The node fills cmd->origin, cmd->serial and
  * cmd->time_ns; the command's pointers need only live during the call.
  * On success returns 0, stores the serial in *serial (may be NULL) and
- * will call fn(ctx, ...) for its completions.  Returns -ENOMEM, or -ENOLCK
- * when the session is lost, without calling fn.
+ * will call fn(ctx, ...) for its completions.  Returns -ENOMEM, -ENOSPC
+ * (the data directory is full and cmd adds a file, a name, content or an
+ * xattr: CREATE, MKDIR, SYMLINK, LINK, WRITE, SETXATTR), or -ENOLCK when
+ * the session is lost, without calling fn.  A release (RELEASE, FLUSH, an
+ * unlock) refused with -ENOMEM is still kept by the node and proposed
+ * again until it is in the log, so no lock stays held by a closed file;
+ * until then a lock request of the same owner fails with -ENOMEM.
  *
  * A command that is not a blocking lock request (LC_LK_WAIT) and is not
- * in the log within --op-timeout (no quorum, no leader, link down) gets
+ * in the log within --op-timeout (no quorum, no leader, link down; alone
+ * too: a stalled log, no memory) gets
  * the final answer -ETIMEDOUT: fs answers ENOLCK for a lock, EIO for a
  * namespace change.  Its fate is then unknown: it may still be applied
  * (fs releases what such a lock request may have taken).  Blocking lock

@@ -33,7 +33,8 @@ enum opt_id {
 	O_FOREGROUND, O_NAME, O_CLUSTER, O_LISTEN, O_DATA_DIR, O_KEY_FILE,
 	O_INSECURE, O_CLIENT_LISTEN, O_LEASE, O_OP_TIMEOUT, O_LOCKFILE_TTL,
 	O_ON_LOST, O_STOP_TIMEOUT, O_CONFIG, O_FUSE, O_HELP, O_VERSION, O_ACCEPT_LOSS,
-	O_REJOIN, O__COUNT
+	O_REJOIN, O_MAX_FILES, O_MAX_BYTES, O_MAX_FILES_PER_USER, O_MAX_BYTES_PER_USER,
+	O_ROOT_RESERVE, O__COUNT
 };
 
 /* Config keys are the long option names; -o has none on the command line,
@@ -65,6 +66,11 @@ static const struct {
 	[O_ACCEPT_LOSS]   = { "accept-loss", 1, 0 },
 	/* Nor this: voters that all wait to catch up elect nobody. */
 	[O_REJOIN]        = { "rejoin", 0, 0 },
+	[O_MAX_FILES]          = { "max-files", 1, 1 },
+	[O_MAX_BYTES]          = { "max-bytes", 1, 1 },
+	[O_MAX_FILES_PER_USER] = { "max-files-per-user", 1, 1 },
+	[O_MAX_BYTES_PER_USER] = { "max-bytes-per-user", 1, 1 },
+	[O_ROOT_RESERVE]       = { "root-reserve", 1, 1 },
 };
 
 #define SHORTOPTS ":fn:C:l:D:k:c:o:hV"
@@ -89,6 +95,11 @@ static const struct option longopts[] = {
 	{ "config",        required_argument, NULL, 'c' },
 	{ "help",          no_argument,       NULL, 'h' },
 	{ "version",       no_argument,       NULL, 'V' },
+	{ "max-files",          required_argument, NULL, LONG_BASE + O_MAX_FILES },
+	{ "max-bytes",          required_argument, NULL, LONG_BASE + O_MAX_BYTES },
+	{ "max-files-per-user", required_argument, NULL, LONG_BASE + O_MAX_FILES_PER_USER },
+	{ "max-bytes-per-user", required_argument, NULL, LONG_BASE + O_MAX_BYTES_PER_USER },
+	{ "root-reserve",       required_argument, NULL, LONG_BASE + O_ROOT_RESERVE },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -98,6 +109,8 @@ static const struct option longopts[] = {
 #define TTL_MAX_S (366u * 24u * 3600u)
 #define STOP_TIMEOUT_MAX_S 3600u
 #define NS_PER_S 1000000000ull
+#define LIMIT_MAX (UINT64_C(1) << 50)    /* far beyond any real use */
+#define RESERVE_MAX_PCT 50u
 
 static const char usage_text[] =
 "Usage: cluckd [OPTIONS] MOUNTPOINT\n"
@@ -130,6 +143,15 @@ static const char usage_text[] =
 "                            named (see cluckd(8))\n"
 "      --rejoin              a voter restarted on a lost log: no vote until\n"
 "                            it caught up with the leader\n"
+"      --max-files N         files and directories in all (default 1000000)\n"
+"      --max-bytes SIZE      bytes of content in all (default 1G)\n"
+"      --max-files-per-user N\n"
+"                            files one uid may own (default 10000)\n"
+"      --max-bytes-per-user SIZE\n"
+"                            bytes of content one uid may own (default 64M)\n"
+"      --root-reserve PERCENT\n"
+"                            share of the totals only root may use\n"
+"                            (default 5); 0 for a limit means none\n"
 "  -c, --config FILE         same keys as the long options (default\n"
 "                            " OPT_DEFAULT_CONFIG " when it exists)\n"
 "  -o OPTIONS                extra FUSE mount options\n"
@@ -423,6 +445,39 @@ static int parse_signal(const char *v, int *sig)
 	return -1;
 }
 
+/* A count or a size for a limit: decimal digits, for a size optionally
+ * followed by K, M or G (powers of 1024); 0 means no limit. */
+static int set_limit(const char *opt, const char *v, int size, uint64_t *out,
+		     char *err, size_t errlen)
+{
+	char b[80], *end;
+	unsigned long long n;
+	uint64_t mul = 1;
+
+	if (!isdigit((unsigned char)v[0]))
+		goto bad;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno)
+		goto bad;
+	if (size && *end && !end[1]) {
+		switch (*end) {
+		case 'k': case 'K': mul = UINT64_C(1) << 10; end++; break;
+		case 'm': case 'M': mul = UINT64_C(1) << 20; end++; break;
+		case 'g': case 'G': mul = UINT64_C(1) << 30; end++; break;
+		default: break;
+		}
+	}
+	if (*end || n > LIMIT_MAX / mul)
+		goto bad;
+	*out = (uint64_t)n * mul;
+	return 0;
+bad:
+	return fail(err, errlen, "bad %s value '%s': expected %s (0 for no limit)",
+		    opt, shown(v, b, sizeof(b)),
+		    size ? "a size such as 65536, 64K, 64M or 1G" : "a whole number");
+}
+
 /* Sets a string field, replacing an earlier value. */
 static int set_str(char **field, const char *what, const char *v, char *err,
 		   size_t errlen)
@@ -576,6 +631,35 @@ static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
 		if (!nv[o->nfuse_opts])
 			return fail(err, errlen, "out of memory");
 		o->nfuse_opts++;
+		return 0;
+	}
+	case O_MAX_FILES:
+		return set_limit("--max-files", v, 0, &o->max_files, err, errlen);
+	case O_MAX_BYTES:
+		return set_limit("--max-bytes", v, 1, &o->max_bytes, err, errlen);
+	case O_MAX_FILES_PER_USER:
+		return set_limit("--max-files-per-user", v, 0, &o->max_files_per_user,
+				 err, errlen);
+	case O_MAX_BYTES_PER_USER:
+		return set_limit("--max-bytes-per-user", v, 1, &o->max_bytes_per_user,
+				 err, errlen);
+	case O_ROOT_RESERVE: {
+		uint64_t pct;
+		char pv[32];
+		size_t l = strlen(v);
+
+		/* "5" or "5%" */
+		if (l && l < sizeof(pv) && v[l - 1] == '%') {
+			memcpy(pv, v, l - 1);
+			pv[l - 1] = '\0';
+			v = pv;
+		}
+		if (set_limit("--root-reserve", v, 0, &pct, err, errlen) < 0 ||
+		    pct > RESERVE_MAX_PCT)
+			return fail(err, errlen,
+				    "bad --root-reserve value '%s': expected a percentage from 0 to %u",
+				    shown(v, b, sizeof(b)), RESERVE_MAX_PCT);
+		o->root_reserve_pct = (uint32_t)pct;
 		return 0;
 	}
 	case O_CONFIG:
@@ -813,6 +897,11 @@ int options_parse(struct options *o, int argc, char **argv)
 	o->op_timeout_ms = 5000;
 	o->on_lost_signal = SIGTERM;
 	o->stop_timeout_ms = 10000;
+	o->max_files = OPT_DEFAULT_MAX_FILES;
+	o->max_bytes = OPT_DEFAULT_MAX_BYTES;
+	o->max_files_per_user = OPT_DEFAULT_MAX_FILES_PER_USER;
+	o->max_bytes_per_user = OPT_DEFAULT_MAX_BYTES_PER_USER;
+	o->root_reserve_pct = OPT_DEFAULT_ROOT_RESERVE;
 
 	cl = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*cl));
 	if (!cl) {

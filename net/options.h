@@ -15,6 +15,13 @@
 #define OPT_DEFAULT_PORT 7470u
 #define OPT_DEFAULT_CLIENT_PORT 7471u
 #define OPT_DEFAULT_CONFIG "/etc/cluck/cluckd.conf"
+/* Limits (cluckd(8) "Limits"): far above what a lock directory needs,
+ * far below what fills a disk or the daemon's memory. */
+#define OPT_DEFAULT_MAX_FILES          UINT64_C(1000000)
+#define OPT_DEFAULT_MAX_BYTES          (UINT64_C(1) << 30)
+#define OPT_DEFAULT_MAX_FILES_PER_USER UINT64_C(10000)
+#define OPT_DEFAULT_MAX_BYTES_PER_USER (UINT64_C(64) << 20)
+#define OPT_DEFAULT_ROOT_RESERVE       5u
 
 /* HOST[:PORT]; host is an IPv4 address, an IPv6 address (given in
  * brackets, stored without) or a DNS name. */
@@ -48,6 +55,10 @@ struct options {
 	uint64_t accept_cut;            /* --accept-loss INDEX, 0: none */
 	int accept_state;               /* --accept-loss state */
 	int rejoin;                     /* --rejoin */
+	uint64_t max_files, max_bytes;  /* --max-files, --max-bytes; 0 = none */
+	uint64_t max_files_per_user;    /* --max-files-per-user; 0 = none */
+	uint64_t max_bytes_per_user;    /* --max-bytes-per-user; 0 = none */
+	uint32_t root_reserve_pct;      /* --root-reserve: share only root may use */
 	char *config_file;              /* the file read, or NULL */
 	char **fuse_opts;               /* -o values, in order (file first) */
 	size_t nfuse_opts;

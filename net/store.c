@@ -6,12 +6,14 @@
  *
  * It must never report an index as synced before an fsync covering it
  * returned, never retry or continue after a failed write or fsync (the
- * store becomes dead and returns -EIO), never trust a record whose length,
- * crc, index or term does not check out, never cut anything during
- * recovery but a torn tail (the last segment's unsynced end) or a loss the
- * admin accepted, never remove a log record that no durable snapshot
- * covers (except on a Raft conflict truncation or a snapshot install), and
- * never report an index synced before the index floor is above it.
+ * store becomes dead and returns -EIO; only a write or create refused for
+ * space, which loses nothing, is reported and may be retried), never trust
+ * a record whose length, crc, index or term does not check out, never cut
+ * anything during recovery but a torn tail (the last segment's unsynced
+ * end) or a loss the admin accepted, never remove a log record that no
+ * durable snapshot covers (except on a Raft conflict truncation or a
+ * snapshot install), and never report an index synced before the index
+ * floor is above it.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -190,6 +192,22 @@ static int fail(struct store *s, int rc)
 	return rc;
 }
 
+/* A write(2) or a create refused for space: the filesystem took nothing
+ * and dropped nothing (a short write leaves bytes past what we count, and
+ * the same bytes go again at the same offset), so this one is not fatal:
+ * what is buffered stays buffered and the caller may retry.  A failed
+ * fsync never is (see fail()). */
+static bool no_room(int rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT;
+}
+
+/* fail(), except for a write refused for space. */
+static int fail_write(struct store *s, int rc)
+{
+	return no_room(rc) ? rc : fail(s, rc);
+}
+
 static int fsync_dir(struct store *s)
 {
 	s->st.fsyncs++;
@@ -241,6 +259,12 @@ static int push_pos(struct store *s, uint64_t off, uint64_t term)
 static int seal_tmp(struct store *s, int fd, int rc, const char *tmp,
 		    const char *name)
 {
+	if (no_room(rc)) {
+		/* Nothing was synced: give the space back, the store lives. */
+		close(fd);
+		unlinkat(s->dirfd, tmp, 0);
+		return rc;
+	}
 	if (rc == 0) {
 		s->st.fsyncs++;
 		if (fsync(fd) < 0)
@@ -252,6 +276,38 @@ static int seal_tmp(struct store *s, int fd, int rc, const char *tmp,
 	if (renameat(s->dirfd, tmp, s->dirfd, name) < 0)
 		return fail(s, -errno);
 	return 0;
+}
+
+/* ---- the space reserve -------------------------------------------------- */
+
+#define RESERVE_NAME "reserve"
+
+/* Makes the reserve file hold `bytes` (see store.h). */
+int store_reserve(struct store *s, uint64_t bytes)
+{
+	int fd, e;
+
+	if (s->failed)
+		return -EIO;
+	fd = openat(s->dirfd, RESERVE_NAME, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	/* posix_fallocate writes zeros where fallocate is not supported. */
+	e = bytes ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
+	close(fd);
+	if (e) {
+		unlinkat(s->dirfd, RESERVE_NAME, 0);
+		return -e;
+	}
+	return 0;
+}
+
+/* Gives the reserve's space back (see store.h). */
+int store_unreserve(struct store *s)
+{
+	if (unlinkat(s->dirfd, RESERVE_NAME, 0) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return 1;
 }
 
 /* ---- the driver's small files -------------------------------------------- */
@@ -358,7 +414,7 @@ static int write_state(struct store *s)
 	fd = openat(s->dirfd, STATE_TMP,
 		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return fail(s, -errno);
+		return fail_write(s, -errno);
 	rc = write_all(fd, b, sizeof(b), 0);
 	rc = seal_tmp(s, fd, rc, STATE_TMP, STATE_NAME);
 	if (rc < 0)
@@ -1510,7 +1566,7 @@ static int flush(struct store *s)
 	rc = write_all(s->tailfd, s->wbuf, s->wlen,
 		       s->segs[s->nsegs - 1].size - s->wlen);
 	if (rc < 0)
-		return fail(s, rc);
+		return fail_write(s, rc);
 	s->wlen = 0;
 	return 0;
 }
@@ -1518,27 +1574,32 @@ static int flush(struct store *s)
 static int new_segment(struct store *s, uint64_t first)
 {
 	char name[32];
-	int rc;
+	int rc, fd;
 
+	/* The new file first: refused for space, the old tail stays the
+	 * tail (store_append() then goes on past the roll size). */
+	seg_name(name, sizeof(name), first);
+	fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fail_write(s, -errno);
 	if (s->tailfd >= 0) {
 		/* The old tail is closed now, so sync it now: store_sync()
 		 * only syncs the current tail. */
 		rc = flush(s);
-		if (rc < 0)
-			return rc;
-		if (s->tail_dirty) {
+		if (rc == 0 && s->tail_dirty) {
 			s->st.fdatasyncs++;
 			if (fdatasync(s->tailfd) < 0)
-				return fail(s, -errno);
+				rc = fail(s, -errno);
+		}
+		if (rc < 0) {
+			close(fd);
+			unlinkat(s->dirfd, name, 0);
+			return rc;
 		}
 		close(s->tailfd);
 		s->tailfd = -1;
 	}
-	seg_name(name, sizeof(name), first);
-	s->tailfd = openat(s->dirfd, name,
-			   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (s->tailfd < 0)
-		return fail(s, -errno);
+	s->tailfd = fd;
 	rc = push_seg(s, first, 0);
 	if (rc < 0)
 		return fail(s, rc);
@@ -1585,12 +1646,14 @@ int store_append(struct store *s, uint64_t index, uint64_t term,
 	if (s->tailfd < 0 || (s->segs[s->nsegs - 1].size > 0 &&
 			      s->segs[s->nsegs - 1].size + rec > s->seg_bytes)) {
 		rc = new_segment(s, index);
-		if (rc < 0)
+		/* No room for a new segment: a longer tail will do. */
+		if (rc < 0 && !(no_room(rc) && s->tailfd >= 0))
 			return rc;
 	}
 	if (s->wlen + rec > WBUF_FLUSH) {
 		rc = flush(s);
-		if (rc < 0)
+		/* No room: keep it buffered, store_sync() says so. */
+		if (rc < 0 && !no_room(rc))
 			return rc;
 	}
 	tail = &s->segs[s->nsegs - 1];
@@ -1767,7 +1830,7 @@ static int snapshot_write(struct store *s, uint64_t index, uint64_t term,
 	fd = openat(s->dirfd, SNAP_TMP,
 		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return fail(s, -errno);
+		return fail_write(s, -errno);
 	/* write_all() loops over short writes: data can be tens of MB. */
 	rc = write_all(fd, h, SNAP_HDR, 0);
 	if (rc == 0)

@@ -23,11 +23,15 @@
  * It must never report an index as synced before the bytes and the
  * directory entries holding it were fsynced, never keep going after a
  * write or fsync failure (the page cache can no longer be trusted: the
- * store is dead and every later call returns -EIO), and never drop a
- * record that may have been synced: recovery cuts only a torn tail (damage
- * in the last segment with no valid record after it), skips damage inside
- * what the snapshot covers, and refuses anything else (-EUCLEAN, with the
- * file, offset, index and the entries that cutting would lose).
+ * store is dead and every later call returns -EIO) except a write or a
+ * create refused with ENOSPC or EDQUOT, which loses nothing (what was
+ * buffered stays buffered; the call returns the error and may be retried:
+ * store_append() then keeps records buffered, or past the roll size in
+ * the tail, and store_sync() reports it), and never drop a record that may
+ * have been synced: recovery cuts only a torn tail (damage in the last
+ * segment with no valid record after it), skips damage inside what the
+ * snapshot covers, and refuses anything else (-EUCLEAN, with the file,
+ * offset, index and the entries that cutting would lose).
  *
  * Index floor: before store_sync() first reports an index above the
  * reserved floor, the state file gets floor = that index + floor_step (and
@@ -154,6 +158,16 @@ void store_close(struct store *s);
  * -errno.  `name` is a plain file name. */
 int store_put_file(struct store *s, const char *name, const void *data, size_t len);
 ssize_t store_get_file(struct store *s, const char *name, char *buf, size_t size);
+
+/* The space reserve: a file `reserve` of preallocated bytes that the
+ * driver gives back when the filesystem is full, so the lock commands it
+ * still accepts can be logged, and makes again once there is room.
+ * store_reserve() makes (or grows) it to `bytes`: 0, -ENOSPC (no reserve
+ * then), -EIO after a failure, or another -errno.  store_unreserve()
+ * removes it: 1 when it freed one, 0 when there was none, or -errno.
+ * Neither touches the log, nor kills the store. */
+int store_reserve(struct store *s, uint64_t bytes);
+int store_unreserve(struct store *s);
 
 /* Hard state as last set (synced or not); 0, 0 for a fresh store. */
 void store_hardstate(const struct store *s, uint64_t *term, uint64_t *vote);

@@ -2428,6 +2428,123 @@ static struct fx *small_world(void)
 	return f;
 }
 
+/* ======================================================================= */
+/* usage per uid (the limits of cluckd(8))                                  */
+/* ======================================================================= */
+
+static int64_t mkfile_as(struct fx *f, const char *name, uint32_t uid)
+{
+	struct lc_cmd c = { .type = LC_CMD_CREATE, .parent = ROOT,
+			    .name = name, .name_len = (uint32_t)strlen(name),
+			    .mode = 0644, .uid = uid, .gid = uid };
+
+	return fx_apply(f, &c) < 0 ? -1 : lookup_(f, ROOT, name);
+}
+
+static int chown_(struct fx *f, uint64_t ino, uint32_t uid)
+{
+	struct lc_cmd c = { .type = LC_CMD_SETATTR, .ino = ino,
+			    .valid = LC_SET_UID, .uid = uid };
+
+	return fx_apply(f, &c);
+}
+
+#define USE_IS(st, uid, nf, nb) do {                                        \
+	struct lc_usage u_;                                                 \
+	lc_usage((st), (uid), &u_);                                         \
+	CU_ASSERT_EQUAL(u_.files, (nf));                                    \
+	CU_ASSERT_EQUAL(u_.bytes, (nb));                                    \
+} while (0)
+
+static void test_usage_follows_creates_writes_chown_and_unlink(void)
+{
+	FX;
+	struct lc_usage tot;
+	int64_t a, b;
+	uint8_t buf[100] = { 0 };
+
+	USE_IS(f->s, 0, 1, 0);                       /* the root directory */
+	USE_IS(f->s, 1000, 0, 0);
+	a = mkfile_as(f, "a", 1000);
+	b = mkfile_as(f, "b", 1000);
+	CU_ASSERT_FATAL(a > 0 && b > 0);
+	USE_IS(f->s, 1000, 2, 0);
+	CU_ASSERT_EQUAL(write_(f, (uint64_t)a, 10, buf, sizeof(buf)), 0);
+	USE_IS(f->s, 1000, 2, 110);
+	CU_ASSERT_EQUAL(write_(f, (uint64_t)a, 0, buf, 5), 0);      /* inside */
+	USE_IS(f->s, 1000, 2, 110);
+	CU_ASSERT_EQUAL(truncate_(f, (uint64_t)a, 50), 0);
+	USE_IS(f->s, 1000, 2, 50);
+	CU_ASSERT_EQUAL(truncate_(f, (uint64_t)b, 4000), 0);
+	USE_IS(f->s, 1000, 2, 4050);
+	CU_ASSERT_EQUAL(chown_(f, (uint64_t)b, 1001), 0);
+	USE_IS(f->s, 1000, 1, 50);
+	USE_IS(f->s, 1001, 1, 4000);
+	CU_ASSERT_EQUAL(truncate_(f, (uint64_t)b, 0), 0);
+	USE_IS(f->s, 1001, 1, 0);
+	lc_usage_total(f->s, &tot);
+	CU_ASSERT_EQUAL(tot.files, 3);
+	CU_ASSERT_EQUAL(tot.bytes, 50);
+	/* a held, unlinked file still costs until it goes */
+	CU_ASSERT_EQUAL(ex(f, (uint64_t)a, 1), 0);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "a"), 0);
+	USE_IS(f->s, 1000, 1, 50);
+	CU_ASSERT_EQUAL(un(f, (uint64_t)a, 1), 0);
+	USE_IS(f->s, 1000, 0, 0);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "b"), 0);
+	USE_IS(f->s, 1001, 0, 0);
+	lc_usage_total(f->s, &tot);
+	CU_ASSERT_EQUAL(tot.files, 1);
+	CU_ASSERT_EQUAL(tot.bytes, 0);
+	fx_free(f);
+}
+
+static void test_usage_counts_dirs_symlinks_and_survives_a_snapshot(void)
+{
+	FX;
+	struct lc_cmd c = { .type = LC_CMD_MKDIR, .parent = ROOT, .name = "d",
+			    .name_len = 1, .mode = 0755, .uid = 7 };
+	struct lc_cmd l = { .type = LC_CMD_SYMLINK, .parent = ROOT, .name = "l",
+			    .name_len = 1, .data = "target", .data_len = 6,
+			    .uid = 7 };
+	struct lc_state *ld = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	CU_ASSERT_EQUAL(fx_apply(f, &c), 0);
+	CU_ASSERT_EQUAL(fx_apply(f, &l), 0);
+	CU_ASSERT_FATAL(mkfile_as(f, "x", 7) > 0);
+	CU_ASSERT_EQUAL(link_(f, (uint64_t)lookup_(f, ROOT, "x"), ROOT, "y"), 0);
+	USE_IS(f->s, 7, 3, 6);                       /* a hard link is no file */
+	CU_ASSERT_EQUAL_FATAL(lc_state_save(f->s, &buf, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(lc_state_load(buf, len, &ld), 0);
+	USE_IS(ld, 7, 3, 6);
+	USE_IS(ld, 0, 1, 0);
+	/* user xattrs count: name and value bytes, replaced, removed */
+	{
+		uint64_t x = (uint64_t)lookup_(f, ROOT, "x");
+
+		CU_ASSERT_EQUAL(setxattr_(f, x, "user.a", "12345", 5, 0), 0);
+		USE_IS(f->s, 7, 3, 6 + 6 + 5);
+		CU_ASSERT_EQUAL(setxattr_(f, x, "user.a", "1", 1, 0), 0);
+		USE_IS(f->s, 7, 3, 6 + 6 + 1);
+		CU_ASSERT_EQUAL(setslots(f, x, "3"), 0);     /* a setting */
+		USE_IS(f->s, 7, 3, 6 + 6 + 1);
+		CU_ASSERT_EQUAL(chown_(f, x, 8), 0);
+		USE_IS(f->s, 7, 2, 6);
+		USE_IS(f->s, 8, 1, 7);
+		CU_ASSERT_EQUAL(removexattr_(f, x, "user.a"), 0);
+		USE_IS(f->s, 8, 1, 0);
+		CU_ASSERT_EQUAL(setxattr_(f, x, "user.b", "xy", 2, 0), 0);
+		CU_ASSERT_EQUAL(unlink_(f, ROOT, "x"), 0);
+		CU_ASSERT_EQUAL(unlink_(f, ROOT, "y"), 0);
+		USE_IS(f->s, 8, 0, 0);
+	}
+	lc_state_free(ld);
+	free(buf);
+	fx_free(f);
+}
+
 static void test_snapshot_round_trip_keeps_everything(void)
 {
 	struct fx *f = small_world();
@@ -3477,6 +3594,8 @@ static const struct test_def tests[] = {
 	T(test_posix_long_queue_drains),
 	T(test_ten_thousand_waiters_leave_nothing_behind),
 	T(test_session_close_with_many_waiters_leaves_nothing),
+	T(test_usage_follows_creates_writes_chown_and_unlink),
+	T(test_usage_counts_dirs_symlinks_and_survives_a_snapshot),
 };
 
 /* Runs every test, or only those whose name contains argv[1]; exits 1 on

@@ -1,0 +1,138 @@
+#!/bin/sh
+# t/fs-faults.sh - failures inside cluckd get answers, through an
+# LD_PRELOAD shim (t/faultshim.so): a write whose path meets a failed
+# allocation, at each of its large allocations in turn, is answered
+# (done, or an error) instead of waiting forever on a lone node; and a
+# failed fsync stops the daemon with exit status 1 and a message, after
+# signalling the holders of its locks; a release that met a failed
+# allocation is proposed again, so the lock of a closed file is freed;
+# a log that cannot be written even after the reserve went back makes
+# requests wait (non-blocking ones answered after --op-timeout), and the
+# node serves again once it can write.
+#
+# It must never: leave a daemon, a holder or a mount behind (lib.sh traps).
+[ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
+. "$top_srcdir/t/lib.sh"
+
+require_cmd ldd
+SHIM=$(cd "$T_BIN" && pwd)/faultshim.so
+[ -r "$SHIM" ] || skip "faultshim.so not built"
+# The sanitizers' runtime interposes the same functions and must be first.
+ldd "$CLUCKD" 2>/dev/null | grep -q 'lib[at]san' && skip "cluckd is built with a sanitizer"
+
+M=$MNT
+F=$T_DIR/faults
+mkdir -p "$F"
+
+start_faulty() { LD_PRELOAD=$SHIM CLUCK_FAULT_DIR=$F start_cluckd "$@"; }
+
+# --- every large allocation of a write path fails once, in turn ---------------------
+# A 30000-byte write allocates a few buffers of more than 16 KiB on its
+# way: the command, the engine's copy, the log buffer, the content.
+start_faulty --op-timeout 2 || finish
+for k in 0 1 2 3 4 5 6 7; do
+	if ! alive "$CLUCKD_PID"; then
+		# A failure that stops the node (applying a committed entry
+		# cannot fail half-way) is an answer too; start again.
+		wait "$CLUCKD_PID" 2>/dev/null
+		CLUCKD_PID=
+		mounted && fusermount3 -uz "$M"
+		start_faulty --op-timeout 2 || finish
+	fi
+	echo "$k 1 16384" > "$F/malloc"
+	# In the background: a write the daemon never answers cannot be
+	# killed (the kernel waits for the answer); stopping the daemon
+	# frees it.
+	"$FSPROBE" errno write "$M/w$k" 30000 > "$T_DIR/got" 2>&1 &
+	wp=$!
+	wait_until 20 dead "$wp"
+	answered=$?
+	rm -f "$F/malloc"
+	if [ "$answered" != 0 ]; then
+		fail "write with large allocation $k failing: no answer within 20 s"
+		stop_cluckd
+		wait "$wp" 2>/dev/null
+		start_faulty --op-timeout 2 || finish
+	else
+		wait "$wp" 2>/dev/null
+		got=$(cat "$T_DIR/got")
+		# Any answer will do: done, ENOMEM, EIO (--op-timeout), or
+		# what the fail-closed mount point says once the node stopped.
+		case $got in
+		OK|E[A-Z]*) ok "write with large allocation $k failing: $got" ;;
+		*) fail "write with large allocation $k failing: unexpected '$got'" ;;
+		esac
+	fi
+done
+if alive "$CLUCKD_PID"; then
+	expect_eq "a write after the faults" OK "$("$FSPROBE" errno write "$M/after" 30000)"
+fi
+stop_cluckd
+
+# --- a release refused for memory is proposed again ---------------------------------
+# A command without names or data encodes to 171 bytes; when a holder
+# dies, its RELEASE is the only one made: fail exactly that allocation.
+start_faulty || finish
+holder "" "$M/rel" R1
+wait_until 5 granted R1 || fail "holder R1 was not granted"
+echo "0 1 171 171" > "$F/malloc"
+release "$HPID"
+if wait_until 5 flock -n "$M/rel" true; then
+	ok "the lock of a closed file is freed though its release met no memory"
+else
+	fail "the lock of a closed file stays held: $(lock_line rel)"
+fi
+expect_eq "the fault was met" "0 0 171 171" "$(cat "$F/malloc")"
+rm -f "$F/malloc"
+stop_cluckd
+
+# --- a disk the reserve cannot relieve: the log waits, requests are answered -------
+start_faulty --op-timeout 2 || finish
+: > "$M/other"
+holder "" "$M/held" H0
+wait_until 5 granted H0 || fail "holder H0 was not granted"
+touch "$F/nospc"
+e=$("$FSPROBE" errno write "$M/nw" 100)
+expect_eq "a write while the log cannot be written ends after --op-timeout" EIO "$e"
+e=$("$FSPROBE" errno write "$M/nw2" 100)
+expect_eq "later writes get ENOSPC at once" ENOSPC "$e"
+# flock(1) exits 71 for ENOLCK (1 only for a lock held elsewhere).
+expect_rc "a lock request is answered (ENOLCK after --op-timeout)" 71 flock -n "$M/other" true
+if alive "$CLUCKD_PID"; then ok "cluckd still runs"; else fail "cluckd stopped on ENOSPC"; fi
+grep -q "requests wait until there is room" "$LOG" && ok "the log says the log waits for room" || fail "no message about the stalled log"
+rm -f "$F/nospc"
+if wait_until 10 eval '[ "$("$FSPROBE" errno write "$M/nw3" 100)" = OK ]'; then
+	ok "writes work again once writes to the log do"
+else
+	fail "writes still refused after the disk came back"
+fi
+expect_rc "locks work again" 0 flock -n "$M/other" true
+expect_eq "the holder held throughout" 1 "$(lock_field held holders)"
+expect_eq "the create that timed out landed after all" 1 "$([ -e "$M/nw" ] && echo 1)"
+release "$HPID"
+stop_cluckd
+expect_eq "clean stop" 0 "$CLUCKD_RC"
+
+# --- a failed fsync: holders are signalled, then the daemon stops -------------------
+rm -rf "$T_DIR/data"; mkdir "$T_DIR/data"
+start_faulty || finish
+holder "" "$M/held" H1
+wait_until 5 granted H1 || fail "holder H1 was not granted"
+hpid=$(tail -n1 "$T_PIDS")
+touch "$F/fsync"
+"$FSPROBE" errno write "$M/x" 100 > /dev/null 2>&1
+if wait_until 10 dead "$CLUCKD_PID"; then
+	wait "$CLUCKD_PID"
+	rc=$?
+	CLUCKD_PID=
+	expect_eq "exit status after a failed fsync" 1 "$rc"
+	grep -q "Input/output error; stopping" "$LOG" && ok "the log says why it stopped" || fail "no EIO message in the log"
+	grep -Eq "[1-9][0-9]* processes signalled" "$LOG" && ok "the log says the holders were signalled" || fail "no signalled holders in the log: $(grep -i lost "$LOG" | tail -n2)"
+else
+	fail "cluckd kept running after a failed fsync"
+fi
+if wait_until 5 dead "$hpid"; then ok "the holder was signalled"; else fail "the holder $hpid still runs, believing it holds"; fi
+rm -f "$F/fsync"
+mounted && fusermount3 -uz "$M"
+
+finish
