@@ -61,6 +61,7 @@ chgrp 4242 "$M/grp"; chmod 0710 "$M/grp"
 holders0=$(status_key locks_held)
 for f in hidden/job pub/inner/job grp/job xonly/job pub/job; do
 	holder -x "$M/$f" "$f"
+	view_holders+=("$HPID")
 done
 wait_until 5 eval '[ "$(status_key locks_held)" = $((holders0 + 5)) ]' || fail "status view: not all 5 locks held"
 # seen [CMD...]: the lock paths of status and of status.json, sorted, "|"
@@ -93,6 +94,7 @@ expect_eq "counts stay global: nobody reads the same locks_held" "$(status_key l
 mkdir "$M/tmpd"; chmod 0755 "$M/tmpd"
 for f in hidden/gone pub/gone tmpd/gone; do
 	holder -x "$M/$f" "$f"
+	view_holders+=("$HPID")
 	wait_until 5 granted "$f" || fail "$f: holder not granted"
 	rm "$M/$f"
 done
@@ -100,6 +102,8 @@ rmdir "$M/tmpd"
 deleted() { "$@" cat "$M/status" | sed -n 's/^lock <deleted:[0-9]*> .* was=//p' | sort | tr '\n' ' '; }
 expect_eq "root sees every deleted file's lock" "/hidden/gone /pub/gone ?/gone " "$(deleted)"
 expect_eq "nobody sees only the one in a directory it may search" "/pub/gone " "$(deleted nobody)"
+# A stop waits --stop-timeout for holders: this section leaves none.
+for p in "${view_holders[@]}"; do release "$p"; done
 
 # --- issue 9: a ttl removes the name, so it needs the rights removal needs -----
 # Root holds an exclusive flock on its 0666 file; nobody may write the file

@@ -42,8 +42,24 @@ populate() {
 		[ $((i % 20)) = 0 ] && note_token "f$i"
 	done
 	note_token lock
+	# Where snapshots fall depends on timing: write on until the oldest
+	# segment starts inside what the newest snapshot covers (a covered
+	# record to damage).
+	for i in $(seq 1 200); do
+		covered_seg && break
+		echo "$i" > "$M/g$i"
+	done
 	stop_cluckd
 	cp -a "$D" "$B"
+}
+
+# covered_seg: the oldest log segment starts below the newest snapshot.
+covered_seg() {
+	local s n
+	s=$(ls "$D"/log-* 2>/dev/null | head -n1)
+	n=$(ls "$D"/snap-* 2>/dev/null | tail -n1)
+	[ -n "$s" ] && [ -n "$n" ] &&
+		[ "$(printf '%d' "0x${s##*/log-}")" -lt "$(printf '%d' "0x${n##*/snap-}")" ]
 }
 
 # intact WHAT: every file is there with its content.
