@@ -1576,29 +1576,31 @@ static int new_segment(struct store *s, uint64_t first)
 	char name[32];
 	int rc, fd;
 
-	/* The new file first: refused for space, the old tail stays the
-	 * tail (store_append() then goes on past the roll size). */
-	seg_name(name, sizeof(name), first);
-	fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return fail_write(s, -errno);
 	if (s->tailfd >= 0) {
-		/* The old tail is closed now, so sync it now: store_sync()
-		 * only syncs the current tail. */
+		/* The old tail first, whole and synced, before the new
+		 * name exists: a crash must never leave a segment after a
+		 * torn one (recovery cuts only the last segment's end).
+		 * store_sync() only syncs the current tail.  Refused for
+		 * space, the old tail stays the tail, synced or not. */
 		rc = flush(s);
 		if (rc == 0 && s->tail_dirty) {
 			s->st.fdatasyncs++;
 			if (fdatasync(s->tailfd) < 0)
 				rc = fail(s, -errno);
+			else
+				s->tail_dirty = false;
 		}
-		if (rc < 0) {
-			close(fd);
-			unlinkat(s->dirfd, name, 0);
+		if (rc < 0)
 			return rc;
-		}
-		close(s->tailfd);
-		s->tailfd = -1;
 	}
+	/* Refused for space, the old tail stays the tail (store_append()
+	 * then goes on past the roll size). */
+	seg_name(name, sizeof(name), first);
+	fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fail_write(s, -errno);
+	if (s->tailfd >= 0)
+		close(s->tailfd);
 	s->tailfd = fd;
 	rc = push_seg(s, first, 0);
 	if (rc < 0)

@@ -440,6 +440,52 @@ static void test_torn_tail(void)
 	rm_dir();
 }
 
+/* fdatasync is wrapped (-Wl,--wrap=fdatasync): while `roll_watch` is
+ * set, each call checks that the file it syncs is the newest segment in
+ * the directory.  A roll must sync the old tail before it creates the
+ * next segment: a crash in between must not leave an empty new segment
+ * (its name made durable by any journal commit) after a torn old tail,
+ * which recovery rightly takes for damage, not a torn tail. */
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+static int roll_watch, roll_syncs, roll_bad;
+
+int __wrap_fdatasync(int fd)
+{
+	if (roll_watch) {
+		struct stat a, b;
+		uint64_t f = last_seg_first();
+		char p[128];
+
+		snprintf(p, sizeof(p), "%s/log-%016" PRIx64, dir, f);
+		roll_syncs++;
+		if (fstat(fd, &a) < 0 || stat(p, &b) < 0 || a.st_ino != b.st_ino)
+			roll_bad++;
+	}
+	return __real_fdatasync(fd);
+}
+
+static void test_roll_syncs_before_create(void)
+{
+	struct store *s;
+
+	mkdir_fresh();
+	s = open_store(512);
+	roll_watch = 1;
+	roll_syncs = roll_bad = 0;
+	append_range(s, 1, 100);       /* rolls, no store_sync() */
+	CU_ASSERT_EQUAL(store_sync(s), 100);
+	roll_watch = 0;
+	CU_ASSERT(roll_syncs > 3);
+	CU_ASSERT_EQUAL(roll_bad, 0);
+	store_close(s);
+	s = open_store(512);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_loaded(s, 100);
+	store_close(s);
+	rm_dir();
+}
+
 /* Offset of the record of `index` in segment `first` (walking lengths). */
 static off_t rec_off(uint64_t first, uint64_t index)
 {
@@ -1507,6 +1553,7 @@ static const struct {
 	T(test_truncate_append),
 	T(test_segments),
 	T(test_torn_tail),
+	T(test_roll_syncs_before_create),
 	T(test_flipped_byte),
 	T(test_bad_then_good),
 	T(test_covered_flip),
