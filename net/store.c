@@ -1710,6 +1710,15 @@ int store_truncate(struct store *s, uint64_t index)
 		s->dir_dirty = true;
 	}
 	s->st.segments = s->nsegs;
+	/* The cut is durable before anything is written where the old
+	 * records were: a crash must not find the new records followed by
+	 * old valid ones (a size that did not stick) or beside an old next
+	 * segment (an unlink that did not), which recovery takes for damage. */
+	if (s->dir_dirty) {
+		rc = fsync_dir(s);
+		if (rc < 0)
+			return rc;
+	}
 	if (off > 0) {
 		int fd;
 
@@ -1717,7 +1726,8 @@ int store_truncate(struct store *s, uint64_t index)
 		fd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC);
 		if (fd < 0)
 			return fail(s, -errno);
-		if (ftruncate(fd, (off_t)off) < 0) {
+		s->st.fsyncs++;
+		if (ftruncate(fd, (off_t)off) < 0 || fsync(fd) < 0) {
 			rc = -errno;
 			close(fd);
 			return fail(s, rc);

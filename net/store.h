@@ -214,8 +214,10 @@ int store_append(struct store *s, uint64_t index, uint64_t term,
 
 /*
  * Drops every record with index >= `index` (Raft conflict): ftruncate of
- * the segment holding it, unlink of later segments.  Durable at the next
- * store_sync().  index > last is a no-op.  Returns 0, -EINVAL for index 0
+ * the segment holding it, unlink of later segments, both durable before
+ * it returns (the records appended next go where the old ones were, and
+ * a crash must not bring the old ones back after them).  index > last is
+ * a no-op.  Returns 0, -EINVAL for index 0
  * or at or below the newest snapshot's index (committed), -EIO after an
  * earlier failure, or an -errno.
  */

@@ -465,6 +465,102 @@ int __wrap_fdatasync(int fd)
 	return __real_fdatasync(fd);
 }
 
+static void open_refused(uint64_t seg_bytes, struct store_damage *d);
+
+/* fsync is wrapped too: while `cut_watch` is set it counts the calls on
+ * directories and on files. */
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+static int cut_watch, cut_dir_syncs, cut_file_syncs;
+
+int __wrap_fsync(int fd)
+{
+	struct stat st;
+
+	if (cut_watch && fstat(fd, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			cut_dir_syncs++;
+		else
+			cut_file_syncs++;
+	}
+	return __real_fsync(fd);
+}
+
+/* A Raft conflict truncation is durable before store_truncate() returns.
+ * Otherwise the records appended next overwrite the same place while the
+ * shorter size (or the unlink of the later segments) is not durable: a
+ * crash then leaves the new records followed by old valid ones (the cut
+ * undone), or the old next segment beside the new records, which
+ * recovery must take for damage, not a torn tail.  The image below is
+ * such a crash: it is refused, so it must never happen. */
+static void test_truncate_durable_first(void)
+{
+	struct store *s;
+	uint8_t b[4] = { 9, 9, 9, 9 };
+	uint8_t *old;
+	off_t oldlen, newlen;
+	struct store_damage d;
+	FILE *f;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 40);
+	CU_ASSERT_EQUAL(store_sync(s), 40);
+	cut_watch = 1;
+	cut_file_syncs = cut_dir_syncs = 0;
+	CU_ASSERT_EQUAL(store_truncate(s, 15), 0);
+	cut_watch = 0;
+	CU_ASSERT(cut_file_syncs >= 1);
+	for (uint64_t i = 15; i <= 17; i++)
+		CU_ASSERT_EQUAL(store_append(s, i, 99, 0, b, 4), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 17);
+	store_close(s);
+	rm_dir();
+
+	/* Across segments: the later ones are unlinked durably too. */
+	mkdir_fresh();
+	s = open_store(512);
+	append_range(s, 1, 100);
+	CU_ASSERT_EQUAL(store_sync(s), 100);
+	cut_watch = 1;
+	cut_file_syncs = cut_dir_syncs = 0;
+	CU_ASSERT_EQUAL(store_truncate(s, 30), 0);
+	cut_watch = 0;
+	CU_ASSERT(cut_dir_syncs >= 1);
+	store_close(s);
+	rm_dir();
+
+	/* The crash image: the cut not durable, the new records written. */
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 40);
+	CU_ASSERT_EQUAL(store_sync(s), 40);
+	store_close(s);
+	oldlen = file_size(seg_path(1));
+	old = malloc((size_t)oldlen);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(old);
+	f = fopen(seg_path(1), "rb");
+	CU_ASSERT_FATAL(f && fread(old, 1, (size_t)oldlen, f) == (size_t)oldlen);
+	fclose(f);
+	s = open_store(0);
+	CU_ASSERT_EQUAL(store_truncate(s, 15), 0);
+	for (uint64_t i = 15; i <= 17; i++)
+		CU_ASSERT_EQUAL(store_append(s, i, 99, 0, b, 4), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 17);
+	store_close(s);
+	newlen = file_size(seg_path(1));
+	CU_ASSERT_FATAL(newlen < oldlen);
+	f = fopen(seg_path(1), "r+b");
+	CU_ASSERT_FATAL(f && fseeko(f, newlen, SEEK_SET) == 0);
+	CU_ASSERT(fwrite(old + newlen, 1, (size_t)(oldlen - newlen), f) ==
+		  (size_t)(oldlen - newlen));
+	fclose(f);
+	free(old);
+	open_refused(0, &d);
+	CU_ASSERT_EQUAL(d.kind, STORE_DAMAGE_LOG);
+	rm_dir();
+}
+
 static void test_roll_syncs_before_create(void)
 {
 	struct store *s;
@@ -1554,6 +1650,7 @@ static const struct {
 	T(test_segments),
 	T(test_torn_tail),
 	T(test_roll_syncs_before_create),
+	T(test_truncate_durable_first),
 	T(test_flipped_byte),
 	T(test_bad_then_good),
 	T(test_covered_flip),
