@@ -331,6 +331,18 @@ int store_put_file(struct store *s, const char *name, const void *data, size_t l
 	return rc < 0 ? rc : fsync_dir(s);
 }
 
+/* Removes a small file durably (see store.h). */
+int store_del_file(struct store *s, const char *name)
+{
+	if (s->failed)
+		return -EIO;
+	if (strchr(name, '/'))
+		return -EINVAL;
+	if (unlinkat(s->dirfd, name, 0) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return fsync_dir(s);
+}
+
 /* Reads a small file (see store.h). */
 ssize_t store_get_file(struct store *s, const char *name, char *buf, size_t size)
 {

@@ -9,6 +9,7 @@
  *                         so a missing one beside a log is damage
  *   log-<16 hex digits>   a segment, named by the index of its first record
  *   epoch, cluster        small files of the driver (store_put_file)
+ *   rejoin                (the driver's) a voter still catching up
  * A segment is a sequence of records, little endian:
  *   u32 length   bytes after the crc field (17 + payload length)
  *   u32 crc32c   of those bytes (index .. payload)
@@ -158,6 +159,9 @@ void store_close(struct store *s);
  * -errno.  `name` is a plain file name. */
 int store_put_file(struct store *s, const char *name, const void *data, size_t len);
 ssize_t store_get_file(struct store *s, const char *name, char *buf, size_t size);
+/* Removes `name` durably (directory fsync) before it returns: 0 (also
+ * when it was absent), or -errno (a failed fsync kills the store). */
+int store_del_file(struct store *s, const char *name);
 
 /* The space reserve: a file `reserve` of preallocated bytes that the
  * driver gives back when the filesystem is full, so the lock commands it
