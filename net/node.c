@@ -2312,6 +2312,16 @@ static int load(struct node *n)
 		log_err("--rejoin is for a voter of a cluster (--cluster naming this node)");
 		return -EINVAL;
 	}
+	if (n->rejoin && n->n_voters < 3) {
+		/* It votes for nobody until a leader fed it: the other voter
+		 * of two (or none of one) is no majority alone, so one
+		 * election would leave the cluster without a leader for good. */
+		log_err("--rejoin needs a cluster of 3 or more voters (this one has %u): "
+			"the others must elect a leader without this voter's vote; see "
+			"cluckd(8), Repairing a data directory, for copying a voter's data "
+			"directory instead", n->n_voters);
+		return -EINVAL;
+	}
 	if (n->accept_state && n->clustered && n->voter) {
 		log_err("--accept-loss state is refused on a voter of a cluster: a voter "
 			"that forgets its vote may vote twice in one term; see cluckd(8), "

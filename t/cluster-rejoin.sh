@@ -73,4 +73,11 @@ for i in $(seq 1 30); do [ "$(cat "$(ns_mnt "$NS_LEADER")/f$i" 2>/dev/null)" = "
 expect_eq "new leader $NS_LEADER: every file" 0 "$bad"
 echo new > "$(ns_mnt "$F")/after" && ok "a write through $F commits" || fail "a write through $F failed"
 for n in $X; do ns_stop "$n"; done
+
+# With fewer than 3 voters the others elect nobody without the rejoining
+# voter's vote: --rejoin is refused there, before anything is written.
+rc=$(ns_run a -k "$NS_KEY" -C "a=${NS_IP[a]},b=${NS_IP[b]}" --rejoin)
+expect_eq "--rejoin in a cluster of 2 voters is refused" 1 "$rc"
+expect_match "the refusal says why" "--rejoin needs a cluster of 3 or more voters" \
+	"$(grep 'rejoin needs' "$(ns_log a)")"
 finish
