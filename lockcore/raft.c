@@ -680,10 +680,13 @@ static void caught_up(struct raft *r)
 
 	/* Not our commit alone: it is the leader's clipped to the batch we
 	 * hold, and the entries after the batch may be ones the leader
-	 * committed with our lost acknowledgement. */
+	 * committed with our lost acknowledgement.  The last entry held may
+	 * be a snapshot's (the leader's, installed in an idle cluster):
+	 * waiting for an entry after it could wait for a write that needs
+	 * a leader this voter's vote must help elect. */
 	if (r->catching_up && r->role == RF_FOLLOWER && r->leader && m &&
-	    m >= r->lead_commit &&
-	    m > r->snap_index && term_at(r, m) == r->term)
+	    r->lead_commit && m >= r->lead_commit &&
+	    m >= r->snap_index && term_at(r, m) == r->term)
 		r->catching_up = false;
 }
 

@@ -1565,6 +1565,40 @@ static void test_catch_up_needs_the_leaders_commit(void)
 	cl_free();
 }
 
+/* The voter lost its log while the leader has compacted its own: it
+ * catches up with the leader's snapshot, and the cluster is idle (no
+ * entry after the snapshot).  Holding the leader's commit, an entry of
+ * the leader's term last (the snapshot's), it has caught up: waiting for
+ * an entry after the snapshot would leave the cluster without a leader
+ * for good should the leader stop before the next write. */
+static void test_catch_up_from_snapshot_when_idle(void)
+{
+	int l, a, b;
+
+	cl_new(3, 3, false, 0);
+	l = settle();
+	CU_ASSERT_FATAL(l >= 0);
+	a = (l + 1) % 3;
+	b = (l + 2) % 3;
+	propose_n(l, 8, "x");
+	run(100);
+	take_snapshot(l, 64);
+	CU_ASSERT_EQUAL_FATAL(rf_first_index(C.n[l].r), rf_last_index(C.n[l].r) + 1);
+	node_crash(a);
+	disk_truncate(&C.n[a], 0);
+	C.n[a].cfg.catch_up = 1;
+	node_start(a);
+	run(500);
+	CU_ASSERT(C.n[a].n_snap_upd > 0);
+	CU_ASSERT_EQUAL(C.n[a].sm, C.n[l].sm);
+	CU_ASSERT(!rf_catching_up(C.n[a].r));
+	node_crash(l);
+	CU_ASSERT(settle() >= 0);
+	CU_ASSERT(leader() == a || leader() == b);
+	CU_ASSERT_EQUAL(C.bad, 0);
+	cl_free();
+}
+
 /* The same voter back while the leader stays: the leader sees a follower
  * whose log ends below what it acknowledged and feeds it from its end. */
 static void test_leader_refeeds_follower_that_lost_its_log(void)
@@ -1602,6 +1636,7 @@ static const struct {
 	T(test_learner_applies_never_votes_nor_counts),
 	T(test_voter_with_lost_log_catches_up_before_voting),
 	T(test_catch_up_needs_the_leaders_commit),
+	T(test_catch_up_from_snapshot_when_idle),
 	T(test_leader_refeeds_follower_that_lost_its_log),
 	T(test_learner_votes_for_candidate_that_promoted_it),
 	T(test_self_removed_leader_with_longest_log_campaigns),
