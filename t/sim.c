@@ -2282,6 +2282,8 @@ static int conf_change(int l, uint8_t op, uint64_t id)
  * A membership fault at the leader: promote a member, demote a voter, or
  * remove a node (it comes back later as a new member with a fresh disk).
  * At least one voter, at most RF_MAX_VOTERS. */
+static bool any_rejoin(void);
+
 static void conf_fault(void)
 {
 	int l = leader_node(), k = (int)between(&S.rng, 0, 2), i = pick_node();
@@ -2291,6 +2293,9 @@ static void conf_fault(void)
 	if (l < 0 || S.now < S.nodes[l].paused_until)
 		return;
 	c = rf_conf(S.nodes[l].r);
+	/* The voters stay while one rejoins (see maybe_lose_log()). */
+	if (any_rejoin() && (k < 2 || conf_has(c, id, true)))
+		return;
 	if (k == 0 && conf_has(c, id, false) && !conf_has(c, id, true) &&
 	    c->n_voters < RF_MAX_VOTERS && S.nodes[i].up)
 		conf_change(l, RF_CONF_ADD_VOTER, id);
@@ -2342,9 +2347,37 @@ static void node_readd(int i)
 		at(S.now + 50, E_READD, i, 0, 0);
 }
 
+/* Every running node's voters are the committed configuration's. */
+static bool voters_settled(void)
+{
+	for (int j = 0; j < S.n; j++) {
+		const struct rf_conf *c;
+
+		if (!S.nodes[j].up)
+			continue;
+		c = rf_conf(S.nodes[j].r);
+		if (c->n_voters != S.cconf.n_voters)
+			return false;
+		for (unsigned k = 0; k < c->n_voters; k++)
+			if (!conf_has(&S.cconf, c->voters[k], true))
+				return false;
+	}
+	return true;
+}
+
+static bool any_rejoin(void)
+{
+	for (int j = 0; j < S.n; j++)
+		if (S.nodes[j].rejoin)
+			return true;
+	return false;
+}
+
 /* Crashed voter i loses its log and snapshot, keeping its term and vote
  * (cluckd --rejoin on a repaired data directory), unless another voter is
- * still catching up: a majority waiting to catch up elects nobody. */
+ * still catching up or the voters are changing: the others must stay a
+ * majority without it (a majority waiting to catch up elects nobody;
+ * cluckd changes no voters, only members). */
 static void maybe_lose_log(int i)
 {
 	struct node *nd = &S.nodes[i];
@@ -2355,9 +2388,8 @@ static void maybe_lose_log(int i)
 	if (!S.rejoin_faults || !chance(&S.rng, 30) || nd->removed || nd->readding ||
 	    !conf_has(&S.cconf, (uint64_t)i + 1, true) || S.cconf.n_voters < 3)
 		return;
-	for (int j = 0; j < S.n; j++)
-		if (S.nodes[j].rejoin || (S.nodes[j].up && rf_catching_up(S.nodes[j].r)))
-			return;
+	if (any_rejoin() || !voters_settled())
+		return;
 	tr("n%d loses its log (term %llu vote %llu kept): rejoins", i + 1,
 	   (unsigned long long)term, (unsigned long long)vote);
 	wipe_disk(nd);
