@@ -1470,6 +1470,18 @@ int store_open(const struct store_config *cfg, struct store **out,
 		if (rc < 0)
 			goto close_dir;
 	}
+	if (store_last_index(s) > s->floor) {
+		/* Synced records above the floor: a crash (or a state write
+		 * refused for space) came between their sync and the state
+		 * write.  Every loaded record counts as synced from here on,
+		 * so the floor goes above them first, durably. */
+		reserve_floor(s, store_last_index(s));
+		rc = write_state(s);
+		if (rc == 0)
+			rc = fsync_dir(s);
+		if (rc < 0)
+			goto close_dir;
+	}
 	rc = open_tail(s);
 	if (rc < 0)
 		goto close_dir;

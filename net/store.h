@@ -176,7 +176,8 @@ int store_unreserve(struct store *s);
 /* Hard state as last set (synced or not); 0, 0 for a fresh store. */
 void store_hardstate(const struct store *s, uint64_t *term, uint64_t *vote);
 
-/* The index floor (see above), as found at open until the next sync
+/* The index floor (see above), as found at open (raised there, durably,
+ * above records a crash left synced beyond it) until the next sync
  * moves it: *mark, every index up to which was synced once, and *floor,
  * above which none was (0, 0 for a fresh store or one from before the
  * floor existed). */
