@@ -2347,14 +2347,17 @@ static void node_readd(int i)
 		at(S.now + 50, E_READD, i, 0, 0);
 }
 
-/* Every running node's voters are the committed configuration's. */
-static bool voters_settled(void)
+/* Every node but `skip` runs, and its voters are the committed
+ * configuration's (a down node's log may hold a change in flight). */
+static bool voters_settled(int skip)
 {
 	for (int j = 0; j < S.n; j++) {
 		const struct rf_conf *c;
 
-		if (!S.nodes[j].up)
+		if (j == skip || S.nodes[j].removed)
 			continue;
+		if (!S.nodes[j].up)
+			return false;
 		c = rf_conf(S.nodes[j].r);
 		if (c->n_voters != S.cconf.n_voters)
 			return false;
@@ -2388,7 +2391,7 @@ static void maybe_lose_log(int i)
 	if (!S.rejoin_faults || !chance(&S.rng, 30) || nd->removed || nd->readding ||
 	    !conf_has(&S.cconf, (uint64_t)i + 1, true) || S.cconf.n_voters < 3)
 		return;
-	if (any_rejoin() || !voters_settled())
+	if (any_rejoin() || !voters_settled(i))
 		return;
 	tr("n%d loses its log (term %llu vote %llu kept): rejoins", i + 1,
 	   (unsigned long long)term, (unsigned long long)vote);
