@@ -1027,6 +1027,54 @@ static void test_floor_after_refused_state_write(void)
 	rm_dir();
 }
 
+/* Crash images of the moments between two steps: a new segment created
+ * (empty, or zero-filled by preallocation) but nothing written to it yet;
+ * state.tmp written but not renamed.  Each is a torn end, not damage. */
+static void test_crash_between_steps(void)
+{
+	struct store *s;
+	uint64_t term, vote;
+	FILE *f;
+
+	mkdir_fresh();
+	s = open_store(512);
+	append_range(s, 1, 40);
+	CU_ASSERT_EQUAL(store_sync(s), 40);
+	store_set_hardstate(s, 7, 2);
+	CU_ASSERT_EQUAL(store_sync(s), 40);
+	store_close(s);
+	/* The roll to index 41 happened, its first write did not. */
+	f = fopen(seg_path(41), "wb");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fclose(f);
+	/* A state write that never got renamed. */
+	{
+		char p[128];
+
+		snprintf(p, sizeof(p), "%s/state.tmp", dir);
+		f = fopen(p, "wb");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		fputs("half a state", f);
+		fclose(f);
+	}
+	s = open_store(512);
+	check_loaded(s, 40);
+	store_hardstate(s, &term, &vote);
+	CU_ASSERT(term == 7 && vote == 2);
+	store_loaded_free(s);
+	append_range(s, 41, 45);
+	CU_ASSERT_EQUAL(store_sync(s), 45);
+	store_close(s);
+	/* The same with the new segment preallocated (zeros). */
+	CU_ASSERT_EQUAL(truncate(seg_path(41), 0), 0);
+	CU_ASSERT_EQUAL(truncate(seg_path(41), 4096), 0);
+	s = open_store(512);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "zero-filled"));
+	check_loaded(s, 40);
+	store_close(s);
+	rm_dir();
+}
+
 static void test_group_commit(void)
 {
 	struct store *s;
@@ -1730,6 +1778,7 @@ static const struct {
 	T(test_state_damage),
 	T(test_floor),
 	T(test_floor_after_refused_state_write),
+	T(test_crash_between_steps),
 	T(test_zero_tail),
 	T(test_gap_and_missing_first),
 	T(test_group_commit),
