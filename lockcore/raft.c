@@ -74,6 +74,8 @@ struct raft {
 	uint64_t term, vote, leader;
 	uint8_t role;
 	bool catching_up;      /* cfg.catch_up, until caught_up() */
+	uint64_t lead_commit;  /* while catching up: the highest commit a
+	                          leader reported in an append we took */
 
 	/* log[k] is index snap_index + 1 + k; buf owned */
 	struct rf_entry *log;
@@ -666,17 +668,25 @@ static bool may_campaign(const struct raft *r)
 /* A voter that lost its log (cfg.catch_up) may have acknowledged entries
  * that a majority needed it for: until it holds them again, a vote from
  * it could elect a leader missing committed entries.  It has them all
- * once its synced log holds an entry of the current leader's term that
- * the leader reported committed: such an entry commits every one before
- * it, and the leader holds every entry committed before its term (Leader
- * Completeness), so ours matches it up to there.  Synced, because a crash
- * right after must not bring the gap back. */
+ * once its synced log holds, matching the current leader's, every entry
+ * up to the highest commit index a leader reported in an append it took
+ * (the leader's commit covers whatever it counted our lost acknowledgement
+ * for), the last of them of the leader's term: the leader holds every
+ * entry committed before its term (Leader Completeness).  Synced, because
+ * a crash right after must not bring the gap back. */
 static void caught_up(struct raft *r)
 {
 	uint64_t m = r->commit < r->durable_index ? r->commit : r->durable_index;
 
+	/* Not our commit alone: it is the leader's clipped to the batch we
+	 * hold, and the entries after the batch may be ones the leader
+	 * committed with our lost acknowledgement.  The last entry held may
+	 * be a snapshot's (the leader's, installed in an idle cluster):
+	 * waiting for an entry after it could wait for a write that needs
+	 * a leader this voter's vote must help elect. */
 	if (r->catching_up && r->role == RF_FOLLOWER && r->leader && m &&
-	    m > r->snap_index && term_at(r, m) == r->term)
+	    r->lead_commit && m >= r->lead_commit &&
+	    m >= r->snap_index && term_at(r, m) == r->term)
 		r->catching_up = false;
 }
 
@@ -839,6 +849,8 @@ static void on_append(struct raft *r, const struct rf_msg *m)
 			return;        /* ENOMEM or a bad CONF: as if lost */
 	}
 	match = m->prev_index + m->n_entries;
+	if (r->catching_up && m->commit > r->lead_commit)
+		r->lead_commit = m->commit;
 	if (m->commit > r->commit) {
 		uint64_t c = m->commit < match ? m->commit : match;
 

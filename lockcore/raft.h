@@ -134,10 +134,10 @@ struct rf_config {
 	                                      lost (kept term and vote): it
 	                                      grants no vote, pre-vote
 	                                      included, and never campaigns
-	                                      until it holds an entry of the
-	                                      leader's term that the leader
-	                                      reported committed, hence every
-	                                      entry committed before; see
+	                                      until it holds every entry up
+	                                      to the commit index the leader
+	                                      reported, the last of them of
+	                                      the leader's term; see
 	                                      rf_catching_up() */
 };
 

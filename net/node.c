@@ -98,6 +98,8 @@
 /* Releases kept when memory ran out, proposed again by the node timer. */
 #define HELD_MAX          256u
 
+#define REJOIN_FILE  "rejoin"        /* data dir: a --rejoin not yet caught up */
+
 /* A request of ours not answered finally yet.  serial 0 marks a free
  * bucket.  While `buf` is set the request is not known to be in the log
  * (no completion applied yet) and is sent again until it is. */
@@ -713,9 +715,16 @@ static int step(struct node *n, struct rf_event *ev)
 	if (rc != -EINVAL)
 		handle(n, &u);
 	if (n->rejoining && n->raft && !rf_catching_up(n->raft)) {
+		int dr = store_del_file(n->store, REJOIN_FILE);
+
 		n->rejoining = false;
 		log_info("caught up with the leader's committed entries: this voter "
 			 "votes again");
+		/* Left behind, the mark only makes the next start catch up
+		 * again: safe, so not fatal here. */
+		if (dr < 0)
+			log_warn("cannot remove %s/%s: %s", n->data_dir, REJOIN_FILE,
+				 strerror(-dr));
 	}
 	n->depth--;
 	if (n->depth == 0)
@@ -2303,6 +2312,16 @@ static int load(struct node *n)
 		log_err("--rejoin is for a voter of a cluster (--cluster naming this node)");
 		return -EINVAL;
 	}
+	if (n->rejoin && n->n_voters < 3) {
+		/* It votes for nobody until a leader fed it: the other voter
+		 * of two (or none of one) is no majority alone, so one
+		 * election would leave the cluster without a leader for good. */
+		log_err("--rejoin needs a cluster of 3 or more voters (this one has %u): "
+			"the others must elect a leader without this voter's vote; see "
+			"cluckd(8), Repairing a data directory, for copying a voter's data "
+			"directory instead", n->n_voters);
+		return -EINVAL;
+	}
 	if (n->accept_state && n->clustered && n->voter) {
 		log_err("--accept-loss state is refused on a voter of a cluster: a voter "
 			"that forgets its vote may vote twice in one term; see cluckd(8), "
@@ -2348,6 +2367,28 @@ static int load(struct node *n)
 		r = check_identity(n, cnt + t);
 		if (r < 0)
 			return r;
+	}
+	if (n->clustered && n->voter) {
+		/* --rejoin lasts until the engine caught up, across restarts:
+		 * a voter restarted (by hand or by its service manager)
+		 * before that would vote on the log it is still missing. */
+		char b[8];
+		ssize_t g = store_get_file(n->store, REJOIN_FILE, b, sizeof(b));
+
+		if (g >= 0 && !n->rejoin)
+			log_info("%s/%s: this voter had not caught up since its --rejoin",
+				 n->data_dir, REJOIN_FILE);
+		if (g >= 0)
+			n->rejoin = true;
+		else if (g != -ENOENT)
+			r = (int)g;
+		else if (n->rejoin)
+			r = store_put_file(n->store, REJOIN_FILE, "1\n", 2);
+		if (r < 0) {
+			log_err("cannot keep the rejoin mark in %s: %s", n->data_dir,
+				strerror(-r));
+			return r;
+		}
 	}
 	if (n->clustered) {
 		r = next_epoch(n);

@@ -331,6 +331,18 @@ int store_put_file(struct store *s, const char *name, const void *data, size_t l
 	return rc < 0 ? rc : fsync_dir(s);
 }
 
+/* Removes a small file durably (see store.h). */
+int store_del_file(struct store *s, const char *name)
+{
+	if (s->failed)
+		return -EIO;
+	if (strchr(name, '/'))
+		return -EINVAL;
+	if (unlinkat(s->dirfd, name, 0) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return fsync_dir(s);
+}
+
 /* Reads a small file (see store.h). */
 ssize_t store_get_file(struct store *s, const char *name, char *buf, size_t size)
 {
@@ -1458,6 +1470,18 @@ int store_open(const struct store_config *cfg, struct store **out,
 		if (rc < 0)
 			goto close_dir;
 	}
+	if (store_last_index(s) > s->floor) {
+		/* Synced records above the floor: a crash (or a state write
+		 * refused for space) came between their sync and the state
+		 * write.  Every loaded record counts as synced from here on,
+		 * so the floor goes above them first, durably. */
+		reserve_floor(s, store_last_index(s));
+		rc = write_state(s);
+		if (rc == 0)
+			rc = fsync_dir(s);
+		if (rc < 0)
+			goto close_dir;
+	}
 	rc = open_tail(s);
 	if (rc < 0)
 		goto close_dir;
@@ -1576,29 +1600,31 @@ static int new_segment(struct store *s, uint64_t first)
 	char name[32];
 	int rc, fd;
 
-	/* The new file first: refused for space, the old tail stays the
-	 * tail (store_append() then goes on past the roll size). */
-	seg_name(name, sizeof(name), first);
-	fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return fail_write(s, -errno);
 	if (s->tailfd >= 0) {
-		/* The old tail is closed now, so sync it now: store_sync()
-		 * only syncs the current tail. */
+		/* The old tail first, whole and synced, before the new
+		 * name exists: a crash must never leave a segment after a
+		 * torn one (recovery cuts only the last segment's end).
+		 * store_sync() only syncs the current tail.  Refused for
+		 * space, the old tail stays the tail, synced or not. */
 		rc = flush(s);
 		if (rc == 0 && s->tail_dirty) {
 			s->st.fdatasyncs++;
 			if (fdatasync(s->tailfd) < 0)
 				rc = fail(s, -errno);
+			else
+				s->tail_dirty = false;
 		}
-		if (rc < 0) {
-			close(fd);
-			unlinkat(s->dirfd, name, 0);
+		if (rc < 0)
 			return rc;
-		}
-		close(s->tailfd);
-		s->tailfd = -1;
 	}
+	/* Refused for space, the old tail stays the tail (store_append()
+	 * then goes on past the roll size). */
+	seg_name(name, sizeof(name), first);
+	fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fail_write(s, -errno);
+	if (s->tailfd >= 0)
+		close(s->tailfd);
 	s->tailfd = fd;
 	rc = push_seg(s, first, 0);
 	if (rc < 0)
@@ -1708,6 +1734,15 @@ int store_truncate(struct store *s, uint64_t index)
 		s->dir_dirty = true;
 	}
 	s->st.segments = s->nsegs;
+	/* The cut is durable before anything is written where the old
+	 * records were: a crash must not find the new records followed by
+	 * old valid ones (a size that did not stick) or beside an old next
+	 * segment (an unlink that did not), which recovery takes for damage. */
+	if (s->dir_dirty) {
+		rc = fsync_dir(s);
+		if (rc < 0)
+			return rc;
+	}
 	if (off > 0) {
 		int fd;
 
@@ -1715,7 +1750,8 @@ int store_truncate(struct store *s, uint64_t index)
 		fd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC);
 		if (fd < 0)
 			return fail(s, -errno);
-		if (ftruncate(fd, (off_t)off) < 0) {
+		s->st.fsyncs++;
+		if (ftruncate(fd, (off_t)off) < 0 || fsync(fd) < 0) {
 			rc = -errno;
 			close(fd);
 			return fail(s, rc);

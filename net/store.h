@@ -9,6 +9,7 @@
  *                         so a missing one beside a log is damage
  *   log-<16 hex digits>   a segment, named by the index of its first record
  *   epoch, cluster        small files of the driver (store_put_file)
+ *   rejoin                (the driver's) a voter still catching up
  * A segment is a sequence of records, little endian:
  *   u32 length   bytes after the crc field (17 + payload length)
  *   u32 crc32c   of those bytes (index .. payload)
@@ -158,6 +159,9 @@ void store_close(struct store *s);
  * -errno.  `name` is a plain file name. */
 int store_put_file(struct store *s, const char *name, const void *data, size_t len);
 ssize_t store_get_file(struct store *s, const char *name, char *buf, size_t size);
+/* Removes `name` durably (directory fsync) before it returns: 0 (also
+ * when it was absent), or -errno (a failed fsync kills the store). */
+int store_del_file(struct store *s, const char *name);
 
 /* The space reserve: a file `reserve` of preallocated bytes that the
  * driver gives back when the filesystem is full, so the lock commands it
@@ -172,7 +176,8 @@ int store_unreserve(struct store *s);
 /* Hard state as last set (synced or not); 0, 0 for a fresh store. */
 void store_hardstate(const struct store *s, uint64_t *term, uint64_t *vote);
 
-/* The index floor (see above), as found at open until the next sync
+/* The index floor (see above), as found at open (raised there, durably,
+ * above records a crash left synced beyond it) until the next sync
  * moves it: *mark, every index up to which was synced once, and *floor,
  * above which none was (0, 0 for a fresh store or one from before the
  * floor existed). */
@@ -214,8 +219,10 @@ int store_append(struct store *s, uint64_t index, uint64_t term,
 
 /*
  * Drops every record with index >= `index` (Raft conflict): ftruncate of
- * the segment holding it, unlink of later segments.  Durable at the next
- * store_sync().  index > last is a no-op.  Returns 0, -EINVAL for index 0
+ * the segment holding it, unlink of later segments, both durable before
+ * it returns (the records appended next go where the old ones were, and
+ * a crash must not bring the old ones back after them).  index > last is
+ * a no-op.  Returns 0, -EINVAL for index 0
  * or at or below the newest snapshot's index (committed), -EIO after an
  * earlier failure, or an -errno.
  */

@@ -3,7 +3,9 @@
 # each named scenario (issue 3's TODO and the session leases), then
 # SIM_SEEDS seeds (default 2000) from SIM_FROM (default 1), then
 # SIM_CONF_SEEDS seeds (default 500) with membership changes among the
-# faults (promote, demote, remove, re-add with a fresh disk), then the cost
+# faults (promote, demote, remove, re-add with a fresh disk), then
+# SIM_REJOIN_SEEDS seeds (default 500, 3 voters) where crashed voters lose their log
+# and rejoin catching up (cluckd --rejoin), then the cost
 # figures (messages and fsyncs per acquire+release pair).  Exits 77 only
 # when t/sim is missing (not built), else 0 when every invariant held and 1
 # on a violation (the simulator's output names the seed and the replay
@@ -22,6 +24,8 @@ done
 "$sim" --no-scenarios --no-measure --seeds "${SIM_SEEDS:-2000}" --from "${SIM_FROM:-1}" ||
 	status=1
 "$sim" --no-scenarios --no-measure --conf-faults --seeds "${SIM_CONF_SEEDS:-500}" \
+	--from "${SIM_FROM:-1}" || status=1
+"$sim" --no-scenarios --no-measure --rejoin-faults --voters 3 --seeds "${SIM_REJOIN_SEEDS:-500}" \
 	--from "${SIM_FROM:-1}" || status=1
 "$sim" --measure || status=1
 exit "$status"

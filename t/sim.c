@@ -26,6 +26,9 @@
  * anywhere before the read was asked, and the answer must be the
  * reference's.  With --conf-faults the leader also promotes, demotes and
  * removes nodes (a removed node comes back as a member with a fresh disk).
+ * With --rejoin-faults a crashed voter sometimes loses its log and
+ * snapshot but keeps its term and vote, and restarts with catch_up (what
+ * cluckd --rejoin does), one voter at a time.
  * Every run ends with invariant checks; a violation prints the seed, the
  * last events and the replay command, and exits 1.  Every seed's lock
  * history (flock, POSIX ranges, the semaphore with its slot changes,
@@ -211,6 +214,9 @@ struct node {
 	bool removed;                      /* out of the configuration: down, disk gone */
 	bool readding;                     /* back with a fresh disk, not yet in a
 	                                      committed configuration */
+	bool rejoin;                       /* lost its log: starts with catch_up
+	                                      until the engine caught up (kept
+	                                      on its disk across crashes) */
 	uint64_t close_serial;
 };
 
@@ -317,6 +323,8 @@ static struct sim {
 	                                      (off by default: it changes every
 	                                      seed's run) */
 	uint64_t conf_ok[5], conf_busy, removals, readds;
+	bool rejoin_faults;                /* --rejoin-faults: voters lose their log */
+	uint64_t rejoins;
 	/* reads of this seed, by ctx - 1 */
 	struct rdreq *rd;
 	size_t nrd, caprd;
@@ -377,6 +385,8 @@ static void fail(const char *fmt, ...)
 		printf(" --voters %d", S.voters_arg);
 	if (S.conf_faults)
 		printf(" --conf-faults");
+	if (S.rejoin_faults)
+		printf(" --rejoin-faults");
 	if (S.members_arg >= 0 && !S.scenario)
 		printf(" --members %d", S.members_arg);
 	printf("%s%s%s%s --trace\n", S.brk_name ? " --break=" : "",
@@ -1087,6 +1097,11 @@ static int step(int i, struct rf_event *ev)
 		fail("node %d: rf_step(%d) returned %d", i + 1, ev->type, rc);
 	handle(i, &u);
 	maybe_snapshot(i);
+	/* The mark on disk goes only once the engine caught up: a crash
+	 * before that restarts it catching up again (cluckd keeps the
+	 * mark in its data directory for the same reason). */
+	if (S.nodes[i].rejoin && S.nodes[i].r && !rf_catching_up(S.nodes[i].r))
+		S.nodes[i].rejoin = false;
 	return rc == 0 ? 0 : rc;
 }
 
@@ -1131,6 +1146,7 @@ static void node_start(int i)
 	cfg.max_clock_drift_ms = CFG_DRIFT;
 	cfg.seed = rnd(&S.rng);
 	cfg.test_break = S.brk;
+	cfg.catch_up = nd->rejoin;
 	if (rf_new(&cfg, &nd->r))
 		fail("rf_new failed");
 	nd->applied = 0;
@@ -2266,6 +2282,8 @@ static int conf_change(int l, uint8_t op, uint64_t id)
  * A membership fault at the leader: promote a member, demote a voter, or
  * remove a node (it comes back later as a new member with a fresh disk).
  * At least one voter, at most RF_MAX_VOTERS. */
+static bool any_rejoin(void);
+
 static void conf_fault(void)
 {
 	int l = leader_node(), k = (int)between(&S.rng, 0, 2), i = pick_node();
@@ -2275,6 +2293,9 @@ static void conf_fault(void)
 	if (l < 0 || S.now < S.nodes[l].paused_until)
 		return;
 	c = rf_conf(S.nodes[l].r);
+	/* The voters stay while one rejoins (see maybe_lose_log()). */
+	if (any_rejoin() && (k < 2 || conf_has(c, id, true)))
+		return;
 	if (k == 0 && conf_has(c, id, false) && !conf_has(c, id, true) &&
 	    c->n_voters < RF_MAX_VOTERS && S.nodes[i].up)
 		conf_change(l, RF_CONF_ADD_VOTER, id);
@@ -2326,6 +2347,61 @@ static void node_readd(int i)
 		at(S.now + 50, E_READD, i, 0, 0);
 }
 
+/* Every node but `skip` runs, and its voters are the committed
+ * configuration's (a down node's log may hold a change in flight). */
+static bool voters_settled(int skip)
+{
+	for (int j = 0; j < S.n; j++) {
+		const struct rf_conf *c;
+
+		if (j == skip || S.nodes[j].removed)
+			continue;
+		if (!S.nodes[j].up)
+			return false;
+		c = rf_conf(S.nodes[j].r);
+		if (c->n_voters != S.cconf.n_voters)
+			return false;
+		for (unsigned k = 0; k < c->n_voters; k++)
+			if (!conf_has(&S.cconf, c->voters[k], true))
+				return false;
+	}
+	return true;
+}
+
+static bool any_rejoin(void)
+{
+	for (int j = 0; j < S.n; j++)
+		if (S.nodes[j].rejoin)
+			return true;
+	return false;
+}
+
+/* Crashed voter i loses its log and snapshot, keeping its term and vote
+ * (cluckd --rejoin on a repaired data directory), unless another voter is
+ * still catching up or the voters are changing: the others must stay a
+ * majority without it (a majority waiting to catch up elects nobody;
+ * cluckd changes no voters, only members). */
+static void maybe_lose_log(int i)
+{
+	struct node *nd = &S.nodes[i];
+	uint64_t term = nd->d_term, vote = nd->d_vote;
+
+	/* With fewer than 3 voters the others are no majority without it:
+	 * nobody could lead for it to catch up from. */
+	if (!S.rejoin_faults || !chance(&S.rng, 30) || nd->removed || nd->readding ||
+	    !conf_has(&S.cconf, (uint64_t)i + 1, true) || S.cconf.n_voters < 3)
+		return;
+	if (any_rejoin() || !voters_settled(i))
+		return;
+	tr("n%d loses its log (term %llu vote %llu kept): rejoins", i + 1,
+	   (unsigned long long)term, (unsigned long long)vote);
+	wipe_disk(nd);
+	nd->d_term = term;
+	nd->d_vote = vote;
+	nd->rejoin = true;
+	S.rejoins++;
+}
+
 static void heal_net(void)
 {
 	memset(S.block, 0, sizeof(S.block));
@@ -2341,6 +2417,7 @@ static void fault(void)
 	case 1:
 		if (nd->up) {
 			node_crash(i);
+			maybe_lose_log(i);
 			/* sometimes down until the heal: far behind, it needs a
 			 * snapshot to catch up */
 			if (!chance(&S.rng, 20))
@@ -3392,7 +3469,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: sim [--seeds N] [--from S] [--seed S] [--voters K] [--members M] [--trace]\n"
-		"           [--conf-faults]\n"
+		"           [--conf-faults] [--rejoin-faults]\n"
 		"           [--scenario[=| ]two-leaders|quorum-loss|figure8|lost-report|lease-expiry|\n"
 		"                       lease-heal|leader-change-grace]\n"
 		"           [--break=vote-any-log|ack-unsynced|commit-old-term|grant-twice|no-grace]\n"
@@ -3430,6 +3507,8 @@ int main(int argc, char **argv)
 			S.trace_all = true;
 		else if (!strcmp(a, "--conf-faults"))
 			S.conf_faults = true;
+		else if (!strcmp(a, "--rejoin-faults"))
+			S.rejoin_faults = true;
 		else if (!strcmp(a, "--no-measure"))
 			measure_on = false;
 		else if (!strcmp(a, "--no-scenarios"))
@@ -3506,6 +3585,9 @@ int main(int argc, char **argv)
 	       (unsigned long long)S.conf_ok[RF_CONF_DEMOTE],
 	       (unsigned long long)S.conf_ok[RF_CONF_REMOVE], (unsigned long long)S.conf_busy,
 	       (unsigned long long)S.removals, (unsigned long long)S.readds);
+	if (S.rejoin_faults)
+		printf("rejoins: %llu voters lost their log and caught up again\n",
+		       (unsigned long long)S.rejoins);
 	printf("reads: %llu asked at a leader (%llu under its lease, %llu needing a quorum "
 	       "round), %llu served and checked, %llu failed (leadership lost), %llu refused\n",
 	       (unsigned long long)S.rd_asked, (unsigned long long)S.rd_lease,

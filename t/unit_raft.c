@@ -1492,6 +1492,113 @@ static void test_voter_with_lost_log_catches_up_before_voting(void)
 	}
 }
 
+/* The voter lost its log while the leader stays, and the leader feeds it
+ * in batches (max_inflight 1, entries of 20 KB): after the first batch it
+ * holds committed entries of the leader's term, but not all the entries
+ * it acknowledged before (the leader committed them with it while B was
+ * cut off).  It must still be catching up: were the leader to stop then,
+ * its vote (or its own campaign) could elect a log without committed
+ * entries.  It has caught up only once it holds what the leader reported
+ * committed, not what the leader's commit clipped to its batch says. */
+static void test_catch_up_needs_the_leaders_commit(void)
+{
+	static uint8_t big[20000];
+	uint64_t idx, commit;
+	int l, a, b;
+
+	cl_new(3, 3, false, 1);
+	l = settle();
+	CU_ASSERT_FATAL(l >= 0);
+	a = (l + 1) % 3;
+	b = (l + 2) % 3;
+	isolate(b, true);
+	for (int k = 0; k < 12; k++) {
+		struct rf_event ev = { .type = RF_EV_PROPOSE };
+		struct rf_update u;
+
+		memset(big, 'a' + k, sizeof(big));
+		ev.now_ms = C.now;
+		ev.propose.buf = big;
+		ev.propose.len = sizeof(big);
+		CU_ASSERT_FATAL(rf_step(C.n[l].r, &ev, &u) == 0);
+		handle(l, &u);
+		sync_node(l);
+		run(5);
+	}
+	run(200);
+	commit = rf_commit_index(C.n[l].r);
+	idx = rf_last_index(C.n[l].r);
+	CU_ASSERT_FATAL(commit == idx);
+	node_crash(a);
+	disk_truncate(&C.n[a], 0);
+	C.n[a].cfg.catch_up = 1;
+	node_start(a);
+	/* One message at a time until A holds its first batch. */
+	for (int k = 0; k < 100000 && rf_last_index(C.n[a].r) == 0; k++) {
+		if (deliver_one())
+			continue;
+		C.now++;
+		for (int i = 0; i < C.nn; i++) {
+			if (C.n[i].up && C.n[i].deadline <= C.now) {
+				struct rf_event ev = { .type = RF_EV_TIMEOUT };
+
+				CU_ASSERT(step(i, &ev) == 0);
+			}
+		}
+	}
+	CU_ASSERT_FATAL(rf_last_index(C.n[a].r) > 0);
+	CU_ASSERT_FATAL(rf_last_index(C.n[a].r) < idx);
+	CU_ASSERT(rf_catching_up(C.n[a].r));
+	/* L stops now: nobody else holds the entries A lacks. */
+	node_crash(l);
+	isolate(b, false);
+	run(20 * EMAX);
+	CU_ASSERT_EQUAL(leader(), -1);
+	/* L is back: A catches up from it and votes again. */
+	node_start(l);
+	CU_ASSERT_EQUAL_FATAL(settle(), l);
+	propose_n(l, 1, "after");
+	run(200);
+	CU_ASSERT(!rf_catching_up(C.n[a].r));
+	CU_ASSERT_EQUAL(C.n[a].sm, C.n[l].sm);
+	CU_ASSERT_EQUAL(C.bad, 0);
+	cl_free();
+}
+
+/* The voter lost its log while the leader has compacted its own: it
+ * catches up with the leader's snapshot, and the cluster is idle (no
+ * entry after the snapshot).  Holding the leader's commit, an entry of
+ * the leader's term last (the snapshot's), it has caught up: waiting for
+ * an entry after the snapshot would leave the cluster without a leader
+ * for good should the leader stop before the next write. */
+static void test_catch_up_from_snapshot_when_idle(void)
+{
+	int l, a, b;
+
+	cl_new(3, 3, false, 0);
+	l = settle();
+	CU_ASSERT_FATAL(l >= 0);
+	a = (l + 1) % 3;
+	b = (l + 2) % 3;
+	propose_n(l, 8, "x");
+	run(100);
+	take_snapshot(l, 64);
+	CU_ASSERT_EQUAL_FATAL(rf_first_index(C.n[l].r), rf_last_index(C.n[l].r) + 1);
+	node_crash(a);
+	disk_truncate(&C.n[a], 0);
+	C.n[a].cfg.catch_up = 1;
+	node_start(a);
+	run(500);
+	CU_ASSERT(C.n[a].n_snap_upd > 0);
+	CU_ASSERT_EQUAL(C.n[a].sm, C.n[l].sm);
+	CU_ASSERT(!rf_catching_up(C.n[a].r));
+	node_crash(l);
+	CU_ASSERT(settle() >= 0);
+	CU_ASSERT(leader() == a || leader() == b);
+	CU_ASSERT_EQUAL(C.bad, 0);
+	cl_free();
+}
+
 /* The same voter back while the leader stays: the leader sees a follower
  * whose log ends below what it acknowledged and feeds it from its end. */
 static void test_leader_refeeds_follower_that_lost_its_log(void)
@@ -1528,6 +1635,8 @@ static const struct {
 	T(test_conf_codec),
 	T(test_learner_applies_never_votes_nor_counts),
 	T(test_voter_with_lost_log_catches_up_before_voting),
+	T(test_catch_up_needs_the_leaders_commit),
+	T(test_catch_up_from_snapshot_when_idle),
 	T(test_leader_refeeds_follower_that_lost_its_log),
 	T(test_learner_votes_for_candidate_that_promoted_it),
 	T(test_self_removed_leader_with_longest_log_campaigns),

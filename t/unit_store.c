@@ -440,6 +440,148 @@ static void test_torn_tail(void)
 	rm_dir();
 }
 
+/* fdatasync is wrapped (-Wl,--wrap=fdatasync): while `roll_watch` is
+ * set, each call checks that the file it syncs is the newest segment in
+ * the directory.  A roll must sync the old tail before it creates the
+ * next segment: a crash in between must not leave an empty new segment
+ * (its name made durable by any journal commit) after a torn old tail,
+ * which recovery rightly takes for damage, not a torn tail. */
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+static int roll_watch, roll_syncs, roll_bad;
+
+int __wrap_fdatasync(int fd)
+{
+	if (roll_watch) {
+		struct stat a, b;
+		uint64_t f = last_seg_first();
+		char p[128];
+
+		snprintf(p, sizeof(p), "%s/log-%016" PRIx64, dir, f);
+		roll_syncs++;
+		if (fstat(fd, &a) < 0 || stat(p, &b) < 0 || a.st_ino != b.st_ino)
+			roll_bad++;
+	}
+	return __real_fdatasync(fd);
+}
+
+static void open_refused(uint64_t seg_bytes, struct store_damage *d);
+
+/* fsync is wrapped too: while `cut_watch` is set it counts the calls on
+ * directories and on files. */
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+static int cut_watch, cut_dir_syncs, cut_file_syncs;
+
+int __wrap_fsync(int fd)
+{
+	struct stat st;
+
+	if (cut_watch && fstat(fd, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			cut_dir_syncs++;
+		else
+			cut_file_syncs++;
+	}
+	return __real_fsync(fd);
+}
+
+/* A Raft conflict truncation is durable before store_truncate() returns.
+ * Otherwise the records appended next overwrite the same place while the
+ * shorter size (or the unlink of the later segments) is not durable: a
+ * crash then leaves the new records followed by old valid ones (the cut
+ * undone), or the old next segment beside the new records, which
+ * recovery must take for damage, not a torn tail.  The image below is
+ * such a crash: it is refused, so it must never happen. */
+static void test_truncate_durable_first(void)
+{
+	struct store *s;
+	uint8_t b[4] = { 9, 9, 9, 9 };
+	uint8_t *old;
+	off_t oldlen, newlen;
+	struct store_damage d;
+	FILE *f;
+
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 40);
+	CU_ASSERT_EQUAL(store_sync(s), 40);
+	cut_watch = 1;
+	cut_file_syncs = cut_dir_syncs = 0;
+	CU_ASSERT_EQUAL(store_truncate(s, 15), 0);
+	cut_watch = 0;
+	CU_ASSERT(cut_file_syncs >= 1);
+	for (uint64_t i = 15; i <= 17; i++)
+		CU_ASSERT_EQUAL(store_append(s, i, 99, 0, b, 4), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 17);
+	store_close(s);
+	rm_dir();
+
+	/* Across segments: the later ones are unlinked durably too. */
+	mkdir_fresh();
+	s = open_store(512);
+	append_range(s, 1, 100);
+	CU_ASSERT_EQUAL(store_sync(s), 100);
+	cut_watch = 1;
+	cut_file_syncs = cut_dir_syncs = 0;
+	CU_ASSERT_EQUAL(store_truncate(s, 30), 0);
+	cut_watch = 0;
+	CU_ASSERT(cut_dir_syncs >= 1);
+	store_close(s);
+	rm_dir();
+
+	/* The crash image: the cut not durable, the new records written. */
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 40);
+	CU_ASSERT_EQUAL(store_sync(s), 40);
+	store_close(s);
+	oldlen = file_size(seg_path(1));
+	old = malloc((size_t)oldlen);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(old);
+	f = fopen(seg_path(1), "rb");
+	CU_ASSERT_FATAL(f && fread(old, 1, (size_t)oldlen, f) == (size_t)oldlen);
+	fclose(f);
+	s = open_store(0);
+	CU_ASSERT_EQUAL(store_truncate(s, 15), 0);
+	for (uint64_t i = 15; i <= 17; i++)
+		CU_ASSERT_EQUAL(store_append(s, i, 99, 0, b, 4), 0);
+	CU_ASSERT_EQUAL(store_sync(s), 17);
+	store_close(s);
+	newlen = file_size(seg_path(1));
+	CU_ASSERT_FATAL(newlen < oldlen);
+	f = fopen(seg_path(1), "r+b");
+	CU_ASSERT_FATAL(f && fseeko(f, newlen, SEEK_SET) == 0);
+	CU_ASSERT(fwrite(old + newlen, 1, (size_t)(oldlen - newlen), f) ==
+		  (size_t)(oldlen - newlen));
+	fclose(f);
+	free(old);
+	open_refused(0, &d);
+	CU_ASSERT_EQUAL(d.kind, STORE_DAMAGE_LOG);
+	rm_dir();
+}
+
+static void test_roll_syncs_before_create(void)
+{
+	struct store *s;
+
+	mkdir_fresh();
+	s = open_store(512);
+	roll_watch = 1;
+	roll_syncs = roll_bad = 0;
+	append_range(s, 1, 100);       /* rolls, no store_sync() */
+	CU_ASSERT_EQUAL(store_sync(s), 100);
+	roll_watch = 0;
+	CU_ASSERT(roll_syncs > 3);
+	CU_ASSERT_EQUAL(roll_bad, 0);
+	store_close(s);
+	s = open_store(512);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	check_loaded(s, 100);
+	store_close(s);
+	rm_dir();
+}
+
 /* Offset of the record of `index` in segment `first` (walking lengths). */
 static off_t rec_off(uint64_t first, uint64_t index)
 {
@@ -809,6 +951,126 @@ static void test_floor(void)
 	CU_ASSERT_EQUAL(mark, 111);
 	CU_ASSERT_EQUAL(floor, 211);
 	CU_ASSERT_EQUAL(store_last_index(s), 0);
+	store_close(s);
+	rm_dir();
+}
+
+/* pwrite is wrapped: while `nospc_name` is set, a write to a file whose
+ * name ends so fails with ENOSPC (a full disk at that one file). */
+ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
+static const char *nospc_name;
+
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	if (nospc_name) {
+		char l[64], p[256];
+		ssize_t k;
+		size_t nl = strlen(nospc_name);
+
+		snprintf(l, sizeof(l), "/proc/self/fd/%d", fd);
+		k = readlink(l, p, sizeof(p) - 1);
+		if (k >= (ssize_t)nl && memcmp(p + k - (ssize_t)nl, nospc_name, nl) == 0) {
+			errno = ENOSPC;
+			return -1;
+		}
+	}
+	return __real_pwrite(fd, buf, n, off);
+}
+
+/* The state write refused for space after the records were synced, then
+ * a crash: the log holds records above the floor on disk.  store_open()
+ * reports every record it loads as synced (the driver hands out tokens
+ * from them at once), so it raises the floor above them first: else a
+ * later loss of the log's end would let tokens come back. */
+static void test_floor_after_refused_state_write(void)
+{
+	struct store_config cfg = { .floor_step = 4 };
+	struct store *s = NULL;
+	uint64_t mark, floor;
+
+	mkdir_fresh();
+	cfg.dir = dir;
+	CU_ASSERT_EQUAL_FATAL(store_open(&cfg, &s, msg, sizeof(msg)), 0);
+	append_range(s, 1, 3);
+	CU_ASSERT_EQUAL(store_sync(s), 3);
+	append_range(s, 4, 9);
+	nospc_name = "/state.tmp";
+	CU_ASSERT_EQUAL(store_sync(s), -ENOSPC);
+	nospc_name = NULL;
+	store_close(s);                /* a crash before the retry */
+	CU_ASSERT_EQUAL_FATAL(store_open(&cfg, &s, msg, sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(store_last_index(s), 9);
+	store_floor(s, &mark, &floor);
+	CU_ASSERT(floor >= 9);
+	store_close(s);
+	CU_ASSERT_EQUAL_FATAL(store_open(&cfg, &s, msg, sizeof(msg)), 0);
+	store_floor(s, &mark, &floor);
+	CU_ASSERT(floor >= 9);         /* durable, not only in memory */
+	store_close(s);
+	rm_dir();
+
+	/* Refused for space while appending: buffered, then synced. */
+	mkdir_fresh();
+	s = open_store(0);
+	append_range(s, 1, 5);
+	CU_ASSERT_EQUAL(store_sync(s), 5);
+	nospc_name = "/log-0000000000000001";
+	append_range(s, 6, 10);
+	CU_ASSERT_EQUAL(store_sync(s), -ENOSPC);
+	nospc_name = NULL;
+	CU_ASSERT_EQUAL(store_sync(s), 10);
+	store_close(s);
+	s = open_store(0);
+	check_loaded(s, 10);
+	store_close(s);
+	rm_dir();
+}
+
+/* Crash images of the moments between two steps: a new segment created
+ * (empty, or zero-filled by preallocation) but nothing written to it yet;
+ * state.tmp written but not renamed.  Each is a torn end, not damage. */
+static void test_crash_between_steps(void)
+{
+	struct store *s;
+	uint64_t term, vote;
+	FILE *f;
+
+	mkdir_fresh();
+	s = open_store(512);
+	append_range(s, 1, 40);
+	CU_ASSERT_EQUAL(store_sync(s), 40);
+	store_set_hardstate(s, 7, 2);
+	CU_ASSERT_EQUAL(store_sync(s), 40);
+	store_close(s);
+	/* The roll to index 41 happened, its first write did not. */
+	f = fopen(seg_path(41), "wb");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fclose(f);
+	/* A state write that never got renamed. */
+	{
+		char p[128];
+
+		snprintf(p, sizeof(p), "%s/state.tmp", dir);
+		f = fopen(p, "wb");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		fputs("half a state", f);
+		fclose(f);
+	}
+	s = open_store(512);
+	check_loaded(s, 40);
+	store_hardstate(s, &term, &vote);
+	CU_ASSERT(term == 7 && vote == 2);
+	store_loaded_free(s);
+	append_range(s, 41, 45);
+	CU_ASSERT_EQUAL(store_sync(s), 45);
+	store_close(s);
+	/* The same with the new segment preallocated (zeros). */
+	CU_ASSERT_EQUAL(truncate(seg_path(41), 0), 0);
+	CU_ASSERT_EQUAL(truncate(seg_path(41), 4096), 0);
+	s = open_store(512);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "zero-filled"));
+	check_loaded(s, 40);
 	store_close(s);
 	rm_dir();
 }
@@ -1507,12 +1769,16 @@ static const struct {
 	T(test_truncate_append),
 	T(test_segments),
 	T(test_torn_tail),
+	T(test_roll_syncs_before_create),
+	T(test_truncate_durable_first),
 	T(test_flipped_byte),
 	T(test_bad_then_good),
 	T(test_covered_flip),
 	T(test_truncated_segment),
 	T(test_state_damage),
 	T(test_floor),
+	T(test_floor_after_refused_state_write),
+	T(test_crash_between_steps),
 	T(test_zero_tail),
 	T(test_gap_and_missing_first),
 	T(test_group_commit),
