@@ -65,8 +65,8 @@ struct lc_iext {
 	 * TICK while locked, so it waits in the heap at deadline "never"
 	 * until its last lock or waiter goes.  orphan: ephemeral, and its
 	 * session ended while another session had it locked: it expires at
-	 * the first TICK after that (derived again at load: ephemeral, and
-	 * eph_session is no open session). */
+	 * the first TICK after that (in a snapshot: inode flag 16; not
+	 * derived from eph_session, whose id may open again). */
 	uint8_t parked, orphan;
 	struct lc_lk *lk;              /* lock state, once ever locked */
 	struct lc_xdent *names;        /* names after d0, oldest first */

@@ -1369,6 +1369,61 @@ static void test_parked_expiry_survives_a_snapshot(void)
 	fx_free(f);
 }
 
+/* A replica of f built from its snapshot, with f's clock, index and
+ * serials, as a node that installs the snapshot has (NULL on failure). */
+static struct fx *twin(const struct fx *f)
+{
+	struct fx *g = malloc(sizeof(*g));
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (!g)
+		return NULL;
+	memcpy(g, f, sizeof(*g));
+	memset(&g->out, 0, sizeof(g->out));
+	g->s = NULL;
+	if (lc_state_save(f->s, &buf, &len) ||
+	    lc_state_load(buf, len, &g->s)) {
+		free(buf);
+		free(g);
+		return NULL;
+	}
+	free(buf);
+	return g;
+}
+
+/* The O_EXCL file of an ended session belongs to no session, even when
+ * a session of the same id opens again (a late duplicate of its
+ * SESSION_OPEN does that): a replica that loaded a snapshot meanwhile
+ * must not give the file to the new session, or it keeps the file at the
+ * TICK that removes it everywhere else. */
+static void test_reopened_session_does_not_adopt_its_orphan(void)
+{
+	FX;
+	struct fx *g;
+	int64_t e;
+
+	fx_open(f, 2);
+	f->cur = 2;
+	e = mkfile_excl(f, ROOT, "job.lock", 0);
+	CU_ASSERT_FATAL(e > 0);
+	f->cur = 1;
+	CU_ASSERT_EQUAL(ex(f, (uint64_t)e, 5), 0);
+	CU_ASSERT_EQUAL(fx_close(f, 2), 0);
+	CU_ASSERT_EQUAL(fx_open(f, 2), 0);
+	g = twin(f);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_EQUAL(lc_state_hash(g->s), lc_state_hash(f->s));
+	for (struct fx *h = f; h; h = h == f ? g : NULL) {
+		CU_ASSERT_EQUAL(un(h, (uint64_t)e, 5), 0);
+		fx_tick(h);
+		CU_ASSERT_EQUAL(lookup_(h, ROOT, "job.lock"), -ENOENT);
+	}
+	CU_ASSERT_EQUAL(lc_state_hash(g->s), lc_state_hash(f->s));
+	fx_free(g);
+	fx_free(f);
+}
+
 static void test_next_deadline_is_the_earliest(void)
 {
 	FX;
@@ -3535,6 +3590,7 @@ static const struct test_def tests[] = {
 	T(test_touch_of_a_parked_file_rearms_it),
 	T(test_ephemeral_of_ended_session_stays_while_locked),
 	T(test_parked_expiry_survives_a_snapshot),
+	T(test_reopened_session_does_not_adopt_its_orphan),
 	T(test_tick_at_the_end_of_time_keeps_parked_files),
 	T(test_removing_a_lockfile_releases_it),
 	T(test_renamed_lockfile_still_dies_with_its_session),
