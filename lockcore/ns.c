@@ -1400,7 +1400,10 @@ static int do_setxattr(struct lc_ctx *x, uint64_t *ino, bool remove)
 			return -EINVAL;
 		if (!remove && (r = parse_u32(c->data, c->data_len, &v)))
 			return r;
-		if (!v && !ip->x)
+		/* Clearing what is not set changes nothing: not even the
+		 * refresh time, whether or not this replica happens to have
+		 * the rare-attribute block (a snapshot does not say). */
+		if (!v && (!ip->x || !(slots ? ip->x->slots : ip->x->ttl_s)))
 			goto done;
 		if (!slots && v && lci_heap_reserve(s))
 			return -ENOMEM;

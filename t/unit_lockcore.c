@@ -1424,6 +1424,32 @@ static void test_reopened_session_does_not_adopt_its_orphan(void)
 	fx_free(f);
 }
 
+/* Setting a ttl of 0 on a file without one changes nothing, on a
+ * replica that ever touched the file's lock or open state as on one
+ * that loaded it from a snapshot (which keeps no trace of either). */
+static void test_clearing_an_unset_ttl_is_the_same_everywhere(void)
+{
+	FX;
+	struct fx *g;
+	uint64_t a = file(f, "a");
+
+	CU_ASSERT_EQUAL(fx_apply(f, &(struct lc_cmd){ .type = LC_CMD_OPEN, .ino = a }), 0);
+	CU_ASSERT_EQUAL(fx_apply(f, &(struct lc_cmd){ .type = LC_CMD_RELEASE, .ino = a,
+						     .who = { .session = 1, .owner = 1 },
+						     .flags = LC_RELEASE_UNPIN }), 0);
+	CU_ASSERT_EQUAL(un(f, a, 1), 0);
+	g = twin(f);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	for (struct fx *h = f; h; h = h == f ? g : NULL) {
+		h->now += 1000000000ull;
+		CU_ASSERT_EQUAL(setxattr_(h, a, "user.cluck.ttl", "0", 1, 0), 0);
+		CU_ASSERT_EQUAL(removexattr_(h, a, "user.cluck.ttl"), 0);
+	}
+	CU_ASSERT_EQUAL(lc_state_hash(g->s), lc_state_hash(f->s));
+	fx_free(g);
+	fx_free(f);
+}
+
 static void test_next_deadline_is_the_earliest(void)
 {
 	FX;
@@ -2600,6 +2626,252 @@ static void test_usage_counts_dirs_symlinks_and_survives_a_snapshot(void)
 	fx_free(f);
 }
 
+/* ---- the same log from any snapshot: a random differential test ------- */
+
+struct rgen {
+	uint64_t rng, now, index;
+	uint64_t serial[4];             /* per origin 0..3 */
+	uint64_t ino[32];               /* inodes seen in answers */
+	unsigned nino;
+	char name[4], name2[4];
+	uint8_t data[64];
+};
+
+static uint64_t rg(struct rgen *g, uint64_t n)
+{
+	return prng(&g->rng) % n;
+}
+
+static uint64_t rg_ino(struct rgen *g)
+{
+	if (!g->nino || !rg(g, 8))
+		return LC_INO_FIRST + rg(g, 24);
+	return g->ino[rg(g, g->nino)];
+}
+
+static uint64_t rg_dir(struct rgen *g)
+{
+	return rg(g, 2) ? ROOT : rg_ino(g);
+}
+
+/* One random command of a small world: three sessions that end and open
+ * again, lockfiles with short ttls, links, renames over, locks held and
+ * waited for, xattrs and owners by several uids, TICKs. */
+static void rg_cmd(struct rgen *g, struct lc_cmd *c)
+{
+	static const char *const xn[] = { "user.cluck.ttl", "user.cluck.slots",
+					  "user.x" };
+	uint64_t sid = 1 + rg(g, 3);
+	unsigned k = (unsigned)rg(g, 22);
+
+	memset(c, 0, sizeof(*c));
+	g->now += rg(g, 4) * 500000000ull;
+	c->time_ns = g->now;
+	c->origin = sid;
+	g->name[0] = (char)('a' + rg(g, 3));
+	g->name2[0] = (char)('a' + rg(g, 3));
+	c->name = g->name;
+	c->name_len = 1;
+	c->uid = (uint32_t)rg(g, 3);
+	c->gid = c->uid;
+	c->ino = rg_ino(g);
+	c->who.session = sid;
+	c->who.owner = 1 + rg(g, 2);
+	c->who.pid = (uint32_t)c->who.owner;
+	switch (k) {
+	case 0:
+		c->type = LC_CMD_SESSION_OPEN;
+		c->session = sid;
+		break;
+	case 1:
+		c->type = LC_CMD_SESSION_CLOSE;
+		c->origin = 0;
+		c->session = sid;
+		break;
+	case 2: case 3:
+		c->type = LC_CMD_TICK;
+		c->origin = 0;
+		c->name = NULL;
+		c->name_len = 0;
+		break;
+	case 4: case 5:
+		c->type = LC_CMD_CREATE;
+		c->parent = rg_dir(g);
+		c->mode = 0644;
+		c->flags = (uint32_t)rg(g, 4);
+		c->ttl_s = (uint32_t)rg(g, 3);
+		break;
+	case 6:
+		c->type = LC_CMD_MKDIR;
+		c->parent = rg_dir(g);
+		c->mode = 0755;
+		break;
+	case 7:
+		c->type = LC_CMD_LINK;
+		c->parent = rg_dir(g);
+		break;
+	case 8:
+		c->type = rg(g, 4) ? LC_CMD_UNLINK : LC_CMD_RMDIR;
+		c->parent = rg_dir(g);
+		break;
+	case 9:
+		c->type = LC_CMD_RENAME;
+		c->parent = rg_dir(g);
+		c->parent2 = rg_dir(g);
+		c->name2 = g->name2;
+		c->name2_len = 1;
+		c->flags = (uint32_t)rg(g, 3);
+		break;
+	case 10:
+		c->type = LC_CMD_SETATTR;
+		c->valid = (uint32_t)rg(g, 64);
+		c->mode = 0644;
+		c->size = rg(g, 100);
+		c->atime_ns = c->mtime_ns = (int64_t)g->now;
+		break;
+	case 11:
+		c->type = LC_CMD_WRITE;
+		c->offset = rg(g, 40);
+		c->data = g->data;
+		c->data_len = (uint32_t)rg(g, sizeof(g->data));
+		c->name = NULL;
+		c->name_len = 0;
+		break;
+	case 12: case 13:
+		c->type = rg(g, 4) ? LC_CMD_SETXATTR : LC_CMD_REMOVEXATTR;
+		c->name = xn[rg(g, 3)];
+		c->name_len = (uint32_t)strlen(c->name);
+		g->data[0] = (uint8_t)('0' + rg(g, 4));
+		c->data = g->data;
+		c->data_len = 1;
+		break;
+	case 14: case 15: case 16: case 17:
+		c->type = LC_CMD_FLOCK;
+		c->lock_type = (uint8_t)rg(g, 3);
+		c->flags = (uint32_t)rg(g, 2);
+		break;
+	case 18:
+		c->type = LC_CMD_SETLK;
+		c->lock_type = (uint8_t)rg(g, 3);
+		c->start = rg(g, 10);
+		c->end = c->start + rg(g, 10);
+		c->flags = (uint32_t)rg(g, 2);
+		break;
+	case 19:
+		c->type = rg(g, 2) ? LC_CMD_RELEASE : LC_CMD_FLUSH;
+		c->flags = (uint32_t)rg(g, 2);
+		break;
+	case 20:
+		c->type = LC_CMD_OPEN;
+		break;
+	default:
+		c->type = LC_CMD_CANCEL;
+		c->target_serial = g->serial[sid] - rg(g, 4);
+		break;
+	}
+	if (c->origin)
+		c->serial = ++g->serial[c->origin];
+	else
+		c->serial = ++g->serial[0];
+}
+
+static bool same_usage(const struct lc_state *a, const struct lc_state *b)
+{
+	struct lc_usage x, y;
+
+	lc_usage_total(a, &x);
+	lc_usage_total(b, &y);
+	if (x.files != y.files || x.bytes != y.bytes)
+		return false;
+	for (uint32_t uid = 0; uid < 3; uid++) {
+		lc_usage(a, uid, &x);
+		lc_usage(b, uid, &y);
+		if (x.files != y.files || x.bytes != y.bytes)
+			return false;
+	}
+	return true;
+}
+
+static struct lc_state *reload(const struct lc_state *s)
+{
+	struct lc_state *t = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (lc_state_save(s, &buf, &len) == 0 &&
+	    lc_state_load(buf, len, &t) != 0)
+		t = NULL;
+	free(buf);
+	return t;
+}
+
+/* Every replica that loads a snapshot anywhere in a log and applies the
+ * rest reaches the state of the one that applied it all, with the same
+ * answers; usage counted on the way equals usage recounted. */
+static int replay_seed(uint64_t seed, int steps)
+{
+	struct rgen g = { .rng = seed * 0x9e3779b97f4a7c15ull + 1,
+			  .now = 1000000000ull };
+	struct lc_state *ref = lc_state_new(), *tw = NULL;
+	struct lc_out o1 = { 0 }, o2 = { 0 };
+	int bad = 0;
+
+	for (int i = 0; i < steps && !bad && ref; i++) {
+		struct lc_cmd c;
+		int r1, r2;
+
+		if (!tw || !rg(&g, 50)) {
+			lc_state_free(tw);
+			tw = reload(ref);
+			if (!tw) {
+				bad = 1;
+				break;
+			}
+		}
+		rg_cmd(&g, &c);
+		g.index++;
+		lc_out_reset(&o1);
+		lc_out_reset(&o2);
+		r1 = lc_apply(ref, g.index, &c, &o1);
+		r2 = lc_apply(tw, g.index, &c, &o2);
+		if (r1 != r2 || !same_out(&o1, &o2))
+			bad = 2;
+		else if (lc_state_hash(ref) != lc_state_hash(tw))
+			bad = 4;
+		else if (!same_usage(ref, tw))
+			bad = 5;
+		for (size_t j = 0; j < o1.n; j++)
+			if (o1.v[j].ino >= LC_INO_FIRST && g.nino < 32)
+				g.ino[g.nino++] = o1.v[j].ino;
+			else if (o1.v[j].ino >= LC_INO_FIRST)
+				g.ino[rg(&g, 32)] = o1.v[j].ino;
+		if (!bad && !rg(&g, 20)) {
+			struct lc_state *t = reload(ref);
+
+			if (!t || !same_usage(ref, t))
+				bad = 3;
+			lc_state_free(t);
+		}
+		if (bad)   /* 2: answers, 4: state, 5: usage, 3: recount */
+			fprintf(stderr, "seed %llu: step %d (type %u): %d\n",
+				(unsigned long long)seed, i, c.type, bad);
+	}
+	lc_out_free(&o1);
+	lc_out_free(&o2);
+	lc_state_free(tw);
+	lc_state_free(ref);
+	return bad;
+}
+
+static void test_random_logs_replay_equal_from_any_snapshot(void)
+{
+	const char *n = getenv("LC_REPLAY_SEEDS");
+	int seeds = n ? atoi(n) : 40;
+
+	for (int s = 0; s < seeds; s++)
+		CU_ASSERT_EQUAL(replay_seed((uint64_t)s, 2000), 0);
+}
+
 static void test_snapshot_round_trip_keeps_everything(void)
 {
 	struct fx *f = small_world();
@@ -3591,6 +3863,7 @@ static const struct test_def tests[] = {
 	T(test_ephemeral_of_ended_session_stays_while_locked),
 	T(test_parked_expiry_survives_a_snapshot),
 	T(test_reopened_session_does_not_adopt_its_orphan),
+	T(test_clearing_an_unset_ttl_is_the_same_everywhere),
 	T(test_tick_at_the_end_of_time_keeps_parked_files),
 	T(test_removing_a_lockfile_releases_it),
 	T(test_renamed_lockfile_still_dies_with_its_session),
@@ -3629,6 +3902,7 @@ static const struct test_def tests[] = {
 	T(test_xattr_namespace_and_size_rules),
 	T(test_same_commands_give_same_states),
 	T(test_snapshot_round_trip_keeps_everything),
+	T(test_random_logs_replay_equal_from_any_snapshot),
 	T(test_snapshot_load_rejects_every_truncation),
 	T(test_snapshot_load_survives_byte_flips),
 	T(test_snapshot_load_rejects_garbage),
