@@ -1450,6 +1450,44 @@ static void test_clearing_an_unset_ttl_is_the_same_everywhere(void)
 	fx_free(f);
 }
 
+/* An expired file open elsewhere lives on under the name it loses last;
+ * which one that is must not depend on the order a replica keeps a
+ * file's names in (creation order; a loaded state has them by
+ * directory). */
+static void test_expired_open_file_keeps_the_same_former_name_everywhere(void)
+{
+	FX;
+	struct fx *g;
+	int64_t d = mkdir_(f, ROOT, "d"), e;
+	uint64_t dir[2] = { 0, 0 };
+	const char *n[2] = { NULL, NULL };
+	size_t len[2] = { 0, 0 };
+	int i = 0;
+
+	CU_ASSERT_FATAL(d > 0);
+	e = mkfile_excl(f, (uint64_t)d, "b", 1);
+	CU_ASSERT_FATAL(e > 0);
+	CU_ASSERT_EQUAL(link_(f, (uint64_t)e, ROOT, "b"), 0);
+	fx_open(f, 2);
+	f->cur = 2;
+	CU_ASSERT_EQUAL(fx_apply(f, &(struct lc_cmd){ .type = LC_CMD_OPEN,
+						     .ino = (uint64_t)e }), 0);
+	f->cur = 1;
+	g = twin(f);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	for (struct fx *h = f; h; h = h == f ? g : NULL, i++) {
+		h->now += 2000000000ull;
+		fx_tick(h);
+		CU_ASSERT_EQUAL(lookup_(h, ROOT, "b"), -ENOENT);
+		CU_ASSERT_EQUAL(lc_former_name(h->s, (uint64_t)e, &dir[i], &n[i],
+					       &len[i]), 0);
+	}
+	CU_ASSERT_EQUAL(dir[0], dir[1]);
+	CU_ASSERT_EQUAL(lc_state_hash(g->s), lc_state_hash(f->s));
+	fx_free(g);
+	fx_free(f);
+}
+
 static void test_next_deadline_is_the_earliest(void)
 {
 	FX;
@@ -3864,6 +3902,7 @@ static const struct test_def tests[] = {
 	T(test_parked_expiry_survives_a_snapshot),
 	T(test_reopened_session_does_not_adopt_its_orphan),
 	T(test_clearing_an_unset_ttl_is_the_same_everywhere),
+	T(test_expired_open_file_keeps_the_same_former_name_everywhere),
 	T(test_tick_at_the_end_of_time_keeps_parked_files),
 	T(test_removing_a_lockfile_releases_it),
 	T(test_renamed_lockfile_still_dies_with_its_session),
