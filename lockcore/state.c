@@ -636,6 +636,7 @@ void lc_state_free(struct lc_state *s)
 	free(s->sv);
 	free(s->heap);
 	free(s->uv);
+	lci_px_spares_free(s);
 	free(s);
 }
 
