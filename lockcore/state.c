@@ -594,6 +594,7 @@ struct lc_state *lc_state_new(void)
 	return s;
 undo_root:
 	free(s->uv);
+	free(s->itab);
 	lci_inode_free(s->root);
 undo_state:
 	free(s);

@@ -3659,6 +3659,22 @@ extern long unit_live_blocks;
 
 /* A file that was opened and closed costs no more memory than one that
  * never was: the record its pin needed goes with the pin. */
+/* A state that cannot be made for memory leaves nothing behind. */
+static void test_failed_state_new_frees_what_it_took(void)
+{
+	for (long n = 1; n <= 6; n++) {
+		long before = unit_live_blocks;
+		struct lc_state *s;
+
+		unit_fail_nth = n;
+		s = lc_state_new();
+		unit_fail_nth = 0;
+		if (s)
+			lc_state_free(s);
+		CU_ASSERT_EQUAL(unit_live_blocks, before);
+	}
+}
+
 static void test_closed_files_cost_no_extra_memory(void)
 {
 	FX;
@@ -4046,6 +4062,7 @@ static const struct test_def tests[] = {
 	T(test_renames_keep_names_paths_and_cookies),
 	T(test_open_handles_pin_unlinked_files),
 	T(test_closed_files_cost_no_extra_memory),
+	T(test_failed_state_new_frees_what_it_took),
 	T(test_exchange_keeps_hard_link_lists_apart),
 	T(test_posix_waiter_excused_from_the_queue_is_granted),
 	T(test_posix_long_queue_drains),
