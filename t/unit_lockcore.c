@@ -2990,11 +2990,12 @@ static int replay_seed(uint64_t seed, int steps)
 
 static void test_random_logs_replay_equal_from_any_snapshot(void)
 {
-	const char *n = getenv("LC_REPLAY_SEEDS");
-	int seeds = n ? atoi(n) : 40;
+	/* LC_REPLAY_SEEDS=3000 LC_REPLAY_STEPS=6000 for a longer hunt */
+	const char *n = getenv("LC_REPLAY_SEEDS"), *k = getenv("LC_REPLAY_STEPS");
+	int seeds = n ? atoi(n) : 40, steps = k ? atoi(k) : 2000;
 
 	for (int s = 0; s < seeds; s++)
-		CU_ASSERT_EQUAL(replay_seed((uint64_t)s, 2000), 0);
+		CU_ASSERT_EQUAL(replay_seed((uint64_t)s, steps), 0);
 }
 
 static void test_snapshot_round_trip_keeps_everything(void)
