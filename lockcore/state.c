@@ -1622,6 +1622,10 @@ static int load_link(struct loadctx *L)
 				goto out;
 			if (x && x->was && lci_nlink(ip))
 				goto out;
+			/* Its directory, or a number that went (never reused). */
+			if (x && x->was && lci_iget(s, x->was_dir) &&
+			    lci_iget(s, x->was_dir)->kind != LC_DIR)
+				goto out;
 		}
 	/* Count reachable dirs: every dir must have been queued. */
 	{

@@ -1532,6 +1532,35 @@ static void test_posix_grant_is_never_put_off_for_memory(void)
 	}
 }
 
+/* A former name's directory is a directory, or gone: a snapshot that
+ * puts it in a regular file is no state the engine makes. */
+static void test_snapshot_with_a_former_name_in_a_file_is_refused(void)
+{
+	FX;
+	uint64_t a = file(f, "a"), g = file(f, "g");
+	static const uint8_t was[11] = { 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 'g' };
+	struct lc_state *t = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0, hits = 0;
+
+	CU_ASSERT_EQUAL(ex(f, g, 1), 0);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "g"), 0);
+	CU_ASSERT_EQUAL_FATAL(lc_state_save(f->s, &buf, &len), 0);
+	CU_ASSERT_EQUAL(lc_state_load(buf, len, &t), 0);
+	lc_state_free(t);
+	t = NULL;
+	for (size_t i = 0; i + sizeof(was) <= len; i++)
+		if (!memcmp(buf + i, was, sizeof(was))) {
+			buf[i] = (uint8_t)a;
+			hits++;
+		}
+	CU_ASSERT_EQUAL_FATAL(hits, 1);
+	CU_ASSERT_EQUAL(lc_state_load(buf, len, &t), -EINVAL);
+	CU_ASSERT_PTR_NULL(t);
+	free(buf);
+	fx_free(f);
+}
+
 static void test_next_deadline_is_the_earliest(void)
 {
 	FX;
@@ -4008,6 +4037,7 @@ static const struct test_def tests[] = {
 	T(test_clearing_an_unset_ttl_is_the_same_everywhere),
 	T(test_expired_open_file_keeps_the_same_former_name_everywhere),
 	T(test_posix_grant_is_never_put_off_for_memory),
+	T(test_snapshot_with_a_former_name_in_a_file_is_refused),
 	T(test_tick_at_the_end_of_time_keeps_parked_files),
 	T(test_removing_a_lockfile_releases_it),
 	T(test_renamed_lockfile_still_dies_with_its_session),
