@@ -65,8 +65,8 @@ struct lc_iext {
 	 * TICK while locked, so it waits in the heap at deadline "never"
 	 * until its last lock or waiter goes.  orphan: ephemeral, and its
 	 * session ended while another session had it locked: it expires at
-	 * the first TICK after that (derived again at load: ephemeral, and
-	 * eph_session is no open session). */
+	 * the first TICK after that (in a snapshot: inode flag 16; not
+	 * derived from eph_session, whose id may open again). */
 	uint8_t parked, orphan;
 	struct lc_lk *lk;              /* lock state, once ever locked */
 	struct lc_xdent *names;        /* names after d0, oldest first */
@@ -283,6 +283,11 @@ struct lc_state {
 	uint64_t applied, next_ino, next_token, next_qseq;
 	uint64_t grants, releases, expirations, interrupts;
 	uint64_t nholders, nwaiters;
+	/* Request records set aside before a command changes anything, for
+	 * the POSIX grants its queue walk may make (locks.c): a grant is
+	 * never put off for want of memory on one replica only. */
+	struct lc_req *spares;
+	size_t nspares;
 	struct lc_use *uv;             /* per-uid usage, sorted by uid (usage.c) */
 	size_t un, ucap;
 	uint64_t tbytes;               /* content bytes of every inode */
@@ -382,6 +387,8 @@ int lci_session_drop(struct lc_ctx *x, struct lc_sess *se);
 void lci_lk_free(struct lc_state *s, struct lc_inode *ip);
 bool lci_lk_busy(const struct lc_inode *ip);
 int lci_run_queue(struct lc_ctx *x, struct lc_inode *ip);
+int lci_px_reserve(struct lc_state *s, size_t n);
+void lci_px_spares_free(struct lc_state *s);
 int lci_run_flock(struct lc_ctx *x, struct lc_inode *ip);
 void lci_req_attach(struct lc_state *s, struct lc_req *r);
 struct lc_lk *lci_lk_get(struct lc_state *s, struct lc_inode *ip);

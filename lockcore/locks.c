@@ -528,6 +528,57 @@ static bool px_downgrades(const struct lc_lk *lk, const struct lc_req *r)
 	return false;
 }
 
+/* Sets aside what the POSIX grants of a queue walk over n waiters need
+ * (a record to split a range with, room in the request hash), before the
+ * command changes anything: -ENOMEM then refuses the command on this
+ * replica as a whole, instead of putting a grant off here only. */
+int lci_px_reserve(struct lc_state *s, size_t n)
+{
+	if (n > SIZE_MAX / 2 - 2 || lci_rtab_reserve(s, 2 * n + 2))
+		return -ENOMEM;
+	while (s->nspares < n) {
+		struct lc_req *r = malloc(sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		r->next = s->spares;
+		s->spares = r;
+		s->nspares++;
+	}
+	return 0;
+}
+
+void lci_px_spares_free(struct lc_state *s)
+{
+	while (s->spares) {
+		struct lc_req *r = s->spares;
+
+		s->spares = r->next;
+		free(r);
+	}
+	s->nspares = 0;
+}
+
+static struct lc_req *spare_take(struct lc_state *s)
+{
+	struct lc_req *r = s->spares;
+
+	if (!r)
+		return malloc(sizeof(*r));
+	s->spares = r->next;
+	s->nspares--;
+	return r;
+}
+
+static void spare_put(struct lc_state *s, struct lc_req *r)
+{
+	if (!r)
+		return;
+	r->next = s->spares;
+	s->spares = r;
+	s->nspares++;
+}
+
 /*
  * Grants, in queue order, every queued POSIX request that conflicts
  * neither with holders nor with an earlier request still queued, after a
@@ -566,9 +617,11 @@ static void run_posix(struct lc_ctx *x, struct lc_lk *lk, uint64_t lo,
 				break;
 			continue;
 		}
-		spare = malloc(sizeof(*spare));
+		/* Set aside by the command (lci_px_reserve), so neither
+		 * fails here but on a caller that did not. */
+		spare = spare_take(x->s);
 		if (!spare || lci_rtab_reserve(x->s, 2)) {
-			free(spare);
+			spare_put(x->s, spare);
 			lk->px_full = 1;
 			break;          /* ENOMEM: grant later */
 		}
@@ -576,7 +629,7 @@ static void run_posix(struct lc_ctx *x, struct lc_lk *lk, uint64_t lo,
 		req_detach(x->s, r);
 		px_apply(x, lk, r->session, r->owner, r->type, r->start,
 			 r->end, r, &spare);
-		free(spare);
+		spare_put(x->s, spare);
 		lci_emit(x, r->origin, r->serial, 0, lk->ip->ino, r->token);
 		lci_req_done(x->s, r->origin, r->serial, 0, r->token);
 		/* r left the queue: later requests it held back may go. */
@@ -725,7 +778,8 @@ static int do_setlk(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 	struct lc_lk *lk = LCI_LK(ip);
 	struct lc_req *r, *spare;
 
-	if (lci_rtab_reserve(x->s, 2) || lci_otab_reserve(x->s, 1))
+	if (lci_rtab_reserve(x->s, 2) || lci_otab_reserve(x->s, 1) ||
+	    lci_px_reserve(x->s, lk->npx_w))
 		return -ENOMEM;
 	r = req_new(x, ip, sid, true);
 	spare = req_new(x, ip, sid, true);
@@ -791,6 +845,8 @@ static int do_release(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 			drop_holder(x, r, WHY_RELEASE);
 		return lci_run_flock(x, ip);
 	}
+	if (lci_px_reserve(x->s, lk->npx_w))
+		return -ENOMEM;
 	/* The owner's queued requests, found by owner rather than by a walk
 	 * of the queue, and answered in queue order (the hash chain's order
 	 * is not something any node may let show). */
@@ -891,6 +947,8 @@ int lci_cancel(struct lc_ctx *x, uint64_t *ino)
 	if (t->posix && !t->waiting)
 		return -ENOENT;
 	posix = t->posix;
+	if (posix && lci_px_reserve(x->s, LCI_LK(ip)->npx_w))
+		return -ENOMEM;
 	lo = t->start;
 	hi = t->end;
 	if (t->waiting) {
@@ -932,7 +990,7 @@ int lci_session_drop(struct lc_ctx *x, struct lc_sess *se)
 	struct lc_state *s = x->s;
 	struct lc_req **rv = NULL;
 	uint64_t *inos = NULL;
-	size_t n = 0, ni = 0, neph;
+	size_t n = 0, ni = 0, neph, npx;
 	struct lc_req *r;
 
 	/* Heap room for every ephemeral file that may outlive it locked. */
@@ -952,6 +1010,16 @@ int lci_session_drop(struct lc_ctx *x, struct lc_sess *se)
 		for (r = se->reqs; r && n < se->nreqs; r = r->snext)
 			rv[n++] = r;
 		qsort(rv, n, sizeof(*rv), cmp_req);
+	}
+	/* What the walks of the queues it leaves may grant. */
+	npx = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!i || rv[i - 1]->ip != rv[i]->ip)
+			npx += LCI_LK(rv[i]->ip)->npx_w;
+	if (lci_px_reserve(s, npx)) {
+		free(rv);
+		free(inos);
+		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
 		r = rv[i];

@@ -640,22 +640,35 @@ static void dent_unlink(struct lc_state *s, struct lc_dent *d, int64_t now)
 	}
 }
 
+/* Is name a before name b in an order every replica shares?  The order
+ * of a file's names in memory is not shared: it is creation order, and a
+ * loaded state has them in directory order. */
+static bool name_before(const struct lc_dent *a, const struct lc_dent *b)
+{
+	if (a->dir->ino != b->dir->ino)
+		return a->dir->ino < b->dir->ino;
+	return lci_dcookie(a) < lci_dcookie(b);
+}
+
 /* Removes every name of a file (ephemeral expiry).  Returns 1 when the
- * inode was freed too. */
+ * inode was freed too.  The name removed last is the one a file that
+ * lives on keeps (name_gone), so it is chosen in the shared order. */
 int lci_remove_all_names(struct lc_state *s, struct lc_inode *ip,
 			 int64_t now)
 {
-	bool busy = lci_lk_busy(ip);
-	struct lc_dent *d;
+	bool goes = !lci_lk_busy(ip) && !(ip->x && ip->x->pins);
+	struct lc_dent *d, *last = NULL;
 
-	while ((d = lci_first_name(ip))) {
-		if (!lci_next_name(ip, d) && !busy) {
-			dent_unlink(s, d, now);
-			return 1;
-		}
+	for (d = lci_first_name(ip); d; d = lci_next_name(ip, d))
+		if (!last || name_before(d, last))
+			last = d;
+	if (!last)
+		return 0;
+	while ((d = lci_first_name(ip)) != last ||
+	       (d = lci_next_name(ip, last)))
 		dent_unlink(s, d, now);
-	}
-	return 0;
+	dent_unlink(s, last, now);
+	return goes;
 }
 
 /* ---- command helpers ------------------------------------------------------ */
@@ -1400,7 +1413,10 @@ static int do_setxattr(struct lc_ctx *x, uint64_t *ino, bool remove)
 			return -EINVAL;
 		if (!remove && (r = parse_u32(c->data, c->data_len, &v)))
 			return r;
-		if (!v && !ip->x)
+		/* Clearing what is not set changes nothing: not even the
+		 * refresh time, whether or not this replica happens to have
+		 * the rare-attribute block (a snapshot does not say). */
+		if (!v && (!ip->x || !(slots ? ip->x->slots : ip->x->ttl_s)))
 			goto done;
 		if (!slots && v && lci_heap_reserve(s))
 			return -ENOMEM;

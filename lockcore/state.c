@@ -17,9 +17,10 @@
 
 #define ST_MAGIC   0x5453434cu         /* "LCST" */
 #define ST_VERSION 2u                  /* 2: open-handle pins */
-/* Inode flag 8 (a former name follows the pins) came without a version
- * bump: a state with no such file is unchanged, and an older reader
- * refuses one that has it (unknown flag). */
+/* Inode flags 8 (a former name follows the pins) and 16 (an ephemeral
+ * file whose session ended while it was locked: lci_eph_orphan) came
+ * without a version bump: a state with no such file is unchanged, and an
+ * older reader refuses one that has it (unknown flag). */
 
 /* ---- hashing ------------------------------------------------------------ */
 
@@ -593,6 +594,7 @@ struct lc_state *lc_state_new(void)
 	return s;
 undo_root:
 	free(s->uv);
+	free(s->itab);
 	lci_inode_free(s->root);
 undo_state:
 	free(s);
@@ -635,6 +637,7 @@ void lc_state_free(struct lc_state *s)
 	free(s->sv);
 	free(s->heap);
 	free(s->uv);
+	lci_px_spares_free(s);
 	free(s);
 }
 
@@ -1022,7 +1025,8 @@ static void winode(struct wbuf *w, const struct lc_inode *ip)
 	w64(w, (uint64_t)ip->mtime);
 	w64(w, (uint64_t)ip->ctime);
 	w8(w, (uint8_t)((x && x->ephemeral ? 1 : 0) | (lk ? 2 : 0) |
-			(x && x->pins ? 4 : 0) | (x && x->was ? 8 : 0)));
+			(x && x->pins ? 4 : 0) | (x && x->was ? 8 : 0) |
+			(x && x->orphan ? 16 : 0)));
 	w64(w, x ? x->eph_session : 0);
 	w64(w, x ? x->refresh_ns : 0);
 	w32(w, x ? x->ttl_s : 0);
@@ -1389,9 +1393,9 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 	ttl = r32(r);
 	slots = r32(r);
 	nx = r32(r);
-	if (r->bad || (ip->mode & ~LCI_MODE_MASK) || (flags & ~15u) ||
+	if (r->bad || (ip->mode & ~LCI_MODE_MASK) || (flags & ~31u) ||
 	    nx > LC_XATTR_PER_INODE || (kind != LC_REG && (slots || ttl)) ||
-	    (!(flags & 1) && eph))
+	    (!(flags & 1) && eph) || ((flags & 16) && !eph))
 		return -EINVAL;
 	if ((flags & 1) || eph || refresh || ttl || slots || nx) {
 		struct lc_iext *x = lci_iext(ip);
@@ -1399,6 +1403,7 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 		if (!x)
 			return -ENOMEM;
 		x->ephemeral = flags & 1;
+		x->orphan = (flags & 16) != 0;
 		x->eph_session = eph;
 		x->refresh_ns = refresh;
 		x->ttl_s = ttl;
@@ -1605,12 +1610,21 @@ static int load_link(struct loadctx *L)
 			if (ip->kind == LC_DIR && ip != s->root &&
 			    !lci_first_name(ip))
 				goto out;
-			/* A named ephemeral file of an ended session is an
-			 * orphan (lci_eph_orphan): it waits for a TICK. */
 			if (!lci_nlink(ip) && ip != s->root &&
 			    !lci_lk_busy(ip) && !(x && x->pins))
 				goto out;
+			/* A named ephemeral file of an ended session is an
+			 * orphan (lci_eph_orphan), marked so: its session's
+			 * id may be open again, and not for it. */
+			if (lci_nlink(ip) && x && x->ephemeral &&
+			    x->eph_session && !x->orphan &&
+			    !lci_sess(s, x->eph_session))
+				goto out;
 			if (x && x->was && lci_nlink(ip))
+				goto out;
+			/* Its directory, or a number that went (never reused). */
+			if (x && x->was && lci_iget(s, x->was_dir) &&
+			    lci_iget(s, x->was_dir)->kind != LC_DIR)
 				goto out;
 		}
 	/* Count reachable dirs: every dir must have been queued. */
@@ -1649,12 +1663,8 @@ static int load_derive(struct lc_state *s)
 
 		if (!ip->x || !lci_nlink(ip))
 			continue;
-		if (ip->x->ephemeral && ip->x->eph_session)
+		if (ip->x->ephemeral && ip->x->eph_session && !ip->x->orphan)
 			lci_eph_link(s, ip);
-		/* Its session ended while it was locked (lci_eph_orphan). */
-		if (ip->x->ephemeral && ip->x->eph_session &&
-		    !lci_sess(s, ip->x->eph_session))
-			ip->x->orphan = 1;
 		if (ip->x->ttl_s || ip->x->orphan) {
 			if (lci_heap_reserve(s)) {
 				free(iv);

@@ -1369,6 +1369,198 @@ static void test_parked_expiry_survives_a_snapshot(void)
 	fx_free(f);
 }
 
+/* A replica of f built from its snapshot, with f's clock, index and
+ * serials, as a node that installs the snapshot has (NULL on failure). */
+static struct fx *twin(const struct fx *f)
+{
+	struct fx *g = malloc(sizeof(*g));
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (!g)
+		return NULL;
+	memcpy(g, f, sizeof(*g));
+	memset(&g->out, 0, sizeof(g->out));
+	g->s = NULL;
+	if (lc_state_save(f->s, &buf, &len) ||
+	    lc_state_load(buf, len, &g->s)) {
+		free(buf);
+		free(g);
+		return NULL;
+	}
+	free(buf);
+	return g;
+}
+
+/* The O_EXCL file of an ended session belongs to no session, even when
+ * a session of the same id opens again (a late duplicate of its
+ * SESSION_OPEN does that): a replica that loaded a snapshot meanwhile
+ * must not give the file to the new session, or it keeps the file at the
+ * TICK that removes it everywhere else. */
+static void test_reopened_session_does_not_adopt_its_orphan(void)
+{
+	FX;
+	struct fx *g;
+	int64_t e;
+
+	fx_open(f, 2);
+	f->cur = 2;
+	e = mkfile_excl(f, ROOT, "job.lock", 0);
+	CU_ASSERT_FATAL(e > 0);
+	f->cur = 1;
+	CU_ASSERT_EQUAL(ex(f, (uint64_t)e, 5), 0);
+	CU_ASSERT_EQUAL(fx_close(f, 2), 0);
+	CU_ASSERT_EQUAL(fx_open(f, 2), 0);
+	g = twin(f);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_EQUAL(lc_state_hash(g->s), lc_state_hash(f->s));
+	for (struct fx *h = f; h; h = h == f ? g : NULL) {
+		CU_ASSERT_EQUAL(un(h, (uint64_t)e, 5), 0);
+		fx_tick(h);
+		CU_ASSERT_EQUAL(lookup_(h, ROOT, "job.lock"), -ENOENT);
+	}
+	CU_ASSERT_EQUAL(lc_state_hash(g->s), lc_state_hash(f->s));
+	fx_free(g);
+	fx_free(f);
+}
+
+/* Setting a ttl of 0 on a file without one changes nothing, on a
+ * replica that ever touched the file's lock or open state as on one
+ * that loaded it from a snapshot (which keeps no trace of either). */
+static void test_clearing_an_unset_ttl_is_the_same_everywhere(void)
+{
+	FX;
+	struct fx *g;
+	uint64_t a = file(f, "a");
+
+	CU_ASSERT_EQUAL(fx_apply(f, &(struct lc_cmd){ .type = LC_CMD_OPEN, .ino = a }), 0);
+	CU_ASSERT_EQUAL(fx_apply(f, &(struct lc_cmd){ .type = LC_CMD_RELEASE, .ino = a,
+						     .who = { .session = 1, .owner = 1 },
+						     .flags = LC_RELEASE_UNPIN }), 0);
+	CU_ASSERT_EQUAL(un(f, a, 1), 0);
+	g = twin(f);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	for (struct fx *h = f; h; h = h == f ? g : NULL) {
+		h->now += 1000000000ull;
+		CU_ASSERT_EQUAL(setxattr_(h, a, "user.cluck.ttl", "0", 1, 0), 0);
+		CU_ASSERT_EQUAL(removexattr_(h, a, "user.cluck.ttl"), 0);
+	}
+	CU_ASSERT_EQUAL(lc_state_hash(g->s), lc_state_hash(f->s));
+	fx_free(g);
+	fx_free(f);
+}
+
+/* An expired file open elsewhere lives on under the name it loses last;
+ * which one that is must not depend on the order a replica keeps a
+ * file's names in (creation order; a loaded state has them by
+ * directory). */
+static void test_expired_open_file_keeps_the_same_former_name_everywhere(void)
+{
+	FX;
+	struct fx *g;
+	int64_t d = mkdir_(f, ROOT, "d"), e;
+	uint64_t dir[2] = { 0, 0 };
+	const char *n[2] = { NULL, NULL };
+	size_t len[2] = { 0, 0 };
+	int i = 0;
+
+	CU_ASSERT_FATAL(d > 0);
+	e = mkfile_excl(f, (uint64_t)d, "b", 1);
+	CU_ASSERT_FATAL(e > 0);
+	CU_ASSERT_EQUAL(link_(f, (uint64_t)e, ROOT, "b"), 0);
+	fx_open(f, 2);
+	f->cur = 2;
+	CU_ASSERT_EQUAL(fx_apply(f, &(struct lc_cmd){ .type = LC_CMD_OPEN,
+						     .ino = (uint64_t)e }), 0);
+	f->cur = 1;
+	g = twin(f);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	for (struct fx *h = f; h; h = h == f ? g : NULL, i++) {
+		h->now += 2000000000ull;
+		fx_tick(h);
+		CU_ASSERT_EQUAL(lookup_(h, ROOT, "b"), -ENOENT);
+		CU_ASSERT_EQUAL(lc_former_name(h->s, (uint64_t)e, &dir[i], &n[i],
+					       &len[i]), 0);
+	}
+	CU_ASSERT_EQUAL(dir[0], dir[1]);
+	CU_ASSERT_EQUAL(lc_state_hash(g->s), lc_state_hash(f->s));
+	fx_free(g);
+	fx_free(f);
+}
+
+extern long unit_fail_nth;
+
+/* A replica short of memory while an unlock hands a POSIX range to a
+ * waiter refuses the command as a whole (lc_apply -ENOMEM, the driver
+ * applies it again): it must not apply the unlock and put the grant off,
+ * which gave the waiter its lock later there than on every other
+ * replica. */
+static void test_posix_grant_is_never_put_off_for_memory(void)
+{
+	for (long n = 1; n <= 8; n++) {
+		FX;
+		struct fx *g;
+		uint64_t a = file(f, "a");
+		struct lc_cmd c = { .type = LC_CMD_SETLK, .lock_type = LC_UNLCK,
+				    .start = 0, .end = LC_OFF_MAX,
+				    .who = { .session = 1, .owner = 1, .pid = 1 } };
+		struct lc_cmd d;
+		int r;
+
+		CU_ASSERT_EQUAL(setlk(f, a, 1, LC_WRLCK, 0, 9, 0), 0);
+		CU_ASSERT_EQUAL(setlk(f, a, 2, LC_WRLCK, 0, 9, LC_LK_WAIT),
+				LC_PENDING);
+		g = twin(f);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+		c.ino = a;
+		d = c;
+		CU_ASSERT_EQUAL(fx_apply(f, &c), 0);
+		CU_ASSERT_EQUAL(nholders(f, a), 1);
+		unit_fail_nth = n;
+		r = fx_apply(g, &d);
+		unit_fail_nth = 0;
+		if (g->last_rc == -ENOMEM) {
+			g->index--;
+			r = fx_reapply(g, &d);
+		}
+		CU_ASSERT_EQUAL(r, 0);
+		CU_ASSERT_EQUAL(nholders(g, a), 1);
+		CU_ASSERT_EQUAL(nwaiters(g, a), 0);
+		CU_ASSERT_EQUAL(lc_state_hash(g->s), lc_state_hash(f->s));
+		fx_free(g);
+		fx_free(f);
+	}
+}
+
+/* A former name's directory is a directory, or gone: a snapshot that
+ * puts it in a regular file is no state the engine makes. */
+static void test_snapshot_with_a_former_name_in_a_file_is_refused(void)
+{
+	FX;
+	uint64_t a = file(f, "a"), g = file(f, "g");
+	static const uint8_t was[11] = { 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 'g' };
+	struct lc_state *t = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0, hits = 0;
+
+	CU_ASSERT_EQUAL(ex(f, g, 1), 0);
+	CU_ASSERT_EQUAL(unlink_(f, ROOT, "g"), 0);
+	CU_ASSERT_EQUAL_FATAL(lc_state_save(f->s, &buf, &len), 0);
+	CU_ASSERT_EQUAL(lc_state_load(buf, len, &t), 0);
+	lc_state_free(t);
+	t = NULL;
+	for (size_t i = 0; i + sizeof(was) <= len; i++)
+		if (!memcmp(buf + i, was, sizeof(was))) {
+			buf[i] = (uint8_t)a;
+			hits++;
+		}
+	CU_ASSERT_EQUAL_FATAL(hits, 1);
+	CU_ASSERT_EQUAL(lc_state_load(buf, len, &t), -EINVAL);
+	CU_ASSERT_PTR_NULL(t);
+	free(buf);
+	fx_free(f);
+}
+
 static void test_next_deadline_is_the_earliest(void)
 {
 	FX;
@@ -2545,6 +2737,296 @@ static void test_usage_counts_dirs_symlinks_and_survives_a_snapshot(void)
 	fx_free(f);
 }
 
+/* ---- the same log from any snapshot: a random differential test ------- */
+
+struct rgen {
+	uint64_t rng, now, index;
+	uint64_t serial[4];             /* per origin 0..3 */
+	uint64_t ino[32];               /* inodes seen in answers */
+	unsigned nino;
+	char name[4], name2[4];
+	uint8_t data[64];
+};
+
+static uint64_t rg(struct rgen *g, uint64_t n)
+{
+	return prng(&g->rng) % n;
+}
+
+static uint64_t rg_ino(struct rgen *g)
+{
+	if (!g->nino || !rg(g, 8))
+		return LC_INO_FIRST + rg(g, 24);
+	return g->ino[rg(g, g->nino)];
+}
+
+static uint64_t rg_dir(struct rgen *g)
+{
+	return rg(g, 2) ? ROOT : rg_ino(g);
+}
+
+/* One random command of a small world: three sessions that end and open
+ * again, lockfiles with short ttls, links, renames over, locks held and
+ * waited for, xattrs and owners by several uids, TICKs. */
+static void rg_cmd(struct rgen *g, struct lc_cmd *c)
+{
+	static const char *const xn[] = { "user.cluck.ttl", "user.cluck.slots",
+					  "user.x" };
+	uint64_t sid = 1 + rg(g, 3);
+	unsigned k = (unsigned)rg(g, 22);
+
+	memset(c, 0, sizeof(*c));
+	g->now += rg(g, 4) * 500000000ull;
+	c->time_ns = g->now;
+	c->origin = sid;
+	g->name[0] = (char)('a' + rg(g, 3));
+	g->name2[0] = (char)('a' + rg(g, 3));
+	c->name = g->name;
+	c->name_len = 1;
+	c->uid = (uint32_t)rg(g, 3);
+	c->gid = c->uid;
+	c->ino = rg_ino(g);
+	c->who.session = sid;
+	c->who.owner = 1 + rg(g, 2);
+	c->who.pid = (uint32_t)c->who.owner;
+	switch (k) {
+	case 0:
+		c->type = LC_CMD_SESSION_OPEN;
+		c->session = sid;
+		break;
+	case 1:
+		c->type = LC_CMD_SESSION_CLOSE;
+		c->origin = rg(g, 2) ? 0 : sid;
+		c->session = sid;
+		break;
+	case 2: case 3:
+		c->type = LC_CMD_TICK;
+		c->origin = 0;
+		c->name = NULL;
+		c->name_len = 0;
+		if (!rg(g, 100))
+			c->time_ns = UINT64_MAX;   /* the end of time */
+		break;
+	case 4: case 5:
+		c->type = LC_CMD_CREATE;
+		c->parent = rg_dir(g);
+		c->mode = 0644;
+		c->flags = (uint32_t)rg(g, 4);
+		c->ttl_s = (uint32_t)rg(g, 3);
+		break;
+	case 6:
+		c->type = rg(g, 4) ? LC_CMD_MKDIR : LC_CMD_SYMLINK;
+		c->data = "t";
+		c->data_len = 1;
+		c->parent = rg_dir(g);
+		c->mode = 0755;
+		break;
+	case 7:
+		c->type = LC_CMD_LINK;
+		c->parent = rg_dir(g);
+		break;
+	case 8:
+		c->type = rg(g, 4) ? LC_CMD_UNLINK : LC_CMD_RMDIR;
+		c->parent = rg_dir(g);
+		break;
+	case 9:
+		c->type = LC_CMD_RENAME;
+		c->parent = rg_dir(g);
+		c->parent2 = rg_dir(g);
+		c->name2 = g->name2;
+		c->name2_len = 1;
+		c->flags = (uint32_t)rg(g, 3);
+		break;
+	case 10:
+		c->type = LC_CMD_SETATTR;
+		c->valid = (uint32_t)rg(g, 64);
+		c->mode = 0644;
+		c->size = rg(g, 100);
+		c->atime_ns = c->mtime_ns = (int64_t)g->now;
+		break;
+	case 11:
+		c->type = LC_CMD_WRITE;
+		c->offset = rg(g, 40);
+		c->data = g->data;
+		c->data_len = (uint32_t)rg(g, sizeof(g->data));
+		c->name = NULL;
+		c->name_len = 0;
+		break;
+	case 12: case 13:
+		c->type = rg(g, 4) ? LC_CMD_SETXATTR : LC_CMD_REMOVEXATTR;
+		c->name = xn[rg(g, 3)];
+		c->name_len = (uint32_t)strlen(c->name);
+		g->data[0] = (uint8_t)('0' + rg(g, 4));
+		c->data = g->data;
+		c->data_len = 1;
+		break;
+	case 14: case 15: case 16: case 17:
+		c->type = LC_CMD_FLOCK;
+		c->lock_type = (uint8_t)rg(g, 3);
+		c->flags = (uint32_t)rg(g, 2);
+		break;
+	case 18:
+		c->type = LC_CMD_SETLK;
+		c->lock_type = (uint8_t)rg(g, 3);
+		c->start = rg(g, 10);
+		c->end = c->start + rg(g, 10);
+		c->flags = (uint32_t)rg(g, 2);
+		break;
+	case 19:
+		c->type = rg(g, 2) ? LC_CMD_RELEASE : LC_CMD_FLUSH;
+		c->flags = (uint32_t)rg(g, 2);
+		break;
+	case 20:
+		c->type = LC_CMD_OPEN;
+		break;
+	default:
+		c->type = LC_CMD_CANCEL;
+		c->target_serial = g->serial[sid] - rg(g, 4);
+		break;
+	}
+	if (c->origin)
+		c->serial = ++g->serial[c->origin];
+	else
+		c->serial = ++g->serial[0];
+}
+
+static bool same_usage(const struct lc_state *a, const struct lc_state *b)
+{
+	struct lc_usage x, y;
+
+	lc_usage_total(a, &x);
+	lc_usage_total(b, &y);
+	if (x.files != y.files || x.bytes != y.bytes)
+		return false;
+	for (uint32_t uid = 0; uid < 3; uid++) {
+		lc_usage(a, uid, &x);
+		lc_usage(b, uid, &y);
+		if (x.files != y.files || x.bytes != y.bytes)
+			return false;
+	}
+	return true;
+}
+
+static void usage_of(const struct lc_state *s, struct lc_usage u[4])
+{
+	memset(u, 0, 4 * sizeof(*u));
+	lc_usage_total(s, &u[3]);
+	for (uint32_t uid = 0; uid < 3; uid++)
+		lc_usage(s, uid, &u[uid]);
+}
+
+static struct lc_state *reload(const struct lc_state *s)
+{
+	struct lc_state *t = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (lc_state_save(s, &buf, &len) == 0 &&
+	    lc_state_load(buf, len, &t) != 0)
+		t = NULL;
+	free(buf);
+	return t;
+}
+
+/* Every replica that loads a snapshot anywhere in a log and applies the
+ * rest reaches the state of the one that applied it all, with the same
+ * answers; usage counted on the way equals usage recounted. */
+static int replay_seed(uint64_t seed, int steps)
+{
+	struct rgen g = { .rng = seed * 0x9e3779b97f4a7c15ull + 1,
+			  .now = 1000000000ull };
+	struct lc_state *ref = lc_state_new(), *tw = NULL;
+	struct lc_out o1 = { 0 }, o2 = { 0 };
+	int bad = 0;
+
+	struct lc_cmd prev = { 0 };
+
+	for (int i = 0; i < steps && !bad && ref; i++) {
+		struct lc_cmd c;
+		int r1, r2;
+
+		if (!tw || !rg(&g, 50)) {
+			lc_state_free(tw);
+			tw = reload(ref);
+			if (!tw) {
+				bad = 1;
+				break;
+			}
+		}
+		/* now and then a late duplicate of an earlier command */
+		if (i && !rg(&g, 30))
+			c = prev;
+		else
+			rg_cmd(&g, &c);
+		if (!rg(&g, 10))
+			prev = c;
+		g.index++;
+		lc_out_reset(&o1);
+		lc_out_reset(&o2);
+		r1 = lc_apply(ref, g.index, &c, &o1);
+		if (!rg(&g, 3)) {
+			/* short of memory: the twin refuses, changes
+			 * nothing, and takes the same command again */
+			uint64_t h = lc_state_hash(tw);
+			struct lc_usage u0[4], u1[4];
+
+			usage_of(tw, u0);
+			unit_fail_nth = 1 + (long)rg(&g, 8);
+			r2 = lc_apply(tw, g.index, &c, &o2);
+			unit_fail_nth = 0;
+			usage_of(tw, u1);
+			if (r2 == -ENOMEM && (lc_state_hash(tw) != h ||
+					      memcmp(u0, u1, sizeof(u0))))
+				bad = 6;
+			if (r2 == -ENOMEM) {
+				lc_out_reset(&o2);
+				r2 = lc_apply(tw, g.index, &c, &o2);
+			}
+		} else {
+			r2 = lc_apply(tw, g.index, &c, &o2);
+		}
+		if (bad)
+			;
+		else if (r1 != r2 || !same_out(&o1, &o2))
+			bad = 2;
+		else if (lc_state_hash(ref) != lc_state_hash(tw))
+			bad = 4;
+		else if (!same_usage(ref, tw))
+			bad = 5;
+		for (size_t j = 0; j < o1.n; j++)
+			if (o1.v[j].ino >= LC_INO_FIRST && g.nino < 32)
+				g.ino[g.nino++] = o1.v[j].ino;
+			else if (o1.v[j].ino >= LC_INO_FIRST)
+				g.ino[rg(&g, 32)] = o1.v[j].ino;
+		if (!bad && !rg(&g, 20)) {
+			struct lc_state *t = reload(ref);
+
+			if (!t || !same_usage(ref, t))
+				bad = 3;
+			lc_state_free(t);
+		}
+		if (bad)   /* 2: answers, 4: state, 5: usage, 3: recount,
+			    * 6: a refusal for memory changed something */
+			fprintf(stderr, "seed %llu: step %d (type %u): %d\n",
+				(unsigned long long)seed, i, c.type, bad);
+	}
+	lc_out_free(&o1);
+	lc_out_free(&o2);
+	lc_state_free(tw);
+	lc_state_free(ref);
+	return bad;
+}
+
+static void test_random_logs_replay_equal_from_any_snapshot(void)
+{
+	/* LC_REPLAY_SEEDS=3000 LC_REPLAY_STEPS=6000 for a longer hunt */
+	const char *n = getenv("LC_REPLAY_SEEDS"), *k = getenv("LC_REPLAY_STEPS");
+	int seeds = n ? atoi(n) : 40, steps = k ? atoi(k) : 2000;
+
+	for (int s = 0; s < seeds; s++)
+		CU_ASSERT_EQUAL(replay_seed((uint64_t)s, steps), 0);
+}
+
 static void test_snapshot_round_trip_keeps_everything(void)
 {
 	struct fx *f = small_world();
@@ -3207,6 +3689,22 @@ extern long unit_live_blocks;
 
 /* A file that was opened and closed costs no more memory than one that
  * never was: the record its pin needed goes with the pin. */
+/* A state that cannot be made for memory leaves nothing behind. */
+static void test_failed_state_new_frees_what_it_took(void)
+{
+	for (long n = 1; n <= 6; n++) {
+		long before = unit_live_blocks;
+		struct lc_state *s;
+
+		unit_fail_nth = n;
+		s = lc_state_new();
+		unit_fail_nth = 0;
+		if (s)
+			lc_state_free(s);
+		CU_ASSERT_EQUAL(unit_live_blocks, before);
+	}
+}
+
 static void test_closed_files_cost_no_extra_memory(void)
 {
 	FX;
@@ -3535,6 +4033,11 @@ static const struct test_def tests[] = {
 	T(test_touch_of_a_parked_file_rearms_it),
 	T(test_ephemeral_of_ended_session_stays_while_locked),
 	T(test_parked_expiry_survives_a_snapshot),
+	T(test_reopened_session_does_not_adopt_its_orphan),
+	T(test_clearing_an_unset_ttl_is_the_same_everywhere),
+	T(test_expired_open_file_keeps_the_same_former_name_everywhere),
+	T(test_posix_grant_is_never_put_off_for_memory),
+	T(test_snapshot_with_a_former_name_in_a_file_is_refused),
 	T(test_tick_at_the_end_of_time_keeps_parked_files),
 	T(test_removing_a_lockfile_releases_it),
 	T(test_renamed_lockfile_still_dies_with_its_session),
@@ -3573,6 +4076,7 @@ static const struct test_def tests[] = {
 	T(test_xattr_namespace_and_size_rules),
 	T(test_same_commands_give_same_states),
 	T(test_snapshot_round_trip_keeps_everything),
+	T(test_random_logs_replay_equal_from_any_snapshot),
 	T(test_snapshot_load_rejects_every_truncation),
 	T(test_snapshot_load_survives_byte_flips),
 	T(test_snapshot_load_rejects_garbage),
@@ -3589,6 +4093,7 @@ static const struct test_def tests[] = {
 	T(test_renames_keep_names_paths_and_cookies),
 	T(test_open_handles_pin_unlinked_files),
 	T(test_closed_files_cost_no_extra_memory),
+	T(test_failed_state_new_frees_what_it_took),
 	T(test_exchange_keeps_hard_link_lists_apart),
 	T(test_posix_waiter_excused_from_the_queue_is_granted),
 	T(test_posix_long_queue_drains),

@@ -557,9 +557,18 @@ uint64_t prng(uint64_t *state)
 
 /* ---- allocation counting --------------------------------------------------
  * The unit test links with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,
- * --wrap=free so a test can see how many heap blocks are live. */
+ * --wrap=free so a test can see how many heap blocks are live, and make
+ * the unit_fail_nth-th allocation from now fail (0: none fails). */
 
 long unit_live_blocks;
+long unit_fail_nth;
+
+static bool fail_now(void)
+{
+	if (unit_fail_nth <= 0 || --unit_fail_nth)
+		return false;
+	return true;
+}
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t m);
@@ -572,7 +581,7 @@ void __wrap_free(void *p);
 
 void *__wrap_malloc(size_t n)
 {
-	void *p = __real_malloc(n);
+	void *p = fail_now() ? NULL : __real_malloc(n);
 
 	if (p)
 		unit_live_blocks++;
@@ -581,7 +590,7 @@ void *__wrap_malloc(size_t n)
 
 void *__wrap_calloc(size_t n, size_t m)
 {
-	void *p = __real_calloc(n, m);
+	void *p = fail_now() ? NULL : __real_calloc(n, m);
 
 	if (p)
 		unit_live_blocks++;
@@ -590,7 +599,7 @@ void *__wrap_calloc(size_t n, size_t m)
 
 void *__wrap_realloc(void *p, size_t n)
 {
-	void *q = __real_realloc(p, n);
+	void *q = fail_now() ? NULL : __real_realloc(p, n);
 
 	if (!p && q)
 		unit_live_blocks++;
