@@ -2615,7 +2615,8 @@ struct lost_walk {
 	size_t npids, cappids;
 	size_t holds;
 	bool path_ok;
-	char path[LC_PATH_MAX + 2];
+	char *path;             /* grows: directories nest without a limit */
+	size_t cap;
 };
 
 static void lost_pid(struct lost_walk *w, uint32_t pid)
@@ -2670,13 +2671,63 @@ static int lost_waiter(void *ctx, const struct lc_lockinfo *li)
 	return 0;
 }
 
+/* lc_path() of `ino` into w->path with `room` bytes left over, growing
+ * the buffer.  0, -ENOENT, -ENOMEM. */
+static int lost_path_into(struct lost_walk *w, uint64_t ino, size_t room)
+{
+	for (;;) {
+		size_t cap = w->cap ? w->cap * 2 : LC_PATH_MAX + LC_NAME_MAX + 2;
+		char *p;
+		int rc = w->cap > room ? lc_path(st_of(w->fs), ino, w->path, w->cap - room)
+				       : -ERANGE;
+
+		if (rc != -ERANGE)
+			return rc;
+		if (cap > SIZE_MAX / 4)
+			return -ENOMEM;
+		p = realloc(w->path, cap);
+		if (!p)
+			return -ENOMEM;
+		w->path = p;
+		w->cap = cap;
+	}
+}
+
+/* Where a lost hold is shown (as status shows the lock itself): the
+ * file's path, or for one whose last name went while it was held, the
+ * path of that former name ("?/NAME" when its directory is gone too).
+ * False when neither is known (or memory ran out): "?". */
+static bool lost_path(struct lost_walk *w, uint64_t ino)
+{
+	uint64_t dir;
+	const char *name;
+	size_t len, n;
+	int rc = lost_path_into(w, ino, 0);
+
+	if (rc != -ENOENT)
+		return rc == 0;
+	if (lc_former_name(st_of(w->fs), ino, &dir, &name, &len) < 0)
+		return false;
+	rc = lost_path_into(w, dir, len + 2);
+	if (rc == -ENOMEM)
+		return false;
+	if (rc < 0)
+		strcpy(w->path, "?");
+	n = strlen(w->path);
+	if (strcmp(w->path, "/") != 0)
+		w->path[n++] = '/';
+	memcpy(w->path + n, name, len);
+	w->path[n + len] = '\0';
+	return true;
+}
+
 static int lost_ino(void *ctx, uint64_t ino)
 {
 	struct lost_walk *w = ctx;
 	const struct lc_state *s = st_of(w->fs);
 
 	w->ino = ino;
-	w->path_ok = lc_path(s, ino, w->path, sizeof(w->path)) == 0;
+	w->path_ok = lost_path(w, ino);
 	lc_locks(s, ino, lost_holder, lost_waiter, w);
 	return 0;
 }
@@ -2804,6 +2855,7 @@ static void lose_holds(struct fs *fs, uint64_t old_session, bool stop)
 			 " not remembered), %zu processes signalled", old_session, w.holds,
 			 fs->lost.dropped - dropped0, fs->cfg.on_lost_signal > 0 ? signalled : 0);
 	free(w.pids);
+	free(w.path);
 }
 
 /* node_on_lost callback: our session `old_session` expired (SPEC 3). */
