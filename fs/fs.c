@@ -1021,6 +1021,15 @@ static void lock_submit(struct fs *fs, fuse_req_t req, struct lc_cmd *cmd, bool 
 	if (rc < 0) {
 		lk->refs = 1;
 		lk_unref(lk);
+		/* An unlock succeeds (struct unl): one refused for memory is
+		 * kept and proposed again by the node, and without a session
+		 * (or a node) there is nothing left to hold. */
+		if (!is_lock && (rc == -ENOMEM || rc == -ENOLCK)) {
+			unl_add(fs, cmd->ino, cmd->who.owner, cmd->type == LC_CMD_SETLK,
+				cmd->start, cmd->end);
+			fuse_reply_err(req, 0);
+			return;
+		}
 		fuse_reply_err(req, rc == -ENOLCK ? ENOLCK : errno_of(rc));
 		return;
 	}

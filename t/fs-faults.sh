@@ -6,9 +6,10 @@
 # failed fsync stops the daemon with exit status 1 and a message, after
 # signalling the holders of its locks; a release that met a failed
 # allocation is proposed again, so the lock of a closed file is freed;
-# a log that cannot be written even after the reserve went back makes
-# requests wait (non-blocking ones answered after --op-timeout), and the
-# node serves again once it can write.
+# an unlock that met one succeeds (0) and is proposed again; a log that
+# cannot be written even after the reserve went back makes requests wait
+# (non-blocking ones answered after --op-timeout), and the node serves
+# again once it can write.
 #
 # It must never: leave a daemon, a holder or a mount behind (lib.sh traps).
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
@@ -84,6 +85,34 @@ else
 fi
 expect_eq "the fault was met" "0 0 171 171" "$(cat "$F/malloc")"
 rm -f "$F/malloc"
+stop_cluckd
+
+# --- an unlock refused for memory succeeds, and is proposed again -----------------
+# (it used to fail with ENOMEM, though unlock always succeeds, cluckfs(5))
+start_faulty || finish
+for kind in flock posix; do
+	out=$T_DIR/un-$kind.out
+	"$FSPROBE" lock-steps "$M/un-$kind" $kind > "$out" 2>&1 &
+	up=$!
+	bg_track "$up"
+	wait_until 5 grep -qx locked "$out" || fail "$kind: the holder got no lock"
+	echo "0 1 171 171" > "$F/malloc"
+	kill -USR1 "$up"
+	wait_until 5 grep -q '^unlock=' "$out" || fail "$kind: the unlock did not return"
+	expect_eq "$kind: an unlock that met no memory succeeds" OK "$(sed -n 's/^unlock=//p' "$out")"
+	expect_eq "$kind: the fault was met" "0 0 171 171" "$(cat "$F/malloc")"
+	rm -f "$F/malloc"
+	if wait_until 5 flock -n "$M/un-$kind" true; then
+		ok "$kind: the lock is freed while its holder keeps the file open"
+	else
+		fail "$kind: the lock stays held: $(lock_line "un-$kind")"
+	fi
+	kill -USR2 "$up"
+	wait_until 5 grep -q '^relock=' "$out"
+	expect_eq "$kind: the descriptor locks again" OK "$(sed -n 's/^relock=//p' "$out")"
+	kill -KILL "$up"
+	wait "$up" 2>/dev/null
+done
 stop_cluckd
 
 # --- a disk the reserve cannot relieve: the log waits, requests are answered -------
