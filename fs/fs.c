@@ -105,6 +105,8 @@ struct lk {
 	uint8_t cancel_seen : 1;
 	uint8_t own_seen : 1;        /* its own (first) completion came */
 	uint8_t stop_mark : 1;       /* fs_stop_begin holds a reference */
+	uint8_t stop_undo : 1;       /* answered ENOLCK by the stop: a grant
+	                                that still lands is given back */
 	/* The request itself, to undo the grant of a non-blocking acquire
 	 * that timed out but may still be applied (lk_undo). */
 	uint8_t cmd_type;
@@ -819,6 +821,33 @@ static int prior_waiter(void *ctx, const struct lc_lockinfo *li)
 	return 1;               /* only holders matter */
 }
 
+/* Does lk's owner hold, on lk's inode, something an unlock of lk's
+ * request would drop too? */
+static bool lk_prior(const struct lk *lk)
+{
+	struct prior p = { .lk = lk };
+
+	lc_locks(st_of(lk->fs), lk->ino, prior_holder, prior_waiter, &p);
+	return p.found;
+}
+
+/* Proposes the unlock of lk's request (see lk_undo). */
+static void lk_give_back(struct lk *lk)
+{
+	struct lc_cmd cmd;
+
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = lk->cmd_type;
+	cmd.ino = lk->ino;
+	cmd.who = lk->who;
+	cmd.lock_type = LC_UNLCK;
+	cmd.start = lk->start;
+	cmd.end = lk->end;
+	/* Its completion is ignored (bg_done with no context); -ENOLCK (the
+	 * session is gone, and the grant with it) needs nothing either. */
+	(void)propose(lk->fs, &cmd, bg_done, NULL, NULL);
+}
+
 /*
  * A non-blocking acquire timed out (node_propose: its fate is unknown, it
  * may still be applied): proposes, fire and forget, the unlock of the same
@@ -830,22 +859,8 @@ static int prior_waiter(void *ctx, const struct lc_lockinfo *li)
  */
 static void lk_undo(struct lk *lk)
 {
-	struct prior p = { .lk = lk };
-	struct lc_cmd cmd;
-
-	lc_locks(st_of(lk->fs), lk->ino, prior_holder, prior_waiter, &p);
-	if (p.found)
-		return;
-	memset(&cmd, 0, sizeof(cmd));
-	cmd.type = lk->cmd_type;
-	cmd.ino = lk->ino;
-	cmd.who = lk->who;
-	cmd.lock_type = LC_UNLCK;
-	cmd.start = lk->start;
-	cmd.end = lk->end;
-	/* Its completion is ignored (bg_done with no context); -ENOLCK (the
-	 * session is gone, and the grant with it) needs nothing either. */
-	(void)propose(lk->fs, &cmd, bg_done, NULL, NULL);
+	if (!lk_prior(lk))
+		lk_give_back(lk);
 }
 
 static void lk_done(void *ctx, const struct lc_completion *c)
@@ -881,6 +896,15 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 			lk_answer(lk, 0);
 		lk_unref(lk);
 		return;
+	}
+	/* A grant that won the race with the stop's withdrawal (or came
+	 * though its CANCEL could not be proposed): its owner was told
+	 * ENOLCK, so the lock must not stay held for nobody through the
+	 * holders' wait, and its process be signalled as a holder. */
+	if (c->status == 0 && lk->is_lock && lk->answered && lk->stop_undo) {
+		lk_give_back(lk);
+		unl_add(lk->fs, lk->ino, lk->who.owner, lk->cmd_type == LC_CMD_SETLK,
+			lk->start, lk->end);
 	}
 	/* Before the answer, so that the caller's retry is proposed after
 	 * the undo and cannot be undone by it. */
@@ -954,8 +978,8 @@ static void lk_interrupt(struct lk *lk)
 /*
  * The node is stopping: a queued request is answered ENOLCK now and
  * withdrawn (a CANCEL, as on an interrupt), so it is never granted to an
- * owner that was told it failed.  Should the grant win the race, the lock
- * is held by our session for nobody and freed with it at the stop.
+ * owner that was told it failed.  Should the grant win the race, lk_done
+ * gives the lock back (unless the owner held something there before).
  */
 static void lk_stop_withdraw(struct lk *lk)
 {
@@ -963,6 +987,10 @@ static void lk_stop_withdraw(struct lk *lk)
 
 	if (lk->answered || lk->cancel_sent)
 		return;
+	/* Checked now, while the request is still queued: what the owner
+	 * holds then (a conversion, an overlapping range) a give-back
+	 * would drop too, and it may not. */
+	lk->stop_undo = !lk_prior(lk);
 	lk_answer(lk, -ENOLCK);
 	lk->cancel_sent = 1;
 	lk->t_intr = mono_ns();

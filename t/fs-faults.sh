@@ -6,7 +6,9 @@
 # failed fsync stops the daemon with exit status 1 and a message, after
 # signalling the holders of its locks; a release that met a failed
 # allocation is proposed again, so the lock of a closed file is freed;
-# an unlock that met one succeeds (0) and is proposed again; a log that
+# an unlock that met one succeeds (0) and is proposed again; a waiter
+# whose withdrawal at a stop met one and that is granted after all gives
+# the lock back at once; a log that
 # cannot be written even after the reserve went back makes requests wait
 # (non-blocking ones answered after --op-timeout), and the node serves
 # again once it can write.
@@ -114,6 +116,55 @@ for kind in flock posix; do
 	wait "$up" 2>/dev/null
 done
 stop_cluckd
+
+# --- a stop whose withdrawal of a waiter loses to its grant --------------------------
+# The CANCEL that withdraws the parked waiter cannot be proposed (no
+# memory), so the waiter, told ENOLCK, is granted once the holder lets go
+# during the holders' wait: the lock is given back at once, so the stop
+# ends when the real holder is gone and the waiter is never signalled as
+# a holder (it used to be held for nobody until --stop-timeout ran out,
+# and its process then got SIGTERM).
+start_faulty --stop-timeout 4 || finish
+holder "" "$M/race" RH
+wait_until 5 granted RH || fail "holder RH was not granted"
+python3 - "$M/race" "$T_DIR" <<'EOF2' &
+import fcntl, os, signal, sys, time
+path, d = sys.argv[1:3]
+def on_term(s, f):
+    open(d + "/sig.RW", "w").close()
+    os._exit(0)
+signal.signal(signal.SIGTERM, on_term)
+fd = os.open(path, os.O_RDWR)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    r = "granted"
+except OSError as e:
+    r = os.strerror(e.errno)
+with open(d + "/rw.out", "w") as o:
+    o.write(r + "\n")
+time.sleep(30)
+EOF2
+rw=$!
+bg_track "$rw"
+wait_until 5 eval '[ "$(lock_field race waiters)" = 1 ]' || fail "the waiter did not park"
+echo "0 1 171 171" > "$F/malloc"
+t0=$(now_ms)
+kill -TERM "$CLUCKD_PID"
+wait_until 2 test -s "$T_DIR/rw.out" || fail "the waiter got no answer at the stop"
+expect_eq "the parked waiter got ENOLCK" "No locks available" "$(cat "$T_DIR/rw.out")"
+expect_eq "its CANCEL met the fault" "0 0 171 171" "$(cat "$F/malloc")"
+rm -f "$F/malloc"
+release "$HPID"
+if wait_until 3 dead "$CLUCKD_PID"; then
+	ok "the stop ended once the holder let go ($(( $(now_ms) - t0 )) ms)"
+else
+	fail "the stop waits on after the holder let go (a lock held for the waiter told ENOLCK?)"
+fi
+wait_until 5 dead "$CLUCKD_PID"
+expect_rc "the waiter told ENOLCK was not signalled as a holder" 1 test -e "$T_DIR/sig.RW"
+kill -KILL "$rw" 2>/dev/null
+stop_cluckd
+expect_eq "clean stop" 0 "$CLUCKD_RC"
 
 # --- a disk the reserve cannot relieve: the log waits, requests are answered -------
 start_faulty --op-timeout 2 || finish
