@@ -43,6 +43,9 @@ wait_until 5 eval '[ "$(ns_status a locks_held)" = 3 ]' || fail "the leader does
 ns_isolate m1
 wait_until $((LEASE + 8)) eval '[ "$(ns_status m1 session)" = expired ]' ||
 	fail "m1: session '$(ns_status m1 session)' $((LEASE + 8)) s after the isolation"
+# status says "expired" from the lease's clock; the holds are recorded
+# when the node acts on it, a moment later.
+wait_until 5 eval '[ "$(ns_status m1 lost)" = 3 ]' || fail "m1 counts '$(ns_status m1 lost)' lost holds"
 st=$(ns_status_all m1)
 expect_eq "three lost lines" 3 "$(printf '%s\n' "$st" | grep -ac '^lost ')"
 expect_eq "a deleted file's lost line has its former path" 1 \
