@@ -779,9 +779,16 @@ static void unl_forget(struct fs *fs, uint64_t ino, uint64_t owner)
 			i++;
 }
 
-/* Did the owner of this hold unlock all of it (struct unl)? */
+/* Did the owner of this hold unlock all of it (struct unl), or is such
+ * an unlock still waiting for its answer (it gets 0: lk_done)? */
 static bool unl_covers(const struct fs *fs, uint64_t ino, const struct lc_lockinfo *li)
 {
+	for (const struct lk *lk = fs->lks; lk; lk = lk->next)
+		if (!lk->is_lock && !lk->answered && lk->ino == ino &&
+		    lk->who.owner == li->who.owner &&
+		    (lk->cmd_type == LC_CMD_SETLK) == li->posix &&
+		    (!li->posix || (lk->start <= li->start && li->end <= lk->end)))
+			return true;
 	for (size_t i = 0; i < fs->nunl; i++) {
 		const struct unl *u = &fs->unl[i];
 
@@ -887,9 +894,11 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 	}
 	if (c->serial)
 		lk->serial = c->serial;
-	if (!lk->is_lock && (c->status == -ENOLCK || c->status == -ETIMEDOUT)) {
+	if (!lk->is_lock && (c->status == -ENOLCK || c->status == -ETIMEDOUT ||
+			     c->status == -EIO)) {
 		/* An unlock succeeds: the session's end frees the lock, or the
-		 * node sends the unlock until the log has it (struct unl). */
+		 * node sends the unlock until the log has it (struct unl); a
+		 * failed node (-EIO) lets go of all its locks. */
 		unl_add(lk->fs, lk->ino, lk->who.owner, lk->cmd_type == LC_CMD_SETLK,
 			lk->start, lk->end);
 		if (!lk->answered)

@@ -4,11 +4,11 @@
 # allocation, at each of its large allocations in turn, is answered
 # (done, or an error) instead of waiting forever on a lone node; and a
 # failed fsync stops the daemon with exit status 1 and a message, after
-# signalling the holders of its locks; a release that met a failed
-# allocation is proposed again, so the lock of a closed file is freed;
-# an unlock that met one succeeds (0) and is proposed again; a waiter
-# whose withdrawal at a stop met one and that is granted after all gives
-# the lock back at once; a log that
+# signalling the holders of its locks (an unlock in flight then succeeds,
+# unsignalled); a release that met a failed allocation is proposed again,
+# so the lock of a closed file is freed; an unlock that met one succeeds
+# (0) and is proposed again; a waiter whose withdrawal at a stop met one
+# and that is granted after all gives the lock back at once; a log that
 # cannot be written even after the reserve went back makes requests wait
 # (non-blocking ones answered after --op-timeout), and the node serves
 # again once it can write.
@@ -199,7 +199,15 @@ start_faulty || finish
 holder "" "$M/held" H1
 wait_until 5 granted H1 || fail "holder H1 was not granted"
 hpid=$(tail -n1 "$T_PIDS")
+# U unlocks as the sync fails: the unlock still succeeds (it used to get
+# EIO) and U is not signalled as a holder.
+"$FSPROBE" lock-steps "$M/u" flock > "$T_DIR/u.out" 2>&1 &
+up=$!
+bg_track "$up"
+wait_until 5 grep -qx locked "$T_DIR/u.out" || fail "U got no lock"
 touch "$F/fsync"
+kill -USR1 "$up"
+wait_until 5 grep -q '^unlock=' "$T_DIR/u.out"
 "$FSPROBE" errno write "$M/x" 100 > /dev/null 2>&1
 if wait_until 10 dead "$CLUCKD_PID"; then
 	wait "$CLUCKD_PID"
@@ -212,6 +220,10 @@ else
 	fail "cluckd kept running after a failed fsync"
 fi
 if wait_until 5 dead "$hpid"; then ok "the holder was signalled"; else fail "the holder $hpid still runs, believing it holds"; fi
+expect_eq "an unlock in flight when the sync failed succeeds" OK "$(sed -n 's/^unlock=//p' "$T_DIR/u.out")"
+sleep 0.2
+expect_rc "and its process is not signalled as a holder" 1 grep -qx term "$T_DIR/u.out"
+kill -KILL "$up" 2>/dev/null
 rm -f "$F/fsync"
 mounted && fusermount3 -uz "$M"
 
