@@ -105,6 +105,8 @@ struct lk {
 	uint8_t cancel_seen : 1;
 	uint8_t own_seen : 1;        /* its own (first) completion came */
 	uint8_t stop_mark : 1;       /* fs_stop_begin holds a reference */
+	uint8_t stop_undo : 1;       /* answered ENOLCK by the stop: a grant
+	                                that still lands is given back */
 	/* The request itself, to undo the grant of a non-blocking acquire
 	 * that timed out but may still be applied (lk_undo). */
 	uint8_t cmd_type;
@@ -777,9 +779,16 @@ static void unl_forget(struct fs *fs, uint64_t ino, uint64_t owner)
 			i++;
 }
 
-/* Did the owner of this hold unlock all of it (struct unl)? */
+/* Did the owner of this hold unlock all of it (struct unl), or is such
+ * an unlock still waiting for its answer (it gets 0: lk_done)? */
 static bool unl_covers(const struct fs *fs, uint64_t ino, const struct lc_lockinfo *li)
 {
+	for (const struct lk *lk = fs->lks; lk; lk = lk->next)
+		if (!lk->is_lock && !lk->answered && lk->ino == ino &&
+		    lk->who.owner == li->who.owner &&
+		    (lk->cmd_type == LC_CMD_SETLK) == li->posix &&
+		    (!li->posix || (lk->start <= li->start && li->end <= lk->end)))
+			return true;
 	for (size_t i = 0; i < fs->nunl; i++) {
 		const struct unl *u = &fs->unl[i];
 
@@ -819,6 +828,33 @@ static int prior_waiter(void *ctx, const struct lc_lockinfo *li)
 	return 1;               /* only holders matter */
 }
 
+/* Does lk's owner hold, on lk's inode, something an unlock of lk's
+ * request would drop too? */
+static bool lk_prior(const struct lk *lk)
+{
+	struct prior p = { .lk = lk };
+
+	lc_locks(st_of(lk->fs), lk->ino, prior_holder, prior_waiter, &p);
+	return p.found;
+}
+
+/* Proposes the unlock of lk's request (see lk_undo). */
+static void lk_give_back(struct lk *lk)
+{
+	struct lc_cmd cmd;
+
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = lk->cmd_type;
+	cmd.ino = lk->ino;
+	cmd.who = lk->who;
+	cmd.lock_type = LC_UNLCK;
+	cmd.start = lk->start;
+	cmd.end = lk->end;
+	/* Its completion is ignored (bg_done with no context); -ENOLCK (the
+	 * session is gone, and the grant with it) needs nothing either. */
+	(void)propose(lk->fs, &cmd, bg_done, NULL, NULL);
+}
+
 /*
  * A non-blocking acquire timed out (node_propose: its fate is unknown, it
  * may still be applied): proposes, fire and forget, the unlock of the same
@@ -830,22 +866,8 @@ static int prior_waiter(void *ctx, const struct lc_lockinfo *li)
  */
 static void lk_undo(struct lk *lk)
 {
-	struct prior p = { .lk = lk };
-	struct lc_cmd cmd;
-
-	lc_locks(st_of(lk->fs), lk->ino, prior_holder, prior_waiter, &p);
-	if (p.found)
-		return;
-	memset(&cmd, 0, sizeof(cmd));
-	cmd.type = lk->cmd_type;
-	cmd.ino = lk->ino;
-	cmd.who = lk->who;
-	cmd.lock_type = LC_UNLCK;
-	cmd.start = lk->start;
-	cmd.end = lk->end;
-	/* Its completion is ignored (bg_done with no context); -ENOLCK (the
-	 * session is gone, and the grant with it) needs nothing either. */
-	(void)propose(lk->fs, &cmd, bg_done, NULL, NULL);
+	if (!lk_prior(lk))
+		lk_give_back(lk);
 }
 
 static void lk_done(void *ctx, const struct lc_completion *c)
@@ -872,15 +894,26 @@ static void lk_done(void *ctx, const struct lc_completion *c)
 	}
 	if (c->serial)
 		lk->serial = c->serial;
-	if (!lk->is_lock && (c->status == -ENOLCK || c->status == -ETIMEDOUT)) {
+	if (!lk->is_lock && (c->status == -ENOLCK || c->status == -ETIMEDOUT ||
+			     c->status == -EIO)) {
 		/* An unlock succeeds: the session's end frees the lock, or the
-		 * node sends the unlock until the log has it (struct unl). */
+		 * node sends the unlock until the log has it (struct unl); a
+		 * failed node (-EIO) lets go of all its locks. */
 		unl_add(lk->fs, lk->ino, lk->who.owner, lk->cmd_type == LC_CMD_SETLK,
 			lk->start, lk->end);
 		if (!lk->answered)
 			lk_answer(lk, 0);
 		lk_unref(lk);
 		return;
+	}
+	/* A grant that won the race with the stop's withdrawal (or came
+	 * though its CANCEL could not be proposed): its owner was told
+	 * ENOLCK, so the lock must not stay held for nobody through the
+	 * holders' wait, and its process be signalled as a holder. */
+	if (c->status == 0 && lk->is_lock && lk->answered && lk->stop_undo) {
+		lk_give_back(lk);
+		unl_add(lk->fs, lk->ino, lk->who.owner, lk->cmd_type == LC_CMD_SETLK,
+			lk->start, lk->end);
 	}
 	/* Before the answer, so that the caller's retry is proposed after
 	 * the undo and cannot be undone by it. */
@@ -954,8 +987,8 @@ static void lk_interrupt(struct lk *lk)
 /*
  * The node is stopping: a queued request is answered ENOLCK now and
  * withdrawn (a CANCEL, as on an interrupt), so it is never granted to an
- * owner that was told it failed.  Should the grant win the race, the lock
- * is held by our session for nobody and freed with it at the stop.
+ * owner that was told it failed.  Should the grant win the race, lk_done
+ * gives the lock back (unless the owner held something there before).
  */
 static void lk_stop_withdraw(struct lk *lk)
 {
@@ -963,6 +996,10 @@ static void lk_stop_withdraw(struct lk *lk)
 
 	if (lk->answered || lk->cancel_sent)
 		return;
+	/* Checked now, while the request is still queued: what the owner
+	 * holds then (a conversion, an overlapping range) a give-back
+	 * would drop too, and it may not. */
+	lk->stop_undo = !lk_prior(lk);
 	lk_answer(lk, -ENOLCK);
 	lk->cancel_sent = 1;
 	lk->t_intr = mono_ns();
@@ -1021,6 +1058,15 @@ static void lock_submit(struct fs *fs, fuse_req_t req, struct lc_cmd *cmd, bool 
 	if (rc < 0) {
 		lk->refs = 1;
 		lk_unref(lk);
+		/* An unlock succeeds (struct unl): one refused for memory is
+		 * kept and proposed again by the node, and without a session
+		 * (or a node) there is nothing left to hold. */
+		if (!is_lock && (rc == -ENOMEM || rc == -ENOLCK)) {
+			unl_add(fs, cmd->ino, cmd->who.owner, cmd->type == LC_CMD_SETLK,
+				cmd->start, cmd->end);
+			fuse_reply_err(req, 0);
+			return;
+		}
 		fuse_reply_err(req, rc == -ENOLCK ? ENOLCK : errno_of(rc));
 		return;
 	}
@@ -2615,7 +2661,8 @@ struct lost_walk {
 	size_t npids, cappids;
 	size_t holds;
 	bool path_ok;
-	char path[LC_PATH_MAX + 2];
+	char *path;             /* grows: directories nest without a limit */
+	size_t cap;
 };
 
 static void lost_pid(struct lost_walk *w, uint32_t pid)
@@ -2670,13 +2717,63 @@ static int lost_waiter(void *ctx, const struct lc_lockinfo *li)
 	return 0;
 }
 
+/* lc_path() of `ino` into w->path with `room` bytes left over, growing
+ * the buffer.  0, -ENOENT, -ENOMEM. */
+static int lost_path_into(struct lost_walk *w, uint64_t ino, size_t room)
+{
+	for (;;) {
+		size_t cap = w->cap ? w->cap * 2 : LC_PATH_MAX + LC_NAME_MAX + 2;
+		char *p;
+		int rc = w->cap > room ? lc_path(st_of(w->fs), ino, w->path, w->cap - room)
+				       : -ERANGE;
+
+		if (rc != -ERANGE)
+			return rc;
+		if (cap > SIZE_MAX / 4)
+			return -ENOMEM;
+		p = realloc(w->path, cap);
+		if (!p)
+			return -ENOMEM;
+		w->path = p;
+		w->cap = cap;
+	}
+}
+
+/* Where a lost hold is shown (as status shows the lock itself): the
+ * file's path, or for one whose last name went while it was held, the
+ * path of that former name ("?/NAME" when its directory is gone too).
+ * False when neither is known (or memory ran out): "?". */
+static bool lost_path(struct lost_walk *w, uint64_t ino)
+{
+	uint64_t dir;
+	const char *name;
+	size_t len, n;
+	int rc = lost_path_into(w, ino, 0);
+
+	if (rc != -ENOENT)
+		return rc == 0;
+	if (lc_former_name(st_of(w->fs), ino, &dir, &name, &len) < 0)
+		return false;
+	rc = lost_path_into(w, dir, len + 2);
+	if (rc == -ENOMEM)
+		return false;
+	if (rc < 0)
+		strcpy(w->path, "?");
+	n = strlen(w->path);
+	if (strcmp(w->path, "/") != 0)
+		w->path[n++] = '/';
+	memcpy(w->path + n, name, len);
+	w->path[n + len] = '\0';
+	return true;
+}
+
 static int lost_ino(void *ctx, uint64_t ino)
 {
 	struct lost_walk *w = ctx;
 	const struct lc_state *s = st_of(w->fs);
 
 	w->ino = ino;
-	w->path_ok = lc_path(s, ino, w->path, sizeof(w->path)) == 0;
+	w->path_ok = lost_path(w, ino);
 	lc_locks(s, ino, lost_holder, lost_waiter, w);
 	return 0;
 }
@@ -2804,6 +2901,7 @@ static void lose_holds(struct fs *fs, uint64_t old_session, bool stop)
 			 " not remembered), %zu processes signalled", old_session, w.holds,
 			 fs->lost.dropped - dropped0, fs->cfg.on_lost_signal > 0 ? signalled : 0);
 	free(w.pids);
+	free(w.path);
 }
 
 /* node_on_lost callback: our session `old_session` expired (SPEC 3). */

@@ -712,6 +712,12 @@ int main(int argc, char **argv)
 	}
 	if (rc >= 0 && d.stop)
 		stop_wait(&d, fs, o.stop_timeout_ms);
+	else if (!node_error(node) && node_holds(node))
+		/* The channel went away under the holders (umount -f aborts
+		 * it even when the unmount then fails EBUSY) or the loop
+		 * failed: they are told before node_stop() frees their
+		 * locks, as at the end of a stop's wait. */
+		fs_stop_signal(fs);
 	loop_unwatch(d.loop, fd);
 	rc = d.exit_code;
 	if (node_error(node))

@@ -612,7 +612,8 @@ static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
 		}
 		errno = 0;
 		o->accept_cut = strtoull(v, &end, 10);
-		if (errno || end == v || *end || !o->accept_cut || *v == '-' || *v == '+')
+		/* digits only: strtoull() skips blanks and negates a '-' */
+		if (errno || !isdigit((unsigned char)v[0]) || *end || !o->accept_cut)
 			return fail(err, errlen,
 				    "bad --accept-loss value '%s': expected the index a refused start named, or state",
 				    shown(v, b, sizeof(b)));

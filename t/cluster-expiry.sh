@@ -93,6 +93,9 @@ done
 # --- a close in flight ------------------------------------------------------------------
 isolate_expire HUP
 for p in $PROBES; do
+	# status says "expired" from the lease's clock; the close in
+	# flight is answered when the node acts on it, a moment later.
+	wait_until 5 eval '[ -n "$(answer $p closed)" ]'
 	expect_eq "$p: the close during the isolation" OK "$(answer "$p" closed)"
 done
 heal_wait

@@ -39,6 +39,8 @@ bad "--on-lost BOGUS" "${B[@]}" --on-lost BOGUS "$M"
 bad "--stop-timeout -1" "${B[@]}" --stop-timeout -1 "$M"
 bad "--stop-timeout abc" "${B[@]}" --stop-timeout abc "$M"
 bad "--stop-timeout 3601" "${B[@]}" --stop-timeout 3601 "$M"
+bad "--accept-loss ' -5' (no wrap to a huge index)" "${B[@]}" --accept-loss ' -5' "$M"
+bad "--accept-loss ' 7'" "${B[@]}" --accept-loss ' 7' "$M"
 mkdir -p "$T_DIR/mnt2"
 bad "two mount points" "${B[@]}" "$M" "$T_DIR/mnt2"
 bad "no mount point" "${B[@]}"
@@ -252,6 +254,24 @@ fusermount3 -u "$M"
 if wait_until 5 dead "$CLUCKD_PID"; then ok "fusermount3 -u stops cluckd"; else fail "cluckd still running 5 s after fusermount3 -u"; fi
 stop_cluckd
 expect_eq "exit status after fusermount3 -u" 0 "$CLUCKD_RC"
+
+# --- umount -f with a lock held: the holder is signalled before the lock goes ------
+# MNT_FORCE aborts the FUSE connection even when the unmount itself then
+# fails with EBUSY: cluckd sees the channel gone while a hold is left (it
+# used to free the lock without a word to its holder).
+start_cluckd || finish
+sholder "$M/f1" F1
+wait_until 5 granted F1 || fail "F1 not granted"
+umount -f "$M" 2>/dev/null
+if wait_until 5 dead "$CLUCKD_PID"; then
+	if [ -n "$(sig_of F1)" ]; then ok "umount -f: the holder was signalled"; else fail "umount -f: cluckd let go of the lock without signalling its holder"; fi
+	expect_match "the log says so" "held locks given up.* [1-9] processes signalled" "$(tail -n 5 "$LOG")"
+else
+	fail "cluckd still runs 5 s after umount -f aborted its connection"
+fi
+wait "$CLUCKD_PID" 2>/dev/null
+CLUCKD_PID=
+fusermount3 -uz "$M" 2>/dev/null
 
 # --- SIGINT stops it as well ------------------------------------------------------
 start_cluckd || finish
