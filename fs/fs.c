@@ -2717,54 +2717,14 @@ static int lost_waiter(void *ctx, const struct lc_lockinfo *li)
 	return 0;
 }
 
-/* lc_path() of `ino` into w->path with `room` bytes left over, growing
- * the buffer.  0, -ENOENT, -ENOMEM. */
-static int lost_path_into(struct lost_walk *w, uint64_t ino, size_t room)
-{
-	for (;;) {
-		size_t cap = w->cap ? w->cap * 2 : LC_PATH_MAX + LC_NAME_MAX + 2;
-		char *p;
-		int rc = w->cap > room ? lc_path(st_of(w->fs), ino, w->path, w->cap - room)
-				       : -ERANGE;
-
-		if (rc != -ERANGE)
-			return rc;
-		if (cap > SIZE_MAX / 4)
-			return -ENOMEM;
-		p = realloc(w->path, cap);
-		if (!p)
-			return -ENOMEM;
-		w->path = p;
-		w->cap = cap;
-	}
-}
-
-/* Where a lost hold is shown (as status shows the lock itself): the
- * file's path, or for one whose last name went while it was held, the
- * path of that former name ("?/NAME" when its directory is gone too).
- * False when neither is known (or memory ran out): "?". */
+/* Where a lost hold is shown: where status shows the lock itself
+ * (status_lock_path).  False when that is not known (or memory ran out):
+ * "?". */
 static bool lost_path(struct lost_walk *w, uint64_t ino)
 {
-	uint64_t dir;
-	const char *name;
-	size_t len, n;
-	int rc = lost_path_into(w, ino, 0);
+	int deleted;
 
-	if (rc != -ENOENT)
-		return rc == 0;
-	if (lc_former_name(st_of(w->fs), ino, &dir, &name, &len) < 0)
-		return false;
-	rc = lost_path_into(w, dir, len + 2);
-	if (rc == -ENOMEM)
-		return false;
-	if (rc < 0)
-		strcpy(w->path, "?");
-	n = strlen(w->path);
-	if (strcmp(w->path, "/") != 0)
-		w->path[n++] = '/';
-	memcpy(w->path + n, name, len);
-	w->path[n + len] = '\0';
-	return true;
+	return status_lock_path(st_of(w->fs), ino, &w->path, &w->cap, &deleted) == 0;
 }
 
 static int lost_ino(void *ctx, uint64_t ino)

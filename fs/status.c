@@ -439,31 +439,57 @@ struct render {
 	size_t cap;
 };
 
-/* lc_path of `ino` into r->path with `room` bytes left free after it:
- * 0, -ENOENT, or -ENOMEM (then the whole document fails, as it must not
- * leave a lock out). */
-static int path_into(struct render *r, uint64_t ino, size_t room)
+/* lc_path of `ino` into *buf (size *cap, grown as needed) with `room`
+ * bytes left free after it: 0, -ENOENT, or -ENOMEM. */
+static int path_into(const struct lc_state *s, uint64_t ino, char **buf,
+		     size_t *cap, size_t room)
 {
 	for (;;) {
-		size_t cap;
+		size_t c;
 		char *p;
-		int rc = r->cap > room ? lc_path(r->s, ino, r->path, r->cap - room) : -ERANGE;
+		int rc = *cap > room ? lc_path(s, ino, *buf, *cap - room) : -ERANGE;
 
 		if (rc != -ERANGE)
 			return rc;
-		cap = r->cap ? r->cap : LC_PATH_MAX + LC_NAME_MAX + 2;
-		if (cap > SIZE_MAX / 4)
-			goto no_memory;
-		cap = r->cap ? cap * 2 : cap;
-		p = realloc(r->path, cap);
+		c = *cap ? *cap : LC_PATH_MAX + LC_NAME_MAX + 2;
+		if (c > SIZE_MAX / 4)
+			return -ENOMEM;
+		c = *cap ? c * 2 : c;
+		p = realloc(*buf, c);
 		if (!p)
-			goto no_memory;
-		r->path = p;
-		r->cap = cap;
+			return -ENOMEM;
+		*buf = p;
+		*cap = c;
 	}
-no_memory:
-	r->b->err = -ENOMEM;
-	return -ENOMEM;
+}
+
+/* See status.h. */
+int status_lock_path(const struct lc_state *s, uint64_t ino, char **buf,
+		     size_t *cap, int *deleted)
+{
+	uint64_t dir;
+	const char *name;
+	size_t len, n;
+	int rc;
+
+	*deleted = 0;
+	rc = path_into(s, ino, buf, cap, 0);
+	if (rc != -ENOENT)
+		return rc;
+	if (lc_former_name(s, ino, &dir, &name, &len) < 0)
+		return -ENOENT;
+	*deleted = 1;
+	rc = path_into(s, dir, buf, cap, LC_NAME_MAX + 1);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0)
+		strcpy(*buf, "?");
+	n = strlen(*buf);
+	if (strcmp(*buf, "/") != 0)
+		(*buf)[n++] = '/';
+	memcpy(*buf + n, name, len);
+	(*buf)[n + len] = '\0';
+	return 0;
 }
 
 static int in_group(const struct status_reader *rd, uint32_t gid)
@@ -527,38 +553,15 @@ static int visible(const struct render *r, const char *path)
 
 /* ---- status text ----------------------------------------------------------- */
 
-/*
- * Where the lock of `ino` is shown, in r->path: its path (first name) and
- * *deleted 0 for a file that has a name; for one whose last name was
- * removed while it lives on (open or locked somewhere), the path of that
- * former name, "?/NAME" when its directory is gone too, and *deleted 1.
- * -ENOENT when neither is known, -ENOMEM.
- */
+/* Where the lock of `ino` is shown, in r->path (status_lock_path); -ENOMEM
+ * fails the whole document, as it must not leave a lock out. */
 static int lock_where(struct render *r, uint64_t ino, int *deleted)
 {
-	uint64_t dir;
-	const char *name;
-	size_t len, n;
-	int rc;
+	int rc = status_lock_path(r->s, ino, &r->path, &r->cap, deleted);
 
-	*deleted = 0;
-	rc = path_into(r, ino, 0);
-	if (rc != -ENOENT)
-		return rc;
-	if (lc_former_name(r->s, ino, &dir, &name, &len) < 0)
-		return -ENOENT;
-	*deleted = 1;
-	rc = path_into(r, dir, LC_NAME_MAX + 1);
 	if (rc == -ENOMEM)
-		return rc;
-	if (rc < 0)
-		strcpy(r->path, "?");
-	n = strlen(r->path);
-	if (strcmp(r->path, "/") != 0)
-		r->path[n++] = '/';
-	memcpy(r->path + n, name, len);
-	r->path[n + len] = '\0';
-	return 0;
+		r->b->err = -ENOMEM;
+	return rc;
 }
 
 static int text_lock(void *ctx, uint64_t ino)

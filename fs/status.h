@@ -155,4 +155,12 @@ int status_render(uint64_t ino, const struct node *n,
 /* "ex", "sh" or "free" for an lc_lock_type. */
 const char *status_mode_name(uint8_t type);
 
+/* Where status shows the lock of `ino`, in *buf (size *cap; grown with
+ * realloc as needed, the caller frees it): the file's path (its first
+ * name) with *deleted 0; for a file whose last name was removed while it
+ * lives on, the path of that former name ("?/NAME" when its directory is
+ * gone too) with *deleted 1.  0, -ENOENT (neither is known), -ENOMEM. */
+int status_lock_path(const struct lc_state *s, uint64_t ino, char **buf,
+		     size_t *cap, int *deleted);
+
 #endif /* CLUCK_FS_STATUS_H */
