@@ -2349,6 +2349,21 @@ static int tok_waiter(void *ctx, const struct lc_lockinfo *li)
 	return 1;               /* only holders matter */
 }
 
+/* True when a process of the chain lost an unreleased hold on `ino`: the
+ * latest grant's token is then another holder's, and a fenced resource
+ * would take it from a process that no longer holds the lock. */
+static bool tok_lost(const struct fs *fs, const struct tok *t, uint64_t ino)
+{
+	for (const struct fs_lost_hold *h = fs->lost.head; h; h = h->next) {
+		if (h->ino != ino || h->released)
+			continue;
+		for (int i = 0; i < t->npids; i++)
+			if (t->pids[i] == h->pid)
+				return true;
+	}
+	return false;
+}
+
 struct lines {
 	const struct lc_state *s;
 	struct sbuf *b;
@@ -2399,8 +2414,9 @@ static int line_waiter(void *ctx, const struct lc_lockinfo *li)
 	return 0;
 }
 
-/* Value of a user.cluck.* attribute of a regular file into b: 0, or
- * -ENODATA when `name` is not one of ours. */
+/* Value of a user.cluck.* attribute of a regular file into b: 0, -ENODATA
+ * when `name` is not one of ours, or -ENOLCK for the token asked by a
+ * process whose hold on the file was lost (as its lock operations get). */
 static int cluck_value(struct fs *fs, fuse_req_t req, const struct lc_attr *a,
 		       const char *name, struct sbuf *b)
 {
@@ -2435,6 +2451,8 @@ static int cluck_value(struct fs *fs, fuse_req_t req, const struct lc_attr *a,
 			pid = ppid_of(pid);
 		}
 		lc_locks(s, a->ino, tok_holder, tok_waiter, &t);
+		if (t.best_rank == PID_CHAIN && fs->lost.n && tok_lost(fs, &t, a->ino))
+			return -ENOLCK;
 		if (t.best_rank == PID_CHAIN) {
 			if (lc_locksum(s, a->ino, now, &sum) < 0)
 				memset(&sum, 0, sizeof(sum));
@@ -2503,6 +2521,11 @@ static void serve_getxattr(struct fs *fs, fuse_req_t req, uint64_t ino, const ch
 		if (rc == 0) {
 			reply_xattr_buf(req, &b, size);
 			sbuf_free(&b);
+			return;
+		}
+		if (rc != -ENODATA) {
+			sbuf_free(&b);
+			fuse_reply_err(req, -rc);
 			return;
 		}
 	}
