@@ -164,7 +164,15 @@ release() { kill_tree KILL "$1"; wait "$1" 2>/dev/null; }
 # ---- the daemon ---------------------------------------------------------
 
 # mounted: the test mount point is a mount point now.
-mounted() { mountpoint -q "$MNT"; }
+# From the mount table, not mountpoint(1): a mount whose daemon died
+# answers ENOTCONN to stat, and mountpoint then says "not mounted", so a
+# dead mount would be left behind.
+# The table escapes blanks, newlines and backslashes in octal.
+mounted() {
+	M="$MNT" awk '{ p = $5; gsub(/\\040/, " ", p); gsub(/\\011/, "\t", p)
+		gsub(/\\012/, "\n", p); gsub(/\\134/, "\\", p)
+		if (p == ENVIRON["M"]) f = 1 } END { exit !f }' /proc/self/mountinfo
+}
 
 # start_cluckd [OPTS...]: starts cluckd in the foreground on $MNT, returns
 # once the mount answers (10 s at most); 1 (and a message) on failure.
