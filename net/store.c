@@ -1158,6 +1158,29 @@ static int finish_install(struct store *s, const uint64_t *firsts, int start,
 	return 0;
 }
 
+/* The log cannot continue the snapshot from segment firsts[from] (named
+ * `name`) on: recorded as damage; when the admin accepted that loss
+ * (--accept-loss snapshot + 1), those segments go aside as lost-log-...
+ * and the store ends at the snapshot: 0.  -EUCLEAN when not accepted. */
+static int snapshot_gap(struct store *s, struct rec_report *rep,
+			const uint64_t *firsts, int from, int n, const char *name)
+{
+	int rc;
+
+	damage(s, STORE_DAMAGE_SNAPSHOT, name, 0, firsts[from],
+	       s->snap_index + 1, log_end(s, firsts[n - 1]));
+	if (!s->cfg || s->cfg->accept_cut != s->snap_index + 1)
+		return -EUCLEAN;
+	rc = set_aside(s, firsts, from, n);
+	if (rc == 0)
+		rc = fsync_dir(s);
+	if (rc < 0)
+		return rc;
+	say(rep, "cut as accepted: segments from %s renamed lost-log-..., "
+	    "entries after %" PRIu64 " lost", name, s->snap_index);
+	return 0;
+}
+
 static int recover(struct store *s, char *msg, size_t msg_size)
 {
 	struct rec_report rep = { .msg = msg, .msg_size = msg_size };
@@ -1194,24 +1217,11 @@ static int recover(struct store *s, char *msg, size_t msg_size)
 			    ", leaving a gap after snapshot snap-%016" PRIx64
 			    " (index %" PRIu64 ")", name, firsts[0],
 			    s->snap_index, s->snap_index);
-		damage(s, STORE_DAMAGE_SNAPSHOT, name, 0, firsts[start],
-		       s->snap_index + 1, log_end(s, firsts[n - 1]));
-		if (s->cfg && s->cfg->accept_cut == s->snap_index + 1) {
-			/* Accepted: the log that cannot continue the
-			 * snapshot goes aside; the store ends at it. */
-			rc = set_aside(s, firsts, start, n);
-			if (rc == 0)
-				rc = fsync_dir(s);
-			if (rc < 0)
-				goto free_firsts;
-			say(&rep, "cut as accepted: segments from %s renamed "
-			    "lost-log-..., entries after %" PRIu64 " lost", name,
-			    s->snap_index);
-			n = start;
-			goto loaded;
-		}
-		rc = -EUCLEAN;
-		goto free_firsts;
+		rc = snapshot_gap(s, &rep, firsts, start, n, name);
+		if (rc < 0)
+			goto free_firsts;
+		n = start;
+		goto loaded;
 	}
 	for (i = 0; i < start; i++) {
 		rc = push_seg(s, firsts[i], 0);
@@ -1233,21 +1243,10 @@ static int recover(struct store *s, char *msg, size_t msg_size)
 			    "snapshot snap-%016" PRIx64 " (index %" PRIu64 ")",
 			    name, want - 1, firsts[i], s->snap_index,
 			    s->snap_index);
-			damage(s, STORE_DAMAGE_SNAPSHOT, name, 0, firsts[i],
-			       s->snap_index + 1, log_end(s, firsts[n - 1]));
-			if (s->cfg && s->cfg->accept_cut == s->snap_index + 1) {
-				rc = set_aside(s, firsts, i, n);
-				if (rc == 0)
-					rc = fsync_dir(s);
-				if (rc < 0)
-					goto free_firsts;
-				say(&rep, "cut as accepted: segments from %s "
-				    "renamed lost-log-..., entries after %" PRIu64
-				    " lost", name, s->snap_index);
-				break;
-			}
-			rc = -EUCLEAN;
-			goto free_firsts;
+			rc = snapshot_gap(s, &rep, firsts, i, n, name);
+			if (rc < 0)
+				goto free_firsts;
+			break;
 		}
 		if (firsts[i] != want) {
 			/* A segment is rolled only after the one before was
