@@ -244,6 +244,18 @@ static int set_secs(const char *opt, const char *v, int allow_zero,
 	return 0;
 }
 
+/* set_secs, kept in whole milliseconds rounded up (never shortened). */
+static int set_ms(const char *opt, const char *v, int allow_zero,
+		  uint64_t max_s, uint64_t *ms, char *err, size_t errlen)
+{
+	uint64_t ns;
+
+	if (set_secs(opt, v, allow_zero, max_s, &ns, err, errlen) < 0)
+		return -1;
+	*ms = (ns + 999999u) / 1000000u;
+	return 0;
+}
+
 static int valid_dns_name(const char *h)
 {
 	size_t len = strlen(h), label = 0;
@@ -574,15 +586,9 @@ static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
 	case O_KEY_FILE:
 		return set_path(&o->key_file, "--key-file", v, err, errlen);
 	case O_LEASE:
-		if (set_secs("--lease", v, 0, LEASE_MAX_S, &ns, err, errlen) < 0)
-			return -1;
-		o->lease_ms = (ns + 999999u) / 1000000u;
-		return 0;
+		return set_ms("--lease", v, 0, LEASE_MAX_S, &o->lease_ms, err, errlen);
 	case O_OP_TIMEOUT:
-		if (set_secs("--op-timeout", v, 0, OP_TIMEOUT_MAX_S, &ns, err, errlen) < 0)
-			return -1;
-		o->op_timeout_ms = (ns + 999999u) / 1000000u;
-		return 0;
+		return set_ms("--op-timeout", v, 0, OP_TIMEOUT_MAX_S, &o->op_timeout_ms, err, errlen);
 	case O_LOCKFILE_TTL:
 		if (set_secs("--lockfile-ttl", v, 1, TTL_MAX_S, &ns, err, errlen) < 0)
 			return -1;
@@ -596,10 +602,7 @@ static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
 				    shown(v, b, sizeof(b)));
 		return 0;
 	case O_STOP_TIMEOUT:
-		if (set_secs("--stop-timeout", v, 1, STOP_TIMEOUT_MAX_S, &ns, err, errlen) < 0)
-			return -1;
-		o->stop_timeout_ms = (ns + 999999u) / 1000000u;
-		return 0;
+		return set_ms("--stop-timeout", v, 1, STOP_TIMEOUT_MAX_S, &o->stop_timeout_ms, err, errlen);
 	case O_REJOIN:
 		o->rejoin = 1;
 		return 0;
