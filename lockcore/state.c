@@ -1142,7 +1142,33 @@ int lc_state_save(const struct lc_state *s, uint8_t **buf, size_t *len)
 	return 0;
 }
 
-/* FNV-1a of the canonical serialization (0 if it cannot be built). */
+/* A word-at-a-time mix of a byte string (little-endian words, then the
+ * tail, then the length): the same on every node, several times faster
+ * than byte-wise FNV on a whole image, which the simulator hashes after
+ * every applied entry.  Equality checks only; never stored. */
+static uint64_t image_hash(const uint8_t *b, size_t n)
+{
+	const uint64_t k = 0x9e3779b97f4a7c15ull;
+	uint64_t h = 0xcbf29ce484222325ull, w;
+	size_t len = n;
+
+	for (; n >= 8; b += 8, n -= 8) {
+		w = (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 |
+		    (uint64_t)b[3] << 24 | (uint64_t)b[4] << 32 |
+		    (uint64_t)b[5] << 40 | (uint64_t)b[6] << 48 |
+		    (uint64_t)b[7] << 56;
+		h = (h ^ w) * k;
+		h ^= h >> 29;
+	}
+	for (w = 0; n > 0; n--)
+		w = w << 8 | b[n - 1];
+	h = (h ^ w ^ (uint64_t)len << 56) * k;
+	h ^= h >> 32;
+	h *= 0xff51afd7ed558ccdull;
+	return h ^ (h >> 33);
+}
+
+/* Hash of the canonical serialization (0 if it cannot be built). */
 uint64_t lc_state_hash(const struct lc_state *s)
 {
 	uint8_t *b;
@@ -1151,7 +1177,7 @@ uint64_t lc_state_hash(const struct lc_state *s)
 
 	if (lc_state_save(s, &b, &n))
 		return 0;
-	h = lci_fnv(0xcbf29ce484222325ull, b, n);
+	h = image_hash(b, n);
 	free(b);
 	return h;
 }
