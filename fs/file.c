@@ -119,16 +119,9 @@ void reply_slice(fuse_req_t req, const uint8_t *data, size_t len, size_t size, o
 	fuse_reply_buf(req, (const char *)data + off, size);
 }
 
-/* A read()'s own arguments (serve_read). */
-struct rd_read {
-	uint64_t ino;
-	size_t size;
-	off_t off;
-};
-
 static void serve_read(struct fs *fs, fuse_req_t req, const void *arg, const char *name)
 {
-	const struct rd_read *ra = arg;
+	const struct rd_span *ra = arg;
 	uint64_t ino = ra->ino;
 	size_t size = ra->size;
 	off_t off = ra->off;
@@ -146,7 +139,7 @@ static void serve_read(struct fs *fs, fuse_req_t req, const void *arg, const cha
 void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct rd_read ra = { .ino = ino, .size = size, .off = off };
+	struct rd_span ra = { .ino = ino, .size = size, .off = off };
 
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);

@@ -11,8 +11,8 @@
  * Blocking lock requests are parked (a small refcounted struct, no
  * thread) and interrupts withdraw them with LC_CMD_CANCEL.  Reads wait
  * for node_read_barrier() and are then answered from the local replica
- * (see "reads" below); open() answers at once and pins the file fire and
- * forget (struct pin).  The kernel is told to cache no entry and no
+ * (read.c); open() answers at once and pins the file fire and forget
+ * (struct pin in handle.c).  The kernel is told to cache no entry and no
  * attribute (timeouts 0), or the barrier would be pointless.  The facts
  * this relies on are measured in notes/fuse-locks.md (sections 1.3-1.7,
  * 2, 3).
@@ -21,12 +21,12 @@
  * holders of its locks are signalled and their (inode, owner) pairs are
  * remembered, so their later lock operations fail with ENOLCK until they
  * unlock or close; a request the node could not get into the log within
- * --op-timeout fails (ENOLCK for a lock, EIO for the rest) and a timed-out
+ * --op-timeout fails (ENOLCK for a lock, EIO for the rest: fs_errno) and a timed-out
  * acquire is undone in case it lands later.  An unlock always succeeds
  * (struct unl).  When cluckd stops, queued lock requests are answered ENOLCK
  * and withdrawn at once, and the holders left at the end of --stop-timeout
  * are signalled and refused the same way before the session closes
- * (fs_stop_begin, fs_stop_signal).
+ * (fs_stop_begin in lock.c, fs_stop_signal in lost.c).
  *
  * It must never: block (the exceptions are reading /proc/PID/stat for
  * user.cluck.token and, when a session is lost, to find the holders'

@@ -5,7 +5,8 @@
  * cluckfs is split by operation family, one file each, around struct fs:
  *   fs.c      the operations table and the front end's lifecycle
  *   util.c    the one lockcore-to-errno table (fs_errno), attributes,
- *             proposing (the handoff cause), limits, /proc helpers
+ *             proposing (the handoff cause), limits, the (inode, owner)
+ *             hash, a parent pid from /proc
  *   gen.c     the generated files as files: their reserved names,
  *             attributes, the snapshot taken at open and its reads
  *   handle.c  open files: handles, the OPEN pin, open and release
@@ -168,6 +169,7 @@ int limit_check(const struct fs *fs, uint32_t caller, uint32_t owner,
 		uint64_t nfiles, uint64_t nbytes);
 int limit_check_size(const struct fs *fs, fuse_req_t req, uint64_t ino, uint64_t end);
 void set_name(struct lc_cmd *cmd, const char *name);
+size_t pair_hash(uint64_t ino, uint64_t owner, size_t cap);
 uint32_t ppid_of(uint32_t pid);
 
 /* ---- gen.c ----------------------------------------------------------------- */
@@ -240,6 +242,14 @@ void fs_statfs(fuse_req_t req, fuse_ino_t ino);
  * copy too; NULL when it passed none).  Called exactly once per read.
  */
 typedef void rd_serve_fn(struct fs *fs, fuse_req_t req, const void *arg, const char *name);
+
+/* The own arguments of a read() or readdir() (serve_read, serve_readdir):
+ * `size` bytes from `off` of inode `ino`. */
+struct rd_span {
+	uint64_t ino;
+	size_t size;
+	off_t off;
+};
 
 /* Answers the read of req by serve(arg, name) after a read barrier (read.c):
  * arg (arg_size bytes) and name are copied, the caller's may go. */

@@ -19,15 +19,18 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* The generated files of the root, in readdir order.  fs/ names them here
+ * only (lockcore keeps its own list of reserved names). */
 const char *const gen_names[3] = { "status", "status.json", "metrics" };
-
 const uint64_t gen_inos[3] = { LC_INO_STATUS, LC_INO_STATUS_JSON, LC_INO_METRICS };
 
+/* A generated file's inode number? */
 bool is_gen(uint64_t ino)
 {
 	return ino == LC_INO_STATUS || ino == LC_INO_STATUS_JSON || ino == LC_INO_METRICS;
 }
 
+/* A generated file's name (no other file may take it)? */
 bool is_reserved(uint64_t parent, const char *name)
 {
 	if (parent != LC_INO_ROOT)
@@ -38,6 +41,8 @@ bool is_reserved(uint64_t parent, const char *name)
 	return false;
 }
 
+/* A generated file's attributes: read-only, size 0 (it is read with
+ * direct_io), changed "now". */
 void gen_stat(const struct fs *fs, uint64_t ino, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));

@@ -70,23 +70,13 @@ struct po {
 	uint64_t ino, owner;
 };
 
-static size_t po_hash(uint64_t ino, uint64_t owner, size_t cap)
-{
-	uint64_t h = ino * 0x9e3779b97f4a7c15ull ^ owner;
-
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	return (size_t)h & (cap - 1);
-}
-
 static struct po **po_slot(struct fs *fs, uint64_t ino, uint64_t owner)
 {
 	struct po **pp;
 
 	if (!fs->pocap)
 		return NULL;
-	for (pp = &fs->pob[po_hash(ino, owner, fs->pocap)]; *pp; pp = &(*pp)->next)
+	for (pp = &fs->pob[pair_hash(ino, owner, fs->pocap)]; *pp; pp = &(*pp)->next)
 		if ((*pp)->ino == ino && (*pp)->owner == owner)
 			return pp;
 	return NULL;
@@ -114,7 +104,7 @@ static int po_add(struct fs *fs, uint64_t ino, uint64_t owner)
 		for (i = 0; i < fs->pocap; i++) {
 			while (fs->pob[i]) {
 				struct po *q = fs->pob[i];
-				size_t j = po_hash(q->ino, q->owner, cap);
+				size_t j = pair_hash(q->ino, q->owner, cap);
 
 				fs->pob[i] = q->next;
 				q->next = nb[j];
@@ -130,7 +120,7 @@ static int po_add(struct fs *fs, uint64_t ino, uint64_t owner)
 		return -ENOMEM;
 	p->ino = ino;
 	p->owner = owner;
-	i = po_hash(ino, owner, fs->pocap);
+	i = pair_hash(ino, owner, fs->pocap);
 	p->next = fs->pob[i];
 	fs->pob[i] = p;
 	fs->pon++;

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include "fs/fs_i.h"
+#include "net/log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -21,19 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "net/log.h"
-
 /* ---- lost holds ------------------------------------------------------------ */
-
-static size_t lost_hash(uint64_t ino, uint64_t owner, size_t cap)
-{
-	uint64_t h = ino * 0x9e3779b97f4a7c15ull ^ owner;
-
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	return (size_t)h & (cap - 1);
-}
 
 /* Keeps chains short: at most one hold per bucket on average. */
 static int lost_grow(struct fs_lost *t)
@@ -49,7 +38,7 @@ static int lost_grow(struct fs_lost *t)
 	for (size_t i = 0; i < t->cap; i++)
 		while (t->tab[i]) {
 			struct fs_lost_hold *h = t->tab[i];
-			size_t j = lost_hash(h->ino, h->owner, cap);
+			size_t j = pair_hash(h->ino, h->owner, cap);
 
 			t->tab[i] = h->hnext;
 			h->hnext = nt[j];
@@ -80,7 +69,7 @@ int fs_lost_add(struct fs_lost *t, const struct fs_lost_hold *src, const char *p
 	h->path = strdup(path ? path : "?");
 	if (!h->path)
 		goto free_hold;
-	i = lost_hash(h->ino, h->owner, t->cap);
+	i = pair_hash(h->ino, h->owner, t->cap);
 	h->hnext = t->tab[i];
 	t->tab[i] = h;
 	h->next = NULL;
@@ -105,7 +94,7 @@ int fs_lost_has(const struct fs_lost *t, uint64_t ino, uint64_t owner)
 {
 	if (!t || !t->n)
 		return 0;
-	for (const struct fs_lost_hold *h = t->tab[lost_hash(ino, owner, t->cap)]; h; h = h->hnext)
+	for (const struct fs_lost_hold *h = t->tab[pair_hash(ino, owner, t->cap)]; h; h = h->hnext)
 		if (h->ino == ino && h->owner == owner && !h->released)
 			return 1;
 	return 0;
@@ -144,7 +133,7 @@ size_t fs_lost_del(struct fs_lost *t, uint64_t ino, uint64_t owner)
 
 	if (!t || !t->n)
 		return 0;
-	pp = &t->tab[lost_hash(ino, owner, t->cap)];
+	pp = &t->tab[pair_hash(ino, owner, t->cap)];
 	for (struct fs_lost_hold *h = *pp; h; h = h->hnext)
 		if (h->ino == ino && h->owner == owner && !h->released) {
 			h->released = 1;

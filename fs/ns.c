@@ -484,16 +484,9 @@ static int rd_entry(void *ctx, const char *name, size_t name_len,
 	return rd_add(r, nm, attr->ino, mode, (off_t)(cookie + RD_BASE)) ? 0 : 1;
 }
 
-/* A readdir()'s own arguments (serve_readdir). */
-struct rd_readdir {
-	uint64_t ino;
-	size_t size;
-	off_t off;
-};
-
 static void serve_readdir(struct fs *fs, fuse_req_t req, const void *arg, const char *name)
 {
-	const struct rd_readdir *ra = arg;
+	const struct rd_span *ra = arg;
 	uint64_t ino = ra->ino;
 	size_t size = ra->size;
 	off_t off = ra->off;
@@ -534,7 +527,7 @@ reply_error:
 void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct rd_readdir ra = { .ino = ino, .size = size, .off = off };
+	struct rd_span ra = { .ino = ino, .size = size, .off = off };
 
 	(void)fi;
 	if (off < 0) {

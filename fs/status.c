@@ -1,7 +1,8 @@
 /*
  * fs/status.c - renders /cluck/status, /cluck/status.json and
- * /cluck/metrics (SPEC 2.7), keeps the latency histograms and the table of
- * holds lost with an expired session (SPEC 3).
+ * /cluck/metrics (SPEC 2.7) and keeps the latency histograms behind
+ * metrics.  It sees fs/status.h only, never struct fs: what it shows is
+ * handed to it (the node, the metrics, the table of lost holds).
  *
  * Everything here is a pure read of the local replica and the node status,
  * done in one go at open() so a reader sees one snapshot, and only the
@@ -20,7 +21,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,9 @@
 /*
  * fs/status.h - the generated files of cluckfs (status, status.json,
- * metrics), the counters/histograms behind metrics, and the table of lost
- * holds they show.
+ * metrics: rendered by status.c), the counters/histograms behind metrics
+ * (status.c), the table of lost holds they show (lost.c), and the string
+ * buffer they are written into (sbuf.c).  The renderers' contract: it
+ * knows nothing of struct fs or FUSE (fs/fs_i.h is the rest of fs/).
  *
  * Rendering reads the local replica (node_state) and the node's status
  * only; it allocates the whole document at once so one open of a status

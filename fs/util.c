@@ -22,14 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- the one lockcore-to-errno table ------------------------------------------ */
 
 /* The status's own errno (the default of every column). */
@@ -94,6 +86,15 @@ int fs_errno(int status, enum fs_ask ask)
 }
 
 /* ---- small helpers ------------------------------------------------------------- */
+
+/* Monotonic now, ns. */
+uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 struct fs *fs_of(fuse_req_t req)
 {
@@ -357,6 +358,18 @@ void set_name(struct lc_cmd *cmd, const char *name)
 
 	cmd->name = name;
 	cmd->name_len = l > UINT32_MAX ? UINT32_MAX : (uint32_t)l;
+}
+
+/* The bucket of an (inode, owner) pair in a table of `cap` (a power of
+ * two) buckets: the POSIX owner set and the lost holds. */
+size_t pair_hash(uint64_t ino, uint64_t owner, size_t cap)
+{
+	uint64_t h = ino * 0x9e3779b97f4a7c15ull ^ owner;
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return (size_t)h & (cap - 1);
 }
 
 /* Parent pid from /proc/PID/stat, 0 when unknown.  /proc is not our

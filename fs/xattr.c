@@ -191,15 +191,16 @@ static void reply_xattr_buf(fuse_req_t req, const struct sbuf *b, size_t size)
 		fuse_reply_buf(req, b->p, b->n);
 }
 
-/* A getxattr()'s own arguments (serve_getxattr); the name comes with it. */
-struct rd_getxattr {
+/* The own arguments of a getxattr() (the name comes with it) or a
+ * listxattr() read (serve_getxattr, serve_listxattr). */
+struct rd_xattr {
 	uint64_t ino;
 	size_t size;
 };
 
 static void serve_getxattr(struct fs *fs, fuse_req_t req, const void *arg, const char *name)
 {
-	const struct rd_getxattr *ra = arg;
+	const struct rd_xattr *ra = arg;
 	uint64_t ino = ra->ino;
 	size_t size = ra->size;
 	struct sbuf b = { 0 };
@@ -238,7 +239,7 @@ static void serve_getxattr(struct fs *fs, fuse_req_t req, const void *arg, const
 
 void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct rd_getxattr ra = { .ino = ino, .size = size };
+	struct rd_xattr ra = { .ino = ino, .size = size };
 
 	if (strncmp(name, "user.", 5) != 0) {
 		/* security.* is asked on every write (capabilities): answer
@@ -262,15 +263,9 @@ static int list_add(void *ctx, const char *name)
 	return 0;
 }
 
-/* A listxattr()'s own arguments (serve_listxattr). */
-struct rd_listxattr {
-	uint64_t ino;
-	size_t size;
-};
-
 static void serve_listxattr(struct fs *fs, fuse_req_t req, const void *arg, const char *name)
 {
-	const struct rd_listxattr *ra = arg;
+	const struct rd_xattr *ra = arg;
 	uint64_t ino = ra->ino;
 	size_t size = ra->size;
 	struct sbuf b = { 0 };
@@ -292,7 +287,7 @@ static void serve_listxattr(struct fs *fs, fuse_req_t req, const void *arg, cons
 
 void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct rd_listxattr ra = { .ino = ino, .size = size };
+	struct rd_xattr ra = { .ino = ino, .size = size };
 	struct sbuf b = { 0 };
 
 	if (is_gen(ino)) {
