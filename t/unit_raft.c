@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 
 #include "lockcore/raft.h"
+#include "t/lib/cunit.h"
 
 #define NMAX  5
 #define EMIN  100
@@ -1426,7 +1426,7 @@ static void test_snap_codec(void)
 
 /* ---- main ----------------------------------------------------------------- */
 
-#define T(f) { #f, f }
+#define T(f) UT_TEST(f)
 /* A voter restarted on a lost log (its term and vote kept) must not vote
  * before it holds again what it acknowledged.  Leader L commits entries
  * with A's acknowledgement while B is cut off; L stops, A comes back with
@@ -1628,10 +1628,7 @@ static void test_leader_refeeds_follower_that_lost_its_log(void)
 	cl_free();
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct ut_test tests[] = {
 	T(test_conf_codec),
 	T(test_learner_applies_never_votes_nor_counts),
 	T(test_voter_with_lost_log_catches_up_before_voting),
@@ -1655,32 +1652,7 @@ static const struct {
 	T(test_snap_codec),
 };
 
-/* Runs every test, or only those whose name contains argv[1]; exits 1 on
- * any failure so that `make check` sees it. */
-int main(int argc, char **argv)
-{
-	CU_pSuite suite;
-	unsigned failed;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	suite = CU_add_suite("raft", NULL, NULL);
-	if (!suite)
-		goto fail_registry;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc > 1 && !strstr(tests[i].name, argv[1]))
-			continue;
-		if (!CU_add_test(suite, tests[i].name + 5, tests[i].fn))
-			goto fail_registry;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() +
-		 CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
-
-fail_registry:
-	CU_cleanup_registry();
-	return 99;
-}
+const struct ut_suite ut_suites[] = {
+	UT_SUITE("raft", tests),
+	{ NULL },
+};
