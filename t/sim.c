@@ -50,6 +50,7 @@
 #include "lockcore/lc.h"
 #include "lockcore/lease.h"
 #include "lockcore/raft.h"
+#include "t/lib/cluster.h"
 #include "t/linz.h"
 
 #define MAXN       10              /* voters (<= RF_MAX_VOTERS) and members */
@@ -76,48 +77,6 @@
 #define SESS_BASE   2001u             /* first node session id */
 #define LINZ_BUDGET 2000000u            /* search steps per seed's history */
 
-/* ---- deterministic PRNG: xoshiro256** seeded by splitmix64 ------------- */
-
-struct rng { uint64_t s[4]; };
-
-static uint64_t sm64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static void rng_seed(struct rng *r, uint64_t seed)
-{
-	for (int i = 0; i < 4; i++)
-		r->s[i] = sm64(&seed);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rnd(struct rng *r)
-{
-	uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
-	s[2] ^= t; s[3] = rotl(s[3], 45);
-	return res;
-}
-
-/* Uniform in [lo, hi]. */
-static uint64_t between(struct rng *r, uint64_t lo, uint64_t hi)
-{
-	return lo + rnd(r) % (hi - lo + 1);
-}
-
-/* True with probability pct/100. */
-static bool chance(struct rng *r, unsigned pct)
-{
-	return rnd(r) % 100 < pct;
-}
-
 /* ---- world ------------------------------------------------------------- */
 
 enum { E_MSG = 1, E_TICK, E_SYNC, E_CLIENT, E_FAULT, E_RESTART, E_HEAL, E_UNPAUSE,
@@ -130,29 +89,6 @@ struct rdreq {
 	                                      was asked: the read must see them */
 	uint64_t index;                    /* its read index once ready */
 	bool ready, done;
-};
-
-struct ev {
-	uint64_t t, seq;
-	int type, node, a;
-	uint64_t gen;
-	uint8_t *buf;
-	size_t len;
-};
-
-struct dent { uint64_t term; uint8_t type; uint32_t len; uint8_t *buf; };
-
-struct pwrite {                         /* a write not yet synced */
-	uint64_t seq;
-	int has_hs, has_ent;
-	uint64_t term, vote, first;
-	struct dent *e;
-	size_t n;
-	int has_snap;                      /* an installed snapshot */
-	uint64_t si, st;
-	struct rf_conf sconf;
-	uint8_t *sbuf;
-	size_t slen;
 };
 
 /* A request a node forwards for one of its clients (client -1: the
@@ -179,20 +115,10 @@ struct node {
 	struct raft *r;
 	struct lc_state *sm;
 	uint64_t epoch, tick_gen;
-	/* disk: what survives a crash */
-	uint64_t d_term, d_vote;
-	struct dent *dlog;                 /* indexes dfirst.. */
-	size_t dn, dcap;
-	uint64_t dfirst;
-	uint64_t ds_index, ds_term;        /* the latest synced snapshot (0: none) */
-	struct rf_conf ds_conf;
-	uint8_t *ds_buf;
-	size_t ds_len;
+	struct cl_disk disk;               /* what survives a crash */
 	struct rf_conf boot;               /* its engine's bootstrap configuration */
 	uint64_t applied;                  /* its state machine is at this index */
 	struct rf_conf aconf;              /* the configuration applied up to there */
-	struct pwrite *pw;
-	size_t npw, cappw;
 	bool sync_sched;
 	uint64_t paused_until;
 	uint64_t clock_off, last_local;
@@ -269,15 +195,14 @@ struct lostop { uint64_t session; struct linz_op op; };
 
 static struct sim {
 	uint64_t seed;
-	struct rng rng;
+	struct cl_rng rng;
 	int n, nclients;
 	int voters_arg;                    /* --voters as given (0: the seed picks) */
 	int members_arg;                   /* --members as given (-1: the seed picks) */
 	int nv;                            /* voters at the start: ids 1..nv; members
 	                                      (learners) nv+1..n */
-	uint64_t now, evseq;
-	struct ev *heap;
-	size_t nheap, capheap;
+	uint64_t now;
+	struct cl_queue q;                 /* events of the run */
 	struct node nodes[MAXN];
 	struct client cl[MAXC];
 	bool block[MAXN][MAXN];
@@ -292,7 +217,7 @@ static struct sim {
 	const char *brk_name;
 	const char *scenario;
 	/* what the cluster committed, as observed, and the reference state */
-	struct dent *gc;
+	struct cl_dent *gc;
 	uint64_t *gc_term;                 /* lowest term a node had when it applied it */
 	size_t gcn, gccap;
 	struct lc_state *ref;
@@ -396,75 +321,11 @@ static void fail(const char *fmt, ...)
 	exit(1);
 }
 
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-
-	if (!q) {
-		fprintf(stderr, "sim: out of memory\n");
-		exit(2);
-	}
-	return q;
-}
-
-static uint8_t *dup_bytes(const void *p, size_t n)
-{
-	uint8_t *q = xrealloc(NULL, n);
-
-	if (n)
-		memcpy(q, p, n);
-	return q;
-}
-
-/* ---- event heap --------------------------------------------------------- */
-
-static bool ev_less(const struct ev *a, const struct ev *b)
-{
-	return a->t < b->t || (a->t == b->t && a->seq < b->seq);
-}
-
-static void push(struct ev e)
-{
-	size_t i;
-
-	if (S.nheap == S.capheap) {
-		S.capheap = S.capheap ? S.capheap * 2 : 256;
-		S.heap = xrealloc(S.heap, S.capheap * sizeof(*S.heap));
-	}
-	e.seq = ++S.evseq;
-	i = S.nheap++;
-	while (i && ev_less(&e, &S.heap[(i - 1) / 2])) {
-		S.heap[i] = S.heap[(i - 1) / 2];
-		i = (i - 1) / 2;
-	}
-	S.heap[i] = e;
-}
-
-static struct ev pop(void)
-{
-	struct ev top = S.heap[0], last = S.heap[--S.nheap];
-	size_t i = 0;
-
-	for (;;) {
-		size_t c = 2 * i + 1;
-
-		if (c >= S.nheap)
-			break;
-		if (c + 1 < S.nheap && ev_less(&S.heap[c + 1], &S.heap[c]))
-			c++;
-		if (!ev_less(&S.heap[c], &last))
-			break;
-		S.heap[i] = S.heap[c];
-		i = c;
-	}
-	if (S.nheap)
-		S.heap[i] = last;
-	return top;
-}
+/* ---- events ---------------------------------------------------------------- */
 
 static void at(uint64_t t, int type, int node, int a, uint64_t gen)
 {
-	push((struct ev){ .t = t, .type = type, .node = node, .a = a, .gen = gen });
+	cl_push(&S.q, (struct cl_ev){ .t = t, .type = type, .node = node, .a = a, .gen = gen });
 }
 
 /* ---- clocks ------------------------------------------------------------- */
@@ -580,7 +441,7 @@ static struct ans *ans_of(uint64_t session, uint64_t serial)
 
 		while (n <= serial)
 			n *= 2;
-		r->ans = xrealloc(r->ans, n * sizeof(*r->ans));
+		r->ans = cl_xrealloc(r->ans, n * sizeof(*r->ans));
 		memset(r->ans + r->nans, 0, (n - r->nans) * sizeof(*r->ans));
 		r->nans = n;
 	}
@@ -591,7 +452,7 @@ static void session_closed(uint64_t session, uint64_t idx);
 
 static void ref_apply(uint64_t idx)
 {
-	const struct dent *e = &S.gc[idx - 1];
+	const struct cl_dent *e = &S.gc[idx - 1];
 	struct lc_out out = { 0 };
 	struct lc_cmd cmd;
 	struct lc_stats before, after;
@@ -602,8 +463,8 @@ static void ref_apply(uint64_t idx)
 		S.ref_hash_cap = S.ref_hash_cap ? S.ref_hash_cap * 2 : 1024;
 		while (S.ref_hash_cap <= idx)
 			S.ref_hash_cap *= 2;
-		S.ref_hash = xrealloc(S.ref_hash, S.ref_hash_cap * sizeof(uint64_t));
-		S.ref_who = xrealloc(S.ref_who, S.ref_hash_cap * NFILES * sizeof(uint64_t));
+		S.ref_hash = cl_xrealloc(S.ref_hash, S.ref_hash_cap * sizeof(uint64_t));
+		S.ref_who = cl_xrealloc(S.ref_who, S.ref_hash_cap * NFILES * sizeof(uint64_t));
 	}
 	if (e->type == RF_ENTRY_CMD) {
 		if (lc_cmd_decode(e->buf, e->len, &cmd))
@@ -659,7 +520,7 @@ static void ref_apply(uint64_t idx)
 		S.ref_who[idx * NFILES + (uint64_t)f] = who_holds(S.ref, f);
 }
 
-static bool dent_eq(const struct dent *a, const struct rf_entry *b)
+static bool dent_eq(const struct cl_dent *a, const struct rf_entry *b)
 {
 	return a->term == b->term && a->type == b->type && a->len == b->len &&
 	       (!a->len || !memcmp(a->buf, b->buf, a->len));
@@ -709,11 +570,11 @@ static void record_commit(int i, uint64_t idx, const struct rf_entry *e)
 		fail("node %d committed %llu past a gap", i + 1, (unsigned long long)idx);
 	if (S.gcn == S.gccap) {
 		S.gccap = S.gccap ? S.gccap * 2 : 256;
-		S.gc = xrealloc(S.gc, S.gccap * sizeof(*S.gc));
-		S.gc_term = xrealloc(S.gc_term, S.gccap * sizeof(*S.gc_term));
+		S.gc = cl_xrealloc(S.gc, S.gccap * sizeof(*S.gc));
+		S.gc_term = cl_xrealloc(S.gc_term, S.gccap * sizeof(*S.gc_term));
 	}
 	S.gc_term[S.gcn] = t;
-	S.gc[S.gcn++] = (struct dent){ e->term, e->type, e->len, dup_bytes(e->buf, e->len) };
+	S.gc[S.gcn++] = (struct cl_dent){ e->term, e->type, e->len, cl_dup(e->buf, e->len) };
 	if (e->type == RF_ENTRY_CONF) {
 		if (rf_conf_decode(e->buf, e->len, &S.cconf))
 			fail("committed configuration %llu does not decode", (unsigned long long)idx);
@@ -910,10 +771,10 @@ static void ask_read(void)
 		return;
 	if (S.nrd == S.caprd) {
 		S.caprd = S.caprd ? S.caprd * 2 : 64;
-		S.rd = xrealloc(S.rd, S.caprd * sizeof(*S.rd));
+		S.rd = cl_xrealloc(S.rd, S.caprd * sizeof(*S.rd));
 	}
 	q = &S.rd[S.nrd++];
-	*q = (struct rdreq){ .node = l, .file = (int)between(&S.rng, 0, NFILES - 1),
+	*q = (struct rdreq){ .node = l, .file = (int)cl_between(&S.rng, 0, NFILES - 1),
 			     .min_index = S.gcn };
 	ev.read.ctx = S.nrd;
 	S.rd_asked++;
@@ -942,7 +803,7 @@ static void handle(int i, const struct rf_update *u)
 				size_t old = S.term_cap;
 
 				S.term_cap = u->term * 2 + 16;
-				S.term_leader = xrealloc(S.term_leader, S.term_cap * sizeof(uint64_t));
+				S.term_leader = cl_xrealloc(S.term_leader, S.term_cap * sizeof(uint64_t));
 				memset(S.term_leader + old, 0, (S.term_cap - old) * sizeof(uint64_t));
 			}
 			if (S.term_leader[u->term] && S.term_leader[u->term] != (uint64_t)i + 1)
@@ -972,43 +833,14 @@ static void handle(int i, const struct rf_update *u)
 		nd->role = u->role;
 	}
 	if (u->write_seq) {
-		struct pwrite w = { .seq = u->write_seq };
-
-		if (u->flags & RF_UPD_HARDSTATE) {
-			w.has_hs = 1;
-			w.term = u->hs_term;
-			w.vote = u->hs_vote;
-		}
-		if (u->flags & RF_UPD_SNAPSHOT) {
-			w.has_snap = 1;
-			w.si = u->snap_index;
-			w.st = u->snap_term;
-			w.sconf = *u->snap_conf;
-			w.slen = u->snap_len;
-			w.sbuf = dup_bytes(u->snap_buf, u->snap_len);
+		/* the state machine follows an installed snapshot at once */
+		if (u->flags & RF_UPD_SNAPSHOT)
 			node_install(i, u->snap_index, u->snap_conf, u->snap_buf, u->snap_len);
-		}
-		if (u->flags & RF_UPD_ENTRIES) {
-			w.has_ent = 1;
-			w.first = u->first_index;
-			w.n = u->n_entries;
-			w.e = xrealloc(NULL, w.n * sizeof(*w.e));
-			for (size_t k = 0; k < w.n; k++) {
-				const struct rf_entry *e = &u->entries[k];
-
-				w.e[k] = (struct dent){ e->term, e->type, e->len,
-							dup_bytes(e->buf, e->len) };
-			}
-		}
-		if (nd->npw == nd->cappw) {
-			nd->cappw = nd->cappw ? nd->cappw * 2 : 8;
-			nd->pw = xrealloc(nd->pw, nd->cappw * sizeof(*nd->pw));
-		}
-		nd->pw[nd->npw++] = w;
+		cl_disk_write(&nd->disk, u);
 		if (!nd->sync_sched) {
 			nd->sync_sched = true;
-			at(S.now + (chance(&S.rng, 10) ? between(&S.rng, 5, 30)
-						       : between(&S.rng, 1, 3)),
+			at(S.now + (cl_chance(&S.rng, 10) ? cl_between(&S.rng, 5, 30)
+						       : cl_between(&S.rng, 1, 3)),
 			   E_SYNC, i, 0, nd->epoch);
 		}
 	}
@@ -1027,8 +859,6 @@ static void handle(int i, const struct rf_update *u)
 		at(t, E_TICK, i, 0, nd->tick_gen);
 	}
 }
-
-static void disk_truncate(struct node *nd, size_t keep);
 
 /* Every snap_k applied entries the node snapshots its state: on its disk
  * at once (synced; the disk log is compacted up to it), then to the
@@ -1051,27 +881,11 @@ static void maybe_snapshot(int i)
 		fail("n%d: applied entry %llu is not in its log", i + 1, (unsigned long long)idx);
 	/* Not before the term it carries is synced: a restart would find a
 	 * snapshot newer than its hard state (RF_EV_START refuses that). */
-	if (e->term > nd->d_term)
+	if (e->term > nd->disk.term)
 		return;
 	if (lc_state_save(nd->sm, &buf, &len))
 		fail("n%d: lc_state_save failed", i + 1);
-	free(nd->ds_buf);
-	nd->ds_buf = dup_bytes(buf, len);
-	nd->ds_len = len;
-	nd->ds_index = idx;
-	nd->ds_term = e->term;
-	nd->ds_conf = nd->aconf;
-	if (idx + 1 >= nd->dfirst + nd->dn) {
-		disk_truncate(nd, 0);
-	} else if (idx >= nd->dfirst) {
-		size_t drop = (size_t)(idx + 1 - nd->dfirst);
-
-		for (size_t k = 0; k < drop; k++)
-			free(nd->dlog[k].buf);
-		memmove(nd->dlog, nd->dlog + drop, (nd->dn - drop) * sizeof(*nd->dlog));
-		nd->dn -= drop;
-	}
-	nd->dfirst = idx + 1;
+	cl_disk_snapshot(&nd->disk, idx, e->term, &nd->aconf, buf, len);
 	ev.snapshot.index = idx;
 	ev.snapshot.buf = buf;
 	ev.snapshot.len = len;
@@ -1144,46 +958,34 @@ static void node_start(int i)
 	cfg.election_timeout_max_ms = ELECT_MAX;
 	cfg.heartbeat_ms = HEARTBEAT;
 	cfg.max_clock_drift_ms = CFG_DRIFT;
-	cfg.seed = rnd(&S.rng);
+	cfg.seed = cl_rnd(&S.rng);
 	cfg.test_break = S.brk;
 	cfg.catch_up = nd->rejoin;
 	if (rf_new(&cfg, &nd->r))
 		fail("rf_new failed");
 	nd->applied = 0;
 	nd->aconf = nd->boot;
-	if (nd->ds_index) {
+	if (nd->disk.snap_index) {
 		/* from the snapshot on disk, then its log */
-		if (lc_state_load(nd->ds_buf, nd->ds_len, &nd->sm))
+		if (lc_state_load(nd->disk.snap_buf, nd->disk.snap_len, &nd->sm))
 			fail("n%d: its snapshot does not load", i + 1);
-		if (nd->ds_index > S.gcn || lc_state_hash(nd->sm) != S.ref_hash[nd->ds_index])
+		if (nd->disk.snap_index > S.gcn || lc_state_hash(nd->sm) != S.ref_hash[nd->disk.snap_index])
 			fail("n%d: its snapshot at %llu differs from the reference", i + 1,
-			     (unsigned long long)nd->ds_index);
-		nd->applied = nd->ds_index;
-		nd->aconf = nd->ds_conf;
-		ev.start.snap_index = nd->ds_index;
-		ev.start.snap_term = nd->ds_term;
-		ev.start.snap_conf = &nd->ds_conf;
-		ev.start.snap_buf = dup_bytes(nd->ds_buf, nd->ds_len);
-		ev.start.snap_len = nd->ds_len;
+			     (unsigned long long)nd->disk.snap_index);
+		nd->applied = nd->disk.snap_index;
+		nd->aconf = nd->disk.snap_conf;
 		S.restores++;
 	} else {
 		nd->sm = lc_state_new();
 	}
 	if (!nd->sm)
 		fail("lc_state_new failed");
-	es = xrealloc(NULL, nd->dn * sizeof(*es));
-	for (size_t k = 0; k < nd->dn; k++)
-		es[k] = (struct rf_entry){ nd->dlog[k].term, nd->dlog[k].type,
-					   nd->dlog[k].len, nd->dlog[k].buf };
-	ev.start.term = nd->d_term;
-	ev.start.vote = nd->d_vote;
-	ev.start.entries = es;
-	ev.start.n_entries = nd->dn;
+	cl_disk_start(&nd->disk, &ev, &es);
 	nd->up = true;
 	nd->role = RF_FOLLOWER;
 	tr("n%d starts: term %llu vote %llu snapshot %llu log %zu", i + 1,
-	   (unsigned long long)nd->d_term, (unsigned long long)nd->d_vote,
-	   (unsigned long long)nd->ds_index, nd->dn);
+	   (unsigned long long)nd->disk.term, (unsigned long long)nd->disk.vote,
+	   (unsigned long long)nd->disk.snap_index, nd->disk.n);
 	if (step(i, &ev))
 		fail("n%d: start refused", i + 1);
 	free(es);
@@ -1193,21 +995,13 @@ static void node_start(int i)
 	node_timer(i);
 }
 
-static void free_pw(struct pwrite *w)
-{
-	for (size_t k = 0; k < w->n; k++)
-		free(w->e[k].buf);
-	free(w->e);
-	free(w->sbuf);
-}
-
 static void node_crash(int i)
 {
 	struct node *nd = &S.nodes[i];
 
 	if (!nd->up)
 		return;
-	tr("n%d CRASH (loses %zu unsynced writes)", i + 1, nd->npw);
+	tr("n%d CRASH (loses %zu unsynced writes)", i + 1, nd->disk.npw);
 	for (size_t k = 0; k < S.nrd; k++)
 		if (S.rd[k].node == i)
 			S.rd[k].done = true;
@@ -1221,9 +1015,7 @@ static void node_crash(int i)
 	nd->r = NULL;
 	lc_state_free(nd->sm);
 	nd->sm = NULL;
-	for (size_t k = 0; k < nd->npw; k++)
-		free_pw(&nd->pw[k]);
-	nd->npw = 0;
+	cl_disk_crash(&nd->disk);
 	nd->sync_sched = false;
 	nd->epoch++;
 	nd->tick_gen++;
@@ -1231,72 +1023,22 @@ static void node_crash(int i)
 	nd->role = RF_FOLLOWER;
 }
 
-static void disk_truncate(struct node *nd, size_t keep)
-{
-	while (nd->dn > keep)
-		free(nd->dlog[--nd->dn].buf);
-}
-
 static void disk_sync(int i)
 {
 	struct node *nd = &S.nodes[i];
 	struct rf_event ev = { .type = RF_EV_PERSISTED };
-	uint64_t seq = 0;
+	int64_t seq;
 
 	nd->sync_sched = false;
-	if (!nd->npw)
+	if (!nd->disk.npw)
 		return;
-	for (size_t k = 0; k < nd->npw; k++) {
-		struct pwrite *w = &nd->pw[k];
-
-		if (w->has_hs) {
-			nd->d_term = w->term;
-			nd->d_vote = w->vote;
-		}
-		if (w->has_snap) {
-			/* a newer snapshot of our own may be on disk already */
-			if (w->si > nd->ds_index) {
-				free(nd->ds_buf);
-				nd->ds_buf = w->sbuf;
-				w->sbuf = NULL;
-				nd->ds_len = w->slen;
-				nd->ds_index = w->si;
-				nd->ds_term = w->st;
-				nd->ds_conf = w->sconf;
-				disk_truncate(nd, 0);
-				nd->dfirst = w->si + 1;
-			}
-			free(w->sbuf);
-		}
-		if (w->has_ent) {
-			uint64_t first = w->first;
-			size_t j0 = 0;
-
-			/* entries a snapshot covers are not stored again */
-			if (first < nd->dfirst) {
-				j0 = nd->dfirst - first < w->n ? (size_t)(nd->dfirst - first) : w->n;
-				first = nd->dfirst;
-			}
-			if (first - nd->dfirst > nd->dn)
-				fail("n%d: write at %llu leaves a gap after %llu", i + 1,
-				     (unsigned long long)first,
-				     (unsigned long long)(nd->dfirst + nd->dn - 1));
-			disk_truncate(nd, (size_t)(first - nd->dfirst));
-			if (nd->dn + w->n > nd->dcap) {
-				nd->dcap = (nd->dn + w->n) * 2;
-				nd->dlog = xrealloc(nd->dlog, nd->dcap * sizeof(*nd->dlog));
-			}
-			for (size_t j = 0; j < j0; j++)
-				free(w->e[j].buf);
-			for (size_t j = j0; j < w->n; j++)
-				nd->dlog[nd->dn++] = w->e[j];
-			free(w->e);
-		}
-		seq = w->seq;
-	}
-	nd->npw = 0;
+	seq = cl_disk_sync(&nd->disk);
+	if (seq < 0)
+		fail("n%d: write at %llu leaves a gap after %llu", i + 1,
+		     (unsigned long long)nd->disk.gap_at,
+		     (unsigned long long)(nd->disk.first + nd->disk.n - 1));
 	S.syncs++;
-	ev.persisted.seq = seq;
+	ev.persisted.seq = (uint64_t)seq;
 	step(i, &ev);
 }
 
@@ -1310,17 +1052,17 @@ static void net_push(int from, int to, int type, const uint8_t *buf, size_t len)
 
 	if (to < 0 || to >= S.n || S.block[from][to])
 		return;
-	if (S.faults_on && chance(&S.rng, S.drop_pct))
+	if (S.faults_on && cl_chance(&S.rng, S.drop_pct))
 		return;
-	if (S.faults_on && chance(&S.rng, S.dup_pct))
+	if (S.faults_on && cl_chance(&S.rng, S.dup_pct))
 		copies = 2;
 	while (copies--) {
-		uint64_t d = between(&S.rng, 1, 5);
+		uint64_t d = cl_between(&S.rng, 1, 5);
 
-		if (S.faults_on && chance(&S.rng, 5))
-			d += between(&S.rng, 10, 100);   /* reorders */
-		push((struct ev){ .t = S.now + d, .type = type, .node = to,
-				  .a = from, .buf = dup_bytes(buf, len), .len = len });
+		if (S.faults_on && cl_chance(&S.rng, 5))
+			d += cl_between(&S.rng, 10, 100);   /* reorders */
+		cl_push(&S.q, (struct cl_ev){ .t = S.now + d, .type = type, .node = to,
+				  .a = from, .buf = cl_dup(buf, len), .len = len });
 	}
 }
 
@@ -1334,19 +1076,19 @@ static void net_send(int from, const struct rf_msg *m)
 		fail("n%d: cannot encode message type %d: %d", from + 1, m->type, len);
 	S.msgs++;
 	/* The decoder must reject every truncation of a valid message. */
-	if (chance(&S.rng, 1)) {
+	if (cl_chance(&S.rng, 1)) {
 		struct rf_msg x;
-		size_t cut = between(&S.rng, 0, (uint64_t)len - 1);
+		size_t cut = cl_between(&S.rng, 0, (uint64_t)len - 1);
 
 		if (rf_msg_decode(buf, cut, &x) != -EINVAL)
 			fail("decoder accepted a truncated message");
 	}
 	/* ... and survive any flipped byte (ASan watches the reads). */
-	if (chance(&S.rng, 1)) {
-		uint8_t *bad = dup_bytes(buf, (size_t)len);
+	if (cl_chance(&S.rng, 1)) {
+		uint8_t *bad = cl_dup(buf, (size_t)len);
 		struct rf_msg x;
 
-		bad[between(&S.rng, 0, (uint64_t)len - 1)] ^= (uint8_t)between(&S.rng, 1, 255);
+		bad[cl_between(&S.rng, 0, (uint64_t)len - 1)] ^= (uint8_t)cl_between(&S.rng, 1, 255);
 		if (rf_msg_decode(bad, (size_t)len, &x) == 0)
 			rf_msg_release(&x);
 		free(bad);
@@ -1356,7 +1098,7 @@ static void net_send(int from, const struct rf_msg *m)
 	net_push(from, to, E_MSG, buf, (size_t)len);
 }
 
-static void deliver(struct ev *e)
+static void deliver(struct cl_ev *e)
 {
 	struct rf_event ev = { .type = RF_EV_RECEIVE };
 	struct rf_msg m;
@@ -1374,7 +1116,7 @@ static void lz_add(const struct linz_op *op)
 {
 	if (S.lzn == S.lzcap) {
 		S.lzcap = S.lzcap ? S.lzcap * 2 : 128;
-		S.lzv = xrealloc(S.lzv, S.lzcap * sizeof(*S.lzv));
+		S.lzv = cl_xrealloc(S.lzv, S.lzcap * sizeof(*S.lzv));
 	}
 	S.lzv[S.lzn++] = *op;
 }
@@ -1574,7 +1316,7 @@ static void lz_finish(void)
 
 static int pick_node(void)
 {
-	return (int)between(&S.rng, 0, (uint64_t)S.n - 1);
+	return (int)cl_between(&S.rng, 0, (uint64_t)S.n - 1);
 }
 
 /* Where node i sends what is meant for the leader: the leader its engine
@@ -1604,7 +1346,7 @@ static void smsg_send(int from, int to, const struct smsg *m, const uint8_t *bod
 		   (unsigned long long)m->serial);
 		return;
 	}
-	buf = xrealloc(NULL, sizeof(*m) + blen);
+	buf = cl_xrealloc(NULL, sizeof(*m) + blen);
 	memcpy(buf, m, sizeof(*m));
 	if (blen)
 		memcpy(buf + sizeof(*m), body, blen);
@@ -1633,7 +1375,7 @@ static uint64_t node_forward(int i, int client, struct lc_cmd *cmd)
 	cmd->time_ns = S.now * 1000000ull;
 	if (nd->nfw == nd->capfw) {
 		nd->capfw = nd->capfw ? nd->capfw * 2 : 16;
-		nd->fw = xrealloc(nd->fw, nd->capfw * sizeof(*nd->fw));
+		nd->fw = cl_xrealloc(nd->fw, nd->capfw * sizeof(*nd->fw));
 	}
 	f = &nd->fw[nd->nfw++];
 	memset(f, 0, sizeof(*f));
@@ -1654,7 +1396,7 @@ static void open_session(int i)
 
 	if (S.nsr == S.capsr) {
 		S.capsr = S.capsr ? S.capsr * 2 : 16;
-		S.sr = xrealloc(S.sr, S.capsr * sizeof(*S.sr));
+		S.sr = cl_xrealloc(S.sr, S.capsr * sizeof(*S.sr));
 	}
 	S.sr[S.nsr] = (struct sreg){ .node = i };
 	nd->sess = SESS_BASE + S.nsr++;
@@ -1675,7 +1417,7 @@ static void lost_add(uint64_t session, const struct linz_op *op)
 {
 	if (S.nlost == S.caplost) {
 		S.caplost = S.caplost ? S.caplost * 2 : 16;
-		S.lost = xrealloc(S.lost, S.caplost * sizeof(*S.lost));
+		S.lost = cl_xrealloc(S.lost, S.caplost * sizeof(*S.lost));
 	}
 	S.lost[S.nlost++] = (struct lostop){ session, *op };
 }
@@ -1878,7 +1620,7 @@ static bool leader_contact(int i, uint64_t session)
 
 static uint64_t step_propose(int i, const uint8_t *buf, size_t len, uint64_t *leader);
 
-static void deliver_smsg(struct ev *e)
+static void deliver_smsg(struct cl_ev *e)
 {
 	int i = e->node;
 	struct node *nd = &S.nodes[i];
@@ -2041,7 +1783,7 @@ static bool node_ready(int i, bool release)
 static void client_next(struct client *c)
 {
 	struct lc_cmd cmd = { 0 };
-	int f = (int)between(&S.rng, 0, NFILES - 1);
+	int f = (int)cl_between(&S.rng, 0, NFILES - 1);
 	uint64_t sess = S.nodes[c->node].sess;
 	uint32_t pid = (uint32_t)(c - S.cl) + 1;
 
@@ -2069,13 +1811,13 @@ static void client_next(struct client *c)
 		cmd.name_len = (uint32_t)strlen(c->hold_name);
 	} else {
 		static uint8_t big[60000];
-		unsigned k = S.measuring ? 0 : (unsigned)between(&S.rng, 0, 29);
+		unsigned k = S.measuring ? 0 : (unsigned)cl_between(&S.rng, 0, 29);
 
 		/* owner ids are distinct per client and per acquisition */
 		c->cur_owner = (uint64_t)pid * 100000u + ++c->acqs;
 		cmd.who = (struct lc_owner){ sess, c->cur_owner, pid };
 		cmd.ino = S.files[f];
-		cmd.flags = chance(&S.rng, 50) ? LC_LK_WAIT : 0;
+		cmd.flags = cl_chance(&S.rng, 50) ? LC_LK_WAIT : 0;
 		if (S.measuring == 2) {
 			cmd.type = LC_CMD_SETLK;
 			cmd.lock_type = LC_WRLCK;
@@ -2090,12 +1832,12 @@ static void client_next(struct client *c)
 			cmd.ino = S.files[f % 3];
 		} else if (k < 14) {
 			cmd.type = LC_CMD_FLOCK;
-			cmd.lock_type = chance(&S.rng, 60) ? LC_WRLCK : LC_RDLCK;
+			cmd.lock_type = cl_chance(&S.rng, 60) ? LC_WRLCK : LC_RDLCK;
 		} else if (k < 20) {
 			cmd.type = LC_CMD_SETLK;
-			cmd.lock_type = chance(&S.rng, 60) ? LC_WRLCK : LC_RDLCK;
-			cmd.start = between(&S.rng, 0, 100);
-			cmd.end = chance(&S.rng, 20) ? LC_OFF_MAX : cmd.start + between(&S.rng, 0, 50);
+			cmd.lock_type = cl_chance(&S.rng, 60) ? LC_WRLCK : LC_RDLCK;
+			cmd.start = cl_between(&S.rng, 0, 100);
+			cmd.end = cl_chance(&S.rng, 20) ? LC_OFF_MAX : cmd.start + cl_between(&S.rng, 0, 50);
 		} else if (k < 26) {
 			cmd = (struct lc_cmd){ 0 };
 			cmd.type = LC_CMD_CREATE;
@@ -2111,7 +1853,7 @@ static void client_next(struct client *c)
 			cmd.type = LC_CMD_WRITE;
 			cmd.ino = S.files[f % 3];
 			cmd.data = big;
-			cmd.data_len = (uint32_t)between(&S.rng, 1, sizeof(big));
+			cmd.data_len = (uint32_t)cl_between(&S.rng, 1, sizeof(big));
 		} else {
 			cmd = (struct lc_cmd){ 0 };
 			cmd.type = LC_CMD_SETXATTR;
@@ -2176,7 +1918,7 @@ static void client_answer(struct client *c, int status, uint64_t token, bool fro
 		S.pairs++;
 	c->state = c->scripted ? C_DONE : C_IDLE;
 	/* measuring: no think time, so batching has something to batch */
-	client_timer(c, S.now + (S.measuring ? 0 : between(&S.rng, 0, c->hold ? 40 : 20)));
+	client_timer(c, S.now + (S.measuring ? 0 : cl_between(&S.rng, 0, c->hold ? 40 : 20)));
 }
 
 /* Node i crashed: its clients' requests end with EIO (they may or may not
@@ -2216,7 +1958,7 @@ static void node_crash_clients(int i)
 	nd->sess_open = false;
 }
 
-static void client_event(struct ev *e)
+static void client_event(struct cl_ev *e)
 {
 	struct client *c = &S.cl[e->node];
 
@@ -2236,17 +1978,6 @@ static int leader_node(void)
 		    (best < 0 || rf_term(S.nodes[i].r) > rf_term(S.nodes[best].r)))
 			best = i;
 	return best;
-}
-
-static void wipe_disk(struct node *nd)
-{
-	disk_truncate(nd, 0);
-	free(nd->ds_buf);
-	nd->ds_buf = NULL;
-	nd->ds_len = 0;
-	nd->ds_index = nd->ds_term = 0;
-	nd->d_term = nd->d_vote = 0;
-	nd->dfirst = 1;
 }
 
 /* Proposes a membership change at leader l; -EBUSY (one at a time) and
@@ -2286,7 +2017,7 @@ static bool any_rejoin(void);
 
 static void conf_fault(void)
 {
-	int l = leader_node(), k = (int)between(&S.rng, 0, 2), i = pick_node();
+	int l = leader_node(), k = (int)cl_between(&S.rng, 0, 2), i = pick_node();
 	const struct rf_conf *c;
 	uint64_t id = (uint64_t)i + 1;
 
@@ -2317,10 +2048,10 @@ static void node_remove(int i)
 	tr("n%d removed: down, disk wiped", i + 1);
 	node_crash(i);
 	nd->epoch++;                       /* no pending restart */
-	wipe_disk(nd);
+	cl_disk_wipe(&nd->disk);
 	nd->removed = true;
 	S.removals++;
-	at(S.now + between(&S.rng, 100, 1500), E_READD, i, 0, 0);
+	at(S.now + cl_between(&S.rng, 100, 1500), E_READD, i, 0, 0);
 }
 
 /* Brings removed node i back as a member: the leader adds it, then it
@@ -2384,20 +2115,20 @@ static bool any_rejoin(void)
 static void maybe_lose_log(int i)
 {
 	struct node *nd = &S.nodes[i];
-	uint64_t term = nd->d_term, vote = nd->d_vote;
+	uint64_t term = nd->disk.term, vote = nd->disk.vote;
 
 	/* With fewer than 3 voters the others are no majority without it:
 	 * nobody could lead for it to catch up from. */
-	if (!S.rejoin_faults || !chance(&S.rng, 30) || nd->removed || nd->readding ||
+	if (!S.rejoin_faults || !cl_chance(&S.rng, 30) || nd->removed || nd->readding ||
 	    !conf_has(&S.cconf, (uint64_t)i + 1, true) || S.cconf.n_voters < 3)
 		return;
 	if (any_rejoin() || !voters_settled(i))
 		return;
 	tr("n%d loses its log (term %llu vote %llu kept): rejoins", i + 1,
 	   (unsigned long long)term, (unsigned long long)vote);
-	wipe_disk(nd);
-	nd->d_term = term;
-	nd->d_vote = vote;
+	cl_disk_wipe(&nd->disk);
+	nd->disk.term = term;
+	nd->disk.vote = vote;
 	nd->rejoin = true;
 	S.rejoins++;
 }
@@ -2409,7 +2140,7 @@ static void heal_net(void)
 
 static void fault(void)
 {
-	int i = pick_node(), k = (int)between(&S.rng, 0, 9);
+	int i = pick_node(), k = (int)cl_between(&S.rng, 0, 9);
 	struct node *nd = &S.nodes[i];
 
 	switch (k) {
@@ -2420,12 +2151,12 @@ static void fault(void)
 			maybe_lose_log(i);
 			/* sometimes down until the heal: far behind, it needs a
 			 * snapshot to catch up */
-			if (!chance(&S.rng, 20))
-				at(S.now + between(&S.rng, 20, 800), E_RESTART, i, 0, nd->epoch);
+			if (!cl_chance(&S.rng, 20))
+				at(S.now + cl_between(&S.rng, 20, 800), E_RESTART, i, 0, nd->epoch);
 		}
 		break;
 	case 2: {                             /* symmetric split */
-		uint64_t side = rnd(&S.rng);
+		uint64_t side = cl_rnd(&S.rng);
 
 		heal_net();
 		for (int a = 0; a < S.n; a++)
@@ -2457,20 +2188,20 @@ static void fault(void)
 		break;
 	case 6:
 		if (nd->up) {
-			nd->paused_until = S.now + between(&S.rng, 20, 400);
+			nd->paused_until = S.now + cl_between(&S.rng, 20, 400);
 			tr("n%d paused until %llu", i + 1, (unsigned long long)nd->paused_until);
 		}
 		break;
 	case 7:
-		nd->clock_off = between(&S.rng, 0, CLOCK_DRIFT);
+		nd->clock_off = cl_between(&S.rng, 0, CLOCK_DRIFT);
 		break;
 	case 9:
 		if (S.conf_faults)
 			conf_fault();
 		break;
 	case 8:
-		S.drop_pct = (unsigned)between(&S.rng, 0, 30);
-		S.dup_pct = (unsigned)between(&S.rng, 0, 10);
+		S.drop_pct = (unsigned)cl_between(&S.rng, 0, 30);
+		S.dup_pct = (unsigned)cl_between(&S.rng, 0, 10);
 		tr("network: drop %u%% dup %u%%", S.drop_pct, S.dup_pct);
 		break;
 	default:
@@ -2494,7 +2225,7 @@ static void heal(void)
 
 /* ---- one run ------------------------------------------------------------- */
 
-static void dispatch(struct ev *e)
+static void dispatch(struct cl_ev *e)
 {
 	struct node *nd = e->node >= 0 && e->node < S.n ? &S.nodes[e->node] : NULL;
 
@@ -2503,7 +2234,7 @@ static void dispatch(struct ev *e)
 		   e->type == E_SMSG || e->type == E_NODE) &&
 	    S.now < nd->paused_until && nd->up) {
 		e->t = nd->paused_until;       /* a paused process runs later */
-		push(*e);
+		cl_push(&S.q, *e);
 		return;
 	}
 	switch (e->type) {
@@ -2538,7 +2269,7 @@ static void dispatch(struct ev *e)
 	case E_FAULT:
 		if (S.faults_on && S.now < S.heal_at) {
 			fault();
-			at(S.now + between(&S.rng, S.fault_lo, S.fault_hi), E_FAULT, -1, 0, 0);
+			at(S.now + cl_between(&S.rng, S.fault_lo, S.fault_hi), E_FAULT, -1, 0, 0);
 		}
 		break;
 	case E_RESTART:
@@ -2548,7 +2279,7 @@ static void dispatch(struct ev *e)
 	case E_READ:
 		if (S.now < S.heal_at + 3000) {
 			ask_read();
-			at(S.now + between(&S.rng, 10, 150), E_READ, -1, 0, 0);
+			at(S.now + cl_between(&S.rng, 10, 150), E_READ, -1, 0, 0);
 		}
 		break;
 	case E_REMOVE:
@@ -2648,8 +2379,8 @@ static bool all_done(void)
 
 static void run_until(uint64_t t, bool stop_when_done)
 {
-	while (S.nheap && S.heap[0].t <= t) {
-		struct ev e = pop();
+	while (S.q.n && cl_peek(&S.q)->t <= t) {
+		struct cl_ev e = cl_pop(&S.q);
 
 		S.now = e.t;
 		dispatch(&e);
@@ -2697,7 +2428,7 @@ static void world_init(uint64_t seed, int voters, int clients, int ops)
 	struct lc_state *boot;
 	struct lc_cmd cmd = { 0 };
 	struct lc_out out = { 0 };
-	struct dent boot_log[1 + NFILES];
+	struct cl_dent boot_log[1 + NFILES];
 	struct rf_conf boot_conf = { .n_voters = 0 };
 
 	memset(&S.nodes, 0, sizeof(S.nodes));
@@ -2709,9 +2440,9 @@ static void world_init(uint64_t seed, int voters, int clients, int ops)
 	memset(S.last_token, 0, sizeof(S.last_token));
 	heal_net();
 	S.seed = seed;
-	rng_seed(&S.rng, seed);
-	S.nv = voters ? voters : (int)between(&S.rng, 1, RF_MAX_VOTERS);
-	S.n = S.nv + (S.members_arg >= 0 ? S.members_arg : (int)between(&S.rng, 0, 2));
+	cl_rng_seed(&S.rng, seed);
+	S.nv = voters ? voters : (int)cl_between(&S.rng, 1, RF_MAX_VOTERS);
+	S.n = S.nv + (S.members_arg >= 0 ? S.members_arg : (int)cl_between(&S.rng, 0, 2));
 	S.nclients = clients;
 	S.now = 0;
 	S.tpos = S.tcount = 0;
@@ -2742,7 +2473,7 @@ static void world_init(uint64_t seed, int voters, int clients, int ops)
 		if (k)
 			S.files[k - 1] = out.v[0].ino;
 		lc_out_reset(&out);
-		boot_log[k] = (struct dent){ 1, RF_ENTRY_CMD, (uint32_t)len, buf };
+		boot_log[k] = (struct cl_dent){ 1, RF_ENTRY_CMD, (uint32_t)len, buf };
 	}
 	lc_out_free(&out);
 	lc_state_free(boot);
@@ -2756,16 +2487,13 @@ static void world_init(uint64_t seed, int voters, int clients, int ops)
 	for (int i = 0; i < S.n; i++) {
 		struct node *nd = &S.nodes[i];
 
-		nd->d_term = 1;
-		nd->dcap = 64;
-		nd->dlog = xrealloc(NULL, nd->dcap * sizeof(*nd->dlog));
+		cl_disk_init(&nd->disk);
+		nd->disk.term = 1;
 		for (int k = 0; k <= NFILES; k++)
-			nd->dlog[k] = (struct dent){ 1, RF_ENTRY_CMD, boot_log[k].len,
-						     dup_bytes(boot_log[k].buf, boot_log[k].len) };
-		nd->dn = 1 + NFILES;
-		nd->dfirst = 1;
+			cl_disk_append(&nd->disk, 1, RF_ENTRY_CMD, boot_log[k].len,
+				       boot_log[k].buf);
 		nd->boot = boot_conf;
-		nd->clock_off = between(&S.rng, 0, CLOCK_DRIFT);
+		nd->clock_off = cl_between(&S.rng, 0, CLOCK_DRIFT);
 	}
 	for (int k = 0; k <= NFILES; k++)
 		free(boot_log[k].buf);
@@ -2776,27 +2504,20 @@ static void world_init(uint64_t seed, int voters, int clients, int ops)
 
 		c->node = pick_node();
 		c->ops_left = ops;
-		client_timer(c, between(&S.rng, 0, 100));
+		client_timer(c, cl_between(&S.rng, 0, 100));
 	}
 }
 
 static void world_free(void)
 {
-	while (S.nheap) {
-		struct ev e = pop();
-
-		free(e.buf);
-	}
+	cl_queue_clear(&S.q);
 	for (int i = 0; i < S.n; i++) {
 		struct node *nd = &S.nodes[i];
 
 		if (nd->up)
 			node_crash(i);
 		free(nd->fw);
-		disk_truncate(nd, 0);
-		free(nd->dlog);
-		free(nd->pw);
-		free(nd->ds_buf);
+		cl_disk_free(&nd->disk);
 	}
 	S.snap_k = 0;
 	for (size_t k = 0; k < S.nsr; k++)
@@ -2879,15 +2600,15 @@ static void finish_checks(void)
 
 static void run_seed(uint64_t seed, int voters, int members)
 {
-	struct rng pick;
+	struct cl_rng pick;
 	int clients;
 
-	rng_seed(&pick, seed ^ 0x5eedull);
+	cl_rng_seed(&pick, seed ^ 0x5eedull);
 	S.voters_arg = voters;
 	S.members_arg = members;
-	clients = (int)between(&pick, 1, 6);
-	world_init(seed, voters, clients, (int)between(&pick, 3, 10));
-	S.snap_k = between(&pick, 8, 64);
+	clients = (int)cl_between(&pick, 1, 6);
+	world_init(seed, voters, clients, (int)cl_between(&pick, 3, 10));
+	S.snap_k = cl_between(&pick, 8, 64);
 	S.lz = linz_new(LINZ_BUDGET);
 	if (!S.lz) {
 		fprintf(stderr, "sim: out of memory\n");
@@ -2895,12 +2616,12 @@ static void run_seed(uint64_t seed, int voters, int members)
 	}
 	S.lzn = 0;
 	S.faults_on = true;
-	S.heal_at = between(&S.rng, 300, 3000);
-	S.fault_lo = between(&S.rng, 10, 50);
-	S.fault_hi = S.fault_lo + between(&S.rng, 20, 300);
-	at(between(&S.rng, 0, 200), E_FAULT, -1, 0, 0);
+	S.heal_at = cl_between(&S.rng, 300, 3000);
+	S.fault_lo = cl_between(&S.rng, 10, 50);
+	S.fault_hi = S.fault_lo + cl_between(&S.rng, 20, 300);
+	at(cl_between(&S.rng, 0, 200), E_FAULT, -1, 0, 0);
 	at(S.heal_at, E_HEAL, -1, 0, 0);
-	at(between(&S.rng, 0, 200), E_READ, -1, 0, 0);
+	at(cl_between(&S.rng, 0, 200), E_READ, -1, 0, 0);
 	run_until(S.heal_at, false);
 	finish_checks();
 	lz_finish();
