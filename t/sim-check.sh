@@ -7,11 +7,11 @@
 # SIM_REJOIN_SEEDS seeds (default 500, 3 voters) where crashed voters lose their log
 # and rejoin catching up (cluckd --rejoin), then the cost
 # figures (messages and fsyncs per acquire+release pair).  Exits 77 only
-# when t/sim is missing (not built), else 0 when every invariant held and 1
+# when t/sim/sim is missing (not built), else 0 when every invariant held and 1
 # on a violation (the simulator's output names the seed and the replay
 # command).  It must never depend on the real clock or on anything but the
 # seeds.
-sim="${T_BIN:-$(dirname "$0")}/sim"
+sim="${T_BIN:-$(dirname "$0")}/sim/sim"
 if [ ! -x "$sim" ]; then
 	echo "SKIP: $sim not built"
 	exit 77
