@@ -11,7 +11,6 @@
 
 /* ---- driving one engine -------------------------------------------------- */
 
-
 static void check_leader_complete(int i)
 {
 	struct raft *r = S.nodes[i].r;
@@ -142,7 +141,6 @@ static void read_ready(int i, const struct rf_read *r)
 	q->ready = true;
 	q->index = r->index;
 }
-
 
 /* A read at the leader (when there is one): RF_EV_READ. */
 void ask_read(void)
@@ -320,7 +318,6 @@ uint64_t step_propose(int i, const uint8_t *buf, size_t len, uint64_t *leader)
 	maybe_snapshot(i);
 	return rc ? 0 : u.proposed_index;
 }
-
 
 void node_start(int i)
 {

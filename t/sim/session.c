@@ -240,7 +240,6 @@ static void fwd_drop(struct node *nd, size_t k)
 	nd->fw[k] = nd->fw[--nd->nfw];
 }
 
-
 /* A completion applied on node i: answer the client it belongs to. */
 void node_completion(int i, const struct lc_completion *cp)
 {
@@ -317,7 +316,6 @@ static bool leader_contact(int i, uint64_t session)
 		fail("n%d: lease_touch: %d", i + 1, r);
 	return r == 0 && rf_lease_valid(nd->r, local(i));
 }
-
 
 void deliver_smsg(struct cl_ev *e)
 {
@@ -433,7 +431,6 @@ void node_tick(int i)
 	}
 	node_timer(i);
 }
-
 
 void client_timer(struct client *c, uint64_t t)
 {

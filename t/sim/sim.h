@@ -53,7 +53,7 @@
 #define LZK_POSIX (1ull << 40)
 #define LZK_FILE  (1ull << 41)
 
-
+/* ---- the world ---------------------------------------------------------- */
 
 enum { E_MSG = 1, E_TICK, E_SYNC, E_CLIENT, E_FAULT, E_RESTART, E_HEAL, E_UNPAUSE,
        E_SMSG, E_NODE, E_READ, E_REMOVE, E_READD };
@@ -248,11 +248,17 @@ extern struct sim S;
 extern bool (*drop_hook)(int from, const struct rf_msg *m);
 extern bool (*sdrop_hook)(int from, int to, const struct smsg *m);
 extern void (*leader_hook)(int node);
+
 extern unsigned sem_sh_before;         /* semaphore holders before this apply */
 extern const char *fname[NFILES];      /* the lock files' names */
 
+/* A line of the trace ring (printed as it goes with --trace). */
 void tr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reports a violation: the seed, the last events, the replay command;
+ * exits 1. */
 void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* ---- functions, by the part that defines them -------------------------- */
 
 /* world.c */
 void at(uint64_t t, int type, int node, int a, uint64_t gen);

@@ -117,7 +117,6 @@ struct ans *ans_of(uint64_t session, uint64_t serial)
 	return &r->ans[serial];
 }
 
-
 static void ref_apply(uint64_t idx)
 {
 	const struct cl_dent *e = &S.gc[idx - 1];
@@ -250,7 +249,6 @@ static void record_commit(int i, uint64_t idx, const struct rf_entry *e)
 	}
 	ref_apply(idx);
 }
-
 
 void node_apply(int i, uint64_t idx, const struct rf_entry *e)
 {

@@ -21,7 +21,7 @@ bool (*drop_hook)(int from, const struct rf_msg *m);
 bool (*sdrop_hook)(int from, int to, const struct smsg *m);
 void (*leader_hook)(int node);
 
-
+/* ---- trace and violations ------------------------------------------------ */
 
 void tr(const char *fmt, ...)
 {
