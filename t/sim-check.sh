@@ -5,13 +5,16 @@
 # SIM_CONF_SEEDS seeds (default 500) with membership changes among the
 # faults (promote, demote, remove, re-add with a fresh disk), then
 # SIM_REJOIN_SEEDS seeds (default 500, 3 voters) where crashed voters lose their log
-# and rejoin catching up (cluckd --rejoin), then the cost
-# figures (messages and fsyncs per acquire+release pair).  Exits 77 only
-# when t/sim is missing (not built), else 0 when every invariant held and 1
+# and rejoin catching up (cluckd --rejoin), then every --break= (a rule
+# broken on purpose) must be caught by a violation within
+# SIM_BREAK_SEEDS seeds (default 2000; the run stops at the first) or by
+# its scenario, then the cost figures (messages and fsyncs per
+# acquire+release pair).  Exits 77 only
+# when t/sim/sim is missing (not built), else 0 when every invariant held and 1
 # on a violation (the simulator's output names the seed and the replay
 # command).  It must never depend on the real clock or on anything but the
 # seeds.
-sim="${T_BIN:-$(dirname "$0")}/sim"
+sim="${T_BIN:-$(dirname "$0")}/sim/sim"
 if [ ! -x "$sim" ]; then
 	echo "SKIP: $sim not built"
 	exit 77
@@ -27,5 +30,27 @@ done
 	--from "${SIM_FROM:-1}" || status=1
 "$sim" --no-scenarios --no-measure --rejoin-faults --voters 3 --seeds "${SIM_REJOIN_SEEDS:-500}" \
 	--from "${SIM_FROM:-1}" || status=1
+# check_break NAME ARGS...: t/sim/sim --break=NAME ARGS must stop on a
+# violation.
+check_break() {
+	b=$1
+	shift
+	out=$("$sim" --no-scenarios --no-measure --break="$b" "$@" 2>&1)
+	rc=$?
+	v=$(printf '%s\n' "$out" | grep -m1 '^VIOLATION' | cut -c1-100)
+	if [ "$rc" -eq 1 ] && [ -n "$v" ]; then
+		echo "break $b caught: $v"
+	else
+		echo "FAIL: break $b not caught by t/sim/sim --break=$b $*"
+		status=1
+	fi
+}
+bs="--seeds ${SIM_BREAK_SEEDS:-2000} --from ${SIM_FROM:-1}"
+check_break vote-any-log $bs
+check_break ack-unsynced $bs
+check_break commit-old-term --scenario figure8
+check_break grant-twice $bs
+check_break no-grace $bs
+check_break no-grace --scenario leader-change-grace
 "$sim" --measure || status=1
 exit "$status"

@@ -15,10 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
 
 #include "lockcore/lc.h"
 #include "lockcore/lease.h"
+#include "t/lib/cunit.h"
 
 #define L 1000u
 
@@ -268,36 +269,15 @@ static void test_node_gives_up_first(void)
 	CU_ASSERT_EQUAL(found, 1);
 }
 
-int main(void)
-{
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
-		{ "reset_grace", test_reset_grace },
-		{ "expired_once", test_expired_once },
-		{ "touch_revives", test_touch_revives },
-		{ "view", test_view },
-		{ "node_gives_up_first", test_node_gives_up_first },
-	};
-	CU_pSuite suite;
-	unsigned failed;
+static const struct ut_test tests[] = {
+	UT_TEST(test_reset_grace),
+	UT_TEST(test_expired_once),
+	UT_TEST(test_touch_revives),
+	UT_TEST(test_view),
+	UT_TEST(test_node_gives_up_first),
+};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	suite = CU_add_suite("lease", NULL, NULL);
-	if (!suite)
-		goto out_registry;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-			goto out_registry;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
-
-out_registry:
-	CU_cleanup_registry();
-	return 1;
-}
+const struct ut_suite ut_suites[] = {
+	UT_SUITE("lease", tests),
+	{ NULL },
+};

@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 
+#include "t/lib/cunit.h"
 #include "t/linz.h"
 
 #define INF LINZ_INF
@@ -1395,54 +1395,33 @@ static void test_random_one_key(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
-int main(void)
-{
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
-		{ "empty", test_empty },
-		{ "bad_input", test_bad_input },
-		{ "sequential", test_sequential },
-		{ "overlapping_ex", test_overlapping_ex },
-		{ "ok_after_ok", test_ok_after_ok },
-		{ "one_order_works", test_one_order_works },
-		{ "pending", test_pending },
-		{ "slots", test_slots },
-		{ "try_busy_free", test_try_busy_free },
-		{ "random_valid", test_random_valid },
-		{ "random_mutated", test_random_mutated },
-		{ "budget", test_budget },
-		{ "bad_input_new", test_bad_input_new },
-		{ "ranges_overlap", test_ranges_overlap },
-		{ "ranges_disjoint", test_ranges_disjoint },
-		{ "ranges_own", test_ranges_own },
-		{ "ranges_split", test_ranges_split },
-		{ "slots_lowered", test_slots_lowered },
-		{ "slots_granted_above", test_slots_granted_above },
-		{ "release_all", test_release_all },
-		{ "random_ranges_slots", test_random_ranges_slots },
-		{ "random_ranges_faults", test_random_ranges_faults },
-		{ "random_one_key", test_random_one_key },
-	};
-	CU_pSuite suite;
-	unsigned failed;
+static const struct ut_test tests[] = {
+	UT_TEST(test_empty),
+	UT_TEST(test_bad_input),
+	UT_TEST(test_sequential),
+	UT_TEST(test_overlapping_ex),
+	UT_TEST(test_ok_after_ok),
+	UT_TEST(test_one_order_works),
+	UT_TEST(test_pending),
+	UT_TEST(test_slots),
+	UT_TEST(test_try_busy_free),
+	UT_TEST(test_random_valid),
+	UT_TEST(test_random_mutated),
+	UT_TEST(test_budget),
+	UT_TEST(test_bad_input_new),
+	UT_TEST(test_ranges_overlap),
+	UT_TEST(test_ranges_disjoint),
+	UT_TEST(test_ranges_own),
+	UT_TEST(test_ranges_split),
+	UT_TEST(test_slots_lowered),
+	UT_TEST(test_slots_granted_above),
+	UT_TEST(test_release_all),
+	UT_TEST(test_random_ranges_slots),
+	UT_TEST(test_random_ranges_faults),
+	UT_TEST(test_random_one_key),
+};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	suite = CU_add_suite("linz", NULL, NULL);
-	if (!suite)
-		goto out_registry;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-			goto out_registry;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
-
-out_registry:
-	CU_cleanup_registry();
-	return 1;
-}
+const struct ut_suite ut_suites[] = {
+	UT_SUITE("linz", tests),
+	{ NULL },
+};

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 
 #include "lockcore/lc.h"
+#include "t/lib/cunit.h"
 #include "t/unit_util.h"
 
 #define ROOT LC_INO_ROOT
@@ -3955,14 +3955,9 @@ static void test_session_close_with_many_waiters_leaves_nothing(void)
 
 /* ======================================================================= */
 
-struct test_def {
-	const char *name;
-	CU_TestFunc fn;
-};
+#define T(fn) UT_TEST(fn)
 
-#define T(fn) { #fn, fn }
-
-static const struct test_def tests[] = {
+static const struct ut_test tests[] = {
 	T(test_command_without_session_is_enolck),
 	T(test_session_open_for_another_session_is_refused),
 	T(test_closed_session_cannot_lock),
@@ -4103,32 +4098,7 @@ static const struct test_def tests[] = {
 	T(test_usage_counts_dirs_symlinks_and_survives_a_snapshot),
 };
 
-/* Runs every test, or only those whose name contains argv[1]; exits 1 on
- * any failure so that `make check` sees it. */
-int main(int argc, char **argv)
-{
-	CU_pSuite suite;
-	unsigned failed;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	suite = CU_add_suite("lockcore", NULL, NULL);
-	if (!suite)
-		goto fail_registry;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc > 1 && !strstr(tests[i].name, argv[1]))
-			continue;
-		if (!CU_add_test(suite, tests[i].name + 5, tests[i].fn))
-			goto fail_registry;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() +
-		 CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
-
-fail_registry:
-	CU_cleanup_registry();
-	return 99;
-}
+const struct ut_suite ut_suites[] = {
+	UT_SUITE("lockcore", tests),
+	{ NULL },
+};

@@ -29,10 +29,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
 
 #include "net/loop.h"
 #include "net/peer.h"
+#include "t/lib/cunit.h"
 
 #define BUF (PEER_HDR_BYTES + PEER_BODY_MAX + PEER_TAG_BYTES + 1)
 
@@ -899,49 +900,35 @@ static void test_sockets_v6(void)
 	loop_free(l);
 }
 
-int main(void)
+static const struct ut_test tests[] = {
+	UT_TEST(test_round_trip),
+	UT_TEST(test_wrong_key),
+	UT_TEST(test_tamper),
+	UT_TEST(test_replay),
+	UT_TEST(test_forged_counter),
+	UT_TEST(test_receiver_bound),
+	UT_TEST(test_forged_classified),
+	UT_TEST(test_cluster_bound),
+	UT_TEST(test_malformed),
+	UT_TEST(test_insecure),
+	UT_TEST(test_many_senders),
+	UT_TEST(test_load_key),
+	UT_TEST(test_sockets),
+	UT_TEST(test_sockets_replay),
+	UT_TEST(test_sockets_v6),
+};
+
+/* The two cluster ids the tests bind their peers to. */
+static int peer_init(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
-		{ "round_trip", test_round_trip },
-		{ "wrong_key", test_wrong_key },
-		{ "tamper", test_tamper },
-		{ "replay", test_replay },
-		{ "forged_counter", test_forged_counter },
-		{ "receiver_bound", test_receiver_bound },
-		{ "forged_classified", test_forged_classified },
-		{ "cluster_bound", test_cluster_bound },
-		{ "malformed", test_malformed },
-		{ "insecure", test_insecure },
-		{ "many_senders", test_many_senders },
-		{ "load_key", test_load_key },
-		{ "sockets", test_sockets },
-		{ "sockets_replay", test_sockets_replay },
-		{ "sockets_v6", test_sockets_v6 },
-	};
 	static const char *abc[] = { "a", "b", "c" }, *abd[] = { "a", "b", "d" };
-	CU_pSuite suite;
-	unsigned failed;
 
 	if (peer_cluster_id(abc, 3, cl_a) != 0 || peer_cluster_id(abd, 3, cl_b) != 0)
 		return 1;
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	suite = CU_add_suite("peer", NULL, NULL);
-	if (!suite)
-		goto out_registry;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-			goto out_registry;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
-
-out_registry:
-	CU_cleanup_registry();
-	return 1;
+	return 0;
 }
+
+const struct ut_suite ut_suites[] = {
+	UT_SUITE_FIX("peer", tests, peer_init, NULL),
+	{ NULL },
+};

@@ -17,10 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 
 #include "lockcore/raft.h"
+#include "t/lib/cluster.h"
+#include "t/lib/cunit.h"
 
 #define NMAX  5
 #define EMIN  100
@@ -28,42 +29,11 @@
 #define HB    20
 #define DRIFT 5
 
-struct dent {
-	uint64_t term;
-	uint8_t type;
-	uint32_t len;
-	uint8_t *buf;
-};
-
-/* One write of an update, kept until the harness syncs it. */
-struct pwrite {
-	uint64_t seq;
-	uint32_t flags;
-	uint64_t term, vote;
-	uint64_t si, st;
-	struct rf_conf sc;
-	uint8_t *sbuf;
-	size_t slen;
-	uint64_t first;
-	size_t n;
-	struct dent *e;
-};
-
 struct tnode {
 	struct raft *r;
 	bool up, manual;
 	struct rf_config cfg;
-	/* synced disk */
-	uint64_t d_term, d_vote;
-	struct dent *dlog;             /* index d_first + k */
-	size_t dn;
-	uint64_t d_first;
-	uint64_t ds_index, ds_term;
-	struct rf_conf ds_conf;
-	uint8_t *ds_buf;
-	size_t ds_len;
-	struct pwrite *pw;
-	size_t npw;
+	struct cl_disk disk;
 	/* state machine: a hash of the commands applied */
 	uint64_t applied, sm;
 	uint8_t role;
@@ -73,18 +43,11 @@ struct tnode {
 	unsigned n_snap_upd, n_conf_upd;
 };
 
-struct qmsg {
-	int from, to;
-	size_t len;
-	uint8_t *buf;
-};
-
 static struct {
 	struct tnode n[NMAX];
 	int nn;
 	uint64_t now;
-	struct qmsg *q;
-	size_t qh, qn, qcap;
+	struct cl_queue q;             /* the network: one time, so FIFO */
 	bool cut[NMAX][NMAX];
 	bool (*drop)(int from, const struct rf_msg *m);
 	unsigned sent[NMAX][RF_MSG__COUNT];    /* by sender and type */
@@ -101,63 +64,6 @@ static uint64_t hash_bytes(uint64_t h, const uint8_t *p, size_t n)
 	return h * 31 + n;
 }
 
-static struct dent dcopy(uint64_t term, uint8_t type, uint32_t len, const uint8_t *buf)
-{
-	struct dent d = { term, type, len, NULL };
-
-	if (len) {
-		d.buf = malloc(len);
-		CU_ASSERT_PTR_NOT_NULL_FATAL(d.buf);
-		memcpy(d.buf, buf, len);
-	}
-	return d;
-}
-
-static void disk_truncate(struct tnode *t, uint64_t from)
-{
-	while (t->dn && t->d_first + t->dn - 1 >= from)
-		free(t->dlog[--t->dn].buf);
-}
-
-static void disk_apply(struct tnode *t, struct pwrite *w)
-{
-	if (w->flags & RF_UPD_SNAPSHOT) {
-		free(t->ds_buf);
-		t->ds_buf = w->sbuf;
-		w->sbuf = NULL;
-		t->ds_len = w->slen;
-		t->ds_index = w->si;
-		t->ds_term = w->st;
-		t->ds_conf = w->sc;
-		disk_truncate(t, 0);
-		t->d_first = w->si + 1;
-	}
-	if (w->flags & RF_UPD_HARDSTATE) {
-		t->d_term = w->term;
-		t->d_vote = w->vote;
-	}
-	if (w->flags & RF_UPD_ENTRIES) {
-		disk_truncate(t, w->first);
-		CU_ASSERT(w->first == t->d_first + t->dn);
-		for (size_t k = 0; k < w->n; k++) {
-			t->dlog = realloc(t->dlog, (t->dn + 1) * sizeof(*t->dlog));
-			CU_ASSERT_PTR_NOT_NULL_FATAL(t->dlog);
-			t->dlog[t->dn++] = w->e[k];
-		}
-		free(w->e);
-		w->e = NULL;
-		w->n = 0;
-	}
-}
-
-static void pw_free(struct pwrite *w)
-{
-	for (size_t k = 0; k < w->n; k++)
-		free(w->e[k].buf);
-	free(w->e);
-	free(w->sbuf);
-}
-
 static int step(int i, struct rf_event *ev);
 
 /* Syncs every pending write of node i and reports it. */
@@ -165,13 +71,16 @@ static void sync_node(int i)
 {
 	struct tnode *t = &C.n[i];
 	struct rf_event ev = { .type = RF_EV_PERSISTED };
+	int64_t seq;
 
-	if (!t->npw)
+	if (!t->disk.npw)
 		return;
-	for (size_t k = 0; k < t->npw; k++)
-		disk_apply(t, &t->pw[k]);
-	ev.persisted.seq = t->pw[t->npw - 1].seq;
-	t->npw = 0;
+	seq = cl_disk_sync(&t->disk);
+	/* every write continues the log where it ends */
+	CU_ASSERT(seq > 0 && !t->disk.covered);
+	if (seq <= 0)
+		return;
+	ev.persisted.seq = (uint64_t)seq;
 	CU_ASSERT(step(i, &ev) == 0);
 }
 
@@ -190,8 +99,8 @@ static void net_send(int from, const struct rf_msg *m)
 	if (m->type == RF_MSG_VOTE_RESP && m->ok)
 		C.vote_voter[from] = 1;
 	/* A snapshot is acknowledged only once it (or the log) is synced. */
-	if (m->type == RF_MSG_SNAP_RESP && m->ok && t->ds_index < m->prev_index &&
-	    (!t->dn || t->d_first + t->dn - 1 < m->prev_index))
+	if (m->type == RF_MSG_SNAP_RESP && m->ok && t->disk.snap_index < m->prev_index &&
+	    (!t->disk.n || t->disk.first + t->disk.n - 1 < m->prev_index))
 		C.bad++;
 	len = rf_msg_encode(m, buf, sizeof(buf));
 	CU_ASSERT_FATAL(len > 0);
@@ -199,62 +108,21 @@ static void net_send(int from, const struct rf_msg *m)
 		C.dropped++;
 		return;
 	}
-	if (C.qh + C.qn == C.qcap) {
-		if (C.qh) {
-			memmove(C.q, C.q + C.qh, C.qn * sizeof(*C.q));
-			C.qh = 0;
-		} else {
-			C.qcap = C.qcap ? C.qcap * 2 : 256;
-			C.q = realloc(C.q, C.qcap * sizeof(*C.q));
-			CU_ASSERT_PTR_NOT_NULL_FATAL(C.q);
-		}
-	}
-	C.q[C.qh + C.qn].from = from;
-	C.q[C.qh + C.qn].to = to;
-	C.q[C.qh + C.qn].len = (size_t)len;
-	C.q[C.qh + C.qn].buf = malloc((size_t)len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(C.q[C.qh + C.qn].buf);
-	memcpy(C.q[C.qh + C.qn].buf, buf, (size_t)len);
-	C.qn++;
+	cl_push(&C.q, (struct cl_ev){ .node = to, .a = from,
+				      .buf = cl_dup(buf, (size_t)len), .len = (size_t)len });
 }
 
 static void handle(int i, const struct rf_update *u)
 {
 	struct tnode *t = &C.n[i];
 
-	if (u->write_seq) {
-		struct pwrite w = { 0 };
-
-		w.seq = u->write_seq;
-		w.flags = u->flags;
-		w.term = u->hs_term;
-		w.vote = u->hs_vote;
-		if (u->flags & RF_UPD_SNAPSHOT) {
-			w.si = u->snap_index;
-			w.st = u->snap_term;
-			w.sc = *u->snap_conf;
-			w.slen = u->snap_len;
-			w.sbuf = malloc(u->snap_len ? u->snap_len : 1);
-			CU_ASSERT_PTR_NOT_NULL_FATAL(w.sbuf);
-			memcpy(w.sbuf, u->snap_buf, u->snap_len);
-			/* the state machine follows the snapshot at once */
-			CU_ASSERT_FATAL(u->snap_len >= 16);
-			memcpy(&t->sm, u->snap_buf, 8);
-			t->applied = u->snap_index;
-			t->n_snap_upd++;
-		}
-		if (u->flags & RF_UPD_ENTRIES) {
-			w.first = u->first_index;
-			w.n = u->n_entries;
-			w.e = calloc(u->n_entries + 1, sizeof(*w.e));
-			CU_ASSERT_PTR_NOT_NULL_FATAL(w.e);
-			for (size_t k = 0; k < u->n_entries; k++)
-				w.e[k] = dcopy(u->entries[k].term, u->entries[k].type,
-					       u->entries[k].len, u->entries[k].buf);
-		}
-		t->pw = realloc(t->pw, (t->npw + 1) * sizeof(*t->pw));
-		CU_ASSERT_PTR_NOT_NULL_FATAL(t->pw);
-		t->pw[t->npw++] = w;
+	cl_disk_write(&t->disk, u);
+	if (u->write_seq && (u->flags & RF_UPD_SNAPSHOT)) {
+		/* the state machine follows the snapshot at once */
+		CU_ASSERT_FATAL(u->snap_len >= 16);
+		memcpy(&t->sm, u->snap_buf, 8);
+		t->applied = u->snap_index;
+		t->n_snap_upd++;
 	}
 	if (u->flags & RF_UPD_CONF)
 		t->n_conf_upd++;
@@ -295,32 +163,16 @@ static void node_start(int i)
 {
 	struct tnode *t = &C.n[i];
 	struct rf_event ev = { .type = RF_EV_START };
-	struct rf_entry *es = calloc(t->dn + 1, sizeof(*es));
-	uint8_t *sb = NULL;
+	struct rf_entry *es;
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(es);
 	CU_ASSERT_FATAL(rf_new(&t->cfg, &t->r) == 0);
-	for (size_t k = 0; k < t->dn; k++)
-		es[k] = (struct rf_entry){ t->dlog[k].term, t->dlog[k].type,
-					   t->dlog[k].len, t->dlog[k].buf };
 	t->sm = 0;
 	t->applied = 0;
-	if (t->ds_index) {
-		sb = malloc(t->ds_len);
-		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
-		memcpy(sb, t->ds_buf, t->ds_len);
-		memcpy(&t->sm, sb, 8);
-		t->applied = t->ds_index;
-		ev.start.snap_index = t->ds_index;
-		ev.start.snap_term = t->ds_term;
-		ev.start.snap_conf = &t->ds_conf;
-		ev.start.snap_buf = sb;
-		ev.start.snap_len = t->ds_len;
+	if (t->disk.snap_index) {
+		memcpy(&t->sm, t->disk.snap_buf, 8);
+		t->applied = t->disk.snap_index;
 	}
-	ev.start.term = t->d_term;
-	ev.start.vote = t->d_vote;
-	ev.start.entries = es;
-	ev.start.n_entries = t->dn;
+	cl_disk_start(&t->disk, &ev, &es);
 	t->up = true;
 	CU_ASSERT_FATAL(step(i, &ev) == 0);
 	free(es);
@@ -332,9 +184,7 @@ static void node_crash(int i)
 
 	rf_free(t->r);
 	t->r = NULL;
-	for (size_t k = 0; k < t->npw; k++)
-		pw_free(&t->pw[k]);
-	t->npw = 0;
+	cl_disk_crash(&t->disk);
 	t->up = false;
 	t->role = RF_FOLLOWER;
 }
@@ -365,7 +215,7 @@ static void cl_new(int nn, int nv, bool boot_learners, uint32_t inflight)
 		if (inflight)
 			c->max_inflight = inflight;
 		c->seed = 42 + (uint64_t)i * 7;
-		t->d_first = 1;
+		cl_disk_init(&t->disk);
 		node_start(i);
 	}
 }
@@ -377,32 +227,26 @@ static void cl_free(void)
 
 		if (t->up)
 			node_crash(i);
-		disk_truncate(t, 0);
-		free(t->dlog);
-		free(t->pw);
-		free(t->ds_buf);
+		cl_disk_free(&t->disk);
 	}
-	for (size_t k = 0; k < C.qn; k++)
-		free(C.q[C.qh + k].buf);
-	free(C.q);
+	cl_queue_free(&C.q);
 	memset(&C, 0, sizeof(C));
 }
 
 /* Delivers the oldest message; false when none is left. */
 static bool deliver_one(void)
 {
-	struct qmsg q;
+	struct cl_ev q;
 	struct rf_msg m;
 	struct rf_event ev = { .type = RF_EV_RECEIVE };
 
-	if (!C.qn)
+	if (!C.q.n)
 		return false;
-	q = C.q[C.qh++];
-	C.qn--;
-	if (C.n[q.to].up && !C.cut[q.from][q.to]) {
+	q = cl_pop(&C.q);
+	if (C.n[q.node].up && !C.cut[q.a][q.node]) {
 		if (rf_msg_decode(q.buf, q.len, &m) == 0) {
 			ev.receive = &m;
-			if (step(q.to, &ev))
+			if (step(q.node, &ev))
 				C.bad++;
 			rf_msg_release(&m);
 		} else {
@@ -572,25 +416,18 @@ static void take_snapshot(int i, size_t size)
 	memcpy(buf, &t->sm, 8);
 	memcpy(buf + 8, &t->applied, 8);
 	memcpy(disk, buf, size);
-	free(t->ds_buf);
-	t->ds_buf = disk;
-	t->ds_len = size;
-	t->ds_index = t->applied;
-	t->ds_term = e->term;
-	t->ds_conf = *rf_conf(t->r);
-	disk_truncate(t, 0);   /* simple: keep only what follows */
+	cl_disk_snapshot(&t->disk, t->applied, e->term, rf_conf(t->r), disk, size);
+	free(disk);
+	cl_disk_truncate(&t->disk, 0);   /* simple: keep only what follows */
 	ev.snapshot.index = t->applied;
 	ev.snapshot.buf = buf;
 	ev.snapshot.len = size;
 	CU_ASSERT_FATAL(step(i, &ev) == 0);
 	/* re-store the log after the snapshot from the engine */
-	t->d_first = t->applied + 1;
 	for (uint64_t k = t->applied + 1; k <= rf_last_index(t->r); k++) {
 		const struct rf_entry *x = rf_entry_at(t->r, k);
 
-		t->dlog = realloc(t->dlog, (t->dn + 1) * sizeof(*t->dlog));
-		CU_ASSERT_PTR_NOT_NULL_FATAL(t->dlog);
-		t->dlog[t->dn++] = dcopy(x->term, x->type, x->len, x->buf);
+		cl_disk_append(&t->disk, x->term, x->type, x->len, x->buf);
 	}
 }
 
@@ -1133,14 +970,14 @@ static void test_snapshot_catch_up_in_chunks(void)
 		run(1);
 	CU_ASSERT_FATAL(C.n[f].n_snap_upd == 1);
 	/* installed in memory, not yet synced: no acknowledgement yet */
-	CU_ASSERT_EQUAL(C.n[f].ds_index, 0);
+	CU_ASSERT_EQUAL(C.n[f].disk.snap_index, 0);
 	CU_ASSERT_EQUAL(rf_snapshot_index(C.n[f].r), si);
 	CU_ASSERT_EQUAL(rf_match_index(C.n[l].r, (uint64_t)f + 1) < si, 1);
 	run(3 * HB);
 	CU_ASSERT_EQUAL(rf_match_index(C.n[l].r, (uint64_t)f + 1) < si, 1);
 	C.n[f].manual = false;
 	sync_node(f);
-	CU_ASSERT_EQUAL(C.n[f].ds_index, si);
+	CU_ASSERT_EQUAL(C.n[f].disk.snap_index, si);
 	run(10 * HB);
 	C.drop = NULL;
 	CU_ASSERT(snap_chunks >= SNAP_SIZE / RF_MSG_BUDGET + 1);
@@ -1153,8 +990,8 @@ static void test_snapshot_catch_up_in_chunks(void)
 	CU_ASSERT_EQUAL(rf_first_index(C.n[f].r), si + 1);
 	CU_ASSERT_PTR_NULL(rf_entry_at(C.n[f].r, si));
 	CU_ASSERT_PTR_NOT_NULL(rf_entry_at(C.n[f].r, si + 1));
-	CU_ASSERT_EQUAL(C.n[f].ds_len, SNAP_SIZE);
-	CU_ASSERT_EQUAL(memcmp(C.n[f].ds_buf, C.n[l].ds_buf, SNAP_SIZE), 0);
+	CU_ASSERT_EQUAL(C.n[f].disk.snap_len, SNAP_SIZE);
+	CU_ASSERT_EQUAL(memcmp(C.n[f].disk.snap_buf, C.n[l].disk.snap_buf, SNAP_SIZE), 0);
 	/* and it goes on with later entries */
 	CU_ASSERT(propose(l, "c") == last + 1);
 	run(20);
@@ -1268,10 +1105,10 @@ static void test_read_without_lease_waits_for_quorum(void)
 	CU_ASSERT_EQUAL(read_index(l, 11), 0);
 	CU_ASSERT_EQUAL(C.n[l].nreads, 0);
 	CU_ASSERT_EQUAL(C.n[l].role, RF_LEADER);
-	CU_ASSERT(C.qn >= 2);          /* the heartbeat round */
+	CU_ASSERT(C.q.n >= 2);          /* the heartbeat round */
 	C.cut[b][l] = true;            /* only a's answers come back */
-	while (C.qn && !C.n[l].nreads) {
-		bool ans = C.q[C.qh].to == l && C.q[C.qh].from == a;
+	while (C.q.n && !C.n[l].nreads) {
+		bool ans = cl_peek(&C.q)->node == l && cl_peek(&C.q)->a == a;
 
 		deliver_one();
 		answers += ans;
@@ -1426,7 +1263,7 @@ static void test_snap_codec(void)
 
 /* ---- main ----------------------------------------------------------------- */
 
-#define T(f) { #f, f }
+#define T(f) UT_TEST(f)
 /* A voter restarted on a lost log (its term and vote kept) must not vote
  * before it holds again what it acknowledged.  Leader L commits entries
  * with A's acknowledgement while B is cut off; L stops, A comes back with
@@ -1454,7 +1291,7 @@ static void test_voter_with_lost_log_catches_up_before_voting(void)
 		/* L stops; A loses its log but keeps term and vote. */
 		node_crash(l);
 		node_crash(a);
-		disk_truncate(&C.n[a], 0);
+		cl_disk_truncate(&C.n[a].disk, 0);
 		C.n[a].cfg.catch_up = (uint8_t)rule;
 		node_start(a);
 		C.vote_voter[a] = 0;
@@ -1530,7 +1367,7 @@ static void test_catch_up_needs_the_leaders_commit(void)
 	idx = rf_last_index(C.n[l].r);
 	CU_ASSERT_FATAL(commit == idx);
 	node_crash(a);
-	disk_truncate(&C.n[a], 0);
+	cl_disk_truncate(&C.n[a].disk, 0);
 	C.n[a].cfg.catch_up = 1;
 	node_start(a);
 	/* One message at a time until A holds its first batch. */
@@ -1585,7 +1422,7 @@ static void test_catch_up_from_snapshot_when_idle(void)
 	take_snapshot(l, 64);
 	CU_ASSERT_EQUAL_FATAL(rf_first_index(C.n[l].r), rf_last_index(C.n[l].r) + 1);
 	node_crash(a);
-	disk_truncate(&C.n[a], 0);
+	cl_disk_truncate(&C.n[a].disk, 0);
 	C.n[a].cfg.catch_up = 1;
 	node_start(a);
 	run(500);
@@ -1614,7 +1451,7 @@ static void test_leader_refeeds_follower_that_lost_its_log(void)
 	CU_ASSERT_EQUAL_FATAL(rf_match_index(C.n[l].r, (uint64_t)a + 1),
 			      rf_last_index(C.n[l].r));
 	node_crash(a);
-	disk_truncate(&C.n[a], 0);
+	cl_disk_truncate(&C.n[a].disk, 0);
 	C.n[a].cfg.catch_up = 1;
 	node_start(a);
 	CU_ASSERT(rf_catching_up(C.n[a].r));
@@ -1628,10 +1465,7 @@ static void test_leader_refeeds_follower_that_lost_its_log(void)
 	cl_free();
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct ut_test tests[] = {
 	T(test_conf_codec),
 	T(test_learner_applies_never_votes_nor_counts),
 	T(test_voter_with_lost_log_catches_up_before_voting),
@@ -1655,32 +1489,7 @@ static const struct {
 	T(test_snap_codec),
 };
 
-/* Runs every test, or only those whose name contains argv[1]; exits 1 on
- * any failure so that `make check` sees it. */
-int main(int argc, char **argv)
-{
-	CU_pSuite suite;
-	unsigned failed;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	suite = CU_add_suite("raft", NULL, NULL);
-	if (!suite)
-		goto fail_registry;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc > 1 && !strstr(tests[i].name, argv[1]))
-			continue;
-		if (!CU_add_test(suite, tests[i].name + 5, tests[i].fn))
-			goto fail_registry;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() +
-		 CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
-
-fail_registry:
-	CU_cleanup_registry();
-	return 99;
-}
+const struct ut_suite ut_suites[] = {
+	UT_SUITE("raft", tests),
+	{ NULL },
+};

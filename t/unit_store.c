@@ -21,10 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 
 #include "net/store.h"
+#include "t/lib/cunit.h"
 
 static char dir[64];
 static char msg[STORE_MSG_MAX];
@@ -1755,11 +1755,8 @@ static void test_interrupted_install(void)
 	}
 }
 
-static const struct {
-	const char *name;
-	CU_TestFunc fn;
-} tests[] = {
-#define T(f) { #f, f }
+static const struct ut_test tests[] = {
+#define T(f) UT_TEST(f)
 	T(test_crc32c),
 	T(test_empty_dir),
 	T(test_roundtrip),
@@ -1794,27 +1791,7 @@ static const struct {
 #undef T
 };
 
-int main(int argc, char **argv)
-{
-	CU_pSuite suite;
-	unsigned failed;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	suite = CU_add_suite("store", NULL, NULL);
-	if (!suite)
-		goto fail;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(suite, tests[i].name + 5, tests[i].fn))
-			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() +
-		 CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
-
-fail:
-	CU_cleanup_registry();
-	return 1;
-}
+const struct ut_suite ut_suites[] = {
+	UT_SUITE("store", tests),
+	{ NULL },
+};

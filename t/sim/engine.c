@@ -1,0 +1,421 @@
+/*
+ * t/sim/engine.c - driving one Raft engine the way cluckd does: rf_step,
+ * its update (role, writes onto the fake disk, messages, committed
+ * entries, reads), snapshots every snap_k applied entries, installs from
+ * the leader, start from disk and crash.
+ *
+ * It must never: look inside struct raft (only lockcore/raft.h), or let a
+ * crash keep anything the fake disk had not synced.
+ */
+#include "t/sim/sim.h"
+
+/* ---- driving one engine -------------------------------------------------- */
+
+static void check_leader_complete(int i)
+{
+	struct raft *r = S.nodes[i].r;
+
+	/* Entries committed in an earlier term than this leader's. */
+	for (size_t k = 1; k <= S.gcn; k++) {
+		const struct rf_entry *e = rf_entry_at(r, k);
+
+		if (S.gc_term[k - 1] >= rf_term(r) || k < rf_first_index(r))
+			continue;        /* a snapshot holds the compacted ones */
+		if (!e || !dent_eq(&S.gc[k - 1], e))
+			fail("leader %d of term %llu lacks committed entry %zu", i + 1,
+			     (unsigned long long)rf_term(r), k);
+	}
+}
+
+static uint64_t rf_leader_prev(const struct node *nd)
+{
+	return nd->last_leader;
+}
+
+/* Node i's requests that the log answered (or queued, or made moot by a
+ * session close) at or below idx: a snapshot brought their effect without
+ * their entries. */
+static void node_catch_up(int i, uint64_t idx)
+{
+	struct node *nd = &S.nodes[i];
+	bool again = true;
+
+	while (again) {
+		again = false;
+		for (size_t k = 0; k < nd->nfw; k++) {
+			struct fwd *f = &nd->fw[k];
+			struct ans *a = ans_of(f->session, f->serial);
+			struct sreg *r = sreg_of(f->session);
+
+			if (a && a->final && a->idx && a->idx <= idx) {
+				struct lc_completion cp = { .origin = f->session,
+							    .serial = f->serial,
+							    .status = a->status,
+							    .token = a->token };
+
+				node_completion(i, &cp);
+				again = true;
+				break;
+			}
+			if (r && r->closed && r->closed_idx <= idx && f->session != nd->sess) {
+				node_session_gone(i, f->session);
+				again = true;
+				break;
+			}
+			if (a && a->qidx && a->qidx <= idx)
+				f->queued = true;
+		}
+	}
+}
+
+/* Node i replaces its state machine with a snapshot of index idx (installed
+ * from the leader): it must be the reference state at idx. */
+static void node_install(int i, uint64_t idx, const struct rf_conf *conf,
+			 const uint8_t *buf, size_t len)
+{
+	struct node *nd = &S.nodes[i];
+	struct lc_state *ns;
+
+	if (idx <= nd->applied)
+		fail("node %d installs snapshot %llu behind its state (%llu)", i + 1,
+		     (unsigned long long)idx, (unsigned long long)nd->applied);
+	if (idx > S.gcn)
+		fail("node %d installs snapshot %llu beyond anything committed (%zu)", i + 1,
+		     (unsigned long long)idx, S.gcn);
+	if (lc_state_load(buf, len, &ns))
+		fail("node %d: installed snapshot %llu does not load", i + 1,
+		     (unsigned long long)idx);
+	if (lc_state_hash(ns) != S.ref_hash[idx])
+		fail("node %d: snapshot installed at %llu differs from the reference", i + 1,
+		     (unsigned long long)idx);
+	lc_state_free(nd->sm);
+	nd->sm = ns;
+	nd->applied = idx;
+	nd->aconf = *conf;
+	S.installs++;
+	tr("n%d installs a snapshot at %llu", i + 1, (unsigned long long)idx);
+	node_catch_up(i, idx);
+}
+
+/* The node answers its ready reads whose index it has applied, from its
+ * own state: the answer must be the reference's at the index it serves
+ * from (>= the read index), and the read index must cover every entry
+ * applied anywhere before the read was asked. */
+static void serve_reads(int i)
+{
+	struct node *nd = &S.nodes[i];
+
+	for (size_t k = 0; k < S.nrd; k++) {
+		struct rdreq *q = &S.rd[k];
+
+		if (q->node != i || !q->ready || q->done || nd->applied < q->index)
+			continue;
+		q->done = true;
+		if (q->index < q->min_index)
+			fail("n%d: read index %llu misses entry %llu, applied before the read",
+			     i + 1, (unsigned long long)q->index,
+			     (unsigned long long)q->min_index);
+		if (who_holds(nd->sm, q->file) !=
+		    S.ref_who[nd->applied * NFILES + (uint64_t)q->file])
+			fail("n%d: read of file %d at %llu differs from the reference", i + 1,
+			     q->file, (unsigned long long)nd->applied);
+		S.rd_served++;
+	}
+}
+
+static void read_ready(int i, const struct rf_read *r)
+{
+	struct rdreq *q;
+
+	if (!r->ctx || r->ctx > S.nrd)
+		fail("n%d: read ctx %llu never asked", i + 1, (unsigned long long)r->ctx);
+	q = &S.rd[r->ctx - 1];
+	if (q->node != i || q->ready || q->done)
+		fail("n%d: read ctx %llu answered twice or by another node", i + 1,
+		     (unsigned long long)r->ctx);
+	if (!r->index) {
+		q->done = true;
+		S.rd_failed++;
+		return;
+	}
+	q->ready = true;
+	q->index = r->index;
+}
+
+/* A read at the leader (when there is one): RF_EV_READ. */
+void ask_read(void)
+{
+	int l = leader_node(), rc;
+	struct rf_event ev = { .type = RF_EV_READ };
+	struct rdreq *q;
+
+	if (l < 0 || S.now < S.nodes[l].paused_until)
+		return;
+	if (S.nrd == S.caprd) {
+		S.caprd = S.caprd ? S.caprd * 2 : 64;
+		S.rd = cl_xrealloc(S.rd, S.caprd * sizeof(*S.rd));
+	}
+	q = &S.rd[S.nrd++];
+	*q = (struct rdreq){ .node = l, .file = (int)cl_between(&S.rng, 0, NFILES - 1),
+			     .min_index = S.gcn };
+	ev.read.ctx = S.nrd;
+	S.rd_asked++;
+	if (rf_lease_valid(S.nodes[l].r, local(l)))
+		S.rd_lease++;
+	else
+		S.rd_round++;
+	rc = step(l, &ev);
+	if (rc) {
+		q->done = true;
+		S.rd_refused++;
+	}
+}
+
+static void handle(int i, const struct rf_update *u)
+{
+	struct node *nd = &S.nodes[i];
+
+	if (u->flags & RF_UPD_ROLE) {
+		static const char *rn[] = { "follower", "precandidate", "candidate", "leader" };
+
+		tr("n%d %s term %llu leader %llu", i + 1, rn[u->role],
+		   (unsigned long long)u->term, (unsigned long long)u->leader);
+		if (u->role == RF_LEADER && nd->role != RF_LEADER) {
+			if (u->term >= S.term_cap) {
+				size_t old = S.term_cap;
+
+				S.term_cap = u->term * 2 + 16;
+				S.term_leader = cl_xrealloc(S.term_leader, S.term_cap * sizeof(uint64_t));
+				memset(S.term_leader + old, 0, (S.term_cap - old) * sizeof(uint64_t));
+			}
+			if (S.term_leader[u->term] && S.term_leader[u->term] != (uint64_t)i + 1)
+				fail("two leaders in term %llu: n%llu and n%d",
+				     (unsigned long long)u->term,
+				     (unsigned long long)S.term_leader[u->term], i + 1);
+			S.term_leader[u->term] = (uint64_t)i + 1;
+			check_leader_complete(i);
+			/* Chubby's grace: every session gets a full lease from
+			 * this election before anything may expire. */
+			if (lease_reset(&nd->tab, nd->sm, S.brk_no_grace ? 0 : local(i)))
+				fail("n%d: lease_reset failed", i + 1);
+			nd->tab_on = true;
+			if (leader_hook)
+				leader_hook(i);
+		}
+		if (u->role != RF_LEADER)
+			nd->tab_on = false;
+		/* A leader is known again: forward what waits at once. */
+		if (u->leader && u->leader != rf_leader_prev(nd))
+			for (size_t k = 0; k < nd->nfw; k++)
+				if (!nd->fw[k].queued)
+					nd->fw[k].sent_ms = 0;
+		nd->last_leader = u->leader;
+		if (u->leader)
+			nd->hint = u->leader;
+		nd->role = u->role;
+	}
+	if (u->write_seq) {
+		/* the state machine follows an installed snapshot at once */
+		if (u->flags & RF_UPD_SNAPSHOT)
+			node_install(i, u->snap_index, u->snap_conf, u->snap_buf, u->snap_len);
+		cl_disk_write(&nd->disk, u);
+		if (!nd->sync_sched) {
+			nd->sync_sched = true;
+			at(S.now + (cl_chance(&S.rng, 10) ? cl_between(&S.rng, 5, 30)
+						       : cl_between(&S.rng, 1, 3)),
+			   E_SYNC, i, 0, nd->epoch);
+		}
+	}
+	for (size_t k = 0; k < u->n_msgs; k++)
+		net_send(i, &u->msgs[k]);
+	for (size_t k = 0; k < u->n_committed; k++)
+		node_apply(i, u->commit_first + k, &u->committed[k]);
+	for (size_t k = 0; k < u->n_reads; k++)
+		read_ready(i, &u->reads[k]);
+	serve_reads(i);
+	nd->tick_gen++;
+	{
+		uint64_t l = local(i), t = u->next_deadline_ms > l ?
+				       S.now + (u->next_deadline_ms - l) : S.now + 1;
+
+		at(t, E_TICK, i, 0, nd->tick_gen);
+	}
+}
+
+/* Every snap_k applied entries the node snapshots its state: on its disk
+ * at once (synced; the disk log is compacted up to it), then to the
+ * engine. */
+static void maybe_snapshot(int i)
+{
+	struct node *nd = &S.nodes[i];
+	struct rf_event ev = { .type = RF_EV_SNAPSHOT };
+	const struct rf_entry *e;
+	struct rf_update u;
+	uint8_t *buf;
+	size_t len;
+	uint64_t idx = nd->applied;
+	int rc;
+
+	if (!S.snap_k || !nd->up || !nd->r || idx < rf_snapshot_index(nd->r) + S.snap_k)
+		return;
+	e = rf_entry_at(nd->r, idx);
+	if (!e)
+		fail("n%d: applied entry %llu is not in its log", i + 1, (unsigned long long)idx);
+	/* Not before the term it carries is synced: a restart would find a
+	 * snapshot newer than its hard state (RF_EV_START refuses that). */
+	if (e->term > nd->disk.term)
+		return;
+	if (lc_state_save(nd->sm, &buf, &len))
+		fail("n%d: lc_state_save failed", i + 1);
+	cl_disk_snapshot(&nd->disk, idx, e->term, &nd->aconf, buf, len);
+	ev.snapshot.index = idx;
+	ev.snapshot.buf = buf;
+	ev.snapshot.len = len;
+	ev.now_ms = local(i);
+	rc = rf_step(nd->r, &ev, &u);
+	if (rc) {
+		free(buf);
+		fail("n%d: RF_EV_SNAPSHOT at %llu returned %d", i + 1, (unsigned long long)idx, rc);
+	}
+	S.snaps++;
+	tr("n%d snapshots at %llu", i + 1, (unsigned long long)idx);
+	handle(i, &u);
+}
+
+int step(int i, struct rf_event *ev)
+{
+	struct rf_update u;
+	int rc;
+
+	ev->now_ms = local(i);
+	rc = rf_step(S.nodes[i].r, ev, &u);
+	if (rc == -EINVAL || rc == -ENOMEM)
+		fail("node %d: rf_step(%d) returned %d", i + 1, ev->type, rc);
+	handle(i, &u);
+	maybe_snapshot(i);
+	/* The mark on disk goes only once the engine caught up: a crash
+	 * before that restarts it catching up again (cluckd keeps the
+	 * mark in its data directory for the same reason). */
+	if (S.nodes[i].rejoin && S.nodes[i].r && !rf_catching_up(S.nodes[i].r))
+		S.nodes[i].rejoin = false;
+	return rc == 0 ? 0 : rc;
+}
+
+uint64_t step_propose(int i, const uint8_t *buf, size_t len, uint64_t *leader)
+{
+	struct rf_event ev = { .type = RF_EV_PROPOSE };
+	struct rf_update u;
+	int rc;
+
+	ev.propose.buf = buf;
+	ev.propose.len = (uint32_t)len;
+	ev.now_ms = local(i);
+	rc = rf_step(S.nodes[i].r, &ev, &u);
+	if (rc && rc != -EPERM)
+		fail("node %d: propose returned %d", i + 1, rc);
+	*leader = u.leader;
+	handle(i, &u);
+	maybe_snapshot(i);
+	return rc ? 0 : u.proposed_index;
+}
+
+void node_start(int i)
+{
+	struct node *nd = &S.nodes[i];
+	struct rf_config cfg = { 0 };
+	struct rf_event ev = { .type = RF_EV_START };
+	struct rf_entry *es;
+
+	rf_config_defaults(&cfg);
+	cfg.id = (uint64_t)i + 1;
+	cfg.n_voters = nd->boot.n_voters;
+	memcpy(cfg.voters, nd->boot.voters, sizeof(cfg.voters));
+	cfg.n_learners = nd->boot.n_learners;
+	memcpy(cfg.learners, nd->boot.learners, sizeof(cfg.learners));
+	cfg.election_timeout_min_ms = ELECT_MIN;
+	cfg.election_timeout_max_ms = ELECT_MAX;
+	cfg.heartbeat_ms = HEARTBEAT;
+	cfg.max_clock_drift_ms = CFG_DRIFT;
+	cfg.seed = cl_rnd(&S.rng);
+	cfg.test_break = S.brk;
+	cfg.catch_up = nd->rejoin;
+	if (rf_new(&cfg, &nd->r))
+		fail("rf_new failed");
+	nd->applied = 0;
+	nd->aconf = nd->boot;
+	if (nd->disk.snap_index) {
+		/* from the snapshot on disk, then its log */
+		if (lc_state_load(nd->disk.snap_buf, nd->disk.snap_len, &nd->sm))
+			fail("n%d: its snapshot does not load", i + 1);
+		if (nd->disk.snap_index > S.gcn || lc_state_hash(nd->sm) != S.ref_hash[nd->disk.snap_index])
+			fail("n%d: its snapshot at %llu differs from the reference", i + 1,
+			     (unsigned long long)nd->disk.snap_index);
+		nd->applied = nd->disk.snap_index;
+		nd->aconf = nd->disk.snap_conf;
+		S.restores++;
+	} else {
+		nd->sm = lc_state_new();
+	}
+	if (!nd->sm)
+		fail("lc_state_new failed");
+	cl_disk_start(&nd->disk, &ev, &es);
+	nd->up = true;
+	nd->role = RF_FOLLOWER;
+	tr("n%d starts: term %llu vote %llu snapshot %llu log %zu", i + 1,
+	   (unsigned long long)nd->disk.term, (unsigned long long)nd->disk.vote,
+	   (unsigned long long)nd->disk.snap_index, nd->disk.n);
+	if (step(i, &ev))
+		fail("n%d: start refused", i + 1);
+	free(es);
+	lease_table_free(&nd->tab);
+	lease_table_init(&nd->tab, S.lease_ms);
+	open_session(i);
+	node_timer(i);
+}
+
+void node_crash(int i)
+{
+	struct node *nd = &S.nodes[i];
+
+	if (!nd->up)
+		return;
+	tr("n%d CRASH (loses %zu unsynced writes)", i + 1, nd->disk.npw);
+	for (size_t k = 0; k < S.nrd; k++)
+		if (S.rd[k].node == i)
+			S.rd[k].done = true;
+	node_crash_clients(i);
+	nd->tab_on = false;
+	nd->last_leader = 0;
+	nd->hint = 0;
+	lease_table_free(&nd->tab);
+	nd->node_gen++;
+	rf_free(nd->r);
+	nd->r = NULL;
+	lc_state_free(nd->sm);
+	nd->sm = NULL;
+	cl_disk_crash(&nd->disk);
+	nd->sync_sched = false;
+	nd->epoch++;
+	nd->tick_gen++;
+	nd->up = false;
+	nd->role = RF_FOLLOWER;
+}
+
+void disk_sync(int i)
+{
+	struct node *nd = &S.nodes[i];
+	struct rf_event ev = { .type = RF_EV_PERSISTED };
+	int64_t seq;
+
+	nd->sync_sched = false;
+	if (!nd->disk.npw)
+		return;
+	seq = cl_disk_sync(&nd->disk);
+	if (seq < 0)
+		fail("n%d: write at %llu leaves a gap after %llu", i + 1,
+		     (unsigned long long)nd->disk.gap_at,
+		     (unsigned long long)(nd->disk.first + nd->disk.n - 1));
+	S.syncs++;
+	ev.persisted.seq = (uint64_t)seq;
+	step(i, &ev);
+}
