@@ -398,7 +398,8 @@ static void send_pend(struct session *s, uint64_t serial, uint64_t now)
 		return;
 	p->sent_ms = now;
 	if (s->leading) {
-		struct session_effect e = { .kind = SE_PROPOSE, .serial = serial };
+		struct session_effect e = { .kind = SE_PROPOSE, .serial = serial,
+					    .session = s->session };
 
 		p->flags |= PF_ACKED;
 		fx_push(s, &e);
@@ -1252,15 +1253,16 @@ bool session_next(struct session *s, struct session_effect *e)
 			s->fhead = s->nfx = 0;
 		if (e->kind == SE_PROPOSE) {
 			/* The bytes are the entry's own, as it is now: one
-			 * answered meanwhile is not proposed. */
+			 * answered meanwhile (or of a session given up since)
+			 * is not proposed. */
 			p = pend_find(s, e->serial);
-			if (!p || !p->buf || s->halted)
+			if (!p || !p->buf || s->halted || e->session != s->session)
 				continue;
 			e->buf = p->buf;
 			e->len = p->len;
 		} else if (e->kind == SE_SEND && e->msg.kind == SM_FWD) {
 			p = pend_find(s, e->msg.serial);
-			if (!p || !p->buf || s->halted)
+			if (!p || !p->buf || s->halted || e->msg.session != s->session)
 				continue;
 			e->msg.body = p->buf;
 			e->msg.len = p->len;

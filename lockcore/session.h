@@ -159,7 +159,7 @@ struct session_effect {
 	void *ctx;                   /* DONE, READ */
 	struct lc_completion c;      /* DONE */
 	int status;                  /* READ, OPENED */
-	uint64_t session;            /* OPENED, LOST (the old one) */
+	uint64_t session;            /* PROPOSE, OPENED, LOST (the old one) */
 };
 
 /* What only the host knows at an instant, for the calls that may answer

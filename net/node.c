@@ -3,31 +3,30 @@
  * machine replicated by the Raft engine among the voters of --cluster,
  * persisted in --data-dir, with this node's session and its lease.
  *
- * A command of ours is stamped (origin = our session, next serial, wall
- * time never going backwards), encoded, and kept in the pending table until
- * its completion is applied here: the leader proposes it to its engine,
- * anyone else forwards it to the leader (NM_FWD over net/peer.h) and sends
- * it again after a while, or at once when the leader changes, until the log
- * shows it (LC_PENDING or a final answer; lockcore's (origin, serial)
- * dedup makes a retry harmless).  What the engine asks to persist goes to
- * the store and is made durable once per loop round (group commit: one
- * fdatasync for everything the round appended); what it asks to send goes
- * out at once; committed entries are applied to the local state in log
- * order and their completions handed to the callbacks of our serials.
+ * Our session's protocol lives in lockcore/session.c (its head comment
+ * says it all: the pending table, serials and re-serials, resends,
+ * unlock-before ordering, the keepalive schedule over the lease view,
+ * give-up and a new session, resolve-after-install, read barriers and
+ * redirects, and the leader's answers to other nodes' sessions).  The node
+ * feeds it events (a command proposed through node_propose(), completions
+ * applied, answers received, role and link changes, its timer) and carries
+ * out its effects in order (run_effects): our own commands are proposed to
+ * the engine as leader or forwarded to the leader (NM_FWD over
+ * net/peer.h), keepalives and reads go out, completions reach fs's
+ * callbacks, a lost session reaches node_on_lost.  What a callback asks
+ * for waits in the session's queue for the loop that ran it.
  *
- * Sessions (SPEC 3, lockcore/lease.h): the node keeps its session alive with
- * keepalives to every voter; only the leader acknowledges them, and only
- * while it holds its Raft lease and the session is alive in its state.  The
- * node's lease view counts from the send time of the latest acknowledged
- * contact: jeopardy after lease/3 (or at once when the link monitor says
- * our link is down), expiry at lease - margin, when the session's locks are
- * lost (node_on_lost) and a new session is opened.  The leader proposes the
- * leader-made commands: TICKs when a lockfile ttl runs out, SESSION_CLOSEs
- * for sessions whose lease ran out on its clock (every session known at
- * election gets a fresh lease first: a leader change never frees a lock),
- * and the membership of members (learners: they get the log, never vote).
- * Snapshots are taken every SNAP_EVERY entries (once the log since the last
- * one is half its size) and the log is compacted behind them.
+ * What the engine asks to persist goes to the store and is made durable
+ * once per loop round (group commit: one fdatasync for everything the
+ * round appended); what it asks to send goes out at once; committed
+ * entries are applied to the local state in log order and their
+ * completions handed to the session.  The leader proposes the leader-made
+ * commands: TICKs when a lockfile ttl runs out, SESSION_CLOSEs for sessions
+ * whose lease ran out on its clock (lockcore/lease.h; every session known
+ * at election gets a fresh lease first: a leader change never frees a
+ * lock), and the membership of members (learners: they get the log, never
+ * vote).  Snapshots are taken every SNAP_EVERY entries (once the log since
+ * the last one is half its size) and the log is compacted behind them.
  *
  * Alone (no --cluster), the node is a one-voter cluster with id 1 that
  * never touches the network; its timer runs only while a request waits to
@@ -42,9 +41,10 @@
  * request before its entry is durable and applied, call a callback after
  * its final answer (or at all when node_propose() failed), step the engine
  * from inside the handling of one of its updates (the update points into
- * the engine: nested work is deferred to the end of the outer step), or
- * keep going after the store failed (the node signals its holders, stops
- * the loop and says so).  A store refused for space has not failed: the
+ * the engine: proposals asked for meanwhile wait for the end of the outer
+ * step), carry out the session's effects from inside a callback, or keep
+ * going after the store failed (the node signals its holders, stops the
+ * loop and says so).  A store refused for space has not failed: the
  * node gives back its reserve file, refuses what adds data (ENOSPC),
  * retries a stalled sync and serves again once the reserve can be made.
  */
