@@ -1022,6 +1022,45 @@ bool session_wants_timer(const struct session *s)
 	return false;
 }
 
+/* The earliest of `at` and t (0: none). */
+static uint64_t earliest(uint64_t at, uint64_t t)
+{
+	return t && (!at || t < at) ? t : at;
+}
+
+uint64_t session_wake_at(struct session *s, uint64_t now)
+{
+	uint64_t at = 0;
+
+	if (s->halted)
+		return 0;
+	if (s->nheld)
+		at = now + s->cfg.resend_ms;
+	for (size_t i = 0; i < s->pcap; i++) {
+		const struct pend *p = &s->pt[i];
+
+		if (!p->serial)
+			continue;
+		at = earliest(at, p->deadline_ms);
+		if (p->buf && !((p->flags & PF_ACKED) && !s->clustered))
+			at = earliest(at, !p->sent_ms ? now :
+				      p->sent_ms + ((p->flags & PF_ACKED) ? s->cfg.resend_acked_ms
+									 : s->cfg.resend_ms));
+	}
+	for (size_t i = 0; i < s->nrw; i++)
+		at = earliest(at, s->rw[i].deadline_ms);
+	if (s->read_acked < s->read_id)
+		at = earliest(at, s->read_sent_ms + s->cfg.resend_ms);
+	if (s->clustered) {
+		at = earliest(at, s->next_ka_ms ? s->next_ka_ms : now);
+		if (s->open_done) {
+			at = earliest(at, lease_view_jeopardy_at(&s->view));
+			at = earliest(at, lease_view_deadline(&s->view));
+		}
+	}
+	return at && at < now ? now : at;
+}
+
 void session_tick(struct session *s, const struct session_in *in, bool self_ok)
 {
 	uint64_t now = in->now;

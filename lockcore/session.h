@@ -27,8 +27,9 @@
  *        session_proposed()     what our engine said to an SE_PROPOSE
  *        session_link()         the link monitor's state changed
  *        session_check()        woken: gives up a session whose view ran out
- *        session_tick()         the host's periodic timer (in a cluster every
- *                               ~50 ms; alone only while session_wants_timer())
+ *        session_tick()         the host's timer: at session_wake_at(), or
+ *                               periodically (cluckd: every 50 ms in a
+ *                               cluster; alone while session_wants_timer())
  *        session_read()         a read barrier
  *        session_reads_check()  the applied index moved (end of a round)
  *   3. After each call, pop every effect with session_next() and carry it
@@ -227,6 +228,11 @@ void session_check(struct session *s, uint64_t now);
 void session_tick(struct session *s, const struct session_in *in, bool self_ok);
 /* True (alone) while something waits for the timer. */
 bool session_wants_timer(const struct session *s);
+/* The earliest time session_tick() has something to do (a keepalive, a
+ * resend, a deadline, jeopardy or expiry of the view; `now` when overdue),
+ * or 0 when nothing: a host with a discrete clock (the simulator) sleeps
+ * until then.  cluckd ticks every 50 ms instead, which is never later. */
+uint64_t session_wake_at(struct session *s, uint64_t now);
 
 /* A read barrier: 1 when it holds already (alone, or in->lead_ok: the
  * host answers at once), 0 queued (SE_READ later), -ENOMEM. */

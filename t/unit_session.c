@@ -155,24 +155,27 @@ static void complete(struct host *h, uint64_t serial, int status, uint64_t now)
 	session_applied(h->s, NULL, &out, now);
 }
 
+/* The current session's SESSION_OPEN (serial 1) applied, answered 0. */
+static void apply_open(struct host *h, uint64_t now)
+{
+	struct lc_cmd open = { .type = LC_CMD_SESSION_OPEN, .serial = 1 };
+	struct lc_completion c = { .serial = 1, .status = 0 };
+	struct lc_out out = { .v = &c, .n = 1, .cap = 1 };
+
+	open.origin = open.session = c.origin = session_id(h->s);
+	session_applied(h->s, &open, &out, now);
+}
+
 /* A follower of LEADER with its session open at `now` (the open sent at
  * now and applied at once). */
 static struct session *open_follower(struct host *h, unsigned breaks, uint64_t now)
 {
-	struct lc_cmd open = { .type = LC_CMD_SESSION_OPEN };
-	struct lc_completion c = { .status = 0 };
-	struct lc_out out = { .v = &c, .n = 1, .cap = 1 };
-
 	if (!mk(h, breaks, false))
 		return NULL;
 	(void)session_set_role(h->s, false, LEADER);
 	if (session_open(h->s, now) < 0)
 		return NULL;
-	open.origin = open.session = session_id(h->s);
-	open.serial = 1;
-	c.origin = open.origin;
-	c.serial = 1;
-	session_applied(h->s, &open, &out, now);
+	apply_open(h, now);
 	clear(h);
 	return h->s;
 }
@@ -297,6 +300,7 @@ static unsigned rule_resend(unsigned breaks)
 		return 100;
 	s2 = submit_mkdir(&h, "a", 1000);
 	clear(&h);
+	CHECK(&h, session_wake_at(h.s, 1000) == 1200);
 	in.now = 1150;
 	session_tick(h.s, &in, false);
 	CHECK(&h, count(&h, SE_SEND, SM_FWD) == 0);
@@ -346,9 +350,7 @@ static unsigned rule_give_up(unsigned breaks)
 {
 	struct host h;
 	struct session_in in = { 0 };
-	struct lc_cmd open = { .type = LC_CMD_SESSION_OPEN }, cmd;
-	struct lc_completion c = { .status = 0 };
-	struct lc_out out = { .v = &c, .n = 1, .cap = 1 };
+	struct lc_cmd cmd;
 	const struct session_effect *e, *lost;
 	uint64_t old, mk_s, wait_s;
 
@@ -370,11 +372,7 @@ static unsigned rule_give_up(unsigned breaks)
 	/* only the new open goes out until it is applied */
 	CHECK(&h, count(&h, SE_SEND, SM_FWD) == 1 && fwd_serial(&h, 0) == 1);
 	clear(&h);
-	open.origin = open.session = session_id(h.s);
-	open.serial = 1;
-	c.origin = open.origin;
-	c.serial = 1;
-	session_applied(h.s, &open, &out, in.now);
+	apply_open(&h, in.now);
 	in.now += 10;
 	session_tick(h.s, &in, false);
 	e = find(&h, SE_SEND, SM_FWD, 0);
@@ -479,6 +477,7 @@ static unsigned rule_keepalive(unsigned breaks)
 	if (!open_follower(&h, breaks, 1000))
 		return 100;
 	CHECK(&h, session_state(h.s, 1000) == LEASE_OK);
+	CHECK(&h, session_wake_at(h.s, 1000) == 1000 + LEASE / 4);
 	in.now = 1000 + LEASE / 4 - 1;
 	session_tick(h.s, &in, false);
 	CHECK(&h, count(&h, SE_SEND, SM_KA) == 0);
@@ -623,9 +622,6 @@ static unsigned rule_alone(unsigned breaks)
 {
 	struct host h;
 	struct session_in in = { .now = 1000 };
-	struct lc_cmd open = { .type = LC_CMD_SESSION_OPEN, .serial = 1 };
-	struct lc_completion c = { .serial = 1 };
-	struct lc_out out = { .v = &c, .n = 1, .cap = 1 };
 	const struct session_effect *e;
 	uint64_t s2;
 
@@ -635,8 +631,7 @@ static unsigned rule_alone(unsigned breaks)
 	CHECK(&h, session_open(h.s, 1000) == 0);
 	e = find(&h, SE_PROPOSE, 0, 0);
 	CHECK(&h, e && e->serial == 1);
-	open.origin = open.session = c.origin = session_id(h.s);
-	session_applied(h.s, &open, &out, 1000);
+	apply_open(&h, 1000);
 	e = find(&h, SE_OPENED, 0, 0);
 	CHECK(&h, e && e->status == 0);
 	clear(&h);
