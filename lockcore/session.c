@@ -69,6 +69,7 @@
 
 #define HELD_MAX         256u        /* releases kept when memory ran out */
 #define READ_TIMEOUT_MS  5000u       /* barriers without an op timeout */
+#define FX_SPARE         64u         /* effects kept when memory ran out */
 
 /* A request of ours not answered finally yet.  serial 0 marks a free
  * bucket.  While `buf` is set the request is not known to be in the log
@@ -134,14 +135,22 @@ struct session {
 
 	struct session_effect *fx;     /* effects, from fhead on */
 	size_t fhead, nfx, capfx;
+	struct session_effect spare[FX_SPARE];   /* after fx, when it could not grow */
+	size_t spare_head, nspare;
 };
 
 /* ---- effects -------------------------------------------------------------- */
 
-/* Queues an effect.  Out of memory it is lost: a send is repeated by the
- * timer, an answer is not (as a failed callback allocation would be). */
+/* Queues an effect.  Out of memory it goes to the spare queue, after
+ * everything queued before it (a send there is dropped when it is full:
+ * the timer repeats it; the answers of FX_SPARE requests at once fit). */
 static void fx_push(struct session *s, const struct session_effect *e)
 {
+	if (s->nspare) {
+		if (s->nspare < FX_SPARE)
+			s->spare[s->nspare++] = *e;
+		return;
+	}
 	if (s->nfx == s->capfx && s->fhead) {
 		memmove(s->fx, s->fx + s->fhead, (s->nfx - s->fhead) * sizeof(*s->fx));
 		s->nfx -= s->fhead;
@@ -151,8 +160,10 @@ static void fx_push(struct session *s, const struct session_effect *e)
 		size_t nc = s->capfx ? s->capfx * 2 : 64;
 		struct session_effect *nv = realloc(s->fx, nc * sizeof(*nv));
 
-		if (!nv)
+		if (!nv) {
+			s->spare[s->nspare++] = *e;
 			return;
+		}
 		s->fx = nv;
 		s->capfx = nc;
 	}
@@ -1016,6 +1027,8 @@ bool session_wants_timer(const struct session *s)
 		return false;
 	if (s->nheld)
 		return true;
+	if (!s->pn)
+		return false;
 	for (size_t i = 0; i < s->pcap; i++)
 		if (s->pt[i].serial && (s->pt[i].buf || s->pt[i].deadline_ms))
 			return true;
@@ -1282,14 +1295,29 @@ void session_fail_all(struct session *s, int status)
 
 /* ---- effects out -------------------------------------------------------------- */
 
-bool session_next(struct session *s, struct session_effect *e)
+/* The next queued effect, in order: the queue, then the spare one. */
+static bool fx_pop(struct session *s, struct session_effect *e)
 {
-	while (s->fhead < s->nfx) {
-		struct pend *p;
-
+	if (s->fhead < s->nfx) {
 		*e = s->fx[s->fhead++];
 		if (s->fhead == s->nfx)
 			s->fhead = s->nfx = 0;
+		return true;
+	}
+	if (s->spare_head < s->nspare) {
+		*e = s->spare[s->spare_head++];
+		if (s->spare_head == s->nspare)
+			s->spare_head = s->nspare = 0;
+		return true;
+	}
+	return false;
+}
+
+bool session_next(struct session *s, struct session_effect *e)
+{
+	while (fx_pop(s, e)) {
+		struct pend *p;
+
 		if (e->kind == SE_PROPOSE) {
 			/* The bytes are the entry's own, as it is now: one
 			 * answered meanwhile (or of a session given up since)

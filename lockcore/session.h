@@ -26,12 +26,18 @@
  *                               READ_ACK) from node `from`
  *        session_proposed()     what our engine said to an SE_PROPOSE
  *        session_link()         the link monitor's state changed
- *        session_check()        woken: gives up a session whose view ran out
+ *        session_check()        woken (cluckd: before every datagram it
+ *                               handles): gives up a session whose view
+ *                               ran out, before anything is applied
  *        session_tick()         the host's timer: at session_wake_at(), or
  *                               periodically (cluckd: every 50 ms in a
  *                               cluster; alone while session_wants_timer())
  *        session_read()         a read barrier
  *        session_reads_check()  the applied index moved (end of a round)
+ *      In one engine update cluckd does: snapshot installed, role, apply
+ *      each entry (session_entry, lc_apply, session_applied), then resend.
+ *      The host keeps the leader's side: its lease table (lockcore/lease.h,
+ *      touching our own session while it leads) and session_answer().
  *   3. After each call, pop every effect with session_next() and carry it
  *      out IN ORDER:
  *        SE_PROPOSE  propose e.buf/e.len to our engine (we lead), then
