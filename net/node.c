@@ -3,31 +3,30 @@
  * machine replicated by the Raft engine among the voters of --cluster,
  * persisted in --data-dir, with this node's session and its lease.
  *
- * A command of ours is stamped (origin = our session, next serial, wall
- * time never going backwards), encoded, and kept in the pending table until
- * its completion is applied here: the leader proposes it to its engine,
- * anyone else forwards it to the leader (NM_FWD over net/peer.h) and sends
- * it again after a while, or at once when the leader changes, until the log
- * shows it (LC_PENDING or a final answer; lockcore's (origin, serial)
- * dedup makes a retry harmless).  What the engine asks to persist goes to
- * the store and is made durable once per loop round (group commit: one
- * fdatasync for everything the round appended); what it asks to send goes
- * out at once; committed entries are applied to the local state in log
- * order and their completions handed to the callbacks of our serials.
+ * Our session's protocol lives in lockcore/session.c (its head comment
+ * says it all: the pending table, serials and re-serials, resends,
+ * unlock-before ordering, the keepalive schedule over the lease view,
+ * give-up and a new session, resolve-after-install, read barriers and
+ * redirects, and the leader's answers to other nodes' sessions).  The node
+ * feeds it events (a command proposed through node_propose(), completions
+ * applied, answers received, role and link changes, its timer) and carries
+ * out its effects in order (run_effects): our own commands are proposed to
+ * the engine as leader or forwarded to the leader (NM_FWD over
+ * net/peer.h), keepalives and reads go out, completions reach fs's
+ * callbacks, a lost session reaches node_on_lost.  What a callback asks
+ * for waits in the session's queue for the loop that ran it.
  *
- * Sessions (SPEC 3, lockcore/lease.h): the node keeps its session alive with
- * keepalives to every voter; only the leader acknowledges them, and only
- * while it holds its Raft lease and the session is alive in its state.  The
- * node's lease view counts from the send time of the latest acknowledged
- * contact: jeopardy after lease/3 (or at once when the link monitor says
- * our link is down), expiry at lease - margin, when the session's locks are
- * lost (node_on_lost) and a new session is opened.  The leader proposes the
- * leader-made commands: TICKs when a lockfile ttl runs out, SESSION_CLOSEs
- * for sessions whose lease ran out on its clock (every session known at
- * election gets a fresh lease first: a leader change never frees a lock),
- * and the membership of members (learners: they get the log, never vote).
- * Snapshots are taken every SNAP_EVERY entries (once the log since the last
- * one is half its size) and the log is compacted behind them.
+ * What the engine asks to persist goes to the store and is made durable
+ * once per loop round (group commit: one fdatasync for everything the
+ * round appended); what it asks to send goes out at once; committed
+ * entries are applied to the local state in log order and their
+ * completions handed to the session.  The leader proposes the leader-made
+ * commands: TICKs when a lockfile ttl runs out, SESSION_CLOSEs for sessions
+ * whose lease ran out on its clock (lockcore/lease.h; every session known
+ * at election gets a fresh lease first: a leader change never frees a
+ * lock), and the membership of members (learners: they get the log, never
+ * vote).  Snapshots are taken every SNAP_EVERY entries (once the log since
+ * the last one is half its size) and the log is compacted behind them.
  *
  * Alone (no --cluster), the node is a one-voter cluster with id 1 that
  * never touches the network; its timer runs only while a request waits to
@@ -42,9 +41,10 @@
  * request before its entry is durable and applied, call a callback after
  * its final answer (or at all when node_propose() failed), step the engine
  * from inside the handling of one of its updates (the update points into
- * the engine: nested work is deferred to the end of the outer step), or
- * keep going after the store failed (the node signals its holders, stops
- * the loop and says so).  A store refused for space has not failed: the
+ * the engine: proposals asked for meanwhile wait for the end of the outer
+ * step), carry out the session's effects from inside a callback, or keep
+ * going after the store failed (the node signals its holders, stops the
+ * loop and says so).  A store refused for space has not failed: the
  * node gives back its reserve file, refuses what adds data (ENOSPC),
  * retries a stalled sync and serves again once the reserve can be made.
  */
@@ -59,6 +59,7 @@
 #include "net/link.h"
 #include "lockcore/raft.h"
 #include "lockcore/lease.h"
+#include "lockcore/session.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -84,7 +85,8 @@
 /* The node gives up margin ms before its lease: > 2 * drift + one tick
  * (lease.h's proof), plus slack for a busy loop. */
 #define LEASE_MARGIN_MS   (2u * DRIFT_MS + TICK_MS + 100u)
-#define RESEND_MS         200u       /* forward not yet acknowledged */
+#define RESEND_MS         200u       /* forward not yet acknowledged (alone:
+					the timer while something waits) */
 #define RESEND_ACKED_MS   1000u      /* acknowledged but not in our log yet */
 #define MAX_KNOWN         512u       /* nodes we track (voters + members) */
 /* The shortest --lease a cluster takes (net/options.c): the margin must
@@ -95,43 +97,13 @@
  * looked for. */
 #define RESERVE_BYTES     (1u << 20)
 #define DISK_RETRY_MS     500u
-/* Releases kept when memory ran out, proposed again by the node timer. */
-#define HELD_MAX          256u
 
 #define REJOIN_FILE  "rejoin"        /* data dir: a --rejoin not yet caught up */
-
-/* A request of ours not answered finally yet.  serial 0 marks a free
- * bucket.  While `buf` is set the request is not known to be in the log
- * (no completion applied yet) and is sent again until it is. */
-struct pend {
-	uint64_t serial;
-	node_done_fn fn;             /* NULL: detached (timed out, still sent) */
-	void *ctx;
-	uint8_t *buf;                /* encoded command, or NULL once in the log */
-	uint32_t len;
-	uint8_t flags;
-	uint64_t owner;              /* lock commands: who.owner (else 0) */
-	uint64_t sent_ms;            /* last send (0: not sent yet) */
-	uint64_t deadline_ms;        /* -ETIMEDOUT then (0: none) */
-};
-
-#define PF_ACKED   0x1u              /* the leader said it proposed it */
-#define PF_UNLOCK  0x2u              /* releases something: detach, not drop */
-#define PF_OPEN    0x4u              /* our SESSION_OPEN: sent before the open */
 
 /* A leader-made command waiting for the end of the current step. */
 struct outq {
 	uint8_t *buf;
 	size_t len;
-};
-
-/* A read barrier waiting (node_read_barrier). */
-struct rwait {
-	node_read_fn fn;
-	void *ctx;
-	uint64_t need;               /* the read id whose answer it needs */
-	uint64_t target;             /* index to reach (0: not known yet) */
-	uint64_t deadline_ms;
 };
 
 /* One of the node's timers, armed for `key` (the deadline it serves, in
@@ -154,7 +126,6 @@ struct node {
 	char *name;
 	char *data_dir;
 	uint64_t lease_ms, op_timeout_ms;
-	uint64_t view_lease_ms;  /* our view's lease: ours, or a shorter leader's */
 	int error;              /* fatal: the store failed; 0 while healthy */
 
 	struct lc_state *st;
@@ -162,22 +133,15 @@ struct node {
 	struct store *store;
 	struct lease_table leases;
 	uint64_t applied;       /* last log index fed to the state */
-	uint64_t last_time;     /* last time_ns stamped: time never goes back */
+	uint64_t last_time;     /* last time_ns stamped on a leader-made command */
 	uint8_t role;
 	uint64_t leader;        /* the engine's leader id (0: none) */
 	uint64_t leader_since;  /* mono ms we became leader */
 	bool started, stopped;
 
-	/* our session */
-	uint64_t session;
-	uint64_t serial;        /* last serial of our session */
-	bool open_done;         /* the current session's SESSION_OPEN applied */
-	int open_status;
-	uint64_t open_sent_ms;  /* first send of that SESSION_OPEN */
-	struct lease_view view;
-	uint64_t next_ka_ms;
-	uint64_t sessions_lost;
-	bool give_up_due;       /* our session was closed under us: give up */
+	/* our session (lockcore/session.c: requests, lease, read barriers) */
+	struct session *sess;
+	bool in_cb;             /* running a callback: effects wait for the caller */
 	node_lost_fn lost_fn;
 	void *lost_ctx;
 	bool close_done;
@@ -202,8 +166,6 @@ struct node {
 	struct node_voter *voters;   /* copies, names owned */
 	uint64_t *voter_ids;
 	unsigned n_voters;
-	unsigned rr;                 /* round robin when no leader is known */
-	uint64_t hint;               /* leader named by someone else */
 	struct known *kn;
 	size_t nkn;
 	struct ntimer node_timer;   /* resends, deadlines, keepalives (key 1) */
@@ -226,174 +188,25 @@ struct node {
 	struct ntimer lease_timer;    /* key: session lease deadline (mono ms) */
 	struct ntimer disk_timer;     /* looks for room while disk_full (key 1) */
 	bool disk_full;         /* the data directory said ENOSPC: no new data */
-	struct lc_cmd held[HELD_MAX];  /* releases refused for memory, oldest
-	                                  first (no pointers: none needed) */
-	size_t nheld;
-	bool held_warned;       /* said that held[] was full */
 	bool sync_stalled;      /* said that the log cannot be synced for now */
-
-	/* read barriers */
-	struct rwait *rw;
-	size_t nrw, caprw;
-	uint64_t read_id;            /* last NM_READ sent */
-	uint64_t read_acked;         /* last read id answered */
-	uint64_t read_sent_ms;
 
 	/* re-entrancy: work asked for while an update is being handled */
 	unsigned depth;
 	struct outq *oq;        /* leader-made proposals */
 	size_t noq, capoq;
-	uint64_t *defer;        /* serials to send, from dhead on */
+	uint64_t *defer;        /* our serials to propose, from dhead on */
 	size_t dhead, ndefer, capdefer;
-	size_t unlocks_out;     /* PF_UNLOCK entries not in our log yet */
-	bool kick;              /* a release reached the log: send what waited */
-
-	struct pend *pt;        /* open addressing, linear probing */
-	size_t pcap, pn;        /* pcap is 0 or a power of two */
 };
 
 static void handle(struct node *n, const struct rf_update *u);
 static void flush_round(struct loop *l, void *ctx);
-static void give_up(struct node *n);
 static bool conf_has(const struct rf_conf *c, uint64_t id);
-static bool unlock_before(const struct node *n, uint64_t owner, uint64_t serial);
-static bool blocking(const struct lc_cmd *cmd);
-static uint64_t lock_owner(const struct lc_cmd *cmd);
-static void send_pend(struct node *n, uint64_t serial);
 static void drain(struct node *n);
-static void reads_check(struct node *n, uint64_t now);
+static void run_effects(struct node *n);
 static void ntimer_set(struct node *n, struct ntimer *t, uint64_t key, uint64_t mono_ns,
 		       loop_timer_fn fn);
 static void arm_retry(struct node *n);
-
-/* ---- pending table ------------------------------------------------------ */
-
-static size_t ph(uint64_t serial, size_t cap)
-{
-	serial ^= serial >> 33;
-	serial *= 0xff51afd7ed558ccdull;
-	serial ^= serial >> 33;
-	return (size_t)serial & (cap - 1);
-}
-
-static struct pend *pend_find(struct node *n, uint64_t serial)
-{
-	if (!n->pcap)
-		return NULL;
-	for (size_t i = ph(serial, n->pcap);; i = (i + 1) & (n->pcap - 1)) {
-		if (n->pt[i].serial == serial)
-			return &n->pt[i];
-		if (n->pt[i].serial == 0)
-			return NULL;
-	}
-}
-
-/* Makes room for one more entry.  0/-ENOMEM. */
-static int pend_reserve(struct node *n)
-{
-	struct pend *old = n->pt;
-	size_t oldcap = n->pcap, cap;
-
-	if ((n->pn + 1) * 4 <= n->pcap * 3)
-		return 0;
-	cap = oldcap ? oldcap * 2 : 64;
-	n->pt = calloc(cap, sizeof(*n->pt));
-	if (!n->pt) {
-		n->pt = old;
-		return -ENOMEM;
-	}
-	n->pcap = cap;
-	for (size_t i = 0; i < oldcap; i++) {
-		size_t j;
-
-		if (!old[i].serial)
-			continue;
-		for (j = ph(old[i].serial, cap); n->pt[j].serial; j = (j + 1) & (cap - 1))
-			;
-		n->pt[j] = old[i];
-	}
-	free(old);
-	return 0;
-}
-
-/* Inserts (after pend_reserve); the pointer lives until the table next
- * changes. */
-static struct pend *pend_insert(struct node *n, uint64_t serial, node_done_fn fn, void *ctx)
-{
-	size_t i;
-
-	for (i = ph(serial, n->pcap); n->pt[i].serial; i = (i + 1) & (n->pcap - 1))
-		;
-	memset(&n->pt[i], 0, sizeof(n->pt[i]));
-	n->pt[i].serial = serial;
-	n->pt[i].fn = fn;
-	n->pt[i].ctx = ctx;
-	n->pn++;
-	return &n->pt[i];
-}
-
-/* Backward-shift deletion keeps probe chains intact without tombstones. */
-static void pend_remove(struct node *n, struct pend *p)
-{
-	size_t mask = n->pcap - 1, i = (size_t)(p - n->pt), j = i;
-
-	for (;;) {
-		size_t home;
-
-		j = (j + 1) & mask;
-		if (!n->pt[j].serial)
-			break;
-		home = ph(n->pt[j].serial, n->pcap);
-		/* Move j back to the hole at i unless its home lies in (i, j]. */
-		if ((j > i && (home <= i || home > j)) ||
-		    (j < i && (home <= i && home > j))) {
-			n->pt[i] = n->pt[j];
-			i = j;
-		}
-	}
-	memset(&n->pt[i], 0, sizeof(n->pt[i]));
-	n->pn--;
-}
-
-/* Frees the entry's command and removes it. */
-static void pend_drop(struct node *n, struct pend *p)
-{
-	if (p->buf && (p->flags & PF_UNLOCK) && n->unlocks_out)
-		n->unlocks_out--;
-	free(p->buf);
-	pend_remove(n, p);
-}
-
-static int cmp_serial(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The serials of the entries still to be sent or timed (every entry when
- * `all`), in serial order: the table may change while they are worked on,
- * so callers walk a copy.  NULL when none or ENOMEM. */
-static uint64_t *pend_serials(struct node *n, bool all, size_t *count)
-{
-	uint64_t *v;
-	size_t k = 0;
-
-	*count = 0;
-	if (!n->pn)
-		return NULL;
-	v = malloc(n->pn * sizeof(*v));
-	if (!v)
-		return NULL;
-	for (size_t i = 0; i < n->pcap; i++)
-		if (n->pt[i].serial && (all || n->pt[i].buf || n->pt[i].deadline_ms))
-			v[k++] = n->pt[i].serial;
-	/* In serial order: a session's commands reach the log in the order
-	 * they were made (a release after the lock it releases). */
-	qsort(v, k, sizeof(*v), cmp_serial);
-	*count = k;
-	return v;
-}
+static struct session_in session_in(const struct node *n);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -402,14 +215,21 @@ static uint64_t now_ms(void)
 	return loop_mono_ns() / 1000000u;
 }
 
+/* Wall clock now, never behind a time already stamped on a command (ours,
+ * stamped by the session, or a leader-made one). */
+static uint64_t wall_ns(const struct node *n)
+{
+	uint64_t now = loop_wall_ns(), last = n->sess ? session_last_time(n->sess) : 0;
+
+	if (last < n->last_time)
+		last = n->last_time;
+	return now < last ? last : now;
+}
+
 static uint64_t stamp_time(struct node *n)
 {
-	uint64_t now = loop_wall_ns();
-
-	if (now < n->last_time)
-		now = n->last_time;
-	n->last_time = now;
-	return now;
+	n->last_time = wall_ns(n);
+	return n->last_time;
 }
 
 /* FNV-1a over the name, then a finalizer (so ids of similar names spread);
@@ -440,8 +260,9 @@ static void die(struct node *n, const char *what, int rc)
 	/* The holders of our locks must not run on believing they hold
 	 * them once we are gone and the cluster frees them: signal them as
 	 * on a lost session (fs only reads the replica and signals). */
-	if (n->lost_fn && n->session && n->started)
-		n->lost_fn(n->lost_ctx, n->session);
+	session_halt(n->sess);
+	if (n->lost_fn && session_id(n->sess) && n->started)
+		n->lost_fn(n->lost_ctx, session_id(n->sess));
 	loop_stop(n->loop);
 }
 
@@ -573,133 +394,6 @@ static bool conf_has(const struct rf_conf *c, uint64_t id)
 	return false;
 }
 
-/* Gives a request that lockcore answered -ESTALE before it ever ran a new
- * serial (see dispatch); on failure it is answered -ESTALE after all. */
-static void send_pend(struct node *n, uint64_t serial);
-
-static void reserial(struct node *n, struct pend *p)
-{
-	struct pend old = *p;
-	struct lc_cmd cmd;
-	uint8_t *buf = NULL;
-	size_t len;
-	uint64_t s = n->serial + 1;
-
-	if (lc_cmd_decode(old.buf, old.len, &cmd) == 0) {
-		cmd.serial = s;
-		if (lc_cmd_encode(&cmd, &buf, &len) < 0)
-			buf = NULL;
-	}
-	pend_drop(n, p);             /* frees old.buf: cmd pointed into it */
-	if (!buf || pend_reserve(n) < 0) {
-		struct lc_completion c = { .origin = n->session, .serial = old.serial,
-					   .status = -ESTALE };
-
-		free(buf);
-		if (old.fn)
-			old.fn(old.ctx, &c);
-		return;
-	}
-	n->serial = s;
-	p = pend_insert(n, s, old.fn, old.ctx);
-	p->buf = buf;
-	p->len = (uint32_t)len;
-	p->flags = old.flags;
-	p->owner = old.owner;
-	p->deadline_ms = old.deadline_ms;
-	if (p->flags & PF_UNLOCK)
-		n->unlocks_out++;
-	log_debug("request %llu sent again as %llu (its first copy never ran)",
-		  (unsigned long long)old.serial, (unsigned long long)s);
-	send_pend(n, s);
-}
-
-/* Hands every completion of our session to its registered callback.  The
- * entry is looked up afresh for each completion and removed before the
- * callback runs, since a callback may propose (and so grow the table). */
-static enum lease_state session_state(struct node *n, uint64_t now);
-
-static void dispatch(struct node *n, const struct lc_out *out)
-{
-	/* A node that was paused (SIGSTOP, a VM stall) past its lease may
-	 * wake up to apply grants the cluster has revoked since: nothing is
-	 * handed out once our own view says the lease ran out; give_up()
-	 * answers every request of the session -ENOLCK instead. */
-	if (n->clustered && n->open_done && !n->stopped &&
-	    session_state(n, now_ms()) == LEASE_EXPIRED) {
-		give_up(n);
-		return;
-	}
-	for (size_t i = 0; i < out->n; i++) {
-		const struct lc_completion *c = &out->v[i];
-		struct pend *p;
-		node_done_fn fn;
-		void *ctx;
-
-		if (c->origin != n->session || n->session == 0)
-			continue;
-		p = pend_find(n, c->serial);
-		if (!p)
-			continue;
-		if (c->status == -ESTALE) {
-			/* A copy sent again after LC_DEDUP_WINDOW newer
-			 * serials of ours were applied: lockcore can no
-			 * longer tell whether it ran.  If the log showed the
-			 * request already, this is the copy's answer: ignore
-			 * it.  If not, the original never ran and never will:
-			 * send it again under a new serial. */
-			if (p->buf)
-				reserial(n, p);
-			continue;
-		}
-		/* In the log now: no more sending, no more deadline. */
-		if (p->buf && (p->flags & PF_UNLOCK)) {
-			n->unlocks_out--;
-			n->kick = true;          /* what waited behind it goes */
-		}
-		free(p->buf);
-		p->buf = NULL;
-		p->deadline_ms = 0;
-		fn = p->fn;
-		ctx = p->ctx;
-		if (c->status != LC_PENDING)
-			pend_remove(n, p);
-		if (fn)
-			fn(ctx, c);
-	}
-}
-
-/* Gives every request still waiting its final answer `status` (the node
- * is stopping or failed, or the session was lost), so fs answers every
- * FUSE request it holds. */
-static void fail_pending(struct node *n, int status)
-{
-	/* A removal may shift a later entry into slot i (look at it again)
-	 * or, across the wrap, into a slot already passed (hence the next
-	 * pass).  Callbacks may propose: those get -ENOLCK (stopped) or go
-	 * under the next session (lost), never into this table walk's way,
-	 * because the caller changed the session or stopped first. */
-	while (n->pn) {
-		size_t before = n->pn;
-
-		for (size_t i = 0; i < n->pcap;) {
-			struct pend p = n->pt[i];
-			struct lc_completion c = { .status = status };
-
-			if (!p.serial) {
-				i++;
-				continue;
-			}
-			pend_drop(n, &n->pt[i]);
-			c.serial = p.serial;
-			if (p.fn)
-				p.fn(p.ctx, &c);
-		}
-		if (n->pn >= before)
-			break;
-	}
-}
-
 /* ---- engine steps -------------------------------------------------------- */
 
 static int step(struct node *n, struct rf_event *ev)
@@ -774,31 +468,11 @@ static void propose_leader(struct node *n, struct lc_cmd *cmd)
 	free(buf);
 }
 
-/* Work asked for during a step: leader-made proposals, our own sends, a
- * session given up.  Runs at depth 0 only; what it does may add more. */
-
+/* Work asked for during a step: leader-made proposals and our own.  Runs
+ * at depth 0 only; what it does may add more. */
 static void drain(struct node *n)
 {
-	while (!n->error && (n->noq || n->ndefer > n->dhead || n->give_up_due || n->kick)) {
-		if (n->kick) {
-			size_t cnt;
-			uint64_t *v = pend_serials(n, false, &cnt);
-
-			n->kick = false;
-			for (size_t i = 0; i < cnt; i++) {
-				struct pend *q = pend_find(n, v[i]);
-
-				if (q && q->buf && !q->sent_ms)
-					send_pend(n, v[i]);
-			}
-			free(v);
-			continue;
-		}
-		if (n->give_up_due) {
-			n->give_up_due = false;
-			give_up(n);
-			continue;
-		}
+	while (!n->error && (n->noq || n->ndefer > n->dhead)) {
 		if (n->noq) {
 			struct outq q = n->oq[0];
 			struct rf_event ev = { .type = RF_EV_PROPOSE };
@@ -814,39 +488,19 @@ static void drain(struct node *n)
 			continue;
 		}
 		{
-			/* First asked, first sent. */
+			/* First asked, first sent: the session looks again
+			 * whether it still waits for the log. */
 			uint64_t serial = n->defer[n->dhead++];
 
 			if (n->dhead == n->ndefer)
 				n->dhead = n->ndefer = 0;
-			send_pend(n, serial);
+			session_send(n->sess, serial, now_ms());
+			run_effects(n);
 		}
 	}
 }
 
 /* ---- sending -------------------------------------------------------------- */
-
-/* Where a message for the leader goes: the one a node we asked named
- * since our engine last learned a leader (our engine's may be a dead
- * one: a member cut off hears of a new term only from the new leader,
- * which needs our address first), else our engine's leader, else the
- * voters in turn (each answers with whom it believes leads). */
-static uint64_t leader_guess(struct node *n)
-{
-	if (n->hint)
-		return n->hint;
-	if (n->leader)
-		return n->leader;
-	if (!n->n_voters)
-		return 0;
-	for (unsigned k = 0; k < n->n_voters; k++) {
-		uint64_t id = n->voter_ids[n->rr++ % n->n_voters];
-
-		if (id != n->self_id)
-			return id;
-	}
-	return 0;
-}
 
 static void send_nmsg(struct node *n, uint64_t to, const struct nmsg *m)
 {
@@ -857,6 +511,16 @@ static void send_nmsg(struct node *n, uint64_t to, const struct nmsg *m)
 	len = nmsg_encode(m, n->txbuf, PEER_BODY_MAX);
 	if (len > 0)
 		(void)peer_send(n->peer, to, PEER_T_NODE, n->txbuf, (size_t)len);
+}
+
+/* A session message goes out as a node message (the same fields). */
+static void send_smsg(struct node *n, uint64_t to, const struct session_msg *sm)
+{
+	struct nmsg m = { .kind = sm->kind, .ok = sm->ok, .session = sm->session,
+			  .serial = sm->serial, .stamp = sm->stamp, .leader = sm->leader,
+			  .body = sm->body, .len = sm->len };
+
+	send_nmsg(n, to, &m);
 }
 
 static void send_raft(struct node *n, const struct rf_msg *m)
@@ -874,135 +538,98 @@ static void send_raft(struct node *n, const struct rf_msg *m)
 	(void)peer_send(n->peer, m->to, PEER_T_RAFT, n->txbuf, (size_t)len);
 }
 
-/* Sends (or proposes, as leader) our request `serial` if it still waits
- * for the log.  Deferred when called from inside a step. */
-static void send_pend(struct node *n, uint64_t serial)
+/* ---- our session's effects ------------------------------------------------ */
+
+_Static_assert((int)SM_FWD == NM_FWD && (int)SM_FWD_ACK == NM_FWD_ACK &&
+	       (int)SM_KA == NM_KA && (int)SM_KA_ACK == NM_KA_ACK &&
+	       (int)SM_READ == NM_READ && (int)SM_READ_ACK == NM_READ_ACK,
+	       "session messages are node messages");
+
+/* Proposes our request (SE_PROPOSE): at once at depth 0, else at the end
+ * of the current step (the update being handled points into the engine). */
+static void propose_own(struct node *n, const struct session_effect *e)
 {
-	struct pend *p = pend_find(n, serial);
 	struct rf_event ev = { .type = RF_EV_PROPOSE };
-	uint8_t *buf;
-	uint32_t len;
 	int rc;
 
-	if (!p || !p->buf || n->error || n->stopped)
-		return;
 	if (n->depth) {
 		if (n->ndefer == n->capdefer) {
 			size_t nc = n->capdefer ? n->capdefer * 2 : 64;
 			uint64_t *nv = realloc(n->defer, nc * sizeof(*nv));
 
 			if (!nv) {
-				arm_retry(n);    /* the node timer sends it */
+				/* The node timer sends it again. */
+				session_proposed(n->sess, e->serial, -ENOMEM, now_ms());
 				return;
 			}
 			n->defer = nv;
 			n->capdefer = nc;
 		}
-		n->defer[n->ndefer++] = serial;
+		n->defer[n->ndefer++] = e->serial;
 		return;
 	}
-	/* Under a session not open yet only its SESSION_OPEN goes out:
-	 * lockcore answers a command of an unknown session -ENOLCK. */
-	if (!n->open_done && !(p->flags & PF_OPEN))
+	/* The engine copies the bytes; the entry may move meanwhile. */
+	ev.propose.buf = e->buf;
+	ev.propose.len = e->len;
+	rc = step(n, &ev);
+	session_proposed(n->sess, e->serial, rc, now_ms());
+}
+
+/* Carries out what our session asked for, in order.  Callbacks run with
+ * in_cb set: what they propose waits in the session's queue for this loop
+ * (never a callback nested in a callback). */
+static void run_effects(struct node *n)
+{
+	struct session_effect e;
+
+	if (n->in_cb || !n->sess)
 		return;
-	p->sent_ms = now_ms();
-	if (n->role == RF_LEADER) {
-		/* The engine copies the bytes; the entry may move meanwhile. */
-		buf = p->buf;
-		len = p->len;
-		ev.propose.buf = buf;
-		ev.propose.len = len;
-		p->flags |= PF_ACKED;
-		rc = step(n, &ev);
-		if (rc < 0 && rc != -E2BIG && rc != -EINVAL) {
-			/* Not in the engine's log (-ENOMEM, or no longer
-			 * leading): the node timer sends it again, and a
-			 * deadline still answers it. */
-			p = pend_find(n, serial);
-			if (p)
-				p->flags &= (uint8_t)~PF_ACKED;
-			arm_retry(n);
-		} else if (rc == -E2BIG || rc == -EINVAL) {
-			struct lc_completion c = { .origin = n->session, .serial = serial,
-						   .status = rc };
-
-			p = pend_find(n, serial);
-			if (p) {
-				node_done_fn fn = p->fn;
-				void *ctx = p->ctx;
-
-				pend_drop(n, p);
-				if (fn)
-					fn(ctx, &c);
+	while (session_next(n->sess, &e)) {
+		switch (e.kind) {
+		case SE_PROPOSE:
+			propose_own(n, &e);
+			break;
+		case SE_SEND:
+			send_smsg(n, e.to, &e.msg);
+			break;
+		case SE_DONE:
+			n->in_cb = true;
+			e.done(e.ctx, &e.c);
+			n->in_cb = false;
+			break;
+		case SE_READ:
+			n->in_cb = true;
+			e.read(e.ctx, e.status);
+			n->in_cb = false;
+			break;
+		case SE_OPENED:
+			if (e.status == 0)
+				log_info("session %016" PRIx64 " open", e.session);
+			if (!n->started)
+				loop_stop(n->loop);
+			break;
+		case SE_CLOSED:
+			n->close_done = true;
+			break;
+		case SE_LOST:
+			log_warn("session %016" PRIx64 " expired: no acknowledged contact "
+				 "with a leader for %llu ms; its locks are lost", e.session,
+				 (unsigned long long)n->lease_ms);
+			if (n->lost_fn) {
+				n->in_cb = true;
+				n->lost_fn(n->lost_ctx, e.session);
+				n->in_cb = false;
 			}
+			break;
+		case SE_HELD_FULL:
+			log_warn("out of memory for releases: later ones are lost until "
+				 "their session ends");
+			break;
+		default:
+			break;
 		}
-		return;
 	}
-	if (n->clustered) {
-		struct nmsg m = { .kind = NM_FWD, .session = n->session, .serial = serial,
-				  .stamp = p->sent_ms, .body = p->buf, .len = p->len };
-
-		/* A lock command waits until every earlier release of the same
-		 * owner is in our log: a lost release sent again after it would
-		 * otherwise reach the log later and drop the new lock (the
-		 * kernel reuses lock owners: a struct file, a files_struct). */
-		if (p->owner && n->unlocks_out && unlock_before(n, p->owner, serial)) {
-			p->sent_ms = 0;
-			return;
-		}
-
-		p->flags &= (uint8_t)~PF_ACKED;
-		send_nmsg(n, leader_guess(n), &m);
-	}
-}
-
-/* True when a release of `owner` older than `serial` is not in our log. */
-static bool unlock_before(const struct node *n, uint64_t owner, uint64_t serial)
-{
-	for (size_t i = 0; i < n->pcap; i++) {
-		const struct pend *q = &n->pt[i];
-
-		if (q->serial && q->serial < serial && q->buf && (q->flags & PF_UNLOCK) &&
-		    q->owner == owner)
-			return true;
-	}
-	return false;
-}
-
-/* Sends everything not in the log yet, now (a new leader, link back). */
-static void resend_all(struct node *n)
-{
-	size_t cnt;
-	uint64_t *v = pend_serials(n, false, &cnt);
-
-	for (size_t i = 0; i < cnt; i++)
-		send_pend(n, v[i]);
-	free(v);
-}
-
-/* Registers and sends one of our commands.  Takes buf.  0 or -ENOMEM. */
-static int own_submit(struct node *n, uint64_t serial, uint8_t *buf, size_t len,
-		      uint8_t flags, uint64_t owner, uint64_t timeout_ms,
-		      node_done_fn fn, void *ctx)
-{
-	struct pend *p;
-
-	if (pend_reserve(n) < 0) {
-		free(buf);
-		return -ENOMEM;
-	}
-	p = pend_insert(n, serial, fn, ctx);
-	p->buf = buf;
-	p->len = (uint32_t)len;
-	p->flags = flags;
-	p->owner = owner;
-	if (flags & PF_UNLOCK)
-		n->unlocks_out++;
-	if (timeout_ms)
-		p->deadline_ms = now_ms() + timeout_ms;
-	send_pend(n, serial);
 	arm_retry(n);
-	return 0;
 }
 
 /* ---- timers --------------------------------------------------------------- */
@@ -1083,8 +710,8 @@ static void check_leases(struct node *n)
 	if (n->role != RF_LEADER || n->stopped)
 		return;
 	/* Our own session lives as long as we lead. */
-	if (n->session)
-		(void)lease_touch(&n->leases, n->session, now);
+	if (session_id(n->sess))
+		(void)lease_touch(&n->leases, session_id(n->sess), now);
 	k = lease_expired(&n->leases, now, expired, 32);
 	for (size_t i = 0; i < k; i++) {
 		struct lc_cmd cmd;
@@ -1192,15 +819,13 @@ static void apply_entry(struct node *n, uint64_t index, const struct rf_entry *e
 		log_warn("log entry %llu does not decode; skipped", (unsigned long long)index);
 		return;
 	}
-	if (cmd.type == LC_CMD_SESSION_CLOSE && cmd.session == n->session &&
-	    n->session && !n->stopped && cmd.origin != n->session && n->clustered) {
-		/* The cluster closes our live session: our clock must already
-		 * have said so (lease.h), but a paused node learns it here
-		 * first.  Give up BEFORE the close frees the locks, so fs can
-		 * still find the holders to signal. */
+	if (session_entry(n->sess, &cmd, now_ms())) {
+		/* The cluster closes our live session (the session gave it
+		 * up): fs is told BEFORE the close frees the locks, so it
+		 * can still find the holders to signal. */
 		log_warn("the cluster closed our session %016" PRIx64 "; its locks are lost",
-			 n->session);
-		give_up(n);
+			 cmd.session);
+		run_effects(n);
 	}
 	rc = lc_apply(n->st, index, &cmd, &out);
 	if (rc == -ENOMEM) {
@@ -1214,22 +839,9 @@ static void apply_entry(struct node *n, uint64_t index, const struct rf_entry *e
 		else if (cmd.type == LC_CMD_SESSION_CLOSE)
 			lease_forget(&n->leases, cmd.session);
 	}
-	if (cmd.type == LC_CMD_SESSION_OPEN && cmd.session == n->session &&
-	    cmd.origin == n->session && !n->open_done) {
-		n->open_done = true;
-		n->open_status = out.n ? out.v[0].status : -EIO;
-		if (n->open_status == 0) {
-			/* The open's first send is acknowledged by the log. */
-			lease_view_ack(&n->view, n->open_sent_ms);
-			n->next_ka_ms = now_ms() + n->lease_ms / 4;
-			log_info("session %016" PRIx64 " open", n->session);
-		}
-	}
-	dispatch(n, &out);
+	session_applied(n->sess, &cmd, &out, now_ms());
 	lc_out_free(&out);
-	if (cmd.type == LC_CMD_SESSION_CLOSE && cmd.session == n->session &&
-	    cmd.origin == n->session)
-		n->close_done = true;
+	run_effects(n);
 }
 
 /* Replaces the state with a snapshot received from the leader. */
@@ -1259,59 +871,21 @@ static void install_snapshot(struct node *n, const struct rf_update *u)
 	n->since_snap_entries = n->since_snap_bytes = 0;
 }
 
-/* Our replica was replaced by the leader's snapshot: the entries it skipped
- * carried completions we never saw (a queued lock granted in them would
- * wait forever).  Ask the new state what became of each request. */
-static void resolve_after_install(struct node *n)
-{
-	const char *name;
-	size_t len, k;
-	uint64_t *v;
-
-	if (!n->session || n->error)
-		return;
-	if (!n->open_done && lc_session_name(n->st, n->session, &name, &len) == 0) {
-		n->open_done = true;
-		n->open_status = 0;
-		lease_view_ack(&n->view, n->open_sent_ms);
-		n->next_ka_ms = now_ms() + n->view_lease_ms / 4;
-	}
-	v = pend_serials(n, true, &k);   /* NULL: sent again or time out */
-	for (size_t i = 0; i < k; i++) {
-		struct pend *p = pend_find(n, v[i]);
-		struct lc_completion c;
-		int r;
-
-		if (!p)
-			continue;
-		r = lc_request_result(n->st, n->session, v[i], &c);
-		if (r == -ENOENT && p->buf)
-			continue;             /* never ran: still being sent */
-		if (r == -ENOENT) {
-			/* Queued once, its record is gone: fate unknown. */
-			c = (struct lc_completion){ .origin = n->session, .serial = v[i],
-						    .status = -ENOLCK };
-		}
-		{
-			struct lc_out out = { .v = &c, .n = 1, .cap = 1 };
-
-			dispatch(n, &out);
-		}
-	}
-	free(v);
-}
-
 /* Executes one update of the engine: persist, send, apply, re-arm. */
 static void handle(struct node *n, const struct rf_update *u)
 {
 	uint8_t role0 = n->role;
-	uint64_t leader0 = n->leader;
+	bool new_leader;
 	int rc = 0;
 
 	if (u->write_seq && !n->error) {
 		if (u->flags & RF_UPD_SNAPSHOT) {
 			install_snapshot(n, u);
-			resolve_after_install(n);
+			/* The entries it skipped carried completions we never
+			 * saw: the session asks the new state about each. */
+			if (!n->error)
+				session_installed(n->sess, n->st, now_ms());
+			run_effects(n);
 		}
 		if (u->flags & RF_UPD_HARDSTATE)
 			rc = store_set_hardstate(n->store, u->hs_term, u->hs_vote);
@@ -1339,8 +913,7 @@ static void handle(struct node *n, const struct rf_update *u)
 		send_raft(n, &u->msgs[i]);
 	n->role = u->role;
 	n->leader = u->leader;
-	if (n->leader != leader0)
-		n->hint = 0;
+	new_leader = session_set_role(n->sess, n->role == RF_LEADER, n->leader);
 	for (size_t i = 0; i < u->n_committed && !n->error; i++)
 		apply_entry(n, u->commit_first + i, &u->committed[i]);
 	if (u->n_committed) {
@@ -1360,14 +933,11 @@ static void handle(struct node *n, const struct rf_update *u)
 	} else if (role0 == RF_LEADER && n->role != RF_LEADER) {
 		log_info("no longer leading (term %llu)", (unsigned long long)u->term);
 	}
-	if (n->leader != leader0 && n->leader) {
-		/* A new leader: what waited for one goes to it now. */
-		size_t cnt;
-		uint64_t *v = pend_serials(n, false, &cnt);
-
-		for (size_t i = 0; i < cnt; i++)
-			send_pend(n, v[i]);          /* deferred: we are in a step */
-		free(v);
+	if (new_leader) {
+		/* A new leader: what waited for one goes to it now
+		 * (proposals at the end of the step). */
+		session_resend(n->sess, now_ms());
+		run_effects(n);
 		if (n->clustered && n->leader != n->self_id)
 			log_info("leader is %016" PRIx64 " (term %llu)", n->leader,
 				 (unsigned long long)u->term);
@@ -1409,14 +979,25 @@ static void flush_round(struct loop *l, void *ctx)
 		ev.persisted.seq = seq;
 		step(n, &ev);
 	}
-	if (n->nrw)
-		reads_check(n, now_ms());
+	if (session_reads_waiting(n->sess)) {
+		struct session_in in = session_in(n);
+
+		session_reads_check(n->sess, &in);
+		run_effects(n);
+	}
 }
 
 /* ---- our session ------------------------------------------------------------ */
 
-static int session_new_id(uint64_t *sid)
+/* The session's hooks: our wall clock and a fresh random session id. */
+static uint64_t session_wall(void *host)
 {
+	return wall_ns(host);
+}
+
+static int session_new_id(void *host, uint64_t *sid)
+{
+	(void)host;
 	*sid = 0;
 	while (*sid == 0) {
 		ssize_t r = getrandom(sid, sizeof(*sid), 0);
@@ -1429,169 +1010,25 @@ static int session_new_id(uint64_t *sid)
 	return 0;
 }
 
-static void on_own_open(void *ctx, const struct lc_completion *c)
+/* What the session needs to know of us to answer read barriers. */
+static struct session_in session_in(const struct node *n)
 {
-	struct node *n = ctx;
-
-	(void)c;
-	if (!n->started)
-		loop_stop(n->loop);
-}
-
-/* Opens a new session (SESSION_OPEN, sent until the log has it).  The open
- * carries our name (status shows it as the holders' node). */
-static int session_open(struct node *n)
-{
-	struct lc_cmd cmd;
-	uint8_t *buf;
-	size_t len;
-	uint64_t sid;
-	int rc;
-
-	rc = session_new_id(&sid);
-	if (rc < 0)
-		return rc;
-	n->session = sid;
-	n->serial = 0;
-	n->open_done = false;
-	n->open_status = 0;
-	lease_view_init(&n->view, n->view_lease_ms, LEASE_MARGIN_MS);
-	memset(&cmd, 0, sizeof(cmd));
-	cmd.type = LC_CMD_SESSION_OPEN;
-	cmd.origin = sid;
-	cmd.serial = ++n->serial;
-	cmd.time_ns = stamp_time(n);
-	cmd.session = sid;
-	cmd.data = n->name;
-	cmd.data_len = (uint32_t)strlen(n->name);
-	rc = lc_cmd_encode(&cmd, &buf, &len);
-	if (rc < 0)
-		return rc;
-	n->open_sent_ms = now_ms();
-	return own_submit(n, cmd.serial, buf, len, PF_OPEN, 0, 0, on_own_open, n);
-}
-
-/* Free buckets (serial 0) last, then by serial. */
-static int cmp_pend_serial(const void *a, const void *b)
-{
-	uint64_t x = ((const struct pend *)a)->serial - 1;   /* 0 wraps: last */
-	uint64_t y = ((const struct pend *)b)->serial - 1;
-
-	return x < y ? -1 : x > y;
-}
-
-/* A blocking lock request the old session's log never showed us (buf still
- * set) is a new request that was waiting for the cluster: SPEC 3 says it
- * waits, so it goes on under the new session (new owner session, serial)
- * instead of failing.  If the old copy did reach the log unseen, it is
- * freed with the old session before the new one can be granted: never two
- * holders.  Takes p->buf on success.  Anything else fails ENOLCK. */
-static bool move_to_new_session(struct node *n, struct pend *p)
-{
-	struct lc_cmd cmd;
-	uint8_t *buf;
-	size_t len;
-
-	if (!n->session || lc_cmd_decode(p->buf, p->len, &cmd) < 0 || !blocking(&cmd))
-		return false;
-	cmd.origin = n->session;
-	cmd.who.session = n->session;
-	cmd.serial = n->serial + 1;
-	if (lc_cmd_encode(&cmd, &buf, &len) < 0)
-		return false;
-	if (own_submit(n, cmd.serial, buf, len, 0, lock_owner(&cmd), 0, p->fn, p->ctx) < 0)
-		return false;
-	n->serial = cmd.serial;
-	free(p->buf);
-	p->buf = NULL;
-	return true;
-}
-
-/* Our lease view ran out (or the cluster closed us): every request of the
- * session is answered -ENOLCK, fs is told (it signals the holders), and a
- * new session is opened. */
-static void give_up(struct node *n)
-{
-	uint64_t old = n->session;
-
-	if (!old || n->stopped || n->error)
-		return;
-	n->sessions_lost++;
-	log_warn("session %016" PRIx64 " expired: no acknowledged contact with a leader "
-		 "for %llu ms; its locks are lost", old, (unsigned long long)n->lease_ms);
-	/* Callbacks run by fail_pending may propose: they must land in the
-	 * new session, so switch first (the old entries are walked apart). */
-	{
-		struct pend *pt = n->pt;
-		size_t pcap = n->pcap, pn = n->pn;
-
-		n->pt = NULL;
-		n->pcap = n->pn = 0;
-		n->unlocks_out = 0;
-		if (session_open(n) < 0)
-			log_err("cannot open a new session; retrying");
-		/* Oldest first, so moved requests keep their order. */
-		qsort(pt, pcap, sizeof(*pt), cmp_pend_serial);
-		for (size_t i = 0; i < pcap; i++) {
-			struct lc_completion c = { .origin = old, .status = -ENOLCK };
-
-			if (!pt[i].serial)
-				continue;
-			if (pt[i].fn && pt[i].buf && move_to_new_session(n, &pt[i]))
-				continue;
-			free(pt[i].buf);
-			c.serial = pt[i].serial;
-			if (pt[i].fn)
-				pt[i].fn(pt[i].ctx, &c);
-		}
-		(void)pn;
-		free(pt);
-	}
-	if (n->lost_fn)
-		n->lost_fn(n->lost_ctx, old);
-}
-
-/* The leader heard from `session`: true when it may acknowledge it (it
- * holds its Raft lease, the session is alive in its state and not
- * doomed; lockcore/lease.h). */
-static bool contact_ok(struct node *n, uint64_t session)
-{
-	const char *name;
-	size_t len;
 	uint64_t now = now_ms();
 
-	if (n->role != RF_LEADER || !session)
-		return false;
-	if (lc_session_name(n->st, session, &name, &len) != 0)
-		return false;
-	if (lease_touch(&n->leases, session, now) != 0)
-		return false;
-	return rf_lease_valid(n->raft, now);
+	return (struct session_in){ .now = now, .applied = n->applied,
+				    .lead_ok = n->role == RF_LEADER &&
+					       rf_lease_valid(n->raft, now) };
 }
 
-/* Keepalives to every voter (so every voter knows our address and we know
- * who is reachable); only the leader's answer acknowledges. */
-static void send_keepalives(struct node *n, uint64_t now)
+/* The leader heard from `session`: true when it may acknowledge it
+ * (lockcore/session.h, session_contact_ok). */
+static bool contact_ok(struct node *n, uint64_t session)
 {
-	/* serial carries the lease our view runs on: see on_nmsg. */
-	struct nmsg m = { .kind = NM_KA, .session = n->session, .serial = n->view_lease_ms,
-			  .stamp = now };
+	uint64_t now = now_ms();
 
-	for (unsigned i = 0; i < n->n_voters; i++)
-		send_nmsg(n, n->voter_ids[i], &m);
-}
-
-/* The session's state on our clock (and the link's say). */
-static enum lease_state session_state(struct node *n, uint64_t now)
-{
-	enum lease_state st;
-
-	if (!n->open_done)
-		return LEASE_NONE;
-	st = lease_view_state(&n->view, now);
-	if (st == LEASE_OK && n->link_st == LINK_DOWN)
-		st = LEASE_JEOPARDY;
-	return st;
+	return session_contact_ok(n->st, &n->leases, n->role == RF_LEADER,
+				  n->role == RF_LEADER && rf_lease_valid(n->raft, now),
+				  session, now);
 }
 
 /* Leader: adds members that asked to join as learners and drops members
@@ -1639,359 +1076,128 @@ static void manage_members(struct node *n, uint64_t now)
 	}
 }
 
-/* Requests past their deadline get -ETIMEDOUT; what was not acknowledged
- * in a while is sent again. */
-static void check_requests(struct node *n, uint64_t now)
-{
-	size_t cnt;
-	uint64_t *v = pend_serials(n, false, &cnt);
-
-	for (size_t i = 0; i < cnt; i++) {
-		struct pend *p = pend_find(n, v[i]);
-		struct lc_completion c = { .origin = n->session, .status = -ETIMEDOUT };
-		node_done_fn fn;
-		void *ctx;
-
-		if (!p)
-			continue;
-		if (p->deadline_ms && now >= p->deadline_ms) {
-			fn = p->fn;
-			ctx = p->ctx;
-			c.serial = p->serial;
-			if (p->flags & PF_UNLOCK) {
-				/* Still sent until the log has it: a release
-				 * must not be forgotten. */
-				p->fn = NULL;
-				p->deadline_ms = 0;
-			} else {
-				pend_drop(n, p);
-			}
-			if (fn)
-				fn(ctx, &c);
-			continue;
-		}
-		/* Alone, what the engine took is in its log for good. */
-		if (!n->clustered && (p->flags & PF_ACKED))
-			continue;
-		if (p->buf && p->sent_ms &&
-		    now >= p->sent_ms + ((p->flags & PF_ACKED) ? RESEND_ACKED_MS : RESEND_MS))
-			send_pend(n, v[i]);
-		else if (p->buf && !p->sent_ms)
-			send_pend(n, v[i]);
-	}
-	free(v);
-}
-
 static void on_node_timer(struct loop *l, void *ctx);
-static void retry_held(struct node *n);
 
 /* Alone the node timer runs only while a request waits to be sent again
  * or for its deadline, or a release was refused for memory (in a cluster
  * it always runs). */
 static void arm_retry(struct node *n)
 {
-	size_t i = 0;
-
-	if (n->clustered || n->stopped || n->error || n->node_timer.id)
+	if (n->clustered || n->stopped || n->error || n->node_timer.id ||
+	    !session_wants_timer(n->sess))
 		return;
-	if (n->nheld)
-		goto arm;
-	for (i = 0; i < n->pcap; i++)
-		if (n->pt[i].serial && (n->pt[i].buf || n->pt[i].deadline_ms))
-			break;
-	if (i == n->pcap)
-		return;
-arm:
 	ntimer_set(n, &n->node_timer, 1, (now_ms() + RESEND_MS) * 1000000u, on_node_timer);
 }
 
 static void on_node_timer(struct loop *l, void *ctx)
 {
 	struct node *n = ctx;
-	uint64_t now = now_ms();
-	enum lease_state st;
+	struct session_in in = session_in(n);
+	bool self_ok = false;
 
 	(void)l;
 	n->node_timer.id = n->node_timer.key = 0;
 	if (n->stopped || n->error)
 		return;
-	retry_held(n);
-	if (!n->clustered) {
-		/* Alone: no session to keep, only requests to send again
-		 * or to answer at their deadline. */
-		check_requests(n, now);
-		arm_retry(n);
+	/* Leading, our own session's contact is acknowledged here. */
+	if (n->clustered && session_is_open(n->sess) && n->role == RF_LEADER &&
+	    session_state(n->sess, in.now) != LEASE_EXPIRED)
+		self_ok = contact_ok(n, session_id(n->sess));
+	session_tick(n->sess, &in, self_ok);
+	run_effects(n);
+	if (!n->clustered)
 		return;
-	}
-	st = session_state(n, now);
-	if (st == LEASE_EXPIRED) {
-		give_up(n);
-	} else if (n->open_done && n->role == RF_LEADER) {
-		if (contact_ok(n, n->session))
-			lease_view_ack(&n->view, now);
-	}
-	if (now >= n->next_ka_ms && n->role != RF_LEADER) {
-		/* Also before our session is open: the keepalives tell every
-		 * voter our address (a new leader replicates to us only then)
-		 * and their answers who leads. */
-		send_keepalives(n, now);
-		n->next_ka_ms = now + (st == LEASE_OK ? n->lease_ms / 4 : n->lease_ms / 10);
-	} else if (n->role == RF_LEADER && now >= n->next_ka_ms) {
-		/* The leader keeps telling members and voters it leads. */
-		send_keepalives(n, now);
-		n->next_ka_ms = now + n->lease_ms / 4;
-	}
-	check_requests(n, now);
-	if (n->nrw)
-		reads_check(n, now);
-	manage_members(n, now);
-	ntimer_set(n, &n->node_timer, 1, (now + TICK_MS) * 1000000u, on_node_timer);
-}
-
-/* `from` did not acknowledge us and names `leader` as the leader (0: it
- * knows none).  A keepalive answer from any voter may name it; a redirect
- * replaces our guess until our engine hears from a leader itself. */
-static void note_redirect(struct node *n, uint64_t from, uint64_t leader)
-{
-	if (leader == from) {
-		/* It says it leads (it did not acknowledge us for another
-		 * reason: our session is not open yet, say). */
-		if (from != n->leader)
-			n->hint = from;
-		return;
-	}
-	if (leader && leader != n->self_id) {
-		if (leader != n->leader || n->hint)
-			n->hint = leader;
-	} else if (from == n->hint) {
-		n->hint = 0;           /* the one we were told of does not lead */
-	}
+	manage_members(n, in.now);
+	ntimer_set(n, &n->node_timer, 1, (in.now + TICK_MS) * 1000000u, on_node_timer);
 }
 
 /* ---- read barriers ---------------------------------------------------------- */
 
-static void read_send(struct node *n)
-{
-	struct nmsg m = { .kind = NM_READ };
-
-	n->read_sent_ms = now_ms();
-	m.serial = ++n->read_id;
-	m.stamp = n->read_sent_ms;
-	send_nmsg(n, leader_guess(n), &m);
-}
-
-/* Answers the barriers whose index is applied, or whose time is up, and
- * asks the leader again for those that need a newer read id. */
-static void reads_check(struct node *n, uint64_t now)
-{
-	struct rwait *v = n->rw;
-	size_t nv = n->nrw, cap = n->caprw, k = 0;
-	bool want = false;
-
-	/* Callbacks may ask for new barriers: they go to a fresh array and
-	 * are put back after the ones kept here. */
-	n->rw = NULL;
-	n->nrw = n->caprw = 0;
-	/* Leading under a lease: everything committed is applied here. */
-	bool lead = n->role == RF_LEADER && rf_lease_valid(n->raft, now);
-
-	for (size_t i = 0; i < nv; i++) {
-		struct rwait w = v[i];
-
-		if (lead && !w.target)
-			w.target = n->applied ? n->applied : 1;
-
-		if (w.target && n->applied >= w.target) {
-			w.fn(w.ctx, 0);
-			continue;
-		}
-		if (now >= w.deadline_ms) {
-			w.fn(w.ctx, -ETIMEDOUT);
-			continue;
-		}
-		v[k++] = w;
-	}
-	if (n->nrw) {
-		if (k + n->nrw > cap) {
-			struct rwait *nv2 = realloc(v, (k + n->nrw) * sizeof(*v));
-
-			if (!nv2) {
-				/* Keep the new ones; the old ones time out
-				 * as -ETIMEDOUT would: answer them now. */
-				for (size_t i = 0; i < k; i++)
-					v[i].fn(v[i].ctx, -ETIMEDOUT);
-				free(v);
-				return;
-			}
-			v = nv2;
-			cap = k + n->nrw;
-		}
-		memcpy(v + k, n->rw, n->nrw * sizeof(*v));
-		k += n->nrw;
-		free(n->rw);
-	}
-	n->rw = v;
-	n->nrw = k;
-	n->caprw = cap;
-	for (size_t i = 0; i < n->nrw; i++)
-		if (!n->rw[i].target && n->rw[i].need > n->read_id)
-			want = true;
-	if (!n->clustered || n->stopped)
-		return;
-	/* One read in flight at a time; a lost one is asked again. */
-	if ((want && n->read_acked == n->read_id) ||
-	    (n->read_acked < n->read_id && now >= n->read_sent_ms + RESEND_MS))
-		read_send(n);
-}
-
-/* The leader answered read id `id` with `index` (0: it could not). */
-static void read_answer(struct node *n, uint64_t from, uint64_t id, uint64_t index,
-			uint64_t hint)
-{
-	if (id > n->read_id || id <= n->read_acked)
-		return;                /* not asked, or answered already */
-	if (!index) {
-		note_redirect(n, from, hint);
-		return;                /* asked again by the timer */
-	}
-	n->read_acked = id;
-	for (size_t i = 0; i < n->nrw; i++)
-		if (!n->rw[i].target && n->rw[i].need <= id)
-			n->rw[i].target = index;
-	reads_check(n, now_ms());
-}
-
 /* See node.h. */
 int node_read_barrier(struct node *n, node_read_fn fn, void *ctx)
 {
-	uint64_t now = now_ms();
+	struct session_in in;
+	int rc;
 
 	if (!n || !fn)
 		return -EINVAL;
 	if (n->stopped || n->error)
 		return -ENOLCK;
-	/* Alone, or leading under a lease: everything committed is
-	 * applied already (we apply as we commit). */
-	if (!n->clustered || (n->role == RF_LEADER && rf_lease_valid(n->raft, now))) {
+	in = session_in(n);
+	rc = session_read(n->sess, fn, ctx, &in);
+	if (rc == 1) {
+		/* Alone, or leading under a lease: everything committed is
+		 * applied already (we apply as we commit). */
 		fn(ctx, 0);
 		return 0;
 	}
-	if (n->nrw == n->caprw) {
-		size_t nc = n->caprw ? n->caprw * 2 : 64;
-		struct rwait *nv = realloc(n->rw, nc * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		n->rw = nv;
-		n->caprw = nc;
-	}
-	/* It needs an answer to a read sent after now. */
-	n->rw[n->nrw++] = (struct rwait){ .fn = fn, .ctx = ctx, .need = n->read_id + 1,
-					  .deadline_ms = now + (n->op_timeout_ms ?
-								n->op_timeout_ms : 5000) };
-	if (n->read_acked == n->read_id)
-		read_send(n);
-	return 0;
+	run_effects(n);
+	return rc;
 }
 
 /* ---- receiving ------------------------------------------------------------ */
 
+/* A node message: requests of other nodes' sessions are answered by the
+ * leader's rules (lockcore/session.c, session_answer); answers to ours go
+ * to our session. */
 static void on_nmsg(struct node *n, uint64_t from, const struct nmsg *m)
 {
-	struct nmsg a = { .session = m->session, .serial = m->serial, .stamp = m->stamp,
-			  .leader = n->leader };
+	struct session_msg sm = { .kind = m->kind, .ok = m->ok, .session = m->session,
+				  .serial = m->serial, .stamp = m->stamp, .leader = m->leader,
+				  .body = m->body, .len = m->len };
+	struct session_msg a;
 	struct known *k;
+	uint64_t now = now_ms();
+	int r;
 
-	switch (m->kind) {
-	case NM_FWD:
-	case NM_KA:
-		a.kind = m->kind == NM_FWD ? NM_FWD_ACK : NM_KA_ACK;
+	if (m->kind == NM_FWD || m->kind == NM_KA || m->kind == NM_READ) {
+		struct session_leader L = {
+			.leading = n->role == RF_LEADER,
+			.lease_valid = n->role == RF_LEADER && rf_lease_valid(n->raft, now),
+			.leader = n->leader, .lease_ms = n->lease_ms,
+			.commit_index = rf_commit_index(n->raft) };
+
 		k = known_find(n, from);
-		if (n->role == RF_LEADER && k && !k->voter) {
+		if (m->kind != NM_READ && n->role == RF_LEADER && k && !k->voter) {
 			const struct rf_conf *conf = rf_conf(n->raft);
 
 			if (conf && !conf_has(conf, from))
 				k->wants_join = true;
 		}
-		if (m->kind == NM_KA) {
-			/* --lease must be the same everywhere: a node with a
-			 * longer lease than the leader's would keep its locks
-			 * after the leader freed them.  Both sides take the
-			 * shorter: our answer carries our lease, and a leader
-			 * never acknowledges a node that would outlive it. */
-			a.serial = n->lease_ms;
-			if (m->serial > n->lease_ms && k && !k->lease_warned) {
-				log_err("node %016" PRIx64 " runs with --lease %llu ms, we with %llu: "
-					"use the same --lease on every node", from,
-					(unsigned long long)m->serial, (unsigned long long)n->lease_ms);
-				k->lease_warned = true;
-			}
+		if (m->kind == NM_KA && m->serial > n->lease_ms && k && !k->lease_warned) {
+			log_err("node %016" PRIx64 " runs with --lease %llu ms, we with %llu: "
+				"use the same --lease on every node", from,
+				(unsigned long long)m->serial, (unsigned long long)n->lease_ms);
+			k->lease_warned = true;
 		}
-		if (n->role == RF_LEADER) {
-			a.ok = contact_ok(n, m->session) &&
-			       !(m->kind == NM_KA && m->serial > n->lease_ms);
-			if (m->kind == NM_FWD) {
-				struct rf_event ev = { .type = RF_EV_PROPOSE };
-				struct lc_cmd cmd;
+		r = session_answer(&L, n->st, &n->leases, &sm, now, &a);
+		if (r == SA_DROP && m->kind == NM_FWD) {
+			log_warn("node %016" PRIx64 " forwarded a malformed command", from);
+			return;
+		}
+		if (r == SA_PROPOSE) {
+			struct rf_event ev = { .type = RF_EV_PROPOSE };
 
-				/* Only well-formed commands of the sender's own
-				 * session enter the log. */
-				if (lc_cmd_decode(m->body, m->len, &cmd) < 0 ||
-				    cmd.origin != m->session || cmd.serial != m->serial) {
-					log_warn("node %016" PRIx64 " forwarded a malformed command",
-						 from);
-					return;
-				}
-				ev.propose.buf = m->body;
-				ev.propose.len = m->len;
-				if (step(n, &ev) < 0)
-					a.ok = 0;
-				a.leader = n->leader;
-			}
+			ev.propose.buf = m->body;
+			ev.propose.len = m->len;
+			if (step(n, &ev) < 0)
+				a.ok = 0;
+			a.leader = n->leader;
 		}
-		send_nmsg(n, from, &a);
-		break;
-	case NM_READ:
-		a.kind = NM_READ_ACK;
-		a.session = n->role == RF_LEADER && rf_lease_valid(n->raft, now_ms()) ?
-			    rf_commit_index(n->raft) : 0;
-		send_nmsg(n, from, &a);
-		break;
-	case NM_READ_ACK:
-		read_answer(n, from, m->serial, m->session, m->leader);
-		break;
-	case NM_FWD_ACK:
-	case NM_KA_ACK:
-		if (!is_voter_id(n, from))
-			break;                 /* only voters answer for the cluster */
-		if (m->kind == NM_KA_ACK && m->serial >= MIN_LEASE_MS &&
-		    m->serial < n->view_lease_ms) {
+		if (r != SA_DROP)
+			send_smsg(n, from, &a);
+		return;
+	}
+	{
+		struct session_in in = session_in(n);
+		uint64_t old = session_view_lease(n->sess);
+
+		if (session_on_msg(n->sess, from, &sm, &in) == SESSION_LEASE_LOWERED)
 			log_err("the cluster runs with --lease %llu ms, we with %llu: our view "
 				"of our session follows the shorter; use the same --lease on "
 				"every node", (unsigned long long)m->serial,
-				(unsigned long long)n->view_lease_ms);
-			n->view_lease_ms = m->serial;
-			n->view.lease_ms = m->serial;
-			if (n->view.margin_ms > m->serial - m->serial / LEASE_JEOPARDY_DIV - 2)
-				n->view.margin_ms = m->serial - m->serial / LEASE_JEOPARDY_DIV - 2;
-		}
-		if (m->ok && m->session == n->session && n->open_done && m->stamp <= now_ms())
-			lease_view_ack(&n->view, m->stamp);
-		if (!m->ok)
-			note_redirect(n, from, m->leader);
-		if (m->kind == NM_FWD_ACK && m->session == n->session) {
-			struct pend *p = pend_find(n, m->serial);
-
-			if (p && p->buf) {
-				if (m->ok)
-					p->flags |= PF_ACKED;
-				else if (m->leader && m->leader != from)
-					send_pend(n, m->serial);   /* to the one it names */
-			}
-		}
-		break;
-	default:
-		break;
+				(unsigned long long)old);
+		run_effects(n);
 	}
 }
 
@@ -2005,8 +1211,8 @@ static void on_peer(void *ctx, uint64_t from, uint8_t type, const uint8_t *body,
 		return;
 	/* Woken after a pause: our lease may have run out while we were
 	 * stopped; give up before applying anything that arrived. */
-	if (n->open_done && session_state(n, now_ms()) == LEASE_EXPIRED)
-		give_up(n);
+	session_check(n->sess, now_ms());
+	run_effects(n);
 	if (k) {
 		k->last_rx_ms = now_ms();
 		k->voter = is_voter_id(n, from);
@@ -2039,13 +1245,12 @@ static void on_link(void *ctx, enum link_state st)
 	struct node *n = ctx;
 
 	n->link_st = st;
-	if (st == LINK_UP && !n->stopped && !n->error) {
-		/* Back: tell the cluster at once rather than at the next
-		 * keepalive, and send what waited. */
-		send_keepalives(n, now_ms());
-		n->next_ka_ms = now_ms() + n->lease_ms / 10;
-		resend_all(n);
-	}
+	/* Down: jeopardy at once.  Back: the session tells the cluster at
+	 * once rather than at the next keepalive, and sends what waited. */
+	session_link(n->sess, st == LINK_UP ? SESSION_LINK_UP :
+			      st == LINK_DOWN ? SESSION_LINK_DOWN : SESSION_LINK_UNKNOWN,
+		     now_ms());
+	run_effects(n);
 }
 
 /* ---- start-up ------------------------------------------------------------ */
@@ -2573,6 +1778,8 @@ static int net_start(struct node *n)
 				 "timeouts only", strerror(-rc));
 		else
 			n->link_st = link_state(n->link);
+		if (n->link_st == LINK_DOWN)
+			session_link(n->sess, SESSION_LINK_DOWN, now_ms());
 	}
 	return 0;
 }
@@ -2595,7 +1802,6 @@ struct node *node_new(struct loop *loop, const struct node_config *cfg)
 		goto fail;
 	n->loop = loop;
 	n->lease_ms = cfg->lease_ms;
-	n->view_lease_ms = cfg->lease_ms;
 	n->op_timeout_ms = cfg->op_timeout_ms;
 	n->name = strdup(cfg->name);
 	n->data_dir = strdup(cfg->data_dir);
@@ -2654,6 +1860,20 @@ struct node *node_new(struct loop *loop, const struct node_config *cfg)
 			n->has_key = true;
 		}
 	}
+	{
+		struct session_config sc = {
+			.name = n->name, .lease_ms = cfg->lease_ms,
+			.margin_ms = LEASE_MARGIN_MS, .min_lease_ms = MIN_LEASE_MS,
+			.op_timeout_ms = cfg->op_timeout_ms, .resend_ms = RESEND_MS,
+			.resend_acked_ms = RESEND_ACKED_MS, .entry_max = RF_ENTRY_MAX,
+			.self_id = n->self_id, .voters = n->voter_ids,
+			.n_voters = n->n_voters, .wall_ns = session_wall,
+			.new_id = session_new_id, .host = n };
+
+		n->sess = session_new(&sc);
+		if (!n->sess)
+			goto free_node;
+	}
 	return n;
 
 free_node:
@@ -2711,7 +1931,8 @@ int node_start(struct node *n)
 		rc = net_start(n);
 	if (rc < 0)
 		return rc;
-	rc = session_open(n);
+	rc = session_open(n->sess, now_ms());
+	run_effects(n);
 	if (rc < 0)
 		return rc;
 	if (n->clustered)
@@ -2720,11 +1941,11 @@ int node_start(struct node *n)
 	deadline = loop_mono_ns() + (n->op_timeout_ms ? n->op_timeout_ms : 10000u) * 1000000u;
 	timer = loop_timer_at(n->loop, deadline, on_start_timeout, n);
 	rc = 0;
-	while (!n->open_done && !n->error && loop_mono_ns() < deadline) {
+	while (!session_is_open(n->sess) && !n->error && loop_mono_ns() < deadline) {
 		rc = loop_run(n->loop);
 		if (rc < 0)
 			break;
-		if (!n->open_done && !n->error && loop_mono_ns() < deadline) {
+		if (!session_is_open(n->sess) && !n->error && loop_mono_ns() < deadline) {
 			rc = -EINTR;
 			break;
 		}
@@ -2735,13 +1956,13 @@ int node_start(struct node *n)
 		return n->error;
 	if (rc == -EINTR || rc < 0)
 		return rc;
-	if (!n->open_done) {
+	if (!session_is_open(n->sess)) {
 		if (!n->clustered)
 			return -ETIMEDOUT;
 		log_warn("no quorum of voters yet; serving, requests wait for the cluster");
 		return 0;
 	}
-	return n->open_status;
+	return session_open_status(n->sess);
 }
 
 static void on_close_done(void *ctx, const struct lc_completion *c)
@@ -2795,20 +2016,12 @@ void node_stop(struct node *n)
 {
 	if (!n || n->stopped)
 		return;
-	if (n->started && !n->error && n->session && n->open_done) {
-		struct lc_cmd cmd;
-		uint8_t *buf;
-		size_t len;
+	if (n->started && !n->error && session_id(n->sess) && session_is_open(n->sess)) {
 		uint64_t timer;
+		int rc = session_close(n->sess, on_close_done, n, now_ms());
 
-		memset(&cmd, 0, sizeof(cmd));
-		cmd.type = LC_CMD_SESSION_CLOSE;
-		cmd.session = n->session;
-		cmd.origin = n->session;
-		cmd.serial = ++n->serial;
-		cmd.time_ns = stamp_time(n);
-		if (lc_cmd_encode(&cmd, &buf, &len) == 0 &&
-		    own_submit(n, cmd.serial, buf, len, 0, 0, 0, on_close_done, n) == 0) {
+		run_effects(n);
+		if (rc == 0) {
 			/* Alone this commits in the next round; in a cluster
 			 * it waits for the leader, at most 2 s, and not at
 			 * all without a leader that speaks or a quorum
@@ -2835,12 +2048,9 @@ void node_stop(struct node *n)
 	/* Stopped after: callbacks run above may still propose; from now on
 	 * they get -ENOLCK, and whatever is still unanswered is answered. */
 	n->stopped = true;
-	fail_pending(n, n->error ? -EIO : -ENOLCK);
-	while (n->nrw) {
-		struct rwait w = n->rw[--n->nrw];
-
-		w.fn(w.ctx, -ETIMEDOUT);
-	}
+	session_halt(n->sess);
+	session_fail_all(n->sess, n->error ? -EIO : -ENOLCK);
+	run_effects(n);
 	loop_on_idle(n->loop, NULL, NULL);
 	ntimer_clear(n, &n->raft_timer);
 	ntimer_clear(n, &n->tick_timer);
@@ -2865,9 +2075,7 @@ void node_free(struct node *n)
 		free(n->oq[i].buf);
 	free(n->oq);
 	free(n->defer);
-	free(n->rw);
-	for (size_t i = 0; i < n->pcap; i++)
-		free(n->pt[i].buf);
+	session_free(n->sess);
 	link_free(n->link);
 	peer_free(n->peer);
 	rf_free(n->raft);
@@ -2882,127 +2090,9 @@ void node_free(struct node *n)
 	free(n->kn);
 	free(n->txbuf);
 	explicit_bzero(n->key, sizeof(n->key));
-	free(n->pt);
 	free(n->data_dir);
 	free(n->name);
 	free(n);
-}
-
-/* The lock owner a command acts for (0: not a lock command). */
-static uint64_t lock_owner(const struct lc_cmd *cmd)
-{
-	switch (cmd->type) {
-	case LC_CMD_FLOCK:
-	case LC_CMD_SETLK:
-	case LC_CMD_RELEASE:
-	case LC_CMD_FLUSH:
-		return cmd->who.owner ? cmd->who.owner : 1;
-	default:
-		return 0;
-	}
-}
-
-/* True for a request that waits as long as it takes (a blocking lock). */
-static bool blocking(const struct lc_cmd *cmd)
-{
-	return (cmd->type == LC_CMD_FLOCK || cmd->type == LC_CMD_SETLK) &&
-	       (cmd->flags & LC_LK_WAIT) && cmd->lock_type != LC_UNLCK;
-}
-
-/* True for a request that gives something back: it is sent until the log
- * has it, even after its answer timed out. */
-static bool releases(const struct lc_cmd *cmd)
-{
-	return cmd->type == LC_CMD_RELEASE || cmd->type == LC_CMD_FLUSH ||
-	       ((cmd->type == LC_CMD_FLOCK || cmd->type == LC_CMD_SETLK) &&
-		cmd->lock_type == LC_UNLCK);
-}
-
-/* Stamps, encodes and registers one of our commands.  0, -ENOMEM, -E2BIG. */
-static int submit(struct node *n, struct lc_cmd *cmd, node_done_fn fn, void *ctx,
-		  uint64_t *serial)
-{
-	uint8_t *buf;
-	size_t len;
-	uint64_t s;
-	int rc;
-
-	s = n->serial + 1;
-	cmd->origin = n->session;
-	cmd->serial = s;
-	cmd->time_ns = stamp_time(n);
-	rc = lc_cmd_encode(cmd, &buf, &len);
-	if (rc < 0)
-		return rc;
-	if (len > RF_ENTRY_MAX) {
-		free(buf);
-		return -E2BIG;
-	}
-	n->serial = s;
-	if (serial)
-		*serial = s;
-	/* Alone too: the log may stall (a full disk, no memory). */
-	rc = own_submit(n, s, buf, len, releases(cmd) ? PF_UNLOCK : 0, lock_owner(cmd),
-			!blocking(cmd) ? n->op_timeout_ms : 0, fn, ctx);
-	return rc;
-}
-
-static void held_done(void *ctx, const struct lc_completion *c)
-{
-	(void)ctx;
-	(void)c;
-}
-
-/* A release refused for memory is kept and proposed again by the node
- * timer: a lock must not stay held by a closed file because memory ran
- * short for a moment.  False when held[] is full too. */
-static bool hold_release(struct node *n, const struct lc_cmd *cmd)
-{
-	struct lc_cmd *h;
-
-	if (n->nheld == HELD_MAX) {
-		if (!n->held_warned)
-			log_warn("out of memory for %u releases: later ones are lost until "
-				 "their session ends", HELD_MAX);
-		n->held_warned = true;
-		return false;
-	}
-	h = &n->held[n->nheld++];
-	*h = *cmd;
-	h->name = h->name2 = NULL;
-	h->data = NULL;
-	h->name_len = h->name2_len = h->data_len = 0;
-	arm_retry(n);
-	return true;
-}
-
-/* Proposes the held releases again, oldest first, while memory allows.
- * Those of a session that is gone went with its locks. */
-static void retry_held(struct node *n)
-{
-	size_t k = 0;
-
-	while (k < n->nheld && !n->stopped && !n->error) {
-		struct lc_cmd c = n->held[k];
-
-		if (c.who.session == n->session &&
-		    submit(n, &c, held_done, NULL, NULL) == -ENOMEM)
-			break;
-		k++;
-	}
-	memmove(n->held, n->held + k, (n->nheld - k) * sizeof(*n->held));
-	n->nheld -= k;
-	if (!n->nheld)
-		n->held_warned = false;
-}
-
-/* True when a held release is for `owner`. */
-static bool held_for(const struct node *n, uint64_t owner)
-{
-	for (size_t i = 0; i < n->nheld; i++)
-		if (lock_owner(&n->held[i]) == owner)
-			return true;
-	return false;
 }
 
 /* Proposes cmd (see node.h); the answer comes once its entry is durable
@@ -3016,7 +2106,7 @@ int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 
 	if (!n || !cmd || !fn)
 		return -EINVAL;
-	if (!n->started || n->stopped || n->error || !n->session)
+	if (!n->started || n->stopped || n->error || !session_id(n->sess))
 		return -ENOLCK;
 	/* Stopping: what is held may be released, nothing new is taken. */
 	if (n->stopping && (cmd->type == LC_CMD_FLOCK || cmd->type == LC_CMD_SETLK) &&
@@ -3024,16 +2114,8 @@ int node_propose(struct node *n, struct lc_cmd *cmd, node_done_fn fn,
 		return -ENOLCK;
 	if (n->disk_full && adds_data(cmd))
 		return -ENOSPC;
-	/* A lock of an owner whose release is held would reach the log
-	 * first, and the release would then drop it. */
-	if (n->nheld && lock_owner(cmd) && !releases(cmd)) {
-		retry_held(n);
-		if (held_for(n, lock_owner(cmd)))
-			return -ENOMEM;
-	}
-	rc = submit(n, cmd, fn, ctx, serial);
-	if (rc == -ENOMEM && releases(cmd))
-		(void)hold_release(n, cmd);
+	rc = session_submit(n->sess, cmd, fn, ctx, serial, now_ms());
+	run_effects(n);
 	return rc;
 }
 
@@ -3046,16 +2128,14 @@ const struct lc_state *node_state(const struct node *n)
 /* Our session id (0 before node_start()). */
 uint64_t node_session(const struct node *n)
 {
-	return n->session;
+	return session_id(n->sess);
 }
 
 /* Wall clock now, ns since the epoch, never behind a time already stamped
  * on a command. */
 uint64_t node_now_ns(const struct node *n)
 {
-	uint64_t now = loop_wall_ns();
-
-	return now < n->last_time ? n->last_time : now;
+	return wall_ns(n);
 }
 
 /* 0 while healthy, else the -errno that made the node stop. */
@@ -3108,9 +2188,9 @@ static int holds_ino(void *ctx, uint64_t ino)
 /* Locks our current session holds (see node.h). */
 uint64_t node_holds(const struct node *n)
 {
-	struct holds_walk w = { .st = n->st, .session = n->session };
+	struct holds_walk w = { .st = n->st, .session = session_id(n->sess) };
 
-	if (!n->session || n->stopped)
+	if (!w.session || n->stopped)
 		return 0;
 	lc_foreach_locked(n->st, holds_ino, &w);
 	return w.count;
@@ -3151,9 +2231,9 @@ void node_get_status(const struct node *n, struct node_status *st)
 	st->role = role_name(n, role);
 	st->term = n->raft ? rf_term(n->raft) : 0;
 	st->leader = voter_name(n, leader);
-	st->session_id = n->session;
+	st->session_id = session_id(n->sess);
 	st->applied_index = lc_applied_index(n->st);
-	st->sessions_lost = n->sessions_lost;
+	st->sessions_lost = session_lost_count(n->sess);
 	st->members = conf ? conf->n_learners : 0;
 	st->disk = n->disk_full ? "full" : "ok";
 	if (n->stopping && !n->stopped) {
@@ -3195,13 +2275,13 @@ void node_get_status(const struct node *n, struct node_status *st)
 
 		st->quorum = k && now < k->last_rx_ms + ELECTION_MAX_MS;
 	}
-	switch (n->stopped || n->error ? LEASE_EXPIRED : session_state(w, now)) {
+	switch (n->stopped || n->error ? LEASE_EXPIRED : session_state(w->sess, now)) {
 	case LEASE_OK: st->session = "ok"; break;
 	case LEASE_EXPIRED: st->session = "expired"; break;
 	case LEASE_NONE:
 		/* A new session not open yet: after a loss, the last one
 		 * expired; at start-up, we wait for the cluster. */
-		st->session = n->sessions_lost ? "expired" : "jeopardy";
+		st->session = st->sessions_lost ? "expired" : "jeopardy";
 		break;
 	default: st->session = "jeopardy"; break;
 	}
