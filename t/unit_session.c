@@ -23,6 +23,7 @@
 #include "lockcore/lc.h"
 #include "lockcore/lease.h"
 #include "lockcore/session.h"
+#include "t/lib/cunit.h"
 
 #define LEASE   1000u
 #define MARGIN  250u
@@ -779,19 +780,23 @@ static void test_rule(void)
 	CU_ASSERT_EQUAL(f, 0);
 }
 
-#define RULE_TEST(i) static void test_rule_##i(void) { cur_rule = i; test_rule(); }
-RULE_TEST(0) RULE_TEST(1) RULE_TEST(2) RULE_TEST(3) RULE_TEST(4) RULE_TEST(5)
-RULE_TEST(6) RULE_TEST(7) RULE_TEST(8) RULE_TEST(9) RULE_TEST(10) RULE_TEST(11)
-RULE_TEST(12) RULE_TEST(13)
-
-static CU_TestFunc const rule_tests[] = {
-	test_rule_0, test_rule_1, test_rule_2, test_rule_3, test_rule_4, test_rule_5,
-	test_rule_6, test_rule_7, test_rule_8, test_rule_9, test_rule_10, test_rule_11,
-	test_rule_12, test_rule_13,
-};
-
-_Static_assert(sizeof(rule_tests) / sizeof(rule_tests[0]) == NRULES,
-	       "one CUnit test per rule");
+/* One CUnit test per rule, in the order of rules[]. */
+#define RULE_TEST(i, name) \
+	static void test_##name(void) { cur_rule = i; test_rule(); }
+RULE_TEST(0, serials)
+RULE_TEST(1, reserial)
+RULE_TEST(2, unlock_before)
+RULE_TEST(3, resend)
+RULE_TEST(4, give_up)
+RULE_TEST(5, closed_under_us)
+RULE_TEST(6, no_expired_grant)
+RULE_TEST(7, resolve_after_install)
+RULE_TEST(8, keepalive)
+RULE_TEST(9, shorter_lease)
+RULE_TEST(10, read_barrier)
+RULE_TEST(11, redirect)
+RULE_TEST(12, alone)
+RULE_TEST(13, leader_answers)
 
 /* Every breaker makes at least one rule fail. */
 static void test_breaks_caught(void)
@@ -814,28 +819,28 @@ static void test_breaks_caught(void)
 	}
 }
 
-int main(void)
-{
-	CU_pSuite suite;
-	unsigned failed;
+static const struct ut_test tests[] = {
+	UT_TEST(test_serials),
+	UT_TEST(test_reserial),
+	UT_TEST(test_unlock_before),
+	UT_TEST(test_resend),
+	UT_TEST(test_give_up),
+	UT_TEST(test_closed_under_us),
+	UT_TEST(test_no_expired_grant),
+	UT_TEST(test_resolve_after_install),
+	UT_TEST(test_keepalive),
+	UT_TEST(test_shorter_lease),
+	UT_TEST(test_read_barrier),
+	UT_TEST(test_redirect),
+	UT_TEST(test_alone),
+	UT_TEST(test_leader_answers),
+	UT_TEST(test_breaks_caught),
+};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	suite = CU_add_suite("session", NULL, NULL);
-	if (!suite)
-		goto out_registry;
-	for (size_t i = 0; i < NRULES; i++)
-		if (!CU_add_test(suite, rules[i].name, rule_tests[i]))
-			goto out_registry;
-	if (!CU_add_test(suite, "breaks_caught", test_breaks_caught))
-		goto out_registry;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+_Static_assert(sizeof(tests) / sizeof(tests[0]) == NRULES + 1,
+	       "one CUnit test per rule");
 
-out_registry:
-	CU_cleanup_registry();
-	return 1;
-}
+const struct ut_suite ut_suites[] = {
+	UT_SUITE("session", tests),
+	{ NULL },
+};
