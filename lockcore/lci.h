@@ -265,15 +265,19 @@ struct lc_use {
 	uint64_t files, bytes;
 };
 
+/* A chained hash table of intrusive entries (table.c): cap buckets (0 or
+ * a power of two), n entries, load kept <= 2 by the *_reserve() calls. */
+struct lci_htab {
+	void **v;
+	size_t cap, n;
+};
+
 struct lc_state {
-	struct lc_inode **itab;
-	size_t icap, icount;
-	struct lc_dent **dtab;
-	size_t dcap, dcount;
-	struct lc_req **rtab;
-	size_t rcap, rcount;
-	struct lc_req **otab;          /* flock records by owner */
-	size_t ocap, ocount;
+	struct lci_htab inodes;        /* lc_inode by ino */
+	struct lci_htab dents;         /* lc_dent by (parent ino, name) */
+	struct lci_htab reqs;          /* lc_req by (origin, serial) */
+	struct lci_htab owners;        /* flock records and queued POSIX
+	                                  requests by (ino, session, owner) */
 	struct lc_sess **sv;           /* sorted by id */
 	size_t sn, scap;
 	struct lc_inode **heap;        /* ttl min-heap by (deadline, ino) */
@@ -311,7 +315,32 @@ static inline uint64_t lci_slot_cookie(struct lc_dslot sl)
 	return sl.v & 1u ? sl.v >> 1 : lci_dcookie(lci_slot_dent(sl));
 }
 
-/* ---- state.c ---- */
+/* Inode flag bits of the snapshot image (image.c): what follows the
+ * inode's fixed fields and content.  Any other bit is refused. */
+enum lci_img_flag {
+	LCI_IMG_EPHEMERAL = 1u << 0,   /* lc_iext.ephemeral */
+	LCI_IMG_LOCKS     = 1u << 1,   /* lock state follows */
+	LCI_IMG_PINS      = 1u << 2,   /* open-handle pins follow */
+	LCI_IMG_WAS       = 1u << 3,   /* a former name follows */
+	LCI_IMG_ORPHAN    = 1u << 4,   /* lc_iext.orphan */
+	LCI_IMG_ALL       = (1u << 5) - 1
+};
+
+/*
+ * The files and who may call whom (one way, no circle):
+ *
+ *   image.c                       snapshot image: save, hash, load
+ *   state.c                       lc_state lifetime, lc_apply dispatch
+ *   ns.c -> xattr.c -> locks.c    namespace / xattr / lock commands
+ *   posix.c, lockq.c  (locks.c's POSIX ranges and lock queries)
+ *   inode.c, usage.c              an inode's life / per-uid usage
+ *   table.c, codec.c              hash tables, sessions, dedup,
+ *                                 completions / the log format, names
+ *
+ * A file calls only the files on its own line's right or below it.
+ */
+
+/* ---- table.c ---- */
 uint64_t lci_fnv(uint64_t h, const void *p, size_t n);
 struct lc_inode *lci_iget(const struct lc_state *s, uint64_t ino);
 int lci_itab_reserve(struct lc_state *s, size_t extra);
@@ -334,21 +363,32 @@ struct lc_req *lci_ofind(const struct lc_state *s, uint64_t ino,
 			 uint64_t session, uint64_t owner, bool posix);
 struct lc_req *lci_onext(const struct lc_req *r, bool posix);
 struct lc_sess *lci_sess(const struct lc_state *s, uint64_t id);
+struct lc_sess *lci_sess_new(uint64_t id, const void *name, size_t len);
+void lci_sess_free(struct lc_sess *se);
+int lci_sess_insert(struct lc_state *s, struct lc_sess *se);
+void lci_sess_remove(struct lc_state *s, struct lc_sess *se);
 struct lc_dedup *lci_dedup_find(struct lc_sess *se, uint64_t serial);
+void lci_dedup_store(struct lc_sess *se, uint64_t serial, int status,
+		     uint64_t ino, uint64_t token);
 void lci_req_done(struct lc_state *s, uint64_t origin, uint64_t serial,
 		  int status, uint64_t token);
 int lci_emit(struct lc_ctx *x, uint64_t origin, uint64_t serial, int status,
 	     uint64_t ino, uint64_t token);
 int lci_out_reserve(struct lc_out *o, size_t extra);
-void lci_inode_free(struct lc_inode *ip);
 
-/* ---- ns.c ---- */
-int lci_ns_apply(struct lc_ctx *x, uint64_t *ino);
+/* ---- inode.c ---- */
+struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind, size_t namecap);
+void lci_inode_free(struct lc_inode *ip);
+uint32_t lci_nlink(const struct lc_inode *ip);
 void lci_attr(const struct lc_inode *ip, struct lc_attr *a);
 struct lc_iext *lci_iext(struct lc_inode *ip);
-int lci_remove_all_names(struct lc_state *s, struct lc_inode *ip,
-			 int64_t now);
-void lci_maybe_free(struct lc_state *s, struct lc_inode *ip);
+struct lc_dent *lci_xdent_new(struct lc_inode *child, const char *name,
+			      size_t len);
+void lci_dent_free(struct lc_dent *d);
+void lci_link_append(struct lc_inode *ip, struct lc_dent *d);
+void lci_link_remove(struct lc_inode *ip, struct lc_dent *d);
+void lci_link_replace(struct lc_inode *ip, struct lc_dent *od,
+		      struct lc_dent *nd);
 int lci_tick(struct lc_ctx *x);
 void lci_heap_update(struct lc_state *s, struct lc_inode *ip);
 void lci_heap_remove(struct lc_state *s, struct lc_inode *ip);
@@ -360,19 +400,22 @@ void lci_eph_unlink(struct lc_state *s, struct lc_inode *ip);
 void lci_eph_link(struct lc_state *s, struct lc_inode *ip);
 int lci_dir_add(struct lc_state *s, struct lc_inode *dir, struct lc_dent *d);
 int lci_dir_reserve(struct lc_inode *dir);
-struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind, size_t namecap);
-uint32_t lci_nlink(const struct lc_inode *ip);
-struct lc_dent *lci_xdent_new(struct lc_inode *child, const char *name,
-			      size_t len);
-void lci_dent_free(struct lc_dent *d);
-int lci_xattr_put(struct lc_inode *ip, const char *name, size_t nlen,
-		  const void *val, size_t vlen, uint32_t flags);
-void lci_link_append(struct lc_inode *ip, struct lc_dent *d);
+uint32_t lci_dir_find(const struct lc_dir *d, uint64_t after);
 uint32_t lci_dir_slot(const struct lc_dir *d, const struct lc_dent *e);
+void lci_dir_tomb(struct lc_dir *d, uint32_t i);
 struct lc_pin *lci_pin_find(const struct lc_inode *ip, uint64_t session);
 void lci_pin_link(struct lc_state *s, struct lc_inode *ip, struct lc_pin *p);
 void lci_pin_drop(struct lc_state *s, struct lc_pin *p);
 void lci_pin_put(struct lc_state *s, struct lc_inode *ip, uint64_t session);
+void lci_maybe_free(struct lc_state *s, struct lc_inode *ip);
+void lci_name_gone(struct lc_inode *c, const struct lc_inode *dir,
+		   struct lc_dent *d);
+void lci_dent_unlink(struct lc_state *s, struct lc_dent *d, int64_t now);
+int lci_remove_all_names(struct lc_state *s, struct lc_inode *ip,
+			 int64_t now);
+struct lc_lk *lci_lk_get(struct lc_state *s, struct lc_inode *ip);
+bool lci_lk_busy(const struct lc_inode *ip);
+void lci_lk_free(struct lc_state *s, struct lc_inode *ip);
 
 /* ---- usage.c ---- */
 int lci_use_reserve(struct lc_state *s, uint32_t uid);
@@ -384,14 +427,19 @@ int lci_use_rebuild(struct lc_state *s);
 int lci_lock_apply(struct lc_ctx *x, uint64_t *ino, uint64_t *token);
 int lci_cancel(struct lc_ctx *x, uint64_t *ino);
 int lci_session_drop(struct lc_ctx *x, struct lc_sess *se);
-void lci_lk_free(struct lc_state *s, struct lc_inode *ip);
-bool lci_lk_busy(const struct lc_inode *ip);
 int lci_run_queue(struct lc_ctx *x, struct lc_inode *ip);
 int lci_px_reserve(struct lc_state *s, size_t n);
 void lci_px_spares_free(struct lc_state *s);
 int lci_run_flock(struct lc_ctx *x, struct lc_inode *ip);
 void lci_req_attach(struct lc_state *s, struct lc_req *r);
-struct lc_lk *lci_lk_get(struct lc_state *s, struct lc_inode *ip);
 void lci_rl_append(struct lc_rlist *l, struct lc_req *r);
+
+/* ---- xattr.c ---- */
+int lci_xattr_put(struct lc_inode *ip, const char *name, size_t nlen,
+		  const void *val, size_t vlen, uint32_t flags);
+int lci_setxattr(struct lc_ctx *x, uint64_t *ino, bool remove);
+
+/* ---- ns.c ---- */
+int lci_ns_apply(struct lc_ctx *x, uint64_t *ino);
 
 #endif /* CLUCK_LCI_H */

@@ -55,59 +55,6 @@ static void rl_remove(struct lc_rlist *l, struct lc_req *r)
 	r->prev = r->next = NULL;
 }
 
-/* Lock state of an inode, created on first use (NULL on ENOMEM).  It
- * lives in the rare-attribute block: most files are never locked. */
-struct lc_lk *lci_lk_get(struct lc_state *s, struct lc_inode *ip)
-{
-	struct lc_iext *x = lci_iext(ip);
-
-	(void)s;
-	if (!x)
-		return NULL;
-	if (!x->lk) {
-		x->lk = calloc(1, sizeof(*x->lk));
-		if (x->lk)
-			x->lk->ip = ip;
-	}
-	return x->lk;
-}
-
-/* Has the inode any holder or waiter? */
-bool lci_lk_busy(const struct lc_inode *ip)
-{
-	const struct lc_lk *lk = LCI_LK(ip);
-
-	return lk && (lk->fh.h || lk->ph.h || lk->fw.h || lk->pw.h);
-}
-
-/* Frees an inode's lock state and requests without any bookkeeping: only
- * for teardown, or when the lock state is idle. */
-void lci_lk_free(struct lc_state *s, struct lc_inode *ip)
-{
-	struct lc_lk *lk = LCI_LK(ip);
-	struct lc_rlist *ls[4];
-
-	(void)s;
-	if (!lk)
-		return;
-	ls[0] = &lk->fh;
-	ls[1] = &lk->ph;
-	ls[2] = &lk->fw;
-	ls[3] = &lk->pw;
-	for (int i = 0; i < 4; i++) {
-		struct lc_req *r = ls[i]->h;
-
-		while (r) {
-			struct lc_req *n = r->next;
-
-			free(r);
-			r = n;
-		}
-	}
-	free(lk);
-	ip->x->lk = NULL;
-}
-
 /* Keeps the state's list of locked inodes in step with the lists. */
 static void lk_track(struct lc_state *s, struct lc_lk *lk)
 {

@@ -1,0 +1,974 @@
+/*
+ * lockcore/image.c - the canonical snapshot image of a state: save (sorted
+ * by session id, inode number, cookie, token and queue order), the state
+ * hash over it, and load, which rebuilds a state from untrusted bytes.
+ *
+ * It must never: read a clock, do I/O, use randomness or seeded hashes,
+ * let hash-table layout or pointer values leak into the image, change
+ * the bytes it writes for a state (a node's snapshots on disk and the
+ * other replicas' hashes depend on them: a format change takes a new
+ * ST_VERSION), or accept anything but the canonical encoding (load
+ * re-encodes and compares).  lc_state_load() is fed untrusted bytes: it
+ * must reject, never crash or leak.  Nothing below it calls into it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lockcore/lci.h"
+
+#define ST_MAGIC   0x5453434cu         /* "LCST" */
+#define ST_VERSION 2u                  /* 2: open-handle pins */
+/* Inode flags LCI_IMG_WAS (a former name follows the pins) and
+ * LCI_IMG_ORPHAN (an ephemeral file whose session ended while it was
+ * locked: lci_eph_orphan) came without a version bump: a state with no
+ * such file is unchanged, and an older reader refuses one that has it
+ * (unknown flag). */
+
+/* ---- canonical serialization ----------------------------------------- */
+
+struct wbuf {
+	uint8_t *p;
+	size_t n, cap;
+	int err;
+};
+
+static void wput(struct wbuf *w, const void *src, size_t n)
+{
+	if (w->err)
+		return;
+	if (n > w->cap - w->n) {
+		size_t ncap = w->cap ? w->cap : 4096;
+		uint8_t *np;
+
+		while (ncap - w->n < n) {
+			if (ncap > SIZE_MAX / 2) {
+				w->err = -ENOMEM;
+				return;
+			}
+			ncap *= 2;
+		}
+		np = realloc(w->p, ncap);
+		if (!np) {
+			w->err = -ENOMEM;
+			return;
+		}
+		w->p = np;
+		w->cap = ncap;
+	}
+	if (n)
+		memcpy(w->p + w->n, src, n);
+	w->n += n;
+}
+
+static void w8(struct wbuf *w, uint8_t v)
+{
+	wput(w, &v, 1);
+}
+
+static void w16(struct wbuf *w, uint16_t v)
+{
+	uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+
+	wput(w, b, 2);
+}
+
+static void w32(struct wbuf *w, uint32_t v)
+{
+	uint8_t b[4];
+
+	for (int i = 0; i < 4; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	wput(w, b, 4);
+}
+
+static void w64(struct wbuf *w, uint64_t v)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	wput(w, b, 8);
+}
+
+static int cmp_ino(const void *a, const void *b)
+{
+	uint64_t x = (*(struct lc_inode *const *)a)->ino;
+	uint64_t y = (*(struct lc_inode *const *)b)->ino;
+
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_dedup(const void *a, const void *b)
+{
+	uint64_t x = (*(struct lc_dedup *const *)a)->serial;
+	uint64_t y = (*(struct lc_dedup *const *)b)->serial;
+
+	return x < y ? -1 : x > y;
+}
+
+static void wreq(struct wbuf *w, const struct lc_req *r)
+{
+	w8(w, r->posix);
+	w8(w, r->type);
+	w64(w, r->origin);
+	w64(w, r->serial);
+	w64(w, r->session);
+	w64(w, r->owner);
+	w32(w, r->pid);
+	w64(w, r->start);
+	w64(w, r->end);
+	w64(w, r->token);
+	w64(w, r->since_ns);
+	w64(w, r->qseq);
+}
+
+static bool lk_worth(const struct lc_lk *lk)
+{
+	return lk && (lk->last_token || lk->has_ewma || lk->fh.h || lk->ph.h ||
+		      lk->fw.h || lk->pw.h);
+}
+
+/* Holders merged by token (grant order), waiters merged by queue order. */
+static void wlk(struct wbuf *w, const struct lc_lk *lk)
+{
+	const struct lc_req *a, *b;
+	uint32_t nh = lk->nfl_sh + lk->nfl_ex + lk->npx_h;
+	uint32_t nw = lk->nfl_w + lk->npx_w;
+
+	w64(w, lk->last_token);
+	w64(w, lk->ewma_ms);
+	w8(w, lk->has_ewma);
+	w32(w, nh);
+	for (a = lk->fh.h, b = lk->ph.h; a || b;) {
+		if (a && (!b || a->token < b->token)) {
+			wreq(w, a);
+			a = a->next;
+		} else {
+			wreq(w, b);
+			b = b->next;
+		}
+	}
+	w32(w, nw);
+	for (a = lk->fw.h, b = lk->pw.h; a || b;) {
+		if (a && (!b || a->qseq < b->qseq)) {
+			wreq(w, a);
+			a = a->next;
+		} else {
+			wreq(w, b);
+			b = b->next;
+		}
+	}
+}
+
+static void winode(struct wbuf *w, const struct lc_inode *ip)
+{
+	const struct lc_iext *x = ip->x;
+	bool lk = lk_worth(LCI_LK(ip));
+
+	w64(w, ip->ino);
+	w8(w, ip->kind);
+	w16(w, ip->mode);
+	w32(w, ip->uid);
+	w32(w, ip->gid);
+	w64(w, (uint64_t)ip->atime);
+	w64(w, (uint64_t)ip->mtime);
+	w64(w, (uint64_t)ip->ctime);
+	w8(w, (uint8_t)((x && x->ephemeral ? 1 : 0) | (lk ? 2 : 0) |
+			(x && x->pins ? 4 : 0) | (x && x->was ? 8 : 0) |
+			(x && x->orphan ? 16 : 0)));
+	w64(w, x ? x->eph_session : 0);
+	w64(w, x ? x->refresh_ns : 0);
+	w32(w, x ? x->ttl_s : 0);
+	w32(w, x ? x->slots : 0);
+	w32(w, x ? x->xn : 0);
+	for (uint32_t i = 0; x && i < x->xn; i++) {
+		const struct lc_xattr *a = x->xv[i];
+
+		w16(w, a->nlen);
+		wput(w, a->name, a->nlen);
+		w16(w, a->vlen);
+		wput(w, a->name + a->nlen + 1, a->vlen);
+	}
+	if (ip->kind == LC_DIR) {
+		const struct lc_dir *d = ip->u.dir;
+
+		w64(w, d->next_cookie);
+		w32(w, d->live);
+		for (uint32_t i = 0; i < d->n; i++) {
+			const struct lc_dent *e = lci_slot_dent(d->v[i]);
+
+			if (!e)
+				continue;
+			w64(w, lci_dcookie(e));
+			w64(w, lci_child(e)->ino);
+			w16(w, (uint16_t)lci_dlen(e));
+			wput(w, lci_dname(e), lci_dlen(e));
+		}
+	} else {
+		w32(w, ip->size);
+		wput(w, ip->u.data, ip->size);
+	}
+	if (lk)
+		wlk(w, LCI_LK(ip));
+	if (x && x->pins) {
+		uint32_t n = 0;
+
+		for (const struct lc_pin *p = x->pins; p; p = p->inext)
+			n++;
+		w32(w, n);
+		for (const struct lc_pin *p = x->pins; p; p = p->inext) {
+			w64(w, p->session);
+			w32(w, p->n);
+		}
+	}
+	if (x && x->was) {
+		w64(w, x->was_dir);
+		w16(w, (uint16_t)lci_dlen(x->was));
+		wput(w, lci_dname(x->was), lci_dlen(x->was));
+	}
+}
+
+/* Canonical serialization; see lc.h. */
+int lc_state_save(const struct lc_state *s, uint8_t **buf, size_t *len)
+{
+	struct wbuf w = { 0 };
+	struct lc_inode **iv;
+	size_t k = 0;
+
+	if (!s || !buf || !len)
+		return -EINVAL;
+	iv = malloc((s->inodes.n ? s->inodes.n : 1) * sizeof(*iv));
+	if (!iv)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->inodes.cap; i++)
+		for (struct lc_inode *ip = s->inodes.v[i]; ip; ip = ip->hnext)
+			iv[k++] = ip;
+	qsort(iv, k, sizeof(*iv), cmp_ino);
+
+	w32(&w, ST_MAGIC);
+	w32(&w, ST_VERSION);
+	w64(&w, s->applied);
+	w64(&w, s->next_ino);
+	w64(&w, s->next_token);
+	w64(&w, s->next_qseq);
+	w64(&w, s->grants);
+	w64(&w, s->releases);
+	w64(&w, s->expirations);
+	w64(&w, s->interrupts);
+	w32(&w, (uint32_t)s->sn);
+	for (size_t i = 0; i < s->sn; i++) {
+		struct lc_sess *se = s->sv[i];
+		struct lc_dedup *dv[LC_DEDUP_WINDOW];
+		uint32_t nd = 0;
+
+		for (uint32_t j = 0; j < LC_DEDUP_WINDOW; j++)
+			if (se->win[j].used)
+				dv[nd++] = &se->win[j];
+		qsort(dv, nd, sizeof(dv[0]), cmp_dedup);
+		w64(&w, se->id);
+		w32(&w, se->name_len);
+		wput(&w, se->name, se->name_len);
+		w8(&w, se->has_serial);
+		w64(&w, se->max_serial);
+		w32(&w, nd);
+		for (uint32_t j = 0; j < nd; j++) {
+			w64(&w, dv[j]->serial);
+			w32(&w, (uint32_t)dv[j]->status);
+			w64(&w, dv[j]->ino);
+			w64(&w, dv[j]->token);
+		}
+	}
+	w64(&w, k);
+	for (size_t i = 0; i < k; i++)
+		winode(&w, iv[i]);
+	free(iv);
+	if (w.err) {
+		free(w.p);
+		return w.err;
+	}
+	*buf = w.p;
+	*len = w.n;
+	return 0;
+}
+
+/* A word-at-a-time mix of a byte string (little-endian words, then the
+ * tail, then the length): the same on every node, several times faster
+ * than byte-wise FNV on a whole image, which the simulator hashes after
+ * every applied entry.  Equality checks only; never stored. */
+static uint64_t image_hash(const uint8_t *b, size_t n)
+{
+	const uint64_t k = 0x9e3779b97f4a7c15ull;
+	uint64_t h = 0xcbf29ce484222325ull, w;
+	size_t len = n;
+
+	for (; n >= 8; b += 8, n -= 8) {
+		w = (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 |
+		    (uint64_t)b[3] << 24 | (uint64_t)b[4] << 32 |
+		    (uint64_t)b[5] << 40 | (uint64_t)b[6] << 48 |
+		    (uint64_t)b[7] << 56;
+		h = (h ^ w) * k;
+		h ^= h >> 29;
+	}
+	for (w = 0; n > 0; n--)
+		w = w << 8 | b[n - 1];
+	h = (h ^ w ^ (uint64_t)len << 56) * k;
+	h ^= h >> 32;
+	h *= 0xff51afd7ed558ccdull;
+	return h ^ (h >> 33);
+}
+
+/* Hash of the canonical serialization (0 if it cannot be built). */
+uint64_t lc_state_hash(const struct lc_state *s)
+{
+	uint8_t *b;
+	size_t n;
+	uint64_t h;
+
+	if (lc_state_save(s, &b, &n))
+		return 0;
+	h = image_hash(b, n);
+	free(b);
+	return h;
+}
+
+/* ---- load ---------------------------------------------------------------- */
+
+struct rbuf {
+	const uint8_t *p;
+	size_t n, off;
+	int bad;
+};
+
+static const uint8_t *rget(struct rbuf *r, size_t n)
+{
+	const uint8_t *p;
+
+	if (r->bad || n > r->n - r->off) {
+		r->bad = 1;
+		return NULL;
+	}
+	p = r->p + r->off;
+	r->off += n;
+	return p;
+}
+
+static uint64_t rle(struct rbuf *r, int bytes)
+{
+	const uint8_t *p = rget(r, (size_t)bytes);
+	uint64_t v = 0;
+
+	if (!p)
+		return 0;
+	for (int i = bytes - 1; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+#define r8(r)  ((uint8_t)rle(r, 1))
+#define r16(r) ((uint16_t)rle(r, 2))
+#define r32(r) ((uint32_t)rle(r, 4))
+#define r64(r) (rle(r, 8))
+
+static size_t rleft(const struct rbuf *r)
+{
+	return r->bad ? 0 : r->n - r->off;
+}
+
+struct pend {
+	struct lc_dent *d;
+	uint64_t child;
+};
+
+struct loadctx {
+	struct lc_state *s;
+	struct rbuf r;
+	struct pend *pv;
+	size_t pn, pcap;
+};
+
+static int pend_add(struct loadctx *L, struct lc_dent *d, uint64_t child)
+{
+	if (L->pn == L->pcap) {
+		size_t ncap = L->pcap ? L->pcap * 2 : 64;
+		struct pend *nv = realloc(L->pv, ncap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		L->pv = nv;
+		L->pcap = ncap;
+	}
+	L->pv[L->pn].d = d;
+	L->pv[L->pn++].child = child;
+	return 0;
+}
+
+static int load_req(struct loadctx *L, struct lc_inode *ip, bool waiting,
+		    uint64_t *last)
+{
+	struct rbuf *r = &L->r;
+	struct lc_state *s = L->s;
+	struct lc_req *q;
+	struct lc_sess *se;
+
+	if (rleft(r) < 2 + 8 * 9 + 4)
+		return -EINVAL;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->posix = r8(r);
+	q->type = r8(r);
+	q->origin = r64(r);
+	q->serial = r64(r);
+	q->session = r64(r);
+	q->owner = r64(r);
+	q->pid = r32(r);
+	q->start = r64(r);
+	q->end = r64(r);
+	q->token = r64(r);
+	q->since_ns = r64(r);
+	q->qseq = r64(r);
+	q->waiting = waiting;
+	q->ip = ip;
+	se = lci_sess(s, q->session);
+	if (r->bad || q->posix > 1 || q->type < LC_RDLCK ||
+	    q->type > LC_WRLCK || q->start > q->end || !se ||
+	    (!q->posix && (q->start || q->end != LC_OFF_MAX)) ||
+	    (waiting ? (q->token || q->qseq <= *last ||
+			q->qseq >= s->next_qseq)
+		     : (q->qseq || !q->token || q->token < *last ||
+			q->token >= s->next_token)) ||
+	    lci_rtab_reserve(s, 1) || lci_otab_reserve(s, 1)) {
+		free(q);
+		return r->bad ? -EINVAL : -EINVAL;
+	}
+	*last = waiting ? q->qseq : q->token;
+	lci_req_attach(s, q);
+	return 0;
+}
+
+static int load_lk(struct loadctx *L, struct lc_inode *ip)
+{
+	struct rbuf *r = &L->r;
+	struct lc_lk *lk = lci_lk_get(L->s, ip);
+	uint32_t n;
+	uint64_t last = 0;
+	int e;
+
+	if (!lk)
+		return -ENOMEM;
+	/* Loaded queues are not known to be settled. */
+	lk->px_full = 1;
+	lk->last_token = r64(r);
+	lk->ewma_ms = r64(r);
+	lk->has_ewma = r8(r);
+	if (r->bad || lk->has_ewma > 1 || lk->last_token >= L->s->next_token)
+		return -EINVAL;
+	n = r32(r);
+	for (uint32_t i = 0; i < n; i++)
+		if ((e = load_req(L, ip, false, &last)))
+			return e;
+	n = r32(r);
+	last = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if ((e = load_req(L, ip, true, &last)))
+			return e;
+	return r->bad ? -EINVAL : 0;
+}
+
+/* Open-handle pins: sessions in increasing order, each open, n > 0. */
+static int load_pins(struct loadctx *L, struct lc_inode *ip)
+{
+	struct rbuf *r = &L->r;
+	uint32_t n = r32(r);
+	uint64_t last = 0;
+
+	if (r->bad || ip->kind != LC_REG || !n || n > rleft(r) / 12)
+		return -EINVAL;
+	if (!lci_iext(ip))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t sid = r64(r);
+		uint32_t cnt = r32(r);
+		struct lc_pin *p;
+
+		if (r->bad || sid <= last || !cnt || !lci_sess(L->s, sid))
+			return -EINVAL;
+		last = sid;
+		p = calloc(1, sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		p->session = sid;
+		p->n = cnt;
+		lci_pin_link(L->s, ip, p);
+	}
+	return 0;
+}
+
+/* The former name of a regular file that lives on without a name (that
+ * it has none is checked once names are linked). */
+static int load_was(struct loadctx *L, struct lc_inode *ip)
+{
+	struct rbuf *r = &L->r;
+	uint64_t dir = r64(r);
+	uint16_t len = r16(r);
+	const char *nm = (const char *)rget(r, len);
+	struct lc_dent *d;
+
+	if (r->bad || ip->kind != LC_REG || lc_name_check(nm, len) ||
+	    (dir != LC_INO_ROOT && (dir < LC_INO_FIRST || dir >= L->s->next_ino)))
+		return -EINVAL;
+	if (!lci_iext(ip))
+		return -ENOMEM;
+	d = lci_xdent_new(ip, nm, len);
+	if (!d)
+		return -ENOMEM;
+	ip->x->was = d;
+	ip->x->was_dir = dir;
+	return 0;
+}
+
+static int load_inode(struct loadctx *L, uint64_t *prev)
+{
+	struct rbuf *r = &L->r;
+	struct lc_state *s = L->s;
+	struct lc_inode *ip;
+	uint64_t ino = r64(r);
+	uint8_t kind = r8(r), flags;
+	uint32_t nx, ttl, slots;
+	uint64_t eph, refresh;
+	int e = -EINVAL;
+
+	if (r->bad || kind < LC_DIR || kind > LC_LNK || ino <= *prev ||
+	    (ino != LC_INO_ROOT && (ino < LC_INO_FIRST || ino >= s->next_ino)) ||
+	    (*prev == 0 && ino != LC_INO_ROOT) ||
+	    (ino == LC_INO_ROOT && kind != LC_DIR))
+		return -EINVAL;
+	*prev = ino;
+	if (ino == LC_INO_ROOT) {
+		ip = s->root;
+	} else {
+		ip = lci_inode_new(ino, kind, 0);
+		if (!ip)
+			return -ENOMEM;
+		if (lci_itab_reserve(s, 1)) {
+			lci_inode_free(ip);
+			return -ENOMEM;
+		}
+		lci_iinsert(s, ip);
+	}
+	ip->mode = r16(r);
+	ip->uid = r32(r);
+	ip->gid = r32(r);
+	ip->atime = (int64_t)r64(r);
+	ip->mtime = (int64_t)r64(r);
+	ip->ctime = (int64_t)r64(r);
+	flags = r8(r);
+	eph = r64(r);
+	refresh = r64(r);
+	ttl = r32(r);
+	slots = r32(r);
+	nx = r32(r);
+	if (r->bad || (ip->mode & ~LCI_MODE_MASK) || (flags & ~31u) ||
+	    nx > LC_XATTR_PER_INODE || (kind != LC_REG && (slots || ttl)) ||
+	    (!(flags & 1) && eph) || ((flags & 16) && !eph))
+		return -EINVAL;
+	if ((flags & 1) || eph || refresh || ttl || slots || nx) {
+		struct lc_iext *x = lci_iext(ip);
+
+		if (!x)
+			return -ENOMEM;
+		x->ephemeral = flags & 1;
+		x->orphan = (flags & 16) != 0;
+		x->eph_session = eph;
+		x->refresh_ns = refresh;
+		x->ttl_s = ttl;
+		x->slots = slots;
+	}
+	for (uint32_t i = 0; i < nx; i++) {
+		uint16_t nl = r16(r);
+		const uint8_t *nm = rget(r, nl);
+		uint16_t vl = r16(r);
+		const uint8_t *v = rget(r, vl);
+
+		if (r->bad)
+			return -EINVAL;
+		if (nl <= 5 || nl > LC_XATTR_NAME_MAX ||
+		    vl > LC_XATTR_VALUE_MAX || memcmp(nm, "user.", 5) ||
+		    (nl >= 11 && !memcmp(nm, "user.cluck.", 11)) ||
+		    memchr(nm, 0, nl))
+			return -EINVAL;
+		e = lci_xattr_put(ip, (const char *)nm, nl, v, vl, 1);
+		if (e)
+			return e == -ENOMEM ? -ENOMEM : -EINVAL;
+	}
+	if (kind == LC_DIR) {
+		struct lc_dir *d = ip->u.dir;
+		uint64_t lastc = 0;
+		uint32_t n;
+
+		d->next_cookie = r64(r);
+		n = r32(r);
+		if (r->bad || n > rleft(r) / 19 || !d->next_cookie ||
+		    d->next_cookie > LCI_COOKIE_MAX + 1)
+			return -EINVAL;
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t cookie = r64(r), child = r64(r);
+			uint16_t len = r16(r);
+			const char *nm = (const char *)rget(r, len);
+			struct lc_dent *de;
+
+			if (r->bad || cookie <= lastc ||
+			    cookie >= d->next_cookie ||
+			    lc_name_check(nm, len) ||
+			    (ip == s->root &&
+			     ((len == 6 && !memcmp(nm, "status", 6)) ||
+			      (len == 11 && !memcmp(nm, "status.json", 11)) ||
+			      (len == 7 && !memcmp(nm, "metrics", 7)))) ||
+			    lci_dget(s, ip, nm, len))
+				return -EINVAL;
+			lastc = cookie;
+			/* A separate record for now: load_link() moves each
+			 * first name into its inode. */
+			de = lci_xdent_new(NULL, nm, len);
+			if (!de)
+				return -ENOMEM;
+			de->dir = ip;
+			de->ck |= cookie << 9;
+			if (lci_dtab_reserve(s, 1) || lci_dir_reserve(ip) ||
+			    pend_add(L, de, child)) {
+				lci_dent_free(de);
+				return -ENOMEM;
+			}
+			lci_dinsert(s, de);
+			d->v[d->n++] = lci_slot(de);
+			d->live++;
+		}
+	} else {
+		uint32_t sz = r32(r);
+		const uint8_t *p;
+
+		if (r->bad || sz > (kind == LC_REG ? LC_CONTENT_MAX
+						   : LC_PATH_MAX - 1) ||
+		    (kind == LC_LNK && !sz))
+			return -EINVAL;
+		p = rget(r, sz);
+		if (!p)
+			return -EINVAL;
+		if (sz) {
+			ip->u.data = malloc(sz);
+			if (!ip->u.data)
+				return -ENOMEM;
+			memcpy(ip->u.data, p, sz);
+		}
+		ip->size = sz;
+	}
+	if (flags & 2) {
+		if (kind != LC_REG)
+			return -EINVAL;
+		e = load_lk(L, ip);
+		if (e)
+			return e;
+	}
+	if (flags & 4) {
+		e = load_pins(L, ip);
+		if (e)
+			return e;
+	}
+	if (flags & 8)
+		return load_was(L, ip);
+	return 0;
+}
+
+/* Moves a loaded inode into a block with room for its first name `d` (a
+ * separate record, freed here) so that a loaded state is as compact as a
+ * built one, and fixes every pointer to the inode that exists at this
+ * point of the load (hash, directory entries, lock records, names). */
+static int rehome(struct lc_state *s, struct lc_inode *old, struct lc_dent *d,
+		  struct lc_inode **out)
+{
+	size_t len = lci_dlen(d);
+	struct lc_inode *ip = lci_inode_new(old->ino, LC_REG, len);
+	struct lc_dir *pd = d->dir->u.dir;
+	uint32_t slot = lci_dir_slot(pd, d);
+	uint8_t cap;
+
+	if (!ip)
+		return -ENOMEM;
+	cap = ip->d0cap;
+	memcpy(ip, old, offsetof(struct lc_inode, d0));
+	ip->d0cap = cap;
+	ip->hnext = NULL;
+	ip->d0.ck = (uint64_t)len | lci_dcookie(d) << 9;
+	memcpy(lci_dname(&ip->d0), lci_dname(d), len);
+	ip->d0.dir = d->dir;
+	lci_iremove(s, old);
+	lci_iinsert(s, ip);
+	lci_dremove(s, d);
+	pd->v[slot] = lci_slot(&ip->d0);
+	lci_dinsert(s, &ip->d0);
+	lci_dent_free(d);
+	if (ip->kind == LC_DIR) {
+		for (uint32_t i = 0; i < ip->u.dir->n; i++)
+			lci_slot_dent(ip->u.dir->v[i])->dir = ip;
+	}
+	if (ip->x) {
+		struct lc_lk *lk = ip->x->lk;
+
+		for (struct lc_xdent *xd = ip->x->names; xd; xd = xd->lnext)
+			xd->child = ip;
+		for (struct lc_pin *p = ip->x->pins; p; p = p->inext)
+			p->ip = ip;
+		if (lk) {
+			struct lc_rlist *ls[4] = { &lk->fh, &lk->ph, &lk->fw,
+						   &lk->pw };
+
+			lk->ip = ip;
+			for (int k = 0; k < 4; k++)
+				for (struct lc_req *r = ls[k]->h; r; r = r->next)
+					r->ip = ip;
+		}
+	}
+	free(old);
+	*out = ip;
+	return 0;
+}
+
+/* Resolves dentries, checks the tree and rebuilds derived structures. */
+static int load_link(struct loadctx *L)
+{
+	struct lc_state *s = L->s;
+	struct lc_inode **queue = NULL;
+	size_t qn = 0, qh = 0;
+	int e = -EINVAL;
+
+	for (size_t i = 0; i < L->pn; i++) {
+		struct lc_inode *c = lci_iget(s, L->pv[i].child);
+		struct lc_dent *d = L->pv[i].d;
+
+		if (!c || c == s->root ||
+		    (c->kind == LC_DIR && lci_first_name(c)))
+			return -EINVAL;
+		if (!lci_first_name(c)) {
+			if (rehome(s, c, d, &c))
+				return -ENOMEM;
+		} else {
+			if (!lci_iext(c))
+				return -ENOMEM;
+			lci_xd(d)->child = c;
+			lci_link_append(c, d);
+		}
+		if (c->kind == LC_DIR)
+			c->d0.dir->u.dir->nsub++;
+	}
+	/* Every directory must hang off the root: no cycles, no orphans. */
+	queue = malloc((s->inodes.n ? s->inodes.n : 1) * sizeof(*queue));
+	if (!queue)
+		return -ENOMEM;
+	queue[qn++] = s->root;
+	while (qh < qn) {
+		struct lc_dir *d = queue[qh++]->u.dir;
+
+		for (uint32_t i = 0; i < d->n; i++) {
+			struct lc_inode *c = lci_child(lci_slot_dent(d->v[i]));
+
+			if (c->kind == LC_DIR) {
+				if (qn >= s->inodes.n)
+					goto out;
+				queue[qn++] = c;
+			}
+		}
+	}
+	for (size_t i = 0; i < s->inodes.cap; i++)
+		for (struct lc_inode *ip = s->inodes.v[i]; ip; ip = ip->hnext) {
+			struct lc_iext *x = ip->x;
+
+			if (ip->kind == LC_DIR && ip != s->root &&
+			    !lci_first_name(ip))
+				goto out;
+			if (!lci_nlink(ip) && ip != s->root &&
+			    !lci_lk_busy(ip) && !(x && x->pins))
+				goto out;
+			/* A named ephemeral file of an ended session is an
+			 * orphan (lci_eph_orphan), marked so: its session's
+			 * id may be open again, and not for it. */
+			if (lci_nlink(ip) && x && x->ephemeral &&
+			    x->eph_session && !x->orphan &&
+			    !lci_sess(s, x->eph_session))
+				goto out;
+			if (x && x->was && lci_nlink(ip))
+				goto out;
+			/* Its directory, or a number that went (never reused). */
+			if (x && x->was && lci_iget(s, x->was_dir) &&
+			    lci_iget(s, x->was_dir)->kind != LC_DIR)
+				goto out;
+		}
+	/* Count reachable dirs: every dir must have been queued. */
+	{
+		size_t ndirs = 0;
+
+		for (size_t i = 0; i < s->inodes.cap; i++)
+			for (struct lc_inode *ip = s->inodes.v[i]; ip;
+			     ip = ip->hnext)
+				ndirs += ip->kind == LC_DIR;
+		if (ndirs != qn)
+			goto out;
+	}
+	e = 0;
+out:
+	free(queue);
+	return e;
+}
+
+/* Derived structures that depend on order: ttl heap and ephemeral lists
+ * are rebuilt in inode order, which is also their creation order. */
+static int load_derive(struct lc_state *s)
+{
+	struct lc_inode **iv;
+	size_t k = 0;
+
+	iv = malloc((s->inodes.n ? s->inodes.n : 1) * sizeof(*iv));
+	if (!iv)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->inodes.cap; i++)
+		for (struct lc_inode *ip = s->inodes.v[i]; ip; ip = ip->hnext)
+			iv[k++] = ip;
+	qsort(iv, k, sizeof(*iv), cmp_ino);
+	for (size_t i = 0; i < k; i++) {
+		struct lc_inode *ip = iv[i];
+
+		if (!ip->x || !lci_nlink(ip))
+			continue;
+		if (ip->x->ephemeral && ip->x->eph_session && !ip->x->orphan)
+			lci_eph_link(s, ip);
+		if (ip->x->ttl_s || ip->x->orphan) {
+			if (lci_heap_reserve(s)) {
+				free(iv);
+				return -ENOMEM;
+			}
+			lci_heap_update(s, ip);
+		}
+	}
+	free(iv);
+	return 0;
+}
+
+/* Builds a state from lc_state_save() bytes; anything else is -EINVAL. */
+int lc_state_load(const uint8_t *buf, size_t len, struct lc_state **out)
+{
+	struct loadctx L = { .r = { .p = buf, .n = len } };
+	struct rbuf *r = &L.r;
+	struct lc_state *s;
+	uint32_t ns;
+	uint64_t ni, prev = 0;
+	uint8_t *again = NULL;
+	size_t alen = 0;
+	int e = -EINVAL;
+
+	if (!out || (!buf && len))
+		return -EINVAL;
+	*out = NULL;
+	s = lc_state_new();
+	if (!s)
+		return -ENOMEM;
+	L.s = s;
+	if (r32(r) != ST_MAGIC || r32(r) != ST_VERSION)
+		goto undo_state;
+	s->applied = r64(r);
+	s->next_ino = r64(r);
+	s->next_token = r64(r);
+	s->next_qseq = r64(r);
+	s->grants = r64(r);
+	s->releases = r64(r);
+	s->expirations = r64(r);
+	s->interrupts = r64(r);
+	if (r->bad || s->next_ino < LC_INO_FIRST || !s->next_token ||
+	    !s->next_qseq)
+		goto undo_state;
+	ns = r32(r);
+	if (ns > rleft(r) / 25)
+		goto undo_state;
+	for (uint32_t i = 0; i < ns; i++) {
+		uint64_t id = r64(r);
+		uint32_t nl = r32(r);
+		const uint8_t *nm = rget(r, nl);
+		struct lc_sess *se;
+		uint32_t nd;
+		uint64_t last = 0;
+
+		if (r->bad || !id || nl > LC_PATH_MAX ||
+		    (s->sn && s->sv[s->sn - 1]->id >= id))
+			goto undo_state;
+		se = lci_sess_new(id, nm, nl);
+		if (!se) {
+			e = -ENOMEM;
+			goto undo_state;
+		}
+		if (lci_sess_insert(s, se)) {
+			lci_sess_free(se);
+			e = -ENOMEM;
+			goto undo_state;
+		}
+		se->has_serial = r8(r);
+		se->max_serial = r64(r);
+		nd = r32(r);
+		if (r->bad || se->has_serial > 1 || nd > LC_DEDUP_WINDOW ||
+		    (!se->has_serial && (se->max_serial || nd)))
+			goto undo_state;
+		for (uint32_t j = 0; j < nd; j++) {
+			uint64_t serial = r64(r);
+			struct lc_dedup *d = &se->win[serial % LC_DEDUP_WINDOW];
+
+			if (r->bad || (j && serial <= last) || d->used ||
+			    serial > se->max_serial)
+				goto undo_state;
+			last = serial;
+			d->used = 1;
+			d->serial = serial;
+			d->status = (int32_t)r32(r);
+			d->ino = r64(r);
+			d->token = r64(r);
+		}
+	}
+	ni = r64(r);
+	if (r->bad || ni == 0 || ni > rleft(r) / 40)
+		goto undo_state;
+	for (uint64_t i = 0; i < ni; i++) {
+		e = load_inode(&L, &prev);
+		if (e)
+			goto undo_state;
+	}
+	e = -EINVAL;
+	if (rleft(r) || r->bad)
+		goto undo_state;
+	e = load_link(&L);
+	if (e)
+		goto undo_state;
+	e = load_derive(s);
+	if (e)
+		goto undo_state;
+	e = lci_use_rebuild(s);
+	if (e)
+		goto undo_state;
+	/* Only the canonical encoding is accepted: re-encode and compare. */
+	e = lc_state_save(s, &again, &alen);
+	if (e)
+		goto undo_state;
+	if (alen != len || memcmp(again, buf, len)) {
+		e = -EINVAL;
+		goto undo_again;
+	}
+	free(again);
+	free(L.pv);
+	*out = s;
+	return 0;
+undo_again:
+	free(again);
+undo_state:
+	/* Dentries not yet linked to a child are only in the pending list
+	 * and the hash; lc_state_free() frees them through the hash. */
+	free(L.pv);
+	lc_state_free(s);
+	return e == -ENOMEM ? -ENOMEM : -EINVAL;
+}
+
