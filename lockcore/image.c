@@ -25,6 +25,13 @@
  * such file is unchanged, and an older reader refuses one that has it
  * (unknown flag). */
 
+/* Fewest bytes one record takes in an image, to refuse a count that the
+ * bytes left cannot hold before allocating for it. */
+#define IMG_SESS_MIN  25u              /* id, name length, serial, max, count */
+#define IMG_INODE_MIN 40u              /* well under an inode's fixed fields */
+#define IMG_DENT_MIN  19u              /* cookie, child, length, one byte */
+#define IMG_PIN_MIN   12u              /* session, count */
+
 /* ---- canonical serialization ----------------------------------------- */
 
 struct wbuf {
@@ -174,9 +181,10 @@ static void winode(struct wbuf *w, const struct lc_inode *ip)
 	w64(w, (uint64_t)ip->atime);
 	w64(w, (uint64_t)ip->mtime);
 	w64(w, (uint64_t)ip->ctime);
-	w8(w, (uint8_t)((x && x->ephemeral ? 1 : 0) | (lk ? 2 : 0) |
-			(x && x->pins ? 4 : 0) | (x && x->was ? 8 : 0) |
-			(x && x->orphan ? 16 : 0)));
+	w8(w, (uint8_t)((x && x->ephemeral ? LCI_IMG_EPHEMERAL : 0) |
+			(lk ? LCI_IMG_LOCKS : 0) | (x && x->pins ? LCI_IMG_PINS : 0) |
+			(x && x->was ? LCI_IMG_WAS : 0) |
+			(x && x->orphan ? LCI_IMG_ORPHAN : 0)));
 	w64(w, x ? x->eph_session : 0);
 	w64(w, x ? x->refresh_ns : 0);
 	w32(w, x ? x->ttl_s : 0);
@@ -483,7 +491,7 @@ static int load_pins(struct loadctx *L, struct lc_inode *ip)
 	uint32_t n = r32(r);
 	uint64_t last = 0;
 
-	if (r->bad || ip->kind != LC_REG || !n || n > rleft(r) / 12)
+	if (r->bad || ip->kind != LC_REG || !n || n > rleft(r) / IMG_PIN_MIN)
 		return -EINVAL;
 	if (!lci_iext(ip))
 		return -ENOMEM;
@@ -528,16 +536,15 @@ static int load_was(struct loadctx *L, struct lc_inode *ip)
 	return 0;
 }
 
-static int load_inode(struct loadctx *L, uint64_t *prev)
+/* The inode's number and kind: numbers increase and start with the root,
+ * which exists already; any other inode is made here and hashed. */
+static int load_ident(struct loadctx *L, uint64_t *prev, struct lc_inode **out)
 {
 	struct rbuf *r = &L->r;
 	struct lc_state *s = L->s;
 	struct lc_inode *ip;
 	uint64_t ino = r64(r);
-	uint8_t kind = r8(r), flags;
-	uint32_t nx, ttl, slots;
-	uint64_t eph, refresh;
-	int e = -EINVAL;
+	uint8_t kind = r8(r);
 
 	if (r->bad || kind < LC_DIR || kind > LC_LNK || ino <= *prev ||
 	    (ino != LC_INO_ROOT && (ino < LC_INO_FIRST || ino >= s->next_ino)) ||
@@ -546,45 +553,70 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 		return -EINVAL;
 	*prev = ino;
 	if (ino == LC_INO_ROOT) {
-		ip = s->root;
-	} else {
-		ip = lci_inode_new(ino, kind, 0);
-		if (!ip)
-			return -ENOMEM;
-		if (lci_itab_reserve(s, 1)) {
-			lci_inode_free(ip);
-			return -ENOMEM;
-		}
-		lci_iinsert(s, ip);
+		*out = s->root;
+		return 0;
 	}
+	ip = lci_inode_new(ino, kind, 0);
+	if (!ip)
+		return -ENOMEM;
+	if (lci_itab_reserve(s, 1)) {
+		lci_inode_free(ip);
+		return -ENOMEM;
+	}
+	lci_iinsert(s, ip);
+	*out = ip;
+	return 0;
+}
+
+/* Fixed attributes, the flag bits (enum lci_img_flag) and the ttl,
+ * slots and ephemeral fields, which need the rare-attribute block when
+ * any is set; *nx is the number of xattrs that follow. */
+static int load_attrs(struct loadctx *L, struct lc_inode *ip, uint8_t *flags,
+		      uint32_t *nx)
+{
+	struct rbuf *r = &L->r;
+	uint32_t ttl, slots;
+	uint64_t eph, refresh;
+	uint8_t f;
+
 	ip->mode = r16(r);
 	ip->uid = r32(r);
 	ip->gid = r32(r);
 	ip->atime = (int64_t)r64(r);
 	ip->mtime = (int64_t)r64(r);
 	ip->ctime = (int64_t)r64(r);
-	flags = r8(r);
+	*flags = f = r8(r);
 	eph = r64(r);
 	refresh = r64(r);
 	ttl = r32(r);
 	slots = r32(r);
-	nx = r32(r);
-	if (r->bad || (ip->mode & ~LCI_MODE_MASK) || (flags & ~31u) ||
-	    nx > LC_XATTR_PER_INODE || (kind != LC_REG && (slots || ttl)) ||
-	    (!(flags & 1) && eph) || ((flags & 16) && !eph))
+	*nx = r32(r);
+	if (r->bad || (ip->mode & ~LCI_MODE_MASK) ||
+	    (f & ~(uint32_t)LCI_IMG_ALL) || *nx > LC_XATTR_PER_INODE ||
+	    (ip->kind != LC_REG && (slots || ttl)) ||
+	    (!(f & LCI_IMG_EPHEMERAL) && eph) || ((f & LCI_IMG_ORPHAN) && !eph))
 		return -EINVAL;
-	if ((flags & 1) || eph || refresh || ttl || slots || nx) {
+	if ((f & LCI_IMG_EPHEMERAL) || eph || refresh || ttl || slots || *nx) {
 		struct lc_iext *x = lci_iext(ip);
 
 		if (!x)
 			return -ENOMEM;
-		x->ephemeral = flags & 1;
-		x->orphan = (flags & 16) != 0;
+		x->ephemeral = (f & LCI_IMG_EPHEMERAL) != 0;
+		x->orphan = (f & LCI_IMG_ORPHAN) != 0;
 		x->eph_session = eph;
 		x->refresh_ns = refresh;
 		x->ttl_s = ttl;
 		x->slots = slots;
 	}
+	return 0;
+}
+
+/* `nx` stored user xattrs: "user." names, never "user.cluck." ones. */
+static int load_xattrs(struct loadctx *L, struct lc_inode *ip, uint32_t nx)
+{
+	struct rbuf *r = &L->r;
+	int e;
+
 	for (uint32_t i = 0; i < nx; i++) {
 		uint16_t nl = r16(r);
 		const uint8_t *nm = rget(r, nl);
@@ -602,80 +634,118 @@ static int load_inode(struct loadctx *L, uint64_t *prev)
 		if (e)
 			return e == -ENOMEM ? -ENOMEM : -EINVAL;
 	}
-	if (kind == LC_DIR) {
-		struct lc_dir *d = ip->u.dir;
-		uint64_t lastc = 0;
-		uint32_t n;
+	return 0;
+}
 
-		d->next_cookie = r64(r);
-		n = r32(r);
-		if (r->bad || n > rleft(r) / 19 || !d->next_cookie ||
-		    d->next_cookie > LCI_COOKIE_MAX + 1)
-			return -EINVAL;
-		for (uint32_t i = 0; i < n; i++) {
-			uint64_t cookie = r64(r), child = r64(r);
-			uint16_t len = r16(r);
-			const char *nm = (const char *)rget(r, len);
-			struct lc_dent *de;
+/* One entry of directory ip, cookies increasing after *lastc, a valid
+ * name that is new in the directory and not reserved in the root. */
+static int load_dent(struct loadctx *L, struct lc_inode *ip, uint64_t *lastc)
+{
+	struct rbuf *r = &L->r;
+	struct lc_state *s = L->s;
+	struct lc_dir *d = ip->u.dir;
+	uint64_t cookie = r64(r), child = r64(r);
+	uint16_t len = r16(r);
+	const char *nm = (const char *)rget(r, len);
+	struct lc_dent *de;
 
-			if (r->bad || cookie <= lastc ||
-			    cookie >= d->next_cookie ||
-			    lc_name_check(nm, len) ||
-			    (ip == s->root &&
-			     ((len == 6 && !memcmp(nm, "status", 6)) ||
-			      (len == 11 && !memcmp(nm, "status.json", 11)) ||
-			      (len == 7 && !memcmp(nm, "metrics", 7)))) ||
-			    lci_dget(s, ip, nm, len))
-				return -EINVAL;
-			lastc = cookie;
-			/* A separate record for now: load_link() moves each
-			 * first name into its inode. */
-			de = lci_xdent_new(NULL, nm, len);
-			if (!de)
-				return -ENOMEM;
-			de->dir = ip;
-			de->ck |= cookie << 9;
-			if (lci_dtab_reserve(s, 1) || lci_dir_reserve(ip) ||
-			    pend_add(L, de, child)) {
-				lci_dent_free(de);
-				return -ENOMEM;
-			}
-			lci_dinsert(s, de);
-			d->v[d->n++] = lci_slot(de);
-			d->live++;
-		}
-	} else {
-		uint32_t sz = r32(r);
-		const uint8_t *p;
-
-		if (r->bad || sz > (kind == LC_REG ? LC_CONTENT_MAX
-						   : LC_PATH_MAX - 1) ||
-		    (kind == LC_LNK && !sz))
-			return -EINVAL;
-		p = rget(r, sz);
-		if (!p)
-			return -EINVAL;
-		if (sz) {
-			ip->u.data = malloc(sz);
-			if (!ip->u.data)
-				return -ENOMEM;
-			memcpy(ip->u.data, p, sz);
-		}
-		ip->size = sz;
+	if (r->bad || cookie <= *lastc || cookie >= d->next_cookie ||
+	    lc_name_check(nm, len) ||
+	    (ip == s->root && lc_reserved_name(nm, len)) ||
+	    lci_dget(s, ip, nm, len))
+		return -EINVAL;
+	*lastc = cookie;
+	/* A separate record for now: load_link() moves each first name into
+	 * its inode. */
+	de = lci_xdent_new(NULL, nm, len);
+	if (!de)
+		return -ENOMEM;
+	de->dir = ip;
+	de->ck |= cookie << LCI_CK_SHIFT;
+	if (lci_dtab_reserve(s, 1) || lci_dir_reserve(ip) ||
+	    pend_add(L, de, child)) {
+		lci_dent_free(de);
+		return -ENOMEM;
 	}
-	if (flags & 2) {
-		if (kind != LC_REG)
+	lci_dinsert(s, de);
+	d->v[d->n++] = lci_slot(de);
+	d->live++;
+	return 0;
+}
+
+/* A directory: its next cookie, then its live entries in cookie order. */
+static int load_dir(struct loadctx *L, struct lc_inode *ip)
+{
+	struct rbuf *r = &L->r;
+	struct lc_dir *d = ip->u.dir;
+	uint64_t lastc = 0;
+	uint32_t n;
+	int e;
+
+	d->next_cookie = r64(r);
+	n = r32(r);
+	if (r->bad || n > rleft(r) / IMG_DENT_MIN || !d->next_cookie ||
+	    d->next_cookie > LCI_COOKIE_MAX + 1)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if ((e = load_dent(L, ip, &lastc)))
+			return e;
+	return 0;
+}
+
+/* A regular file's content or a symlink's target (never empty). */
+static int load_content(struct loadctx *L, struct lc_inode *ip)
+{
+	struct rbuf *r = &L->r;
+	uint32_t sz = r32(r);
+	const uint8_t *p;
+
+	if (r->bad || sz > (ip->kind == LC_REG ? LC_CONTENT_MAX
+					       : LC_PATH_MAX - 1) ||
+	    (ip->kind == LC_LNK && !sz))
+		return -EINVAL;
+	p = rget(r, sz);
+	if (!p)
+		return -EINVAL;
+	if (sz) {
+		ip->u.data = malloc(sz);
+		if (!ip->u.data)
+			return -ENOMEM;
+		memcpy(ip->u.data, p, sz);
+	}
+	ip->size = sz;
+	return 0;
+}
+
+/* One inode as winode() wrote it: identity, attributes, xattrs, entries
+ * or content, then what its flag bits say follows. */
+static int load_inode(struct loadctx *L, uint64_t *prev)
+{
+	struct lc_inode *ip;
+	uint8_t flags;
+	uint32_t nx;
+	int e;
+
+	if ((e = load_ident(L, prev, &ip)) ||
+	    (e = load_attrs(L, ip, &flags, &nx)) ||
+	    (e = load_xattrs(L, ip, nx)))
+		return e;
+	e = ip->kind == LC_DIR ? load_dir(L, ip) : load_content(L, ip);
+	if (e)
+		return e;
+	if (flags & LCI_IMG_LOCKS) {
+		if (ip->kind != LC_REG)
 			return -EINVAL;
 		e = load_lk(L, ip);
 		if (e)
 			return e;
 	}
-	if (flags & 4) {
+	if (flags & LCI_IMG_PINS) {
 		e = load_pins(L, ip);
 		if (e)
 			return e;
 	}
-	if (flags & 8)
+	if (flags & LCI_IMG_WAS)
 		return load_was(L, ip);
 	return 0;
 }
@@ -699,7 +769,7 @@ static int rehome(struct lc_state *s, struct lc_inode *old, struct lc_dent *d,
 	memcpy(ip, old, offsetof(struct lc_inode, d0));
 	ip->d0cap = cap;
 	ip->hnext = NULL;
-	ip->d0.ck = (uint64_t)len | lci_dcookie(d) << 9;
+	ip->d0.ck = (uint64_t)len | lci_dcookie(d) << LCI_CK_SHIFT;
 	memcpy(lci_dname(&ip->d0), lci_dname(d), len);
 	ip->d0.dir = d->dir;
 	lci_iremove(s, old);
@@ -886,7 +956,7 @@ int lc_state_load(const uint8_t *buf, size_t len, struct lc_state **out)
 	    !s->next_qseq)
 		goto undo_state;
 	ns = r32(r);
-	if (ns > rleft(r) / 25)
+	if (ns > rleft(r) / IMG_SESS_MIN)
 		goto undo_state;
 	for (uint32_t i = 0; i < ns; i++) {
 		uint64_t id = r64(r);
@@ -931,7 +1001,7 @@ int lc_state_load(const uint8_t *buf, size_t len, struct lc_state **out)
 		}
 	}
 	ni = r64(r);
-	if (r->bad || ni == 0 || ni > rleft(r) / 40)
+	if (r->bad || ni == 0 || ni > rleft(r) / IMG_INODE_MIN)
 		goto undo_state;
 	for (uint64_t i = 0; i < ni; i++) {
 		e = load_inode(&L, &prev);

@@ -469,7 +469,7 @@ int lci_dir_add(struct lc_state *s, struct lc_inode *dir, struct lc_dent *d)
 
 	(void)s;
 	d->dir = dir;
-	d->ck = (d->ck & 0x1ffu) | dd->next_cookie++ << 9;
+	d->ck = (d->ck & LCI_CK_LOW) | dd->next_cookie++ << LCI_CK_SHIFT;
 	dd->v[dd->n++] = lci_slot(d);
 	dd->live++;
 	return 0;

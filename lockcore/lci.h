@@ -90,10 +90,13 @@ struct lc_iext {
 struct lc_dent {
 	struct lc_dent *hnext;         /* (parent ino, name) hash chain */
 	struct lc_inode *dir;          /* NULL: an unused embedded d0 */
-	uint64_t ck;                   /* cookie << 9 | LCI_DENT_SEP | len */
+	uint64_t ck;                   /* cookie << LCI_CK_SHIFT |
+	                                  LCI_DENT_SEP | len */
 };
 
 #define LCI_DENT_SEP   0x100u         /* part of an lc_xdent */
+#define LCI_CK_SHIFT   9              /* the cookie's place in ck */
+#define LCI_CK_LOW     0x1ffu         /* LCI_DENT_SEP | len */
 #define LCI_COOKIE_MAX ((UINT64_C(1) << 55) - 1)
 
 /* A name that is not its inode's embedded first name. */
@@ -110,7 +113,7 @@ static inline size_t lci_dlen(const struct lc_dent *d)
 
 static inline uint64_t lci_dcookie(const struct lc_dent *d)
 {
-	return d->ck >> 9;
+	return d->ck >> LCI_CK_SHIFT;
 }
 
 static inline char *lci_dname(const struct lc_dent *d)

@@ -68,9 +68,7 @@ static bool reserved(const struct lc_state *s, const struct lc_inode *dir,
 {
 	if (dir != s->root)
 		return false;
-	return (len == 6 && !memcmp(n, "status", 6)) ||
-	       (len == 11 && !memcmp(n, "status.json", 11)) ||
-	       (len == 7 && !memcmp(n, "metrics", 7));
+	return lc_reserved_name(n, len) != NULL;
 }
 
 static int getdir(const struct lc_state *s, uint64_t ino,
@@ -401,7 +399,7 @@ static void rn_commit(struct lc_state *s, struct renamed *rn,
 		lci_dir_add(s, dir, nd);
 	} else {
 		nd->dir = dir;
-		nd->ck = (nd->ck & 0x1ffu) | cookie << 9;
+		nd->ck = (nd->ck & LCI_CK_LOW) | cookie << LCI_CK_SHIFT;
 		dir->u.dir->v[slot] = lci_slot(nd);
 	}
 	lci_dinsert(s, nd);
