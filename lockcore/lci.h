@@ -426,16 +426,44 @@ void lci_use_add(struct lc_state *s, uint32_t uid, int64_t files, int64_t bytes)
 int64_t lci_use_bytes(const struct lc_inode *ip);
 int lci_use_rebuild(struct lc_state *s);
 
+/* ---- lkreq.c ---- */
+enum lci_drop_why { LCI_WHY_MERGE, LCI_WHY_RELEASE, LCI_WHY_EXPIRE,
+		    LCI_WHY_CLOSE };
+void lci_rl_append(struct lc_rlist *l, struct lc_req *r);
+void lci_req_attach(struct lc_state *s, struct lc_req *r);
+void lci_req_attach_after(struct lc_state *s, struct lc_req *h,
+			  struct lc_req *p);
+void lci_req_detach(struct lc_state *s, struct lc_req *r);
+void lci_drop_holder(struct lc_ctx *x, struct lc_req *r,
+		     enum lci_drop_why why);
+void lci_drop_waiter(struct lc_ctx *x, struct lc_req *r, int status);
+uint64_t lci_take_token(struct lc_ctx *x, struct lc_lk *lk);
+bool lci_same_owner(const struct lc_req *a, uint64_t session,
+		    uint64_t owner);
+bool lci_overlap(const struct lc_req *a, uint64_t start, uint64_t end);
+int lci_owner_session(const struct lc_ctx *x, uint64_t *sid);
+struct lc_req *lci_req_new(const struct lc_ctx *x, struct lc_inode *ip,
+			   uint64_t sid, bool posix);
+void lci_enqueue(struct lc_ctx *x, struct lc_req *r);
+
+/* ---- posix.c ---- */
+const struct lc_req *lci_px_holder_conflict(const struct lc_lk *lk,
+					    uint64_t session, uint64_t owner,
+					    uint8_t type, uint64_t start,
+					    uint64_t end);
+int lci_px_reserve(struct lc_state *s, size_t n);
+void lci_px_spares_free(struct lc_state *s);
+void lci_run_posix(struct lc_ctx *x, struct lc_lk *lk, uint64_t lo,
+		   uint64_t hi);
+int lci_setlk(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
+	      uint64_t *token);
+
 /* ---- locks.c ---- */
 int lci_lock_apply(struct lc_ctx *x, uint64_t *ino, uint64_t *token);
 int lci_cancel(struct lc_ctx *x, uint64_t *ino);
 int lci_session_drop(struct lc_ctx *x, struct lc_sess *se);
 int lci_run_queue(struct lc_ctx *x, struct lc_inode *ip);
-int lci_px_reserve(struct lc_state *s, size_t n);
-void lci_px_spares_free(struct lc_state *s);
 int lci_run_flock(struct lc_ctx *x, struct lc_inode *ip);
-void lci_req_attach(struct lc_state *s, struct lc_req *r);
-void lci_rl_append(struct lc_rlist *l, struct lc_req *r);
 
 /* ---- xattr.c ---- */
 int lci_xattr_put(struct lc_inode *ip, const char *name, size_t nlen,
