@@ -155,7 +155,7 @@ void lci_link_remove(struct lc_inode *ip, struct lc_dent *d)
 /* Puts the separate name `nd` where `od` is in the inode's list (first,
  * when od is the embedded name); the inode has its lc_iext. */
 void lci_link_replace(struct lc_inode *ip, struct lc_dent *od,
-			 struct lc_dent *nd)
+		      struct lc_dent *nd)
 {
 	struct lc_xdent **pp;
 
@@ -475,6 +475,7 @@ int lci_dir_add(struct lc_state *s, struct lc_inode *dir, struct lc_dent *d)
 	return 0;
 }
 
+/* The first slot whose cookie is after `after` (d->n when none is). */
 uint32_t lci_dir_find(const struct lc_dir *d, uint64_t after)
 {
 	uint32_t lo = 0, hi = d->n;
@@ -622,7 +623,7 @@ void lci_maybe_free(struct lc_state *s, struct lc_inode *ip)
  * listed by it (lc_former_name).  Nothing to allocate: the record is
  * reused, so removing a name never fails for it. */
 void lci_name_gone(struct lc_inode *c, const struct lc_inode *dir,
-		      struct lc_dent *d)
+		   struct lc_dent *d)
 {
 	d->dir = NULL;
 	d->hnext = NULL;

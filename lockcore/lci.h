@@ -318,8 +318,15 @@ static inline uint64_t lci_slot_cookie(struct lc_dslot sl)
 	return sl.v & 1u ? sl.v >> 1 : lci_dcookie(lci_slot_dent(sl));
 }
 
-/* Inode flag bits of the snapshot image (image.c): what follows the
- * inode's fixed fields and content.  Any other bit is refused. */
+/* The snapshot image (image.c writes it, image_load.c reads it). */
+#define LCI_IMG_MAGIC   0x5453434cu    /* "LCST" */
+#define LCI_IMG_VERSION 2u             /* 2: open-handle pins */
+
+/* Inode flag bits of the snapshot image: what follows the inode's fixed
+ * fields and content.  Any other bit is refused.  LCI_IMG_WAS and
+ * LCI_IMG_ORPHAN came without a version bump: a state with no such file
+ * is unchanged, and an older reader refuses one that has it (unknown
+ * flag). */
 enum lci_img_flag {
 	LCI_IMG_EPHEMERAL = 1u << 0,   /* lc_iext.ephemeral */
 	LCI_IMG_LOCKS     = 1u << 1,   /* lock state follows */
@@ -330,17 +337,20 @@ enum lci_img_flag {
 };
 
 /*
- * The files and who may call whom (one way, no circle):
+ * The files, top to bottom; each calls only files below it (no circle):
  *
- *   image.c                       snapshot image: save, hash, load
- *   state.c                       lc_state lifetime, lc_apply dispatch
- *   ns.c -> xattr.c -> locks.c    namespace / xattr / lock commands
- *   posix.c, lockq.c  (locks.c's POSIX ranges and lock queries)
- *   inode.c, usage.c              an inode's life / per-uid usage
- *   table.c, codec.c              hash tables, sessions, dedup,
- *                                 completions / the log format, names
- *
- * A file calls only the files on its own line's right or below it.
+ *   image_load.c   a state from a snapshot image (untrusted bytes)
+ *   image.c    canonical snapshot image: save, hash
+ *   state.c    lc_state lifetime, lc_apply dispatch, session open/close
+ *   ns.c       namespace commands (+ OPEN) and queries
+ *   xattr.c    xattrs: stored user ones, cluck ttl / slots
+ *   locks.c    flock and semaphores, lock commands, session drop, queries
+ *   posix.c    POSIX ranges: conflicts, merge/split, queue walk, SETLK
+ *   lkreq.c    lock request records: lists, counts, hashes, tokens, drop
+ *   inode.c    an inode's life: names, dirs, ttl heap and TICK,
+ *              ephemerals, pins, its lock state block
+ *   table.c usage.c codec.c   hash tables, sessions, dedup, completions /
+ *              per-uid usage / the log format, names, reserved names
  */
 
 /* ---- table.c ---- */
@@ -469,6 +479,9 @@ int lci_run_flock(struct lc_ctx *x, struct lc_inode *ip);
 int lci_xattr_put(struct lc_inode *ip, const char *name, size_t nlen,
 		  const void *val, size_t vlen, uint32_t flags);
 int lci_setxattr(struct lc_ctx *x, uint64_t *ino, bool remove);
+
+/* ---- image.c ---- */
+struct lc_inode **lci_inodes_sorted(const struct lc_state *s, size_t *n);
 
 /* ---- ns.c ---- */
 int lci_ns_apply(struct lc_ctx *x, uint64_t *ino);

@@ -259,7 +259,7 @@ bool lci_overlap(const struct lc_req *a, uint64_t start, uint64_t end)
 	return a->start <= end && start <= a->end;
 }
 
-/* ---- new requests ---------------------------------------------------------- */
+/* ---- new requests ------------------------------------------------------- */
 
 /* The session a lock command acts for (who.session, else its origin), if
  * it is open: -ENOLCK when not. */

@@ -1,11 +1,15 @@
 /*
- * lockcore/ns.c - the namespace: directories, files, symlinks, hard links,
- * rename, attributes, content, user xattrs, ephemeral files and their ttl
- * heap, plus the read-only namespace queries.
+ * lockcore/ns.c - the namespace commands: mkdir, create (ephemeral files
+ * and their ttl), symlink, hard links, unlink, rename, attributes,
+ * content and OPEN, their dispatch (xattrs in xattr.c), plus the
+ * read-only namespace queries.  An inode's own life (names, directories,
+ * expiry, pins) is inode.c's.
  *
  * Must never: read a clock (cmd->time_ns is the only time), do I/O, walk
- * all files for one operation, or change state before every allocation
- * the operation needs has succeeded (an -ENOMEM leaves the state as is).
+ * all files for one operation, let a command create, link, rename or
+ * remove a reserved root name (lc_reserved_name()), or change state
+ * before every allocation the operation needs has succeeded (an -ENOMEM
+ * leaves the state as is).
  */
 #include <errno.h>
 #include <stdlib.h>

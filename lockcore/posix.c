@@ -22,7 +22,8 @@ static bool px_conflict(const struct lc_req *h, uint64_t session,
 			uint64_t owner, uint8_t type, uint64_t start,
 			uint64_t end)
 {
-	return !lci_same_owner(h, session, owner) && lci_overlap(h, start, end) &&
+	return !lci_same_owner(h, session, owner) &&
+	       lci_overlap(h, start, end) &&
 	       (type == LC_WRLCK || h->type == LC_WRLCK);
 }
 
@@ -294,7 +295,7 @@ void lci_run_posix(struct lc_ctx *x, struct lc_lk *lk, uint64_t lo,
 		if (!full && !lci_overlap(r, w.lo, w.hi) && !walk_owner(&w, r))
 			continue;
 		if (lci_px_holder_conflict(lk, r->session, r->owner, r->type,
-				       r->start, r->end) ||
+					   r->start, r->end) ||
 		    px_queue_conflict(lk, r, r->session, r->owner, r->type,
 				      r->start, r->end)) {
 			if (!full && walk_can_stop(x->s, lk, &w, r))
@@ -361,8 +362,8 @@ int lci_setlk(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 		lci_run_posix(x, lk, c->start, c->end);
 		return 0;
 	}
-	if (!lci_px_holder_conflict(lk, sid, c->who.owner, c->lock_type, c->start,
-				c->end) &&
+	if (!lci_px_holder_conflict(lk, sid, c->who.owner, c->lock_type,
+				    c->start, c->end) &&
 	    !px_queue_conflict(lk, NULL, sid, c->who.owner, c->lock_type,
 			       c->start, c->end)) {
 		bool down = px_downgrades(lk, r);
