@@ -3,13 +3,12 @@
  * (embedded first name, further names, the former name of a file that
  * lives on), directories in cookie order, the ttl heap and expiry (TICK),
  * ephemeral files per session, open-handle pins, and the lock state block
- * hanging off the inode (its requests are locks.c's business).
+ * hanging off the inode (its requests are lkreq.c's business).
  *
  * It must never: read a clock (cmd->time_ns is the only time), do I/O,
  * walk all files for one operation, change state before every allocation
  * the operation needs has succeeded, or call into the files above it
- * (ns.c, xattr.c, locks.c, posix.c, state.c, image.c): it uses only
- * table.c and usage.c.
+ * (the map in lci.h): it uses only table.c and usage.c.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -323,7 +322,7 @@ void lci_heap_update(struct lc_state *s, struct lc_inode *ip)
 	hfix(s, ip->x->heap_idx);
 }
 
-/* The last lock or waiter of an inode went (locks.c): an expiry parked
+/* The last lock or waiter of an inode went (lkreq.c): an expiry parked
  * while it was locked is due again, at its own (past) deadline, so the
  * next TICK removes the file unless it is locked again by then. */
 void lci_expiry_unpark(struct lc_state *s, struct lc_inode *ip)

@@ -291,7 +291,7 @@ struct lc_state {
 	uint64_t grants, releases, expirations, interrupts;
 	uint64_t nholders, nwaiters;
 	/* Request records set aside before a command changes anything, for
-	 * the POSIX grants its queue walk may make (locks.c): a grant is
+	 * the POSIX grants its queue walk may make (posix.c): a grant is
 	 * never put off for want of memory on one replica only. */
 	struct lc_req *spares;
 	size_t nspares;

@@ -77,7 +77,7 @@ static void lk_track(struct lc_state *s, struct lc_lk *lk)
 		lk->lprev = lk->lnext = NULL;
 		lk->on_list = 0;
 	}
-	/* Unlocked: an expiry that waited for this is due (ns.c). */
+	/* Unlocked: an expiry that waited for this is due (inode.c). */
 	if (!busy)
 		lci_expiry_unpark(s, lk->ip);
 }

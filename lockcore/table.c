@@ -8,7 +8,7 @@
  * let hash-table layout or pointer values leak into anything observable
  * (nothing here lists or emits in table order), allocate anywhere but in
  * a *_reserve() or a new session (insert and remove cannot fail), or call
- * into the files above it (inode.c, ns.c, locks.c, state.c, image.c).
+ * into any other lockcore file (it is the bottom of the map in lci.h).
  */
 #include <errno.h>
 #include <stdlib.h>
