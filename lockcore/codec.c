@@ -198,3 +198,12 @@ const struct lc_reserved *lc_reserved_name(const char *name, size_t len)
 			return &lc_reserved[i];
 	return NULL;
 }
+
+/* Reserved inode lookup; see lc.h. */
+const struct lc_reserved *lc_reserved_ino(uint64_t ino)
+{
+	for (size_t i = 0; i < LC_RESERVED_N; i++)
+		if (lc_reserved[i].ino == ino)
+			return &lc_reserved[i];
+	return NULL;
+}

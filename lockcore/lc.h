@@ -278,6 +278,10 @@ extern const struct lc_reserved lc_reserved[LC_RESERVED_N];
  * the root (parent LC_INO_ROOT): the caller checks the parent. */
 const struct lc_reserved *lc_reserved_name(const char *name, size_t len);
 
+/* The entry whose inode number is `ino`, or NULL (a generated file's
+ * number is never one lockcore hands out: they are below LC_INO_FIRST). */
+const struct lc_reserved *lc_reserved_ino(uint64_t ino);
+
 /* ---- queries (read-only, local) ---------------------------------------- */
 
 enum lc_kind { LC_DIR = 1, LC_REG = 2, LC_LNK = 3 };
