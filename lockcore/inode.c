@@ -203,7 +203,6 @@ void lci_inode_free(struct lc_inode *ip)
 	free(ip);
 }
 
-
 /* ---- ttl heap ------------------------------------------------------------ */
 
 static uint64_t deadline(const struct lc_inode *ip)
@@ -685,7 +684,6 @@ int lci_remove_all_names(struct lc_state *s, struct lc_inode *ip,
 	lci_dent_unlink(s, last, now);
 	return goes;
 }
-
 
 /* ---- lock state block -------------------------------------------------- */
 

@@ -14,7 +14,7 @@
 
 #include "lockcore/lci.h"
 
-/* ---- flock --------------------------------------------------------------- */
+/* ---- flock queue walk ---------------------------------------------------- */
 
 static uint32_t slots_of(const struct lc_inode *ip)
 {
@@ -28,8 +28,6 @@ static bool fl_fits(const struct lc_lk *lk, uint32_t slots, uint8_t type)
 		return lk->nfl_sh + lk->nfl_ex == 0;
 	return lk->nfl_ex == 0 && (!slots || lk->nfl_sh < slots);
 }
-
-/* ---- queue walk ---------------------------------------------------------- */
 
 static void grant_flock(struct lc_ctx *x, struct lc_lk *lk, struct lc_req *r)
 {
@@ -55,7 +53,6 @@ static void run_flock(struct lc_ctx *x, struct lc_lk *lk)
 	while ((r = lk->fw.h) && fl_fits(lk, slots, r->type))
 		grant_flock(x, lk, r);
 }
-
 
 /* Settles both queues of an inode after any change (slots, session end):
  * the POSIX queue is looked at as a whole. */

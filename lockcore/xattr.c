@@ -239,7 +239,6 @@ done:
 	return r;
 }
 
-
 /* Stored user xattr value. */
 int lc_xattr_get(const struct lc_state *s, uint64_t ino, const char *name,
 		 const void **value, size_t *len)
