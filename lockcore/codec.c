@@ -1,6 +1,6 @@
 /*
- * lockcore/codec.c - the replicated-log wire format of lc_cmd, and name
- * validation.
+ * lockcore/codec.c - the replicated-log wire format of lc_cmd, name
+ * validation and the table of reserved names.
  *
  * Format (little-endian), version 1:
  *   u8 version, u8 type, then the fixed fields in struct order (see
@@ -181,4 +181,29 @@ int lc_name_check(const char *name, size_t len)
 	if (memchr(name, '/', len) || memchr(name, 0, len))
 		return -EINVAL;
 	return 0;
+}
+
+const struct lc_reserved lc_reserved[LC_RESERVED_N] = {
+	{ "status", LC_INO_STATUS },
+	{ "status.json", LC_INO_STATUS_JSON },
+	{ "metrics", LC_INO_METRICS },
+};
+
+/* Reserved name lookup; see lc.h. */
+const struct lc_reserved *lc_reserved_name(const char *name, size_t len)
+{
+	for (size_t i = 0; i < LC_RESERVED_N; i++)
+		if (strlen(lc_reserved[i].name) == len &&
+		    !memcmp(lc_reserved[i].name, name, len))
+			return &lc_reserved[i];
+	return NULL;
+}
+
+/* Reserved inode lookup; see lc.h. */
+const struct lc_reserved *lc_reserved_ino(uint64_t ino)
+{
+	for (size_t i = 0; i < LC_RESERVED_N; i++)
+		if (lc_reserved[i].ino == ino)
+			return &lc_reserved[i];
+	return NULL;
 }

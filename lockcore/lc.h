@@ -262,6 +262,26 @@ int lc_cmd_decode(const uint8_t *buf, size_t len, struct lc_cmd *cmd);
  * '/' or NUL, -ENAMETOOLONG beyond LC_NAME_MAX. */
 int lc_name_check(const char *name, size_t len);
 
+/* The names in the root directory that the front end serves as generated
+ * files, each with its fixed inode number: no command may create, link,
+ * rename or remove them (-EPERM), and a snapshot image holding one in the
+ * root is refused.  This table is the only list of them. */
+struct lc_reserved {
+	const char *name;              /* NUL-terminated */
+	uint64_t ino;                  /* LC_INO_STATUS... */
+};
+#define LC_RESERVED_N 3u
+extern const struct lc_reserved lc_reserved[LC_RESERVED_N];
+
+/* The entry of `name` (`len` bytes, not NUL-terminated necessarily) in
+ * lc_reserved[], or NULL when it is not one of them.  Reserved only in
+ * the root (parent LC_INO_ROOT): the caller checks the parent. */
+const struct lc_reserved *lc_reserved_name(const char *name, size_t len);
+
+/* The entry whose inode number is `ino`, or NULL (a generated file's
+ * number is never one lockcore hands out: they are below LC_INO_FIRST). */
+const struct lc_reserved *lc_reserved_ino(uint64_t ino);
+
 /* ---- queries (read-only, local) ---------------------------------------- */
 
 enum lc_kind { LC_DIR = 1, LC_REG = 2, LC_LNK = 3 };

@@ -90,10 +90,13 @@ struct lc_iext {
 struct lc_dent {
 	struct lc_dent *hnext;         /* (parent ino, name) hash chain */
 	struct lc_inode *dir;          /* NULL: an unused embedded d0 */
-	uint64_t ck;                   /* cookie << 9 | LCI_DENT_SEP | len */
+	uint64_t ck;                   /* cookie << LCI_CK_SHIFT |
+	                                  LCI_DENT_SEP | len */
 };
 
 #define LCI_DENT_SEP   0x100u         /* part of an lc_xdent */
+#define LCI_CK_SHIFT   9              /* the cookie's place in ck */
+#define LCI_CK_LOW     0x1ffu         /* LCI_DENT_SEP | len */
 #define LCI_COOKIE_MAX ((UINT64_C(1) << 55) - 1)
 
 /* A name that is not its inode's embedded first name. */
@@ -110,7 +113,7 @@ static inline size_t lci_dlen(const struct lc_dent *d)
 
 static inline uint64_t lci_dcookie(const struct lc_dent *d)
 {
-	return d->ck >> 9;
+	return d->ck >> LCI_CK_SHIFT;
 }
 
 static inline char *lci_dname(const struct lc_dent *d)
@@ -265,15 +268,19 @@ struct lc_use {
 	uint64_t files, bytes;
 };
 
+/* A chained hash table of intrusive entries (table.c): cap buckets (0 or
+ * a power of two), n entries, load kept <= 2 by the *_reserve() calls. */
+struct lci_htab {
+	void **v;
+	size_t cap, n;
+};
+
 struct lc_state {
-	struct lc_inode **itab;
-	size_t icap, icount;
-	struct lc_dent **dtab;
-	size_t dcap, dcount;
-	struct lc_req **rtab;
-	size_t rcap, rcount;
-	struct lc_req **otab;          /* flock records by owner */
-	size_t ocap, ocount;
+	struct lci_htab inodes;        /* lc_inode by ino */
+	struct lci_htab dents;         /* lc_dent by (parent ino, name) */
+	struct lci_htab reqs;          /* lc_req by (origin, serial) */
+	struct lci_htab owners;        /* flock records and queued POSIX
+	                                  requests by (ino, session, owner) */
 	struct lc_sess **sv;           /* sorted by id */
 	size_t sn, scap;
 	struct lc_inode **heap;        /* ttl min-heap by (deadline, ino) */
@@ -284,7 +291,7 @@ struct lc_state {
 	uint64_t grants, releases, expirations, interrupts;
 	uint64_t nholders, nwaiters;
 	/* Request records set aside before a command changes anything, for
-	 * the POSIX grants its queue walk may make (locks.c): a grant is
+	 * the POSIX grants its queue walk may make (posix.c): a grant is
 	 * never put off for want of memory on one replica only. */
 	struct lc_req *spares;
 	size_t nspares;
@@ -311,7 +318,42 @@ static inline uint64_t lci_slot_cookie(struct lc_dslot sl)
 	return sl.v & 1u ? sl.v >> 1 : lci_dcookie(lci_slot_dent(sl));
 }
 
-/* ---- state.c ---- */
+/* The snapshot image (image.c writes it, image_load.c reads it). */
+#define LCI_IMG_MAGIC   0x5453434cu    /* "LCST" */
+#define LCI_IMG_VERSION 2u             /* 2: open-handle pins */
+
+/* Inode flag bits of the snapshot image: what follows the inode's fixed
+ * fields and content.  Any other bit is refused.  LCI_IMG_WAS and
+ * LCI_IMG_ORPHAN came without a version bump: a state with no such file
+ * is unchanged, and an older reader refuses one that has it (unknown
+ * flag). */
+enum lci_img_flag {
+	LCI_IMG_EPHEMERAL = 1u << 0,   /* lc_iext.ephemeral */
+	LCI_IMG_LOCKS     = 1u << 1,   /* lock state follows */
+	LCI_IMG_PINS      = 1u << 2,   /* open-handle pins follow */
+	LCI_IMG_WAS       = 1u << 3,   /* a former name follows */
+	LCI_IMG_ORPHAN    = 1u << 4,   /* lc_iext.orphan */
+	LCI_IMG_ALL       = (1u << 5) - 1
+};
+
+/*
+ * The files, top to bottom; each calls only files below it (no circle):
+ *
+ *   image_load.c   a state from a snapshot image (untrusted bytes)
+ *   image.c    canonical snapshot image: save, hash
+ *   state.c    lc_state lifetime, lc_apply dispatch, session open/close
+ *   ns.c       namespace commands (+ OPEN) and queries
+ *   xattr.c    xattrs: stored user ones, cluck ttl / slots
+ *   locks.c    flock and semaphores, lock commands, session drop, queries
+ *   posix.c    POSIX ranges: conflicts, merge/split, queue walk, SETLK
+ *   lkreq.c    lock request records: lists, counts, hashes, tokens, drop
+ *   inode.c    an inode's life: names, dirs, ttl heap and TICK,
+ *              ephemerals, pins, its lock state block
+ *   table.c usage.c codec.c   hash tables, sessions, dedup, completions /
+ *              per-uid usage / the log format, names, reserved names
+ */
+
+/* ---- table.c ---- */
 uint64_t lci_fnv(uint64_t h, const void *p, size_t n);
 struct lc_inode *lci_iget(const struct lc_state *s, uint64_t ino);
 int lci_itab_reserve(struct lc_state *s, size_t extra);
@@ -334,21 +376,32 @@ struct lc_req *lci_ofind(const struct lc_state *s, uint64_t ino,
 			 uint64_t session, uint64_t owner, bool posix);
 struct lc_req *lci_onext(const struct lc_req *r, bool posix);
 struct lc_sess *lci_sess(const struct lc_state *s, uint64_t id);
+struct lc_sess *lci_sess_new(uint64_t id, const void *name, size_t len);
+void lci_sess_free(struct lc_sess *se);
+int lci_sess_insert(struct lc_state *s, struct lc_sess *se);
+void lci_sess_remove(struct lc_state *s, struct lc_sess *se);
 struct lc_dedup *lci_dedup_find(struct lc_sess *se, uint64_t serial);
+void lci_dedup_store(struct lc_sess *se, uint64_t serial, int status,
+		     uint64_t ino, uint64_t token);
 void lci_req_done(struct lc_state *s, uint64_t origin, uint64_t serial,
 		  int status, uint64_t token);
 int lci_emit(struct lc_ctx *x, uint64_t origin, uint64_t serial, int status,
 	     uint64_t ino, uint64_t token);
 int lci_out_reserve(struct lc_out *o, size_t extra);
-void lci_inode_free(struct lc_inode *ip);
 
-/* ---- ns.c ---- */
-int lci_ns_apply(struct lc_ctx *x, uint64_t *ino);
+/* ---- inode.c ---- */
+struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind, size_t namecap);
+void lci_inode_free(struct lc_inode *ip);
+uint32_t lci_nlink(const struct lc_inode *ip);
 void lci_attr(const struct lc_inode *ip, struct lc_attr *a);
 struct lc_iext *lci_iext(struct lc_inode *ip);
-int lci_remove_all_names(struct lc_state *s, struct lc_inode *ip,
-			 int64_t now);
-void lci_maybe_free(struct lc_state *s, struct lc_inode *ip);
+struct lc_dent *lci_xdent_new(struct lc_inode *child, const char *name,
+			      size_t len);
+void lci_dent_free(struct lc_dent *d);
+void lci_link_append(struct lc_inode *ip, struct lc_dent *d);
+void lci_link_remove(struct lc_inode *ip, struct lc_dent *d);
+void lci_link_replace(struct lc_inode *ip, struct lc_dent *od,
+		      struct lc_dent *nd);
 int lci_tick(struct lc_ctx *x);
 void lci_heap_update(struct lc_state *s, struct lc_inode *ip);
 void lci_heap_remove(struct lc_state *s, struct lc_inode *ip);
@@ -360,19 +413,22 @@ void lci_eph_unlink(struct lc_state *s, struct lc_inode *ip);
 void lci_eph_link(struct lc_state *s, struct lc_inode *ip);
 int lci_dir_add(struct lc_state *s, struct lc_inode *dir, struct lc_dent *d);
 int lci_dir_reserve(struct lc_inode *dir);
-struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind, size_t namecap);
-uint32_t lci_nlink(const struct lc_inode *ip);
-struct lc_dent *lci_xdent_new(struct lc_inode *child, const char *name,
-			      size_t len);
-void lci_dent_free(struct lc_dent *d);
-int lci_xattr_put(struct lc_inode *ip, const char *name, size_t nlen,
-		  const void *val, size_t vlen, uint32_t flags);
-void lci_link_append(struct lc_inode *ip, struct lc_dent *d);
+uint32_t lci_dir_find(const struct lc_dir *d, uint64_t after);
 uint32_t lci_dir_slot(const struct lc_dir *d, const struct lc_dent *e);
+void lci_dir_tomb(struct lc_dir *d, uint32_t i);
 struct lc_pin *lci_pin_find(const struct lc_inode *ip, uint64_t session);
 void lci_pin_link(struct lc_state *s, struct lc_inode *ip, struct lc_pin *p);
 void lci_pin_drop(struct lc_state *s, struct lc_pin *p);
 void lci_pin_put(struct lc_state *s, struct lc_inode *ip, uint64_t session);
+void lci_maybe_free(struct lc_state *s, struct lc_inode *ip);
+void lci_name_gone(struct lc_inode *c, const struct lc_inode *dir,
+		   struct lc_dent *d);
+void lci_dent_unlink(struct lc_state *s, struct lc_dent *d, int64_t now);
+int lci_remove_all_names(struct lc_state *s, struct lc_inode *ip,
+			 int64_t now);
+struct lc_lk *lci_lk_get(struct lc_state *s, struct lc_inode *ip);
+bool lci_lk_busy(const struct lc_inode *ip);
+void lci_lk_free(struct lc_state *s, struct lc_inode *ip);
 
 /* ---- usage.c ---- */
 int lci_use_reserve(struct lc_state *s, uint32_t uid);
@@ -380,18 +436,54 @@ void lci_use_add(struct lc_state *s, uint32_t uid, int64_t files, int64_t bytes)
 int64_t lci_use_bytes(const struct lc_inode *ip);
 int lci_use_rebuild(struct lc_state *s);
 
+/* ---- lkreq.c ---- */
+enum lci_drop_why { LCI_WHY_MERGE, LCI_WHY_RELEASE, LCI_WHY_EXPIRE,
+		    LCI_WHY_CLOSE };
+void lci_rl_append(struct lc_rlist *l, struct lc_req *r);
+void lci_req_attach(struct lc_state *s, struct lc_req *r);
+void lci_req_attach_after(struct lc_state *s, struct lc_req *h,
+			  struct lc_req *p);
+void lci_req_detach(struct lc_state *s, struct lc_req *r);
+void lci_drop_holder(struct lc_ctx *x, struct lc_req *r,
+		     enum lci_drop_why why);
+void lci_drop_waiter(struct lc_ctx *x, struct lc_req *r, int status);
+uint64_t lci_take_token(struct lc_ctx *x, struct lc_lk *lk);
+bool lci_same_owner(const struct lc_req *a, uint64_t session,
+		    uint64_t owner);
+bool lci_overlap(const struct lc_req *a, uint64_t start, uint64_t end);
+int lci_owner_session(const struct lc_ctx *x, uint64_t *sid);
+struct lc_req *lci_req_new(const struct lc_ctx *x, struct lc_inode *ip,
+			   uint64_t sid, bool posix);
+void lci_enqueue(struct lc_ctx *x, struct lc_req *r);
+
+/* ---- posix.c ---- */
+const struct lc_req *lci_px_holder_conflict(const struct lc_lk *lk,
+					    uint64_t session, uint64_t owner,
+					    uint8_t type, uint64_t start,
+					    uint64_t end);
+int lci_px_reserve(struct lc_state *s, size_t n);
+void lci_px_spares_free(struct lc_state *s);
+void lci_run_posix(struct lc_ctx *x, struct lc_lk *lk, uint64_t lo,
+		   uint64_t hi);
+int lci_setlk(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
+	      uint64_t *token);
+
 /* ---- locks.c ---- */
 int lci_lock_apply(struct lc_ctx *x, uint64_t *ino, uint64_t *token);
 int lci_cancel(struct lc_ctx *x, uint64_t *ino);
 int lci_session_drop(struct lc_ctx *x, struct lc_sess *se);
-void lci_lk_free(struct lc_state *s, struct lc_inode *ip);
-bool lci_lk_busy(const struct lc_inode *ip);
 int lci_run_queue(struct lc_ctx *x, struct lc_inode *ip);
-int lci_px_reserve(struct lc_state *s, size_t n);
-void lci_px_spares_free(struct lc_state *s);
 int lci_run_flock(struct lc_ctx *x, struct lc_inode *ip);
-void lci_req_attach(struct lc_state *s, struct lc_req *r);
-struct lc_lk *lci_lk_get(struct lc_state *s, struct lc_inode *ip);
-void lci_rl_append(struct lc_rlist *l, struct lc_req *r);
+
+/* ---- xattr.c ---- */
+int lci_xattr_put(struct lc_inode *ip, const char *name, size_t nlen,
+		  const void *val, size_t vlen, uint32_t flags);
+int lci_setxattr(struct lc_ctx *x, uint64_t *ino, bool remove);
+
+/* ---- image.c ---- */
+struct lc_inode **lci_inodes_sorted(const struct lc_state *s, size_t *n);
+
+/* ---- ns.c ---- */
+int lci_ns_apply(struct lc_ctx *x, uint64_t *ino);
 
 #endif /* CLUCK_LCI_H */

@@ -1,7 +1,7 @@
 /*
- * lockcore/locks.c - flock and POSIX byte-range locks: holders, FIFO wait
- * queues without writer starvation, semaphores (slots), fencing tokens,
- * cancel/release/flush, session drop, and the lock queries.
+ * lockcore/locks.c - flock locks and semaphores (slots), the lock
+ * commands (FLOCK, SETLK via posix.c, RELEASE, FLUSH, CANCEL), session
+ * drop, and the lock queries.
  *
  * Must never: read a clock (cmd->time_ns is the only time), iterate
  * anything whose order depends on pointers or hash layout when that order
@@ -14,334 +14,7 @@
 
 #include "lockcore/lci.h"
 
-enum drop_why { WHY_MERGE, WHY_RELEASE, WHY_EXPIRE, WHY_CLOSE };
-
-/* ---- lists and bookkeeping ---------------------------------------------- */
-
-/* Appends to an inode request list. */
-void lci_rl_append(struct lc_rlist *l, struct lc_req *r)
-{
-	r->next = NULL;
-	r->prev = l->t;
-	if (l->t)
-		l->t->next = r;
-	else
-		l->h = r;
-	l->t = r;
-}
-
-static void rl_insert_after(struct lc_rlist *l, struct lc_req *a,
-			    struct lc_req *r)
-{
-	r->prev = a;
-	r->next = a->next;
-	if (a->next)
-		a->next->prev = r;
-	else
-		l->t = r;
-	a->next = r;
-}
-
-static void rl_remove(struct lc_rlist *l, struct lc_req *r)
-{
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		l->h = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
-	else
-		l->t = r->prev;
-	r->prev = r->next = NULL;
-}
-
-/* Lock state of an inode, created on first use (NULL on ENOMEM).  It
- * lives in the rare-attribute block: most files are never locked. */
-struct lc_lk *lci_lk_get(struct lc_state *s, struct lc_inode *ip)
-{
-	struct lc_iext *x = lci_iext(ip);
-
-	(void)s;
-	if (!x)
-		return NULL;
-	if (!x->lk) {
-		x->lk = calloc(1, sizeof(*x->lk));
-		if (x->lk)
-			x->lk->ip = ip;
-	}
-	return x->lk;
-}
-
-/* Has the inode any holder or waiter? */
-bool lci_lk_busy(const struct lc_inode *ip)
-{
-	const struct lc_lk *lk = LCI_LK(ip);
-
-	return lk && (lk->fh.h || lk->ph.h || lk->fw.h || lk->pw.h);
-}
-
-/* Frees an inode's lock state and requests without any bookkeeping: only
- * for teardown, or when the lock state is idle. */
-void lci_lk_free(struct lc_state *s, struct lc_inode *ip)
-{
-	struct lc_lk *lk = LCI_LK(ip);
-	struct lc_rlist *ls[4];
-
-	(void)s;
-	if (!lk)
-		return;
-	ls[0] = &lk->fh;
-	ls[1] = &lk->ph;
-	ls[2] = &lk->fw;
-	ls[3] = &lk->pw;
-	for (int i = 0; i < 4; i++) {
-		struct lc_req *r = ls[i]->h;
-
-		while (r) {
-			struct lc_req *n = r->next;
-
-			free(r);
-			r = n;
-		}
-	}
-	free(lk);
-	ip->x->lk = NULL;
-}
-
-/* Keeps the state's list of locked inodes in step with the lists. */
-static void lk_track(struct lc_state *s, struct lc_lk *lk)
-{
-	bool busy = lci_lk_busy(lk->ip);
-
-	if (busy && !lk->on_list) {
-		lk->lprev = NULL;
-		lk->lnext = s->locked;
-		if (s->locked)
-			s->locked->lprev = lk;
-		s->locked = lk;
-		lk->on_list = 1;
-	} else if (!busy && lk->on_list) {
-		if (lk->lprev)
-			lk->lprev->lnext = lk->lnext;
-		else
-			s->locked = lk->lnext;
-		if (lk->lnext)
-			lk->lnext->lprev = lk->lprev;
-		lk->lprev = lk->lnext = NULL;
-		lk->on_list = 0;
-	}
-	/* Unlocked: an expiry that waited for this is due (ns.c). */
-	if (!busy)
-		lci_expiry_unpark(s, lk->ip);
-}
-
-static struct lc_rlist *req_list(struct lc_lk *lk, const struct lc_req *r)
-{
-	if (r->waiting)
-		return r->posix ? &lk->pw : &lk->fw;
-	return r->posix ? &lk->ph : &lk->fh;
-}
-
-static void count(struct lc_state *s, struct lc_lk *lk,
-		  const struct lc_req *r, int d)
-{
-	uint32_t ud = (uint32_t)d;
-
-	if (r->waiting) {
-		s->nwaiters += (uint64_t)(int64_t)d;
-		if (r->posix) {
-			lk->npx_w += ud;
-		} else {
-			lk->nfl_w += ud;
-			if (r->type == LC_WRLCK)
-				lk->nfl_wx += ud;
-		}
-	} else {
-		s->nholders += (uint64_t)(int64_t)d;
-		if (r->posix)
-			lk->npx_h += ud;
-		else if (r->type == LC_WRLCK)
-			lk->nfl_ex += ud;
-		else
-			lk->nfl_sh += ud;
-	}
-}
-
-static void sess_link(struct lc_state *s, struct lc_req *r)
-{
-	struct lc_sess *se = lci_sess(s, r->session);
-
-	r->sprev = NULL;
-	r->snext = NULL;
-	if (!se)
-		return;
-	r->snext = se->reqs;
-	if (se->reqs)
-		se->reqs->sprev = r;
-	se->reqs = r;
-	se->nreqs++;
-}
-
-static void sess_unlink(struct lc_state *s, struct lc_req *r)
-{
-	struct lc_sess *se = lci_sess(s, r->session);
-
-	if (r->sprev)
-		r->sprev->snext = r->snext;
-	else if (se && se->reqs == r)
-		se->reqs = r->snext;
-	if (r->snext)
-		r->snext->sprev = r->sprev;
-	r->sprev = r->snext = NULL;
-	if (se)
-		se->nreqs--;
-}
-
-/* Attaches a filled request at the end of its list (the rtab has room). */
-void lci_req_attach(struct lc_state *s, struct lc_req *r)
-{
-	struct lc_lk *lk = LCI_LK(r->ip);
-
-	lci_rl_append(req_list(lk, r), r);
-	count(s, lk, r, 1);
-	sess_link(s, r);
-	lci_rinsert(s, r);
-	if (!r->posix || r->waiting)
-		lci_oinsert(s, r);
-	lk_track(s, lk);
-}
-
-static void req_detach(struct lc_state *s, struct lc_req *r)
-{
-	struct lc_lk *lk = LCI_LK(r->ip);
-
-	rl_remove(req_list(lk, r), r);
-	count(s, lk, r, -1);
-	sess_unlink(s, r);
-	lci_rremove(s, r);
-	if (!r->posix || r->waiting)
-		lci_oremove(s, r);
-	lk_track(s, lk);
-}
-
-static void ewma_add(struct lc_lk *lk, uint64_t since, uint64_t now)
-{
-	uint64_t ms = now > since ? (now - since) / 1000000u : 0;
-
-	if (ms > 1000000000000ull)
-		ms = 1000000000000ull;
-	if (!lk->has_ewma) {
-		lk->ewma_ms = ms;
-		lk->has_ewma = 1;
-	} else {
-		lk->ewma_ms = (3 * lk->ewma_ms + ms) / 4;
-	}
-}
-
-/* Removes and frees a holder record. */
-static void drop_holder(struct lc_ctx *x, struct lc_req *r, enum drop_why why)
-{
-	struct lc_state *s = x->s;
-
-	if (why != WHY_MERGE)
-		ewma_add(LCI_LK(r->ip), r->since_ns, x->now);
-	if (why == WHY_RELEASE)
-		s->releases++;
-	else if (why == WHY_EXPIRE)
-		s->expirations++;
-	req_detach(s, r);
-	free(r);
-}
-
-/* Removes a queued request, answering it with `status`. */
-static void drop_waiter(struct lc_ctx *x, struct lc_req *r, int status)
-{
-	lci_emit(x, r->origin, r->serial, status, r->ip->ino, 0);
-	lci_req_done(x->s, r->origin, r->serial, status, 0);
-	req_detach(x->s, r);
-	free(r);
-}
-
-/* The token of a grant is the log position of the command that made it,
- * shifted left by LC_TOKEN_SHIFT, plus how many grants that same command
- * made before it: strictly increasing because log positions are, and
- * readable (token >> LC_TOKEN_SHIFT is the index).  The counter is the
- * floor, should one command ever make 2^LC_TOKEN_SHIFT grants. */
-static uint64_t take_token(struct lc_ctx *x, struct lc_lk *lk)
-{
-	struct lc_state *s = x->s;
-	uint64_t t = x->index << LC_TOKEN_SHIFT;
-
-	if (t < s->next_token)
-		t = s->next_token;
-	s->next_token = t + 1;
-
-	lk->last_token = t;
-	s->grants++;
-	return t;
-}
-
-/* ---- conflicts ------------------------------------------------------------ */
-
-static bool same_owner(const struct lc_req *a, uint64_t session,
-		       uint64_t owner)
-{
-	return a->session == session && a->owner == owner;
-}
-
-static bool overlap(const struct lc_req *a, uint64_t start, uint64_t end)
-{
-	return a->start <= end && start <= a->end;
-}
-
-static bool px_conflict(const struct lc_req *h, uint64_t session,
-			uint64_t owner, uint8_t type, uint64_t start,
-			uint64_t end)
-{
-	return !same_owner(h, session, owner) && overlap(h, start, end) &&
-	       (type == LC_WRLCK || h->type == LC_WRLCK);
-}
-
-static const struct lc_req *px_holder_conflict(const struct lc_lk *lk,
-					       uint64_t session, uint64_t owner,
-					       uint8_t type, uint64_t start,
-					       uint64_t end)
-{
-	for (const struct lc_req *h = lk->ph.h; h; h = h->next)
-		if (px_conflict(h, session, owner, type, start, end))
-			return h;
-	return NULL;
-}
-
-/* Does a lock held by (session, owner) stand in the way of waiter w? */
-static bool px_waits_for(const struct lc_lk *lk, const struct lc_req *w,
-			 uint64_t session, uint64_t owner)
-{
-	for (const struct lc_req *h = lk->ph.h; h; h = h->next)
-		if (same_owner(h, session, owner) &&
-		    px_conflict(h, w->session, w->owner, w->type, w->start,
-				w->end))
-			return true;
-	return false;
-}
-
-/*
- * Any queued POSIX request before `stop` (NULL: all) in conflict?  FIFO
- * keeps a later request from overtaking an earlier one, except that an
- * owner never queues behind a waiter that is waiting for that owner's own
- * locks: the waiter cannot go first anyway, and queueing would deadlock
- * the two (Linux grants such a re-lock or upgrade at once).
- */
-static bool px_queue_conflict(const struct lc_lk *lk, const struct lc_req *stop,
-			      uint64_t session, uint64_t owner, uint8_t type,
-			      uint64_t start, uint64_t end)
-{
-	for (const struct lc_req *w = lk->pw.h; w && w != stop; w = w->next)
-		if (px_conflict(w, session, owner, type, start, end) &&
-		    !px_waits_for(lk, w, session, owner))
-			return true;
-	return false;
-}
+/* ---- flock queue walk ---------------------------------------------------- */
 
 static uint32_t slots_of(const struct lc_inode *ip)
 {
@@ -356,86 +29,13 @@ static bool fl_fits(const struct lc_lk *lk, uint32_t slots, uint8_t type)
 	return lk->nfl_ex == 0 && (!slots || lk->nfl_sh < slots);
 }
 
-/* ---- POSIX range arithmetic ---------------------------------------------- */
-
-static bool adjacent(const struct lc_req *h, uint64_t start, uint64_t end)
-{
-	return (h->end != UINT64_MAX && h->end + 1 == start) ||
-	       (end != UINT64_MAX && end + 1 == h->start);
-}
-
-/*
- * Sets (type RD/WR, with `rec` the new record) or clears (UNLCK) the range
- * [start, end] for one owner, like Linux posix_lock_file(): same-type
- * neighbours merge into the new record, other records are trimmed or
- * split.  A split consumes *spare; without one the split is skipped and
- * false returned (only possible on ENOMEM in a queue walk).
- */
-static bool px_apply(struct lc_ctx *x, struct lc_lk *lk, uint64_t session,
-		     uint64_t owner, uint8_t type, uint64_t start,
-		     uint64_t end, struct lc_req *rec, struct lc_req **spare)
-{
-	uint64_t ns = start, ne = end;
-	struct lc_req *h, *n;
-
-	for (h = lk->ph.h; h; h = n) {
-		n = h->next;
-		if (!same_owner(h, session, owner))
-			continue;
-		if (type != LC_UNLCK && h->type == type &&
-		    (overlap(h, start, end) || adjacent(h, start, end))) {
-			if (h->start < ns)
-				ns = h->start;
-			if (h->end > ne)
-				ne = h->end;
-			drop_holder(x, h, WHY_MERGE);
-			continue;
-		}
-		if (!overlap(h, start, end))
-			continue;
-		if (h->start < start && h->end > end) {
-			struct lc_req *p = spare ? *spare : NULL;
-
-			if (!p)
-				return false;
-			*spare = NULL;
-			*p = *h;
-			p->start = end + 1;
-			p->hnext = NULL;
-			rl_insert_after(&lk->ph, h, p);
-			count(x->s, lk, p, 1);
-			sess_link(x->s, p);
-			lci_rinsert(x->s, p);
-			h->end = start - 1;
-		} else if (h->start < start) {
-			h->end = start - 1;
-		} else if (h->end > end) {
-			h->start = end + 1;
-		} else {
-			drop_holder(x, h, WHY_RELEASE);
-		}
-	}
-	if (type != LC_UNLCK) {
-		rec->start = ns;
-		rec->end = ne;
-		rec->waiting = 0;
-		rec->qseq = 0;
-		rec->since_ns = x->now;
-		rec->token = take_token(x, lk);
-		lci_req_attach(x->s, rec);
-	}
-	return true;
-}
-
-/* ---- queue walk ---------------------------------------------------------- */
-
 static void grant_flock(struct lc_ctx *x, struct lc_lk *lk, struct lc_req *r)
 {
-	req_detach(x->s, r);
+	lci_req_detach(x->s, r);
 	r->waiting = 0;
 	r->qseq = 0;
 	r->since_ns = x->now;
-	r->token = take_token(x, lk);
+	r->token = lci_take_token(x, lk);
 	lci_req_attach(x->s, r);
 	lci_emit(x, r->origin, r->serial, 0, lk->ip->ino, r->token);
 	lci_req_done(x->s, r->origin, r->serial, 0, r->token);
@@ -454,201 +54,6 @@ static void run_flock(struct lc_ctx *x, struct lc_lk *lk)
 		grant_flock(x, lk, r);
 }
 
-/* Other queued POSIX requests of (session, owner) on the inode than
- * `self` (found through the owner hash, not by walking the queue). */
-static bool px_owner_waits(const struct lc_state *s, const struct lc_lk *lk,
-			   uint64_t session, uint64_t owner,
-			   const struct lc_req *self)
-{
-	for (const struct lc_req *r = lci_ofind(s, lk->ip->ino, session, owner,
-						  true);
-	     r; r = lci_onext(r, true))
-		if (r != self)
-			return true;
-	return false;
-}
-
-#define WALK_OWNERS 4
-
-/* Owners granted during one queue walk. */
-struct walk {
-	uint64_t lo, hi;               /* where something may have got free */
-	struct { uint64_t session, owner; } go[WALK_OWNERS];
-	unsigned ngo;
-	bool many;                     /* more owners than go[] holds */
-};
-
-static bool walk_owner(const struct walk *w, const struct lc_req *r)
-{
-	for (unsigned i = 0; i < w->ngo; i++)
-		if (same_owner(r, w->go[i].session, w->go[i].owner))
-			return true;
-	return w->many;
-}
-
-/*
- * May the walk stop at `b`, a waiter that just proved blocked?  Only when
- * no later waiter can have become grantable: b is a writer covering the
- * whole range where something got free (so any later waiter there
- * conflicts with b and stays queued behind it), nobody who could be
- * excused from queueing behind b (b's own owner, the owners b waits for)
- * has another waiter, and no owner granted in this walk has one either
- * (a new grant can excuse its owner's later waiters).
- */
-static bool walk_can_stop(const struct lc_state *s, const struct lc_lk *lk,
-			  const struct walk *w, const struct lc_req *b)
-{
-	if (b->type != LC_WRLCK || b->start > w->lo || b->end < w->hi ||
-	    w->many)
-		return false;
-	if (px_owner_waits(s, lk, b->session, b->owner, b))
-		return false;
-	for (unsigned i = 0; i < w->ngo; i++)
-		if (px_owner_waits(s, lk, w->go[i].session, w->go[i].owner,
-				   NULL))
-			return false;
-	for (const struct lc_req *h = lk->ph.h; h; h = h->next)
-		if (px_conflict(h, b->session, b->owner, b->type, b->start,
-				b->end) &&
-		    px_owner_waits(s, lk, h->session, h->owner, NULL))
-			return false;
-	return true;
-}
-
-/* Does granting r turn a write lock of its owner into a read lock (the
- * only way a grant can free anything for requests queued before it)? */
-static bool px_downgrades(const struct lc_lk *lk, const struct lc_req *r)
-{
-	if (r->type != LC_RDLCK)
-		return false;
-	for (const struct lc_req *h = lk->ph.h; h; h = h->next)
-		if (same_owner(h, r->session, r->owner) &&
-		    h->type == LC_WRLCK && overlap(h, r->start, r->end))
-			return true;
-	return false;
-}
-
-/* Sets aside what the POSIX grants of a queue walk over n waiters need
- * (a record to split a range with, room in the request hash), before the
- * command changes anything: -ENOMEM then refuses the command on this
- * replica as a whole, instead of putting a grant off here only. */
-int lci_px_reserve(struct lc_state *s, size_t n)
-{
-	if (n > SIZE_MAX / 2 - 2 || lci_rtab_reserve(s, 2 * n + 2))
-		return -ENOMEM;
-	while (s->nspares < n) {
-		struct lc_req *r = malloc(sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		r->next = s->spares;
-		s->spares = r;
-		s->nspares++;
-	}
-	return 0;
-}
-
-void lci_px_spares_free(struct lc_state *s)
-{
-	while (s->spares) {
-		struct lc_req *r = s->spares;
-
-		s->spares = r->next;
-		free(r);
-	}
-	s->nspares = 0;
-}
-
-static struct lc_req *spare_take(struct lc_state *s)
-{
-	struct lc_req *r = s->spares;
-
-	if (!r)
-		return malloc(sizeof(*r));
-	s->spares = r->next;
-	s->nspares--;
-	return r;
-}
-
-static void spare_put(struct lc_state *s, struct lc_req *r)
-{
-	if (!r)
-		return;
-	r->next = s->spares;
-	s->spares = r;
-	s->nspares++;
-}
-
-/*
- * Grants, in queue order, every queued POSIX request that conflicts
- * neither with holders nor with an earlier request still queued, after a
- * change that may have freed something within [lo, hi] (holders released
- * or downgraded, queued requests withdrawn there).
- *
- * Before the change no queued request could be granted (every walk ends
- * that way), so a request that overlaps nothing that changed, and whose
- * owner got nothing in this walk, is still blocked and is skipped without
- * looking at holders or the queue; and the walk stops early when
- * walk_can_stop() proves the rest blocked.  A failed allocation leaves
- * the queue unsettled: the next walk then looks at everything.
- */
-static void run_posix(struct lc_ctx *x, struct lc_lk *lk, uint64_t lo,
-		      uint64_t hi)
-{
-	struct walk w = { .lo = lo, .hi = hi };
-	bool full = lk->px_full;
-	struct lc_req *r, *n;
-
-	if (lo > hi)
-		return;
-	lk->px_full = 0;
-	for (r = lk->pw.h; r; r = n) {
-		struct lc_req *spare;
-		bool down;
-
-		n = r->next;
-		if (!full && !overlap(r, w.lo, w.hi) && !walk_owner(&w, r))
-			continue;
-		if (px_holder_conflict(lk, r->session, r->owner, r->type,
-				       r->start, r->end) ||
-		    px_queue_conflict(lk, r, r->session, r->owner, r->type,
-				      r->start, r->end)) {
-			if (!full && walk_can_stop(x->s, lk, &w, r))
-				break;
-			continue;
-		}
-		/* Set aside by the command (lci_px_reserve), so neither
-		 * fails here but on a caller that did not. */
-		spare = spare_take(x->s);
-		if (!spare || lci_rtab_reserve(x->s, 2)) {
-			spare_put(x->s, spare);
-			lk->px_full = 1;
-			break;          /* ENOMEM: grant later */
-		}
-		down = px_downgrades(lk, r);
-		req_detach(x->s, r);
-		px_apply(x, lk, r->session, r->owner, r->type, r->start,
-			 r->end, r, &spare);
-		spare_put(x->s, spare);
-		lci_emit(x, r->origin, r->serial, 0, lk->ip->ino, r->token);
-		lci_req_done(x->s, r->origin, r->serial, 0, r->token);
-		/* r left the queue: later requests it held back may go. */
-		if (r->start < w.lo)
-			w.lo = r->start;
-		if (r->end > w.hi)
-			w.hi = r->end;
-		if (!walk_owner(&w, r)) {
-			w.go[w.ngo].session = r->session;
-			w.go[w.ngo].owner = r->owner;
-			w.ngo++;
-			w.many = w.ngo == WALK_OWNERS;
-		}
-		/* A downgrade may let earlier readers in: start over. */
-		if (down)
-			n = lk->pw.h;
-	}
-}
-
 /* Settles both queues of an inode after any change (slots, session end):
  * the POSIX queue is looked at as a whole. */
 int lci_run_queue(struct lc_ctx *x, struct lc_inode *ip)
@@ -659,7 +64,7 @@ int lci_run_queue(struct lc_ctx *x, struct lc_inode *ip)
 		return 0;
 	run_flock(x, lk);
 	lk->px_full = 1;
-	run_posix(x, lk, 0, LC_OFF_MAX);
+	lci_run_posix(x, lk, 0, LC_OFF_MAX);
 	return 0;
 }
 
@@ -672,47 +77,6 @@ int lci_run_flock(struct lc_ctx *x, struct lc_inode *ip)
 }
 
 /* ---- commands ---------------------------------------------------------- */
-
-static int owner_session(const struct lc_ctx *x, uint64_t *sid)
-{
-	uint64_t id = x->c->who.session ? x->c->who.session : x->origin;
-
-	if (!id || !lci_sess(x->s, id))
-		return -ENOLCK;
-	*sid = id;
-	return 0;
-}
-
-static struct lc_req *req_new(const struct lc_ctx *x, struct lc_inode *ip,
-			      uint64_t sid, bool posix)
-{
-	const struct lc_cmd *c = x->c;
-	struct lc_req *r = calloc(1, sizeof(*r));
-
-	if (!r)
-		return NULL;
-	r->ip = ip;
-	r->origin = c->origin;
-	r->serial = c->serial;
-	r->session = sid;
-	r->owner = c->who.owner;
-	r->pid = c->who.pid;
-	r->posix = posix;
-	r->type = c->lock_type;
-	r->start = posix ? c->start : 0;
-	r->end = posix ? c->end : LC_OFF_MAX;
-	r->since_ns = x->now;
-	return r;
-}
-
-static void enqueue(struct lc_ctx *x, struct lc_req *r)
-{
-	r->waiting = 1;
-	r->token = 0;
-	r->qseq = x->s->next_qseq++;
-	r->since_ns = x->now;
-	lci_req_attach(x->s, r);
-}
 
 /* An owner's flock holder (waiting = false) or waiter on an inode. */
 static struct lc_req *find_own(const struct lc_state *s,
@@ -735,7 +99,7 @@ static int do_flock(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 	w = find_own(x->s, ip, true, sid, c->who.owner);
 	if (c->lock_type == LC_UNLCK) {
 		if (h)
-			drop_holder(x, h, WHY_RELEASE);
+			lci_drop_holder(x, h, LCI_WHY_RELEASE);
 		return lci_run_flock(x, ip);
 	}
 	if (h && h->type == c->lock_type) {
@@ -744,20 +108,20 @@ static int do_flock(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 	}
 	if (lci_rtab_reserve(x->s, 1) || lci_otab_reserve(x->s, 1))
 		return -ENOMEM;
-	r = req_new(x, ip, sid, false);
+	r = lci_req_new(x, ip, sid, false);
 	if (!r)
 		return -ENOMEM;
 	if (w)
-		drop_waiter(x, w, -EINTR);
+		lci_drop_waiter(x, w, -EINTR);
 	if (h) {
-		drop_holder(x, h, WHY_RELEASE);
+		lci_drop_holder(x, h, LCI_WHY_RELEASE);
 		lci_run_flock(x, ip);
 	} else if (w) {
 		lci_run_flock(x, ip);
 	}
 	if (fl_fits(lk, slots_of(ip), r->type) &&
 	    (r->type == LC_WRLCK ? !lk->nfl_w : !lk->nfl_wx)) {
-		r->token = take_token(x, lk);
+		r->token = lci_take_token(x, lk);
 		r->since_ns = x->now;
 		lci_req_attach(x->s, r);
 		*token = r->token;
@@ -767,56 +131,7 @@ static int do_flock(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 		free(r);
 		return -EAGAIN;
 	}
-	enqueue(x, r);
-	return LC_PENDING;
-}
-
-static int do_setlk(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
-		    uint64_t *token)
-{
-	const struct lc_cmd *c = x->c;
-	struct lc_lk *lk = LCI_LK(ip);
-	struct lc_req *r, *spare;
-
-	if (lci_rtab_reserve(x->s, 2) || lci_otab_reserve(x->s, 1) ||
-	    lci_px_reserve(x->s, lk->npx_w))
-		return -ENOMEM;
-	r = req_new(x, ip, sid, true);
-	spare = req_new(x, ip, sid, true);
-	if (!r || !spare) {
-		free(r);
-		free(spare);
-		return -ENOMEM;
-	}
-	if (c->lock_type == LC_UNLCK) {
-		px_apply(x, lk, sid, c->who.owner, LC_UNLCK, c->start, c->end,
-			 NULL, &spare);
-		free(r);
-		free(spare);
-		run_posix(x, lk, c->start, c->end);
-		return 0;
-	}
-	if (!px_holder_conflict(lk, sid, c->who.owner, c->lock_type, c->start,
-				c->end) &&
-	    !px_queue_conflict(lk, NULL, sid, c->who.owner, c->lock_type,
-			       c->start, c->end)) {
-		bool down = px_downgrades(lk, r);
-
-		px_apply(x, lk, sid, c->who.owner, c->lock_type, c->start,
-			 c->end, r, &spare);
-		free(spare);
-		*token = r->token;
-		/* Only a downgrade frees anything for the queue. */
-		if (down)
-			run_posix(x, lk, c->start, c->end);
-		return 0;
-	}
-	free(spare);
-	if (!(c->flags & LC_LK_WAIT)) {
-		free(r);
-		return -EAGAIN;
-	}
-	enqueue(x, r);
+	lci_enqueue(x, r);
 	return LC_PENDING;
 }
 
@@ -839,10 +154,10 @@ static int do_release(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 	if (!posix) {
 		if ((r = find_own(x->s, ip, true, sid, owner))) {
 			x->s->interrupts++;
-			drop_waiter(x, r, -EINTR);
+			lci_drop_waiter(x, r, -EINTR);
 		}
 		if ((r = find_own(x->s, ip, false, sid, owner)))
-			drop_holder(x, r, WHY_RELEASE);
+			lci_drop_holder(x, r, LCI_WHY_RELEASE);
 		return lci_run_flock(x, ip);
 	}
 	if (lci_px_reserve(x->s, lk->npx_w))
@@ -872,19 +187,19 @@ static int do_release(struct lc_ctx *x, struct lc_inode *ip, uint64_t sid,
 		lo = r->start < lo ? r->start : lo;
 		hi = r->end > hi ? r->end : hi;
 		x->s->interrupts++;
-		drop_waiter(x, r, -EINTR);
+		lci_drop_waiter(x, r, -EINTR);
 	}
 	if (wv != &one)
 		free(wv);
 	for (r = lk->ph.h; r; r = n) {
 		n = r->next;
-		if (same_owner(r, sid, owner)) {
+		if (lci_same_owner(r, sid, owner)) {
 			lo = r->start < lo ? r->start : lo;
 			hi = r->end > hi ? r->end : hi;
-			drop_holder(x, r, WHY_RELEASE);
+			lci_drop_holder(x, r, LCI_WHY_RELEASE);
 		}
 	}
-	run_posix(x, lk, lo, hi);
+	lci_run_posix(x, lk, lo, hi);
 	return 0;
 }
 
@@ -904,7 +219,7 @@ int lci_lock_apply(struct lc_ctx *x, uint64_t *ino, uint64_t *token)
 	/* The handle closes: its pin goes, whatever happens to locks. */
 	if (c->type == LC_CMD_RELEASE && (c->flags & LC_RELEASE_UNPIN))
 		lci_pin_put(x->s, ip, x->origin);
-	r = owner_session(x, &sid);
+	r = lci_owner_session(x, &sid);
 	if (r || (rel && !LCI_LK(ip))) {
 		if (rel)
 			lci_maybe_free(x->s, ip);
@@ -917,7 +232,7 @@ int lci_lock_apply(struct lc_ctx *x, uint64_t *ino, uint64_t *token)
 		r = do_flock(x, ip, sid, token);
 		break;
 	case LC_CMD_SETLK:
-		r = do_setlk(x, ip, sid, token);
+		r = lci_setlk(x, ip, sid, token);
 		break;
 	default:
 		r = do_release(x, ip, sid, c->type == LC_CMD_FLUSH);
@@ -953,13 +268,13 @@ int lci_cancel(struct lc_ctx *x, uint64_t *ino)
 	hi = t->end;
 	if (t->waiting) {
 		x->s->interrupts++;
-		drop_waiter(x, t, -EINTR);
+		lci_drop_waiter(x, t, -EINTR);
 	} else {
 		lci_req_done(x->s, t->origin, t->serial, -EINTR, 0);
-		drop_holder(x, t, WHY_RELEASE);
+		lci_drop_holder(x, t, LCI_WHY_RELEASE);
 	}
 	if (posix)
-		run_posix(x, LCI_LK(ip), lo, hi);
+		lci_run_posix(x, LCI_LK(ip), lo, hi);
 	else
 		lci_run_flock(x, ip);
 	lci_maybe_free(x->s, ip);
@@ -1026,9 +341,9 @@ int lci_session_drop(struct lc_ctx *x, struct lc_sess *se)
 		if (!ni || inos[ni - 1] != r->ip->ino)
 			inos[ni++] = r->ip->ino;
 		if (r->waiting)
-			drop_waiter(x, r, -ENOLCK);
+			lci_drop_waiter(x, r, -ENOLCK);
 		else
-			drop_holder(x, r, x->origin ? WHY_CLOSE : WHY_EXPIRE);
+			lci_drop_holder(x, r, x->origin ? LCI_WHY_CLOSE : LCI_WHY_EXPIRE);
 	}
 	free(rv);
 	/* Its ephemeral files go, but not a name whose lock another session
@@ -1176,7 +491,7 @@ int lc_getlk(const struct lc_state *s, uint64_t ino, const struct lc_owner *who,
 		return -EINVAL;
 	if (type == LC_UNLCK || !LCI_LK(ip))
 		return -ENOENT;
-	h = px_holder_conflict(LCI_LK(ip), who->session, who->owner, type, start,
+	h = lci_px_holder_conflict(LCI_LK(ip), who->session, who->owner, type, start,
 			       end);
 	if (!h)
 		return -ENOENT;
@@ -1200,7 +515,7 @@ uint64_t lc_token(const struct lc_state *s, uint64_t ino,
 		if (r)
 			return r->token;
 		for (r = LCI_LK(ip)->ph.h; r; r = r->next)
-			if (same_owner(r, who->session, who->owner) &&
+			if (lci_same_owner(r, who->session, who->owner) &&
 			    r->token > best)
 				best = r->token;
 		if (best)

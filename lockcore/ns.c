@@ -1,11 +1,15 @@
 /*
- * lockcore/ns.c - the namespace: directories, files, symlinks, hard links,
- * rename, attributes, content, user xattrs, ephemeral files and their ttl
- * heap, plus the read-only namespace queries.
+ * lockcore/ns.c - the namespace commands: mkdir, create (ephemeral files
+ * and their ttl), symlink, hard links, unlink, rename, attributes,
+ * content and OPEN, their dispatch (xattrs in xattr.c), plus the
+ * read-only namespace queries.  An inode's own life (names, directories,
+ * expiry, pins) is inode.c's.
  *
  * Must never: read a clock (cmd->time_ns is the only time), do I/O, walk
- * all files for one operation, or change state before every allocation
- * the operation needs has succeeded (an -ENOMEM leaves the state as is).
+ * all files for one operation, let a command create, link, rename or
+ * remove a reserved root name (lc_reserved_name()), or change state
+ * before every allocation the operation needs has succeeded (an -ENOMEM
+ * leaves the state as is).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -13,535 +17,10 @@
 
 #include "lockcore/lci.h"
 
-#define XATTR_CREATE_F  1u
-#define XATTR_REPLACE_F 2u
 #define RENAME_NOREPLACE_F 1u
 #define RENAME_EXCHANGE_F  2u
 
-/* ---- inodes ------------------------------------------------------------- */
-
-/* A fresh inode of `kind`, not in any table, nlink 0, with room for a
- * first name of `namecap` bytes (rounded up to what the allocator would
- * waste anyway, so that a rename to a slightly longer name fits too). */
-struct lc_inode *lci_inode_new(uint64_t ino, uint8_t kind, size_t namecap)
-{
-	size_t base = offsetof(struct lc_inode, d0) + sizeof(struct lc_dent);
-	size_t cap = namecap ? ((base + namecap + 8 + 15) & ~(size_t)15) - 8 -
-				       base
-			     : 0;
-	struct lc_inode *ip;
-
-	if (cap > LC_NAME_MAX)
-		cap = namecap > LC_NAME_MAX ? namecap : LC_NAME_MAX;
-	ip = calloc(1, base + cap);
-	if (!ip)
-		return NULL;
-	ip->ino = ino;
-	ip->kind = kind;
-	ip->d0cap = (uint8_t)(cap > 255 ? 255 : cap);
-	if (kind == LC_DIR) {
-		ip->u.dir = calloc(1, sizeof(*ip->u.dir));
-		if (!ip->u.dir) {
-			free(ip);
-			return NULL;
-		}
-		ip->u.dir->next_cookie = 1;
-	}
-	return ip;
-}
-
-/* Link count: names of a file; 2 + subdirectories of a directory that is
- * still in the tree (the root always is). */
-uint32_t lci_nlink(const struct lc_inode *ip)
-{
-	uint32_t n = 0;
-
-	if (ip->kind == LC_DIR)
-		return ip->ino == LC_INO_ROOT || lci_first_name(ip)
-			       ? 2 + ip->u.dir->nsub
-			       : 0;
-	for (const struct lc_dent *d = lci_first_name(ip); d;
-	     d = lci_next_name(ip, d))
-		n++;
-	return n;
-}
-
-/* A separate name record for `child` (NULL on ENOMEM); not yet in any
- * directory. */
-struct lc_dent *lci_xdent_new(struct lc_inode *child, const char *name,
-			      size_t len)
-{
-	struct lc_xdent *xd = calloc(1, sizeof(*xd) + len);
-
-	if (!xd)
-		return NULL;
-	xd->child = child;
-	xd->d.ck = LCI_DENT_SEP | (uint64_t)len;
-	if (len)
-		memcpy(lci_dname(&xd->d), name, len);
-	return &xd->d;
-}
-
-/* Frees a name that is out of every table: a separate record is freed, an
- * embedded one is marked unused (its memory is the inode's). */
-void lci_dent_free(struct lc_dent *d)
-{
-	if (d->ck & LCI_DENT_SEP) {
-		free(lci_xd(d));
-	} else {
-		d->dir = NULL;
-		d->hnext = NULL;
-	}
-}
-
-/* The rare-attribute block, allocated on first use (NULL on ENOMEM). */
-struct lc_iext *lci_iext(struct lc_inode *ip)
-{
-	if (!ip->x) {
-		ip->x = calloc(1, sizeof(*ip->x));
-		if (ip->x)
-			ip->x->heap_idx = LCI_NOHEAP;
-	}
-	return ip->x;
-}
-
-/* Fills the public attributes of an inode. */
-void lci_attr(const struct lc_inode *ip, struct lc_attr *a)
-{
-	memset(a, 0, sizeof(*a));
-	a->ino = ip->ino;
-	a->kind = ip->kind;
-	a->mode = ip->mode;
-	a->uid = ip->uid;
-	a->gid = ip->gid;
-	a->nlink = lci_nlink(ip);
-	a->size = ip->size;
-	a->atime_ns = ip->atime;
-	a->mtime_ns = ip->mtime;
-	a->ctime_ns = ip->ctime;
-	if (ip->x) {
-		a->ephemeral = ip->x->ephemeral;
-		a->ttl_s = ip->x->ttl_s;
-		a->slots = ip->x->slots;
-	}
-}
-
-/* Appends a separate name to the inode's list of names (oldest first);
- * the inode has its lc_iext already. */
-void lci_link_append(struct lc_inode *ip, struct lc_dent *d)
-{
-	struct lc_xdent **pp = &ip->x->names;
-
-	while (*pp)
-		pp = &(*pp)->lnext;
-	lci_xd(d)->lnext = NULL;
-	*pp = lci_xd(d);
-}
-
-/* Takes a name out of the inode's list (an embedded one by the caller's
- * lci_dent_free()). */
-static void link_remove(struct lc_inode *ip, struct lc_dent *d)
-{
-	struct lc_xdent **pp;
-
-	if (!(d->ck & LCI_DENT_SEP) || !ip->x)
-		return;
-	for (pp = &ip->x->names; *pp && *pp != lci_xd(d); pp = &(*pp)->lnext)
-		;
-	if (*pp)
-		*pp = lci_xd(d)->lnext;
-	lci_xd(d)->lnext = NULL;
-}
-
-/* Puts the separate name `nd` where `od` is in the inode's list (first,
- * when od is the embedded name); the inode has its lc_iext. */
-static void link_replace(struct lc_inode *ip, struct lc_dent *od,
-			 struct lc_dent *nd)
-{
-	struct lc_xdent **pp;
-
-	if (!(od->ck & LCI_DENT_SEP)) {
-		lci_xd(nd)->lnext = ip->x->names;
-		ip->x->names = lci_xd(nd);
-		return;
-	}
-	for (pp = &ip->x->names; *pp && *pp != lci_xd(od); pp = &(*pp)->lnext)
-		;
-	if (*pp) {
-		lci_xd(nd)->lnext = lci_xd(od)->lnext;
-		*pp = lci_xd(nd);
-	} else {
-		lci_link_append(ip, nd);
-	}
-	lci_xd(od)->lnext = NULL;
-}
-
-/* ---- ttl heap ------------------------------------------------------------ */
-
-static uint64_t deadline(const struct lc_inode *ip)
-{
-	uint64_t add = (uint64_t)ip->x->ttl_s * 1000000000ull;
-
-	if (ip->x->parked)
-		return UINT64_MAX;
-	if (ip->x->orphan)
-		return 0;
-
-	return ip->x->refresh_ns > UINT64_MAX - add ? UINT64_MAX
-						    : ip->x->refresh_ns + add;
-}
-
-static bool hless(const struct lc_inode *a, const struct lc_inode *b)
-{
-	uint64_t da = deadline(a), db = deadline(b);
-
-	return da < db || (da == db && a->ino < b->ino);
-}
-
-static void hset(struct lc_state *s, size_t i, struct lc_inode *ip)
-{
-	s->heap[i] = ip;
-	ip->x->heap_idx = (uint32_t)i;
-}
-
-static void hfix(struct lc_state *s, size_t i)
-{
-	struct lc_inode *ip = s->heap[i];
-
-	while (i > 0 && hless(ip, s->heap[(i - 1) / 2])) {
-		hset(s, i, s->heap[(i - 1) / 2]);
-		i = (i - 1) / 2;
-	}
-	for (;;) {
-		size_t l = 2 * i + 1, m = i;
-		struct lc_inode *best = ip;
-
-		if (l < s->hn && hless(s->heap[l], best)) {
-			m = l;
-			best = s->heap[l];
-		}
-		if (l + 1 < s->hn && hless(s->heap[l + 1], best))
-			m = l + 1;
-		if (m == i)
-			break;
-		hset(s, i, s->heap[m]);
-		i = m;
-	}
-	hset(s, i, ip);
-}
-
-/* Room for one more heap entry. */
-int lci_heap_reserve(struct lc_state *s)
-{
-	return lci_heap_reserve_n(s, 1);
-}
-
-/* Room for n more heap entries. */
-int lci_heap_reserve_n(struct lc_state *s, size_t n)
-{
-	if (n <= s->hcap - s->hn)
-		return 0;
-	size_t ncap = s->hcap ? s->hcap * 2 : 16;
-
-	while (ncap - s->hn < n)
-		ncap *= 2;
-	struct lc_inode **nh = realloc(s->heap, ncap * sizeof(*nh));
-
-	if (!nh)
-		return -ENOMEM;
-	s->heap = nh;
-	s->hcap = ncap;
-	return 0;
-}
-
-/* Removes an inode from the ttl heap if it is there. */
-void lci_heap_remove(struct lc_state *s, struct lc_inode *ip)
-{
-	size_t i;
-
-	if (!ip->x || ip->x->heap_idx == LCI_NOHEAP)
-		return;
-	i = ip->x->heap_idx;
-	ip->x->heap_idx = LCI_NOHEAP;
-	ip->x->parked = 0;
-	s->hn--;
-	if (i != s->hn) {
-		s->heap[i] = s->heap[s->hn];
-		s->heap[i]->x->heap_idx = (uint32_t)i;
-		hfix(s, i);
-	}
-}
-
-/* (Re)positions an inode after its ttl or refresh time changed; the
- * caller reserved room with lci_heap_reserve() if it may be new.  A new
- * time also ends a parking: if it runs out while the file is still
- * locked, the next TICK parks it again. */
-void lci_heap_update(struct lc_state *s, struct lc_inode *ip)
-{
-	if (!ip->x)
-		return;
-	if ((!ip->x->ttl_s && !ip->x->orphan) || !lci_nlink(ip)) {
-		lci_heap_remove(s, ip);
-		return;
-	}
-	ip->x->parked = 0;
-	if (ip->x->heap_idx == LCI_NOHEAP) {
-		if (s->hn >= s->hcap)
-			return;
-		ip->x->heap_idx = (uint32_t)s->hn;
-		s->heap[s->hn++] = ip;
-	}
-	hfix(s, ip->x->heap_idx);
-}
-
-/* The last lock or waiter of an inode went (locks.c): an expiry parked
- * while it was locked is due again, at its own (past) deadline, so the
- * next TICK removes the file unless it is locked again by then. */
-void lci_expiry_unpark(struct lc_state *s, struct lc_inode *ip)
-{
-	if (!ip->x || !ip->x->parked || ip->x->heap_idx == LCI_NOHEAP)
-		return;
-	ip->x->parked = 0;
-	hfix(s, ip->x->heap_idx);
-}
-
-/* The session of an ephemeral file ended while the file is locked by
- * another session: it is removed at the first TICK once it is not (the
- * caller reserved a heap entry). */
-void lci_eph_orphan(struct lc_state *s, struct lc_inode *ip)
-{
-	lci_eph_unlink(s, ip);
-	ip->x->orphan = 1;
-	lci_heap_update(s, ip);
-}
-
-/* Earliest ttl expiry or 0.  A parked expiry waits for a release, not
- * for a time ("never" until then). */
-uint64_t lc_next_deadline(const struct lc_state *s)
-{
-	uint64_t d;
-
-	if (!s || !s->hn)
-		return 0;
-	d = deadline(s->heap[0]);
-	if (d == UINT64_MAX)
-		return 0;
-	return d ? d : 1;
-}
-
-/* ---- ephemeral files per session ---------------------------------------- */
-
-/* Links an ephemeral file into its creator session's list.  The list's
- * order is never observable: removing files emits nothing. */
-void lci_eph_link(struct lc_state *s, struct lc_inode *ip)
-{
-	struct lc_sess *se = lci_sess(s, ip->x->eph_session);
-
-	if (!se || ip->x->on_elist)
-		return;
-	ip->x->eprev = NULL;
-	ip->x->enext = se->eph;
-	if (se->eph)
-		se->eph->x->eprev = ip;
-	se->eph = ip;
-	ip->x->on_elist = 1;
-}
-
-/* Unlinks an ephemeral file from its session list. */
-void lci_eph_unlink(struct lc_state *s, struct lc_inode *ip)
-{
-	struct lc_sess *se;
-
-	if (!ip->x || !ip->x->on_elist)
-		return;
-	ip->x->on_elist = 0;
-	se = lci_sess(s, ip->x->eph_session);
-	if (ip->x->eprev)
-		ip->x->eprev->x->enext = ip->x->enext;
-	else if (se && se->eph == ip)
-		se->eph = ip->x->enext;
-	if (ip->x->enext)
-		ip->x->enext->x->eprev = ip->x->eprev;
-	ip->x->enext = ip->x->eprev = NULL;
-}
-
-/* ---- directories ----------------------------------------------------------- */
-
-static void dir_compact(struct lc_dir *d)
-{
-	uint32_t k = 0;
-
-	for (uint32_t i = 0; i < d->n; i++)
-		if (lci_slot_dent(d->v[i]))
-			d->v[k++] = d->v[i];
-	d->n = k;
-}
-
-/* Room for one more entry in a directory (compacting tombstones first). */
-int lci_dir_reserve(struct lc_inode *dir)
-{
-	struct lc_dir *d = dir->u.dir;
-	uint32_t ncap;
-	struct lc_dslot *nv;
-
-	if (d->next_cookie > LCI_COOKIE_MAX)
-		return -ENOSPC;        /* 2^55 names made here: cookies ran out */
-	if (d->n < d->cap)
-		return 0;
-	if (d->live < d->n / 2 + 1 && d->n > d->live) {
-		dir_compact(d);
-		if (d->n < d->cap)
-			return 0;
-	}
-	if (d->cap > UINT32_MAX / 2)
-		return -ENOMEM;
-	ncap = d->cap ? d->cap * 2 : 4;
-	nv = realloc(d->v, (size_t)ncap * sizeof(*nv));
-	if (!nv)
-		return -ENOMEM;
-	d->v = nv;
-	d->cap = ncap;
-	return 0;
-}
-
-/* Adds a dentry to `dir` with the next cookie (room reserved). */
-int lci_dir_add(struct lc_state *s, struct lc_inode *dir, struct lc_dent *d)
-{
-	struct lc_dir *dd = dir->u.dir;
-
-	(void)s;
-	d->dir = dir;
-	d->ck = (d->ck & 0x1ffu) | dd->next_cookie++ << 9;
-	dd->v[dd->n++] = lci_slot(d);
-	dd->live++;
-	return 0;
-}
-
-static uint32_t dir_find(const struct lc_dir *d, uint64_t after)
-{
-	uint32_t lo = 0, hi = d->n;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-
-		if (lci_slot_cookie(d->v[mid]) <= after)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* Position of a live entry in its directory's array (d->n if absent). */
-uint32_t lci_dir_slot(const struct lc_dir *d, const struct lc_dent *e)
-{
-	uint32_t i = dir_find(d, lci_dcookie(e) - 1);
-
-	return i < d->n && lci_slot_dent(d->v[i]) == e ? i : d->n;
-}
-
-/* Turns slot i into a tombstone (trimming it when last). */
-static void dir_tomb(struct lc_dir *d, uint32_t i)
-{
-	if (i >= d->n)
-		return;
-	d->v[i] = lci_tomb(lci_slot_cookie(d->v[i]));
-	d->live--;
-	if (i == d->n - 1)
-		d->n--;
-}
-
-static void dir_del(struct lc_inode *dir, struct lc_dent *e)
-{
-	struct lc_dir *d = dir->u.dir;
-	uint32_t i = lci_dir_slot(d, e);
-
-	if (i < d->n) {
-		d->v[i] = lci_tomb(lci_dcookie(e));
-		d->live--;
-		if (d->n > 16 && d->live < d->n / 2)
-			dir_compact(d);
-		else if (i == d->n - 1)
-			d->n--;
-	}
-}
-
-/* ---- pins: open handles ------------------------------------------------- */
-
-/* The pin record of `session` on the inode, or NULL. */
-struct lc_pin *lci_pin_find(const struct lc_inode *ip, uint64_t session)
-{
-	for (struct lc_pin *p = ip->x ? ip->x->pins : NULL; p; p = p->inext)
-		if (p->session == session)
-			return p;
-	return NULL;
-}
-
-/* Links a filled pin record (ip->x exists, the session is open): the
- * inode's list stays in session order, which the serialization uses. */
-void lci_pin_link(struct lc_state *s, struct lc_inode *ip, struct lc_pin *p)
-{
-	struct lc_sess *se = lci_sess(s, p->session);
-	struct lc_pin **pp = &ip->x->pins;
-
-	while (*pp && (*pp)->session < p->session)
-		pp = &(*pp)->inext;
-	p->ip = ip;
-	p->inext = *pp;
-	*pp = p;
-	p->sprev = NULL;
-	p->snext = se ? se->pins : NULL;
-	if (p->snext)
-		p->snext->sprev = p;
-	if (se)
-		se->pins = p;
-}
-
-/* Frees the rare-attribute block of an inode when every field of it is
- * at its default, so that a file opened once costs what one never opened
- * does (its first open allocated the block for the pin). */
-static void iext_trim(struct lc_inode *ip)
-{
-	struct lc_iext *x = ip->x;
-
-	if (!x || x->pins || x->names || x->was || x->lk || x->xn || x->ttl_s ||
-	    x->slots || x->ephemeral || x->on_elist || x->eph_session ||
-	    x->refresh_ns || x->heap_idx != LCI_NOHEAP)
-		return;
-	free(x->xv);
-	free(x);
-	ip->x = NULL;
-}
-
-/* Unlinks and frees a pin record, whatever its count. */
-void lci_pin_drop(struct lc_state *s, struct lc_pin *p)
-{
-	struct lc_sess *se = lci_sess(s, p->session);
-	struct lc_inode *ip = p->ip;
-	struct lc_pin **pp = &ip->x->pins;
-
-	while (*pp && *pp != p)
-		pp = &(*pp)->inext;
-	if (*pp)
-		*pp = p->inext;
-	if (p->sprev)
-		p->sprev->snext = p->snext;
-	else if (se && se->pins == p)
-		se->pins = p->snext;
-	if (p->snext)
-		p->snext->sprev = p->sprev;
-	free(p);
-	iext_trim(ip);
-}
-
-/* Drops one open handle of `session` on the inode (none: nothing). */
-void lci_pin_put(struct lc_state *s, struct lc_inode *ip, uint64_t session)
-{
-	struct lc_pin *p = lci_pin_find(ip, session);
-
-	if (p && !--p->n)
-		lci_pin_drop(s, p);
-}
+/* ---- open handles ------------------------------------------------------ */
 
 /* Adds one open handle of the command's session; *spare is a record
  * allocated beforehand, consumed when the session had none here. */
@@ -586,91 +65,6 @@ static int do_open(struct lc_ctx *x, uint64_t *ino)
 	return 0;
 }
 
-/* Frees an unlinked inode once nothing refers to it any more: no name, no
- * lock or waiter, no open handle. */
-void lci_maybe_free(struct lc_state *s, struct lc_inode *ip)
-{
-	if (!ip || ip == s->root || lci_nlink(ip) || lci_lk_busy(ip) ||
-	    (ip->x && ip->x->pins))
-		return;
-	lci_heap_remove(s, ip);
-	lci_eph_unlink(s, ip);
-	lci_lk_free(s, ip);
-	lci_use_add(s, ip->uid, -1, -lci_use_bytes(ip));
-	lci_iremove(s, ip);
-	lci_inode_free(ip);
-}
-
-/* Frees a removed name (out of the hash, its directory and the child's
- * list), or keeps it as the former name of a regular file it was the
- * last name of, which may live on (open or locked somewhere) and is then
- * listed by it (lc_former_name).  Nothing to allocate: the record is
- * reused, so removing a name never fails for it. */
-static void name_gone(struct lc_inode *c, const struct lc_inode *dir,
-		      struct lc_dent *d)
-{
-	d->dir = NULL;
-	d->hnext = NULL;
-	if (c->kind != LC_REG || !c->x || lci_first_name(c)) {
-		lci_dent_free(d);
-		return;
-	}
-	c->x->was = d;
-	c->x->was_dir = dir->ino;
-}
-
-/* Removes one name; the child may be freed (the caller must not use it
- * afterwards unless it knows other references exist). */
-static void dent_unlink(struct lc_state *s, struct lc_dent *d, int64_t now)
-{
-	struct lc_inode *dir = d->dir, *c = lci_child(d);
-
-	lci_dremove(s, d);
-	dir_del(dir, d);
-	link_remove(c, d);
-	name_gone(c, dir, d);
-	dir->mtime = dir->ctime = now;
-	c->ctime = now;
-	if (c->kind == LC_DIR)
-		dir->u.dir->nsub--;
-	if (!lci_nlink(c)) {
-		lci_heap_remove(s, c);
-		lci_eph_unlink(s, c);
-		lci_maybe_free(s, c);
-	}
-}
-
-/* Is name a before name b in an order every replica shares?  The order
- * of a file's names in memory is not shared: it is creation order, and a
- * loaded state has them in directory order. */
-static bool name_before(const struct lc_dent *a, const struct lc_dent *b)
-{
-	if (a->dir->ino != b->dir->ino)
-		return a->dir->ino < b->dir->ino;
-	return lci_dcookie(a) < lci_dcookie(b);
-}
-
-/* Removes every name of a file (ephemeral expiry).  Returns 1 when the
- * inode was freed too.  The name removed last is the one a file that
- * lives on keeps (name_gone), so it is chosen in the shared order. */
-int lci_remove_all_names(struct lc_state *s, struct lc_inode *ip,
-			 int64_t now)
-{
-	bool goes = !lci_lk_busy(ip) && !(ip->x && ip->x->pins);
-	struct lc_dent *d, *last = NULL;
-
-	for (d = lci_first_name(ip); d; d = lci_next_name(ip, d))
-		if (!last || name_before(d, last))
-			last = d;
-	if (!last)
-		return 0;
-	while ((d = lci_first_name(ip)) != last ||
-	       (d = lci_next_name(ip, last)))
-		dent_unlink(s, d, now);
-	dent_unlink(s, last, now);
-	return goes;
-}
-
 /* ---- command helpers ------------------------------------------------------ */
 
 static bool reserved(const struct lc_state *s, const struct lc_inode *dir,
@@ -678,9 +72,7 @@ static bool reserved(const struct lc_state *s, const struct lc_inode *dir,
 {
 	if (dir != s->root)
 		return false;
-	return (len == 6 && !memcmp(n, "status", 6)) ||
-	       (len == 11 && !memcmp(n, "status.json", 11)) ||
-	       (len == 7 && !memcmp(n, "metrics", 7));
+	return lc_reserved_name(n, len) != NULL;
 }
 
 static int getdir(const struct lc_state *s, uint64_t ino,
@@ -944,7 +336,7 @@ static int do_unlink(struct lc_ctx *x, uint64_t *ino, bool rmdir)
 		return -ENOTDIR;
 	if (rmdir && lci_child(d)->u.dir->live)
 		return -ENOTEMPTY;
-	dent_unlink(x->s, d, (int64_t)x->now);
+	lci_dent_unlink(x->s, d, (int64_t)x->now);
 	return 0;
 }
 
@@ -1004,14 +396,14 @@ static void rn_commit(struct lc_state *s, struct renamed *rn,
 		memcpy(lci_dname(nd), rn->name, rn->len);
 		nd->ck = rn->len;
 	} else {
-		link_replace(rn->ip, rn->od, nd);
+		lci_link_replace(rn->ip, rn->od, nd);
 		lci_dent_free(rn->od);
 	}
 	if (slot == dir->u.dir->n) {
 		lci_dir_add(s, dir, nd);
 	} else {
 		nd->dir = dir;
-		nd->ck = (nd->ck & 0x1ffu) | cookie << 9;
+		nd->ck = (nd->ck & LCI_CK_LOW) | cookie << LCI_CK_SHIFT;
 		dir->u.dir->v[slot] = lci_slot(nd);
 	}
 	lci_dinsert(s, nd);
@@ -1129,15 +521,15 @@ static int do_rename(struct lc_ctx *x, uint64_t *ino)
 
 	if (d2) {
 		lci_dremove(s, d2);
-		link_remove(dst, d2);
-		name_gone(dst, p2, d2);
+		lci_link_remove(dst, d2);
+		lci_name_gone(dst, p2, d2);
 		if (dst->kind == LC_DIR)
 			p2->u.dir->nsub--;
 		dst->ctime = now;
 	}
 	lci_dremove(s, d1);
 	/* A tombstone without compaction: `slot` must stay valid. */
-	dir_tomb(p1->u.dir, slot1);
+	lci_dir_tomb(p1->u.dir, slot1);
 	if (slot == UINT32_MAX)
 		slot = p2->u.dir->n;
 	rn_commit(s, &rn, p2, cookie, slot);
@@ -1247,257 +639,6 @@ static int do_write(struct lc_ctx *x, uint64_t *ino)
 	return 0;
 }
 
-/* ---- xattrs ---------------------------------------------------------- */
-
-static int xfind(const struct lc_iext *x, const char *name, size_t nlen,
-		 uint32_t *pos)
-{
-	uint32_t lo = 0, hi = x ? x->xn : 0;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		const struct lc_xattr *a = x->xv[mid];
-		size_t m = a->nlen < nlen ? a->nlen : nlen;
-		int c = memcmp(a->name, name, m);
-
-		if (!c)
-			c = a->nlen < nlen ? -1 : a->nlen > nlen;
-		if (!c) {
-			*pos = mid;
-			return 1;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*pos = lo;
-	return 0;
-}
-
-/* Stores a user xattr (name already validated); flags as setxattr(2). */
-int lci_xattr_put(struct lc_inode *ip, const char *name, size_t nlen,
-		  const void *val, size_t vlen, uint32_t flags)
-{
-	struct lc_iext *x;
-	struct lc_xattr *a;
-	uint32_t pos;
-	int found;
-
-	found = xfind(ip->x, name, nlen, &pos);
-	if (found && (flags & XATTR_CREATE_F))
-		return -EEXIST;
-	if (!found && (flags & XATTR_REPLACE_F))
-		return -ENODATA;
-	if (!found && ip->x && ip->x->xn >= LC_XATTR_PER_INODE)
-		return -ENOSPC;
-	x = lci_iext(ip);
-	if (!x)
-		return -ENOMEM;
-	a = malloc(sizeof(*a) + nlen + 1 + vlen);
-	if (!a)
-		return -ENOMEM;
-	a->nlen = (uint16_t)nlen;
-	a->vlen = (uint16_t)vlen;
-	memcpy(a->name, name, nlen);
-	a->name[nlen] = 0;
-	if (vlen)
-		memcpy(a->name + nlen + 1, val, vlen);
-	if (found) {
-		free(x->xv[pos]);
-		x->xv[pos] = a;
-		return 0;
-	}
-	if (!(x->xn & (x->xn - 1)) || !x->xv) {
-		uint32_t ncap = x->xn ? x->xn * 2 : 2;
-		struct lc_xattr **nv = realloc(x->xv, ncap * sizeof(*nv));
-
-		if (!nv) {
-			free(a);
-			return -ENOMEM;
-		}
-		x->xv = nv;
-	}
-	memmove(&x->xv[pos + 1], &x->xv[pos], (x->xn - pos) * sizeof(*x->xv));
-	x->xv[pos] = a;
-	x->xn++;
-	return 0;
-}
-
-static bool xname_is(const struct lc_cmd *c, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return c->name_len == n && !memcmp(c->name, lit, n);
-}
-
-/* Decimal u32 with an optional trailing newline. */
-static int parse_u32(const void *p, uint32_t len, uint32_t *out)
-{
-	const char *s = p;
-	uint64_t v = 0;
-
-	if (len && s[len - 1] == '\n')
-		len--;
-	if (!len)
-		return -EINVAL;
-	for (uint32_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -EINVAL;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-		if (v > UINT32_MAX)
-			return -EINVAL;
-	}
-	*out = (uint32_t)v;
-	return 0;
-}
-
-static int xname_check(const struct lc_cmd *c)
-{
-	if (!c->name_len)
-		return -EINVAL;
-	if (c->name_len > LC_XATTR_NAME_MAX)
-		return -ERANGE;
-	if (memchr(c->name, 0, c->name_len))
-		return -EINVAL;
-	if (c->name_len < 5 || memcmp(c->name, "user.", 5))
-		return -EOPNOTSUPP;
-	if (c->name_len == 5)
-		return -EINVAL;
-	return 0;
-}
-
-static bool xname_ro(const struct lc_cmd *c)
-{
-	return xname_is(c, "user.cluck.token") ||
-	       xname_is(c, "user.cluck.holders") ||
-	       xname_is(c, "user.cluck.waiters") ||
-	       xname_is(c, "user.cluck.eta_ms");
-}
-
-static bool xname_cluck(const struct lc_cmd *c)
-{
-	return c->name_len >= 11 && !memcmp(c->name, "user.cluck.", 11);
-}
-
-static int do_setxattr(struct lc_ctx *x, uint64_t *ino, bool remove)
-{
-	const struct lc_cmd *c = x->c;
-	struct lc_state *s = x->s;
-	struct lc_inode *ip = lci_iget(s, c->ino);
-	int64_t now = (int64_t)x->now;
-	uint32_t v = 0;
-	int r;
-
-	if (!ip)
-		return -ENOENT;
-	*ino = ip->ino;
-	r = xname_check(c);
-	if (r)
-		return r;
-	if (!remove && ((c->flags & ~3u) || c->flags == 3u))
-		return -EINVAL;
-	if (xname_ro(c))
-		return -EPERM;
-	if (xname_is(c, "user.cluck.slots") || xname_is(c, "user.cluck.ttl")) {
-		bool slots = c->name[11] == 's';
-		struct lc_iext *e;
-		uint32_t old;
-
-		/* The ttl can remove the file's names and the slots let more
-		 * holders in: the owner's decisions, like removing the name
-		 * from the sticky root (issue 9).  c->uid is the caller's. */
-		if (c->uid != 0 && c->uid != ip->uid)
-			return -EPERM;
-		if (ip->kind != LC_REG)
-			return -EINVAL;
-		if (!remove && (r = parse_u32(c->data, c->data_len, &v)))
-			return r;
-		/* Clearing what is not set changes nothing: not even the
-		 * refresh time, whether or not this replica happens to have
-		 * the rare-attribute block (a snapshot does not say). */
-		if (!v && (!ip->x || !(slots ? ip->x->slots : ip->x->ttl_s)))
-			goto done;
-		if (!slots && v && lci_heap_reserve(s))
-			return -ENOMEM;
-		e = lci_iext(ip);
-		if (!e)
-			return -ENOMEM;
-		if (slots) {
-			old = e->slots;
-			e->slots = v;
-			ip->ctime = now;
-			if (LCI_LK(ip) && (v == 0 || v > old) && old != v)
-				return lci_run_flock(x, ip);
-			return 0;
-		}
-		e->ttl_s = v;
-		e->refresh_ns = (uint64_t)now;
-		lci_heap_update(s, ip);
-done:
-		ip->ctime = now;
-		return 0;
-	}
-	if (xname_cluck(c))
-		return -EINVAL;
-	if (remove) {
-		uint32_t pos;
-
-		if (!xfind(ip->x, c->name, c->name_len, &pos))
-			return -ENODATA;
-		lci_use_add(s, ip->uid, 0, -(int64_t)(ip->x->xv[pos]->nlen +
-						       ip->x->xv[pos]->vlen));
-		free(ip->x->xv[pos]);
-		memmove(&ip->x->xv[pos], &ip->x->xv[pos + 1],
-			(ip->x->xn - pos - 1) * sizeof(*ip->x->xv));
-		ip->x->xn--;
-		ip->ctime = now;
-		return 0;
-	}
-	if (c->data_len > LC_XATTR_VALUE_MAX)
-		return -E2BIG;
-	{
-		int64_t before = lci_use_bytes(ip);
-
-		r = lci_xattr_put(ip, c->name, c->name_len, c->data, c->data_len,
-				  c->flags);
-		if (!r) {
-			lci_use_add(s, ip->uid, 0, lci_use_bytes(ip) - before);
-			ip->ctime = now;
-		}
-	}
-	return r;
-}
-
-/* TICK: removes every file whose ttl ran out by the command's time,
- * unless it is locked (held or waited on, by any session): then its
- * names stay, so no new file takes a name whose lock is held, and it is
- * parked until the lock state empties (lci_expiry_unpark).  Parking is
- * not in a snapshot: a loaded state has it due at once, and its next
- * TICK parks it again, so every replica removes the same files at the
- * same TICK. */
-int lci_tick(struct lc_ctx *x)
-{
-	struct lc_state *s = x->s;
-
-	while (s->hn && deadline(s->heap[0]) <= x->now) {
-		struct lc_inode *ip = s->heap[0];
-
-		/* Only parked ones left (a TICK at UINT64_MAX sees them). */
-		if (ip->x->parked)
-			break;
-		if (lci_lk_busy(ip)) {
-			ip->x->parked = 1;
-			hfix(s, 0);
-			continue;
-		}
-		lci_heap_remove(s, ip);
-		s->expirations++;
-		lci_remove_all_names(s, ip, (int64_t)x->now);
-	}
-	return 0;
-}
-
 /* Dispatches the namespace commands. */
 int lci_ns_apply(struct lc_ctx *x, uint64_t *ino)
 {
@@ -1521,9 +662,9 @@ int lci_ns_apply(struct lc_ctx *x, uint64_t *ino)
 	case LC_CMD_WRITE:
 		return do_write(x, ino);
 	case LC_CMD_SETXATTR:
-		return do_setxattr(x, ino, false);
+		return lci_setxattr(x, ino, false);
 	case LC_CMD_REMOVEXATTR:
-		return do_setxattr(x, ino, true);
+		return lci_setxattr(x, ino, true);
 	case LC_CMD_OPEN:
 		return do_open(x, ino);
 	default:
@@ -1618,7 +759,7 @@ int lc_readdir(const struct lc_state *s, uint64_t dir, uint64_t after,
 	if (r)
 		return r;
 	d = ip->u.dir;
-	for (uint32_t i = dir_find(d, after); i < d->n; i++) {
+	for (uint32_t i = lci_dir_find(d, after); i < d->n; i++) {
 		const struct lc_dent *e = lci_slot_dent(d->v[i]);
 
 		if (!e)
@@ -1690,35 +831,5 @@ int lc_path(const struct lc_state *s, uint64_t ino, char *buf, size_t size)
 		memcpy(buf + pos, lci_dname(d), lci_dlen(d));
 		buf[--pos] = '/';
 	}
-	return 0;
-}
-
-/* Stored user xattr value. */
-int lc_xattr_get(const struct lc_state *s, uint64_t ino, const char *name,
-		 const void **value, size_t *len)
-{
-	struct lc_inode *ip = s ? lci_iget(s, ino) : NULL;
-	uint32_t pos;
-
-	if (!ip)
-		return -ENOENT;
-	if (!name || !xfind(ip->x, name, strlen(name), &pos))
-		return -ENODATA;
-	*value = ip->x->xv[pos]->name + ip->x->xv[pos]->nlen + 1;
-	*len = ip->x->xv[pos]->vlen;
-	return 0;
-}
-
-/* Stored user xattr names, in name order. */
-int lc_xattr_list(const struct lc_state *s, uint64_t ino,
-		  int (*fn)(void *ctx, const char *name), void *ctx)
-{
-	struct lc_inode *ip = s ? lci_iget(s, ino) : NULL;
-
-	if (!ip)
-		return -ENOENT;
-	for (uint32_t i = 0; ip->x && i < ip->x->xn; i++)
-		if (fn(ctx, ip->x->xv[i]->name))
-			break;
 	return 0;
 }

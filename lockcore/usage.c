@@ -96,8 +96,8 @@ int lci_use_rebuild(struct lc_state *s)
 {
 	s->un = 0;
 	s->tbytes = 0;
-	for (size_t i = 0; i < s->icap; i++)
-		for (struct lc_inode *ip = s->itab[i]; ip; ip = ip->hnext) {
+	for (size_t i = 0; i < s->inodes.cap; i++)
+		for (struct lc_inode *ip = s->inodes.v[i]; ip; ip = ip->hnext) {
 			if (lci_use_reserve(s, ip->uid))
 				return -ENOMEM;
 			lci_use_add(s, ip->uid, 1, lci_use_bytes(ip));
@@ -126,6 +126,6 @@ void lc_usage_total(const struct lc_state *s, struct lc_usage *u)
 	memset(u, 0, sizeof(*u));
 	if (!s)
 		return;
-	u->files = s->icount;
+	u->files = s->inodes.n;
 	u->bytes = s->tbytes;
 }
