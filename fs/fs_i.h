@@ -174,11 +174,7 @@ uint32_t ppid_of(uint32_t pid);
 
 /* ---- gen.c ----------------------------------------------------------------- */
 
-/* The generated files in the root: names and inode numbers (gen.c is the
- * one place fs/ names them). */
-extern const char *const gen_names[3];
-extern const uint64_t gen_inos[3];
-
+/* The generated files in the root (names and numbers: lc_reserved[]). */
 bool is_gen(uint64_t ino);
 bool is_reserved(uint64_t parent, const char *name);
 void gen_stat(const struct fs *fs, uint64_t ino, struct stat *st);

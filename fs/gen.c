@@ -2,8 +2,8 @@
  * fs/gen.c - the generated files (status, status.json, metrics: SPEC 2.7)
  * as files of the mount: their reserved names in the root, their
  * attributes, the snapshot rendered for the opener at open() and the
- * reads of it.  The one place fs/ names them (gen_names); rendering them
- * is status.c's.
+ * reads of it.  Their names and numbers are lockcore's lc_reserved[];
+ * rendering them is status.c's.
  *
  * It must never: make a generated file wait for the cluster (no read
  * barrier, no command), render for anyone but the opener, or read the
@@ -19,26 +19,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The generated files of the root, in readdir order.  fs/ names them here
- * only (lockcore keeps its own list of reserved names). */
-const char *const gen_names[3] = { "status", "status.json", "metrics" };
-const uint64_t gen_inos[3] = { LC_INO_STATUS, LC_INO_STATUS_JSON, LC_INO_METRICS };
-
-/* A generated file's inode number? */
+/* A generated file's inode number?  (lockcore's lc_reserved[] is the one
+ * list of the generated files: names, inode numbers, readdir order.) */
 bool is_gen(uint64_t ino)
 {
-	return ino == LC_INO_STATUS || ino == LC_INO_STATUS_JSON || ino == LC_INO_METRICS;
+	return lc_reserved_ino(ino) != NULL;
 }
 
 /* A generated file's name (no other file may take it)? */
 bool is_reserved(uint64_t parent, const char *name)
 {
-	if (parent != LC_INO_ROOT)
-		return false;
-	for (int i = 0; i < 3; i++)
-		if (strcmp(name, gen_names[i]) == 0)
-			return true;
-	return false;
+	return parent == LC_INO_ROOT && lc_reserved_name(name, strlen(name));
 }
 
 /* A generated file's attributes: read-only, size 0 (it is read with

@@ -143,12 +143,14 @@ void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	/* The generated files never wait (SPEC 3: reading status never
 	 * blocks). */
-	if (parent == LC_INO_ROOT)
-		for (int i = 0; i < 3; i++)
-			if (strcmp(name, gen_names[i]) == 0) {
-				reply_entry_ino(fs, req, gen_inos[i]);
-				return;
-			}
+	if (parent == LC_INO_ROOT) {
+		const struct lc_reserved *g = lc_reserved_name(name, strlen(name));
+
+		if (g) {
+			reply_entry_ino(fs, req, g->ino);
+			return;
+		}
+	}
 	read_submit(fs, req, serve_lookup, &ra, sizeof(ra), name);
 }
 
@@ -444,7 +446,7 @@ void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* Offsets: 1 ".", 2 "..", 3..5 the generated files (root only), then
  * lockcore cookie c at RD_BASE + c, so any offset resumes correctly. */
-#define RD_BASE 5
+#define RD_BASE (2 + LC_RESERVED_N)
 
 struct rd {
 	fuse_req_t req;
@@ -509,8 +511,9 @@ static void serve_readdir(struct fs *fs, fuse_req_t req, const void *arg, const 
 	if (off < 2 && !rd_add(&r, "..", parent, S_IFDIR, 2))
 		goto reply;
 	if (ino == LC_INO_ROOT)
-		for (int i = 0; i < 3; i++)
-			if (off < 3 + i && !rd_add(&r, gen_names[i], gen_inos[i], S_IFREG, 3 + i))
+		for (unsigned i = 0; i < LC_RESERVED_N; i++)
+			if (off < 3 + i && !rd_add(&r, lc_reserved[i].name, lc_reserved[i].ino,
+						   S_IFREG, 3 + i))
 				goto reply;
 	rc = lc_readdir(st_of(fs), ino, off > RD_BASE ? (uint64_t)off - RD_BASE : 0, rd_entry, &r);
 	if (rc < 0 && r.used == 0)
