@@ -55,7 +55,7 @@
 #include "net/log.h"
 #include "net/store.h"
 #include "net/peer.h"
-#include "net/nmsg.h"
+#include "proto/nmsg.h"
 #include "net/link.h"
 #include "lockcore/raft.h"
 #include "lockcore/lease.h"

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/nmsg.h"
+#include "proto/nmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

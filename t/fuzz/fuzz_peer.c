@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "lockcore/le.h"
-#include "net/peer.h"
+#include "proto/seal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
