@@ -3,7 +3,10 @@
  * and disk format of cluck (commands, Raft messages, the log store).
  *
  * The callers check lengths first: these never check bounds.  Pure: no
- * I/O, usable from lockcore/ and net/.
+ * I/O.  Header-only, so proto/ and net/ use it too without linking any of
+ * lockcore (t/check-layers.sh lets them include this header of lockcore's
+ * and no other): lockcore, which depends on nothing, cannot include a
+ * proto/ copy, and one copy keeps one byte order for every format.
  */
 #ifndef CLUCK_LE_H
 #define CLUCK_LE_H

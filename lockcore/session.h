@@ -70,7 +70,7 @@
  * functions of the leader's view.
  *
  * Messages are struct session_msg: the fields of a node message
- * (net/nmsg.h), kinds numbered the same, so a host converts field by field.
+ * (proto/nmsg.h), kinds numbered the same, so a host converts field by field.
  *
  * It must never: read a clock, draw randomness, do I/O, call a callback of
  * a request or a read (those are effects), or include anything but the C
@@ -100,7 +100,7 @@
 #define SESSION_BREAK_EXPIRED_GRANT 0x10u /* hand out completions after our
 					     view of the lease ran out */
 
-/* Message kinds: the same numbers as net/nmsg.h's enum nmsg_kind. */
+/* Message kinds: the same numbers as proto/nmsg.h's enum nmsg_kind. */
 enum session_msg_kind {
 	SM_FWD = 1,         /* session, serial, stamp, body: command for the log */
 	SM_FWD_ACK,         /* ok: proposed (and contact acknowledged); leader */

@@ -55,7 +55,7 @@
 #include "net/log.h"
 #include "net/store.h"
 #include "net/peer.h"
-#include "net/nmsg.h"
+#include "proto/nmsg.h"
 #include "net/link.h"
 #include "lockcore/raft.h"
 #include "lockcore/lease.h"
@@ -89,7 +89,7 @@
 					the timer while something waits) */
 #define RESEND_ACKED_MS   1000u      /* acknowledged but not in our log yet */
 #define MAX_KNOWN         512u       /* nodes we track (voters + members) */
-/* The shortest --lease a cluster takes (net/options.c): the margin must
+/* The shortest --lease a cluster takes (daemon/options.c): the margin must
  * stay above 2 * drift + a tick (lease.h). */
 #define MIN_LEASE_MS      1000u
 /* A full data directory (cluckd(8) "Failures"): the reserve file given

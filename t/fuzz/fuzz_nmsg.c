@@ -1,6 +1,6 @@
 /*
  * t/fuzz/fuzz_nmsg.c - fuzz target of the node message decoder
- * (net/nmsg.h): whatever decodes must re-encode to the very same bytes (the
+ * (proto/nmsg.h): whatever decodes must re-encode to the very same bytes (the
  * format is canonical) and decode again to the same fields.
  *
  * It must never: accept a mismatch silently (abort(), so the fuzzer keeps
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/nmsg.h"
+#include "proto/nmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 /*
  * t/fuzz/fuzz_peer.c - fuzz target of the peer transport's receive half
- * (net/peer.h: peer_rx_open), with a fixed key and insecure.
+ * (proto/seal.h: peer_rx_open), with a fixed key and insecure.
  *
  * Each input is used twice.  First as one datagram, opened by a keyed and
  * by an insecure receiver (node SELF of cluster "a,b,c"): exactly one
@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "lockcore/le.h"
-#include "net/peer.h"
+#include "proto/seal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,7 +1,7 @@
 /*
- * net/nmsg.h - node messages: what a node's session says to the leader
+ * proto/nmsg.h - node messages: what a node's session says to the leader
  * (forwarded commands, keepalives) and the leader's acknowledgements.
- * They travel as PEER_T_NODE bodies (net/peer.h), next to Raft's messages.
+ * They travel as PEER_T_NODE bodies (proto/seal.h), next to Raft's messages.
  *
  * Layout (little endian), NMSG_HDR_BYTES then the body:
  *   u8  version NMSG_VERSION
@@ -20,7 +20,8 @@
  * (0: not the leader, or no lease to answer from).
  *
  * It must never: accept a message whose length disagrees with its header,
- * or read beyond the buffer it is given (the decoder is fuzzed).
+ * read beyond the buffer it is given (the decoder is fuzzed), or use
+ * anything but the C library (pure wire code, shared with a client).
  */
 #ifndef CLUCK_NMSG_H
 #define CLUCK_NMSG_H

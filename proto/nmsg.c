@@ -1,12 +1,12 @@
 /*
- * net/nmsg.c - encoding of node messages (see net/nmsg.h).
+ * proto/nmsg.c - encoding of node messages (see proto/nmsg.h).
  *
  * It must never read past the buffer or accept a length that disagrees
  * with the header: every field is checked before use.
  */
 #include "config.h"
 
-#include "net/nmsg.h"
+#include "proto/nmsg.h"
 #include "lockcore/le.h"
 
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * net/options.h - cluckd's command line and configuration file (SPEC 4.1).
+ * daemon/options.h - cluckd's command line and configuration file (SPEC 4.1).
  *
  * Parses and fully validates everything before anything is started, so a
  * bad option is one line on stderr and exit status 2.  It must never start,

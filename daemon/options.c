@@ -1,5 +1,5 @@
 /*
- * net/options.c - cluckd's command line and configuration file (SPEC 4.1).
+ * daemon/options.c - cluckd's command line and configuration file (SPEC 4.1).
  *
  * Every option is validated here, from the command line and from the
  * configuration file alike (one setter per option, so both accept exactly
@@ -11,8 +11,8 @@
  */
 #include "config.h"
 
-#include "net/options.h"
-#include "net/peer.h"
+#include "daemon/options.h"
+#include "proto/seal.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
