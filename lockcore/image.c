@@ -17,16 +17,57 @@
 
 /* ---- canonical serialization ----------------------------------------- */
 
+/* The image being written: into a growing heap buffer (p, n, cap), or,
+ * with `hash` set, through a fixed buffer folded into the running hash `h`
+ * whenever it fills (lc_state_hash: no copy of the whole image). */
 struct wbuf {
 	uint8_t *p;
 	size_t n, cap;
 	int err;
+	bool hash;
+	uint64_t h;
+	size_t hashed;                 /* bytes already folded into h */
 };
+
+static uint64_t mix_words(uint64_t h, const uint8_t *b, size_t n);
+
+/* Folds the whole words of the fixed buffer into the hash. */
+static void wfold(struct wbuf *w)
+{
+	size_t whole = w->n & ~(size_t)7;
+
+	w->h = mix_words(w->h, w->p, whole);
+	memmove(w->p, w->p + whole, w->n - whole);
+	w->hashed += whole;
+	w->n -= whole;
+}
 
 static void wput(struct wbuf *w, const void *src, size_t n)
 {
 	if (w->err)
 		return;
+	if (w->hash) {
+		const uint8_t *b = src;
+
+		if (n <= 8 && w->cap - w->n >= n) {    /* the common small field */
+			for (size_t i = 0; i < n; i++)
+				w->p[w->n + i] = b[i];
+			w->n += n;
+			return;
+		}
+		while (n > 0) {
+			size_t k;
+
+			if (w->n == w->cap)
+				wfold(w);
+			k = w->cap - w->n < n ? w->cap - w->n : n;
+			memcpy(w->p + w->n, b, k);
+			w->n += k;
+			b += k;
+			n -= k;
+		}
+		return;
+	}
 	if (n > w->cap - w->n) {
 		size_t ncap = w->cap ? w->cap : 4096;
 		uint8_t *np;
@@ -239,30 +280,29 @@ static void winode(struct wbuf *w, const struct lc_inode *ip)
 	}
 }
 
-/* Canonical serialization; see lc.h. */
-int lc_state_save(const struct lc_state *s, uint8_t **buf, size_t *len)
+/* Writes the canonical image of s through w (w->err set on failure). */
+static void save_into(const struct lc_state *s, struct wbuf *w)
 {
-	struct wbuf w = { 0 };
 	struct lc_inode **iv;
 	size_t k = 0;
 
-	if (!s || !buf || !len)
-		return -EINVAL;
 	iv = lci_inodes_sorted(s, &k);
-	if (!iv)
-		return -ENOMEM;
+	if (!iv) {
+		w->err = -ENOMEM;
+		return;
+	}
 
-	w32(&w, LCI_IMG_MAGIC);
-	w32(&w, LCI_IMG_VERSION);
-	w64(&w, s->applied);
-	w64(&w, s->next_ino);
-	w64(&w, s->next_token);
-	w64(&w, s->next_qseq);
-	w64(&w, s->grants);
-	w64(&w, s->releases);
-	w64(&w, s->expirations);
-	w64(&w, s->interrupts);
-	w32(&w, (uint32_t)s->sn);
+	w32(w, LCI_IMG_MAGIC);
+	w32(w, LCI_IMG_VERSION);
+	w64(w, s->applied);
+	w64(w, s->next_ino);
+	w64(w, s->next_token);
+	w64(w, s->next_qseq);
+	w64(w, s->grants);
+	w64(w, s->releases);
+	w64(w, s->expirations);
+	w64(w, s->interrupts);
+	w32(w, (uint32_t)s->sn);
 	for (size_t i = 0; i < s->sn; i++) {
 		struct lc_sess *se = s->sv[i];
 		struct lc_dedup *dv[LC_DEDUP_WINDOW];
@@ -272,23 +312,33 @@ int lc_state_save(const struct lc_state *s, uint8_t **buf, size_t *len)
 			if (se->win[j].used)
 				dv[nd++] = &se->win[j];
 		qsort(dv, nd, sizeof(dv[0]), cmp_dedup);
-		w64(&w, se->id);
-		w32(&w, se->name_len);
-		wput(&w, se->name, se->name_len);
-		w8(&w, se->has_serial);
-		w64(&w, se->max_serial);
-		w32(&w, nd);
+		w64(w, se->id);
+		w32(w, se->name_len);
+		wput(w, se->name, se->name_len);
+		w8(w, se->has_serial);
+		w64(w, se->max_serial);
+		w32(w, nd);
 		for (uint32_t j = 0; j < nd; j++) {
-			w64(&w, dv[j]->serial);
-			w32(&w, (uint32_t)dv[j]->status);
-			w64(&w, dv[j]->ino);
-			w64(&w, dv[j]->token);
+			w64(w, dv[j]->serial);
+			w32(w, (uint32_t)dv[j]->status);
+			w64(w, dv[j]->ino);
+			w64(w, dv[j]->token);
 		}
 	}
-	w64(&w, k);
+	w64(w, k);
 	for (size_t i = 0; i < k; i++)
-		winode(&w, iv[i]);
+		winode(w, iv[i]);
 	free(iv);
+}
+
+/* Canonical serialization; see lc.h. */
+int lc_state_save(const struct lc_state *s, uint8_t **buf, size_t *len)
+{
+	struct wbuf w = { 0 };
+
+	if (!s || !buf || !len)
+		return -EINVAL;
+	save_into(s, &w);
 	if (w.err) {
 		free(w.p);
 		return w.err;
@@ -298,42 +348,57 @@ int lc_state_save(const struct lc_state *s, uint8_t **buf, size_t *len)
 	return 0;
 }
 
-/* A word-at-a-time mix of a byte string (little-endian words, then the
- * tail, then the length): the same on every node, several times faster
- * than byte-wise FNV on a whole image, which the simulator hashes after
- * every applied entry.  Equality checks only; never stored. */
-static uint64_t image_hash(const uint8_t *b, size_t n)
+/* The hash of an image: a word-at-a-time mix (little-endian words, then
+ * the tail, then the length), the same on every node and several times
+ * faster than byte-wise FNV, as the simulator hashes a state after every
+ * applied entry.  Equality checks only; never stored. */
+static inline uint64_t le64_at(const uint8_t *b)
+{
+	return (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 |
+	       (uint64_t)b[3] << 24 | (uint64_t)b[4] << 32 |
+	       (uint64_t)b[5] << 40 | (uint64_t)b[6] << 48 |
+	       (uint64_t)b[7] << 56;
+}
+
+/* Two words per round on two independent lanes (the multiplies overlap),
+ * folded together at the end of each call; n is a multiple of 8. */
+static uint64_t mix_words(uint64_t h, const uint8_t *b, size_t n)
 {
 	const uint64_t k = 0x9e3779b97f4a7c15ull;
-	uint64_t h = 0xcbf29ce484222325ull, w;
-	size_t len = n;
+	uint64_t g = h ^ 0x6a09e667f3bcc909ull;
 
-	for (; n >= 8; b += 8, n -= 8) {
-		w = (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 |
-		    (uint64_t)b[3] << 24 | (uint64_t)b[4] << 32 |
-		    (uint64_t)b[5] << 40 | (uint64_t)b[6] << 48 |
-		    (uint64_t)b[7] << 56;
-		h = (h ^ w) * k;
+	for (; n >= 16; b += 16, n -= 16) {
+		h = (h ^ le64_at(b)) * k;
+		g = (g ^ le64_at(b + 8)) * k;
+		h ^= h >> 29;
+		g ^= g >> 29;
+	}
+	if (n >= 8) {
+		h = (h ^ le64_at(b)) * k;
 		h ^= h >> 29;
 	}
-	for (w = 0; n > 0; n--)
-		w = w << 8 | b[n - 1];
-	h = (h ^ w ^ (uint64_t)len << 56) * k;
+	return (h ^ (g >> 1)) * k;
+}
+
+/* Hash of the canonical serialization (0 if it cannot be built), written
+ * through a fixed buffer: no heap copy of the image. */
+uint64_t lc_state_hash(const struct lc_state *s)
+{
+	uint8_t chunk[4096];
+	struct wbuf w = { .p = chunk, .cap = sizeof(chunk), .hash = true,
+			  .h = 0xcbf29ce484222325ull };
+	uint64_t h, t = 0;
+
+	if (!s)
+		return 0;
+	save_into(s, &w);
+	if (w.err)
+		return 0;
+	wfold(&w);
+	for (size_t i = w.n; i > 0; i--)
+		t = t << 8 | w.p[i - 1];
+	h = (w.h ^ t ^ (uint64_t)(w.hashed + w.n) << 56) * 0x9e3779b97f4a7c15ull;
 	h ^= h >> 32;
 	h *= 0xff51afd7ed558ccdull;
 	return h ^ (h >> 33);
-}
-
-/* Hash of the canonical serialization (0 if it cannot be built). */
-uint64_t lc_state_hash(const struct lc_state *s)
-{
-	uint8_t *b;
-	size_t n;
-	uint64_t h;
-
-	if (lc_state_save(s, &b, &n))
-		return 0;
-	h = image_hash(b, n);
-	free(b);
-	return h;
 }
