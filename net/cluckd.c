@@ -18,7 +18,7 @@
 #include "fs/fs.h"
 #include "net/log.h"
 #include "net/loop.h"
-#include "net/node.h"
+#include "node/node.h"
 #include "net/options.h"
 #include "net/peer.h"
 #include "lockcore/raft.h"
