@@ -54,7 +54,7 @@ static void outq_push(struct node *n, uint8_t *buf, size_t len)
 
 /* Proposes a leader-made command (origin 0).  Only the leader does; a
  * command asked for while not leading is dropped (its timer asks again). */
-void propose_leader(struct node *n, struct lc_cmd *cmd)
+static void propose_leader(struct node *n, struct lc_cmd *cmd)
 {
 	struct rf_event ev = { .type = RF_EV_PROPOSE };
 	uint8_t *buf;

@@ -311,6 +311,16 @@ static void on_close_check(struct loop *l, void *ctx)
 				       on_close_check, n);
 }
 
+/* Disarms every timer of the node. */
+static void clear_timers(struct node *n)
+{
+	ntimer_clear(n, &n->raft_timer);
+	ntimer_clear(n, &n->tick_timer);
+	ntimer_clear(n, &n->lease_timer);
+	ntimer_clear(n, &n->node_timer);
+	ntimer_clear(n, &n->disk_timer);
+}
+
 /* Closes our session (SESSION_CLOSE: frees this node's locks, answers our
  * queued requests, drops our ephemeral files) and waits, a bounded time,
  * for it to be applied; then stops the timers and the transport. */
@@ -354,11 +364,7 @@ void node_stop(struct node *n)
 	session_fail_all(n->sess, n->error ? -EIO : -ENOLCK);
 	run_effects(n);
 	loop_on_idle(n->loop, NULL, NULL);
-	ntimer_clear(n, &n->raft_timer);
-	ntimer_clear(n, &n->tick_timer);
-	ntimer_clear(n, &n->lease_timer);
-	ntimer_clear(n, &n->node_timer);
-	ntimer_clear(n, &n->disk_timer);
+	clear_timers(n);
 }
 
 /* Frees the node and its state; pending callbacks are never called. */
@@ -368,11 +374,7 @@ void node_free(struct node *n)
 		return;
 	if (!n->stopped)
 		loop_on_idle(n->loop, NULL, NULL);
-	ntimer_clear(n, &n->raft_timer);
-	ntimer_clear(n, &n->tick_timer);
-	ntimer_clear(n, &n->lease_timer);
-	ntimer_clear(n, &n->node_timer);
-	ntimer_clear(n, &n->disk_timer);
+	clear_timers(n);
 	for (size_t i = 0; i < n->noq; i++)
 		free(n->oq[i].buf);
 	free(n->oq);

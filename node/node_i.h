@@ -33,8 +33,8 @@
  * for waits in the session's queue for the loop that ran it.
  *
  * It must never: be included outside node/ (fs/ and the daemon see only
- * node/node.h), or let a part touch another's timers or queues except
- * through the functions declared here.
+ * node/node.h), or declare what only one part uses (that stays static in
+ * its part).
  */
 #ifndef CLUCK_NODE_I_H
 #define CLUCK_NODE_I_H
@@ -210,7 +210,6 @@ void on_node_timer(struct loop *l, void *ctx);
 
 /* leader.c */
 bool conf_has(const struct rf_conf *c, uint64_t id);
-void propose_leader(struct node *n, struct lc_cmd *cmd);
 void arm_tick(struct node *n);
 void check_leases(struct node *n);
 bool contact_ok(struct node *n, uint64_t session);
