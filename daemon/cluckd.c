@@ -22,7 +22,7 @@
 #include "fs/fs.h"
 #include "net/log.h"
 #include "net/loop.h"
-#include "net/node.h"
+#include "node/node.h"
 #include "proto/seal.h"
 #include "lockcore/raft.h"
 

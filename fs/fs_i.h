@@ -33,7 +33,7 @@
 
 #include "fs/fs.h"
 #include "fs/status.h"
-#include "net/node.h"
+#include "node/node.h"
 #include "lockcore/lc.h"
 
 #include <stdbool.h>

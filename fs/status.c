@@ -16,7 +16,7 @@
 #include "config.h"
 
 #include "fs/status.h"
-#include "net/node.h"
+#include "node/node.h"
 #include "lockcore/lc.h"
 
 #include <errno.h>

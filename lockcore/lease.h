@@ -1,7 +1,7 @@
 /*
  * lockcore/lease.h - session leases as the leader and a node see them.
  *
- * Two small, pure bookkeeping objects for the driver (cluckd's net/node.c,
+ * Two small, pure bookkeeping objects for the driver (cluckd's node/leader.c,
  * and t/sim.c):
  *
  * The leader's table (struct lease_table) remembers, for every session of

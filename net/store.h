@@ -39,7 +39,7 @@
  * mark = that index), synced.  So no index above the floor was ever
  * reported synced (nor any fencing token made from it handed out), and
  * every index up to mark was: a log found ending below mark lost synced
- * entries; one ending below the floor may have (net/node.c decides).
+ * entries; one ending below the floor may have (node/start.c decides).
  *
  * Single-threaded: one struct store is used by one thread at a time.
  *
@@ -150,7 +150,7 @@ int store_open(const struct store_config *cfg, struct store **out,
  * Frees everything, including the loaded entries.  NULL is a no-op. */
 void store_close(struct store *s);
 
-/* Small files the driver keeps beside the log (net/node.c: the transport
+/* Small files the driver keeps beside the log (node/start.c: the transport
  * epoch, the cluster the directory belongs to).  store_put_file replaces
  * `name` atomically and durably (NAME.tmp, fsync, rename, directory fsync)
  * before it returns; 0 or -errno, after which the store is dead like after

@@ -10,7 +10,7 @@
  *   u8  0
  *   u32 body length (FWD: the encoded lc_cmd; others: 0)
  *   u64 session, u64 serial (FWD and FWD_ACK: the command's; KA and KA_ACK:
- *              the sender's --lease in ms, see net/node.c; READ: read id)
+ *              the sender's --lease in ms, see node/rx.c; READ: read id)
  *   u64 stamp  (sender's monotonic ms, echoed by the ack: the lease view
  *              counts from the send time of the acknowledged message)
  *   u64 leader (acks: who the answering node believes leads, 0 unknown)

@@ -1,5 +1,6 @@
 /*
- * net/node.h - the engine driver: what fs/ talks to.
+ * node/node.h - the engine host: what fs/ and the daemon call (the files
+ * of node/ implement it).
  *
  * A node owns the lockcore state of this cluckd and the path from
  * "proposed" to "applied": a proposed command is stamped (origin = our
@@ -10,6 +11,10 @@
  * It never blocks on the network: completions arrive through callbacks
  * from the event loop once the command is committed and applied (and later
  * again for a queued lock request that another command resolves).
+ *
+ * It must never: expose struct node (node/node_i.h keeps it private to
+ * node/) or anything of the engine beyond lockcore commands, completions
+ * and the status it reports.
  */
 #ifndef CLUCK_NODE_H
 #define CLUCK_NODE_H
