@@ -69,7 +69,7 @@
 
 #define HELD_MAX         256u        /* releases kept when memory ran out */
 #define READ_TIMEOUT_MS  5000u       /* barriers without an op timeout */
-#define FX_SPARE         64u         /* effects kept when memory ran out */
+#define FX_SLACK         16u         /* queue room for effects no request owes */
 
 /* A request of ours not answered finally yet.  serial 0 marks a free
  * bucket.  While `buf` is set the request is not known to be in the log
@@ -89,6 +89,7 @@ struct pend {
 #define PF_ACKED   0x1u              /* the leader said it proposed it */
 #define PF_UNLOCK  0x2u              /* releases something: detach, not drop */
 #define PF_OPEN    0x4u              /* our SESSION_OPEN: sent before the open */
+#define PF_PARKED  0x8u              /* its LC_PENDING was told (once) */
 
 /* A read barrier waiting. */
 struct rwait {
@@ -135,39 +136,52 @@ struct session {
 
 	struct session_effect *fx;     /* effects, from fhead on */
 	size_t fhead, nfx, capfx;
-	struct session_effect spare[FX_SPARE];   /* after fx, when it could not grow */
-	size_t spare_head, nspare;
+	size_t owed;   /* queue room kept: FX_SLACK, plus the answers owed (see
+			  fx_push); never more than capfx - (nfx - fhead) */
 };
 
 /* ---- effects -------------------------------------------------------------- */
 
-/* Queues an effect.  Out of memory it goes to the spare queue, after
- * everything queued before it (a send there is dropped when it is full:
- * the timer repeats it; the answers of FX_SPARE requests at once fit). */
-static void fx_push(struct session *s, const struct session_effect *e)
+/* True when the queue has room for `need` more effects (grown if needed
+ * and memory allows). */
+static bool fx_room(struct session *s, size_t need)
 {
-	if (s->nspare) {
-		if (s->nspare < FX_SPARE)
-			s->spare[s->nspare++] = *e;
-		return;
-	}
-	if (s->nfx == s->capfx && s->fhead) {
+	size_t nc = s->capfx ? s->capfx : 64;
+	struct session_effect *nv;
+
+	if (s->capfx - s->nfx < need && s->fhead) {
 		memmove(s->fx, s->fx + s->fhead, (s->nfx - s->fhead) * sizeof(*s->fx));
 		s->nfx -= s->fhead;
 		s->fhead = 0;
 	}
-	if (s->nfx == s->capfx) {
-		size_t nc = s->capfx ? s->capfx * 2 : 64;
-		struct session_effect *nv = realloc(s->fx, nc * sizeof(*nv));
+	if (s->capfx - s->nfx >= need)
+		return true;
+	while (nc - s->nfx < need)
+		nc *= 2;
+	nv = realloc(s->fx, nc * sizeof(*nv));
+	if (!nv)
+		return false;
+	s->fx = nv;
+	s->capfx = nc;
+	return true;
+}
 
-		if (!nv) {
-			s->spare[s->nspare++] = *e;
-			return;
-		}
-		s->fx = nv;
-		s->capfx = nc;
-	}
-	s->fx[s->nfx++] = *e;
+/* Queues an effect.  No answer may be lost for memory (a lost SE_DONE
+ * leaves a caller waiting forever, a lost SE_LOST leaves holders
+ * unsignalled), so room for every answer owed is kept from the moment it
+ * is owed (`owed`): a request with a callback owes 2 (LC_PENDING, told at
+ * most once, and its final answer) from its admission, which fails
+ * -ENOMEM without that room, a read barrier 1; FX_SLACK more is kept for
+ * the effects no request owes (SE_OPENED, SE_CLOSED, SE_LOST, the notes:
+ * a few per call, and the host pops everything after each call).  A send
+ * or a proposal may not take that room: without memory it is dropped, and
+ * the timer repeats it (nothing counts it as done). */
+static void fx_push(struct session *s, const struct session_effect *e)
+{
+	bool may_drop = e->kind == SE_SEND || e->kind == SE_PROPOSE;
+
+	if (fx_room(s, s->owed + 1) || (!may_drop && fx_room(s, 1)))
+		s->fx[s->nfx++] = *e;
 }
 
 static void fx_done(struct session *s, session_done_fn fn, void *ctx,
@@ -189,6 +203,12 @@ static void fx_send(struct session *s, uint64_t to, const struct session_msg *m)
 }
 
 /* ---- pending table ------------------------------------------------------ */
+
+/* The answers an entry may still be owed (see fx_push). */
+static size_t pend_owes(const struct pend *p)
+{
+	return !p->fn ? 0 : (p->flags & PF_PARKED) ? 1 : 2;
+}
 
 static size_t ph(uint64_t serial, size_t cap)
 {
@@ -252,6 +272,7 @@ static struct pend *pend_insert(struct session *s, uint64_t serial, session_done
 	s->pt[i].fn = fn;
 	s->pt[i].ctx = ctx;
 	s->pn++;
+	s->owed += pend_owes(&s->pt[i]);
 	return &s->pt[i];
 }
 
@@ -260,6 +281,7 @@ static void pend_remove(struct session *s, struct pend *p)
 {
 	size_t mask = s->pcap - 1, i = (size_t)(p - s->pt), j = i;
 
+	s->owed -= pend_owes(p);
 	for (;;) {
 		size_t home;
 
@@ -452,7 +474,8 @@ static int own_submit(struct session *s, uint64_t serial, uint8_t *buf, size_t l
 {
 	struct pend *p;
 
-	if (pend_reserve(s) < 0) {
+	/* Room for its answers first: they must never be dropped. */
+	if ((fn && !fx_room(s, s->owed + 2)) || pend_reserve(s) < 0) {
 		free(buf);
 		return -ENOMEM;
 	}
@@ -722,6 +745,8 @@ static void give_up(struct session *s, uint64_t now)
 
 		if (!pt[i].serial)
 			continue;
+		/* It is answered or moved (owing anew) now. */
+		s->owed -= pend_owes(&pt[i]);
 		if (pt[i].fn && pt[i].buf && move_to_new_session(s, &pt[i], now))
 			continue;
 		free(pt[i].buf);
@@ -820,8 +845,15 @@ static void dispatch(struct session *s, const struct lc_out *out, uint64_t now)
 		p->deadline_ms = 0;
 		fn = p->fn;
 		ctx = p->ctx;
-		if (c->status != LC_PENDING)
+		if (c->status != LC_PENDING) {
 			pend_remove(s, p);
+		} else if (p->flags & PF_PARKED) {
+			continue;                /* told already (a copy's answer) */
+		} else {
+			s->owed -= pend_owes(p);
+			p->flags |= PF_PARKED;
+			s->owed += pend_owes(p);
+		}
 		fx_done(s, fn, ctx, c);
 	}
 	if (kick) {
@@ -1000,6 +1032,7 @@ static void check_requests(struct session *s, uint64_t now)
 			if (p->flags & PF_UNLOCK) {
 				/* Still sent until the log has it: a release
 				 * must not be forgotten. */
+				s->owed -= pend_owes(p);
 				p->fn = NULL;
 				p->deadline_ms = 0;
 			} else {
@@ -1128,6 +1161,7 @@ static void fx_read(struct session *s, const struct rwait *w, int status)
 	struct session_effect e = { .kind = SE_READ, .read = w->fn, .ctx = w->ctx,
 				    .status = status };
 
+	s->owed--;                   /* owed since session_read() */
 	fx_push(s, &e);
 }
 
@@ -1198,6 +1232,8 @@ int session_read(struct session *s, session_read_fn fn, void *ctx,
 	 * applied already (the host applies as it commits). */
 	if (!s->clustered || in->lead_ok)
 		return 1;
+	if (!fx_room(s, s->owed + 1))
+		return -ENOMEM;          /* no room for its answer */
 	if (s->nrw == s->caprw) {
 		size_t nc = s->caprw ? s->caprw * 2 : 64;
 		struct rwait *nv = realloc(s->rw, nc * sizeof(*nv));
@@ -1210,6 +1246,7 @@ int session_read(struct session *s, session_read_fn fn, void *ctx,
 	/* It needs an answer to a read sent after now. */
 	s->rw[s->nrw++] = (struct rwait){ .fn = fn, .ctx = ctx, .need = s->read_id + 1,
 					  .deadline_ms = in->now + t };
+	s->owed++;
 	if (s->read_acked == s->read_id)
 		read_send(s, in->now);
 	return 0;
@@ -1283,6 +1320,7 @@ void session_fail_all(struct session *s, int status)
 
 		if (!s->pt[i].serial)
 			continue;
+		s->owed -= pend_owes(&s->pt[i]);
 		free(s->pt[i].buf);
 		fx_done(s, s->pt[i].fn, s->pt[i].ctx, &c);
 	}
@@ -1295,22 +1333,15 @@ void session_fail_all(struct session *s, int status)
 
 /* ---- effects out -------------------------------------------------------------- */
 
-/* The next queued effect, in order: the queue, then the spare one. */
+/* The next queued effect, in order. */
 static bool fx_pop(struct session *s, struct session_effect *e)
 {
-	if (s->fhead < s->nfx) {
-		*e = s->fx[s->fhead++];
-		if (s->fhead == s->nfx)
-			s->fhead = s->nfx = 0;
-		return true;
-	}
-	if (s->spare_head < s->nspare) {
-		*e = s->spare[s->spare_head++];
-		if (s->spare_head == s->nspare)
-			s->spare_head = s->nspare = 0;
-		return true;
-	}
-	return false;
+	if (s->fhead == s->nfx)
+		return false;
+	*e = s->fx[s->fhead++];
+	if (s->fhead == s->nfx)
+		s->fhead = s->nfx = 0;
+	return true;
 }
 
 bool session_next(struct session *s, struct session_effect *e)
@@ -1367,6 +1398,13 @@ struct session *session_new(const struct session_config *cfg)
 	}
 	s->cfg.voters = s->voters;
 	s->view_lease_ms = cfg->lease_ms;
+	/* The room for the effects no request owes, from the start. */
+	s->owed = FX_SLACK;
+	if (!fx_room(s, s->owed)) {
+		free(s->voters);
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 

@@ -47,6 +47,38 @@ struct host {
 
 #define CHECK(h, cond) do { if (!(cond)) (h)->fails++; } while (0)
 
+/* ---- running out of memory -------------------------------------------------
+ * The test links with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc: while
+ * fail_allocs is set, the allocations it names fail (CUnit allocates too:
+ * rules clear it before they return). */
+
+#define FAIL_REALLOC 0x1u            /* realloc fails (the effect queue) */
+#define FAIL_ALL     0x7u            /* malloc, calloc and realloc fail */
+
+static unsigned fail_allocs;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+	return (fail_allocs & 0x2u) ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t m)
+{
+	return (fail_allocs & 0x4u) ? NULL : __real_calloc(n, m);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	return (fail_allocs & FAIL_REALLOC) ? NULL : __real_realloc(p, n);
+}
+
 static uint64_t h_wall(void *ctx)
 {
 	struct host *h = ctx;
@@ -731,6 +763,54 @@ static unsigned rule_leader_answers(unsigned breaks)
 	return fails;
 }
 
+/* Out of memory, no answer is lost: 200 requests waiting when the view
+ * runs out with nothing allocatable get their -ENOLCK, then SE_LOST; a
+ * request with no room for its answers is refused. */
+static unsigned rule_answers_kept(unsigned breaks)
+{
+	struct host h;
+	struct session_in in = { 0 };
+	const struct session_effect *lost;
+	uint64_t old;
+	size_t done = 0, k;
+
+	if (!open_follower(&h, breaks, 1000))
+		return 100;
+	old = session_id(h.s);
+	for (unsigned i = 0; i < 200; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "d%u", i);
+		CHECK(&h, submit_mkdir(&h, name, 1000) == i + 2);
+		clear(&h);
+	}
+	in.now = 1000 + LEASE - MARGIN;
+	fail_allocs = FAIL_ALL;
+	session_tick(h.s, &in, false);
+	fail_allocs = 0;
+	for (unsigned i = 0; find(&h, SE_DONE, 0, i); i++)
+		if (find(&h, SE_DONE, 0, i)->c.status == -ENOLCK &&
+		    find(&h, SE_DONE, 0, i)->c.origin == old)
+			done++;
+	CHECK(&h, done == 200);
+	lost = find(&h, SE_LOST, 0, 0);
+	CHECK(&h, lost && lost->session == old && lost > find(&h, SE_DONE, 0, 199));
+	CHECK(&h, session_pending(h.s) == 0);
+	clear(&h);
+	/* no room for its answers: a request is refused, not admitted to
+	 * have them lost */
+	fail_allocs = FAIL_REALLOC;
+	for (k = 0; k < 1000 && submit_mkdir(&h, "x", in.now); k++)
+		;
+	CHECK(&h, k < 1000);
+	fail_allocs = FAIL_ALL;
+	session_fail_all(h.s, -EIO);
+	fail_allocs = 0;
+	CHECK(&h, count(&h, SE_DONE, 0) == k);
+	session_free(h.s);
+	return h.fails;
+}
+
 /* ---- CUnit ------------------------------------------------------------------ */
 
 static const struct {
@@ -751,6 +831,7 @@ static const struct {
 	{ "redirect", rule_redirect },
 	{ "alone", rule_alone },
 	{ "leader_answers", rule_leader_answers },
+	{ "answers_kept", rule_answers_kept },
 };
 
 #define NRULES (sizeof(rules) / sizeof(rules[0]))
@@ -797,6 +878,7 @@ RULE_TEST(10, read_barrier)
 RULE_TEST(11, redirect)
 RULE_TEST(12, alone)
 RULE_TEST(13, leader_answers)
+RULE_TEST(14, answers_kept)
 
 /* Every breaker makes at least one rule fail. */
 static void test_breaks_caught(void)
@@ -834,6 +916,7 @@ static const struct ut_test tests[] = {
 	UT_TEST(test_redirect),
 	UT_TEST(test_alone),
 	UT_TEST(test_leader_answers),
+	UT_TEST(test_answers_kept),
 	UT_TEST(test_breaks_caught),
 };
 
