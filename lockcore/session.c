@@ -434,7 +434,9 @@ static void send_pend(struct session *s, uint64_t serial, uint64_t now)
 		struct session_effect e = { .kind = SE_PROPOSE, .serial = serial,
 					    .session = s->session };
 
-		p->flags |= PF_ACKED;
+		/* PF_ACKED only once the engine took it (session_proposed):
+		 * a proposal dropped for memory is proposed again. */
+		p->flags &= (uint8_t)~PF_ACKED;
 		fx_push(s, &e);
 		return;
 	}
@@ -616,9 +618,12 @@ void session_proposed(struct session *s, uint64_t serial, int rc, uint64_t now)
 	struct pend *p = pend_find(s, serial);
 
 	(void)now;
-	if (rc >= 0 || !p)
+	if (!p || !p->buf)
 		return;
-	if (rc != -E2BIG && rc != -EINVAL) {
+	if (rc >= 0) {
+		/* In the engine's log: alone, there for good. */
+		p->flags |= PF_ACKED;
+	} else if (rc != -E2BIG && rc != -EINVAL) {
 		/* Not in the engine's log (-ENOMEM, or no longer leading):
 		 * the timer sends it again, and a deadline still answers it. */
 		p->flags &= (uint8_t)~PF_ACKED;

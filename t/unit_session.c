@@ -811,6 +811,45 @@ static unsigned rule_answers_kept(unsigned breaks)
 	return h.fails;
 }
 
+/* Alone, a proposal dropped for memory is proposed again by the timer,
+ * and one the engine took is not. */
+static unsigned rule_propose_retried(unsigned breaks)
+{
+	struct host h;
+	struct session_in in = { .now = 1000 };
+	uint64_t serials[200];
+	size_t n;
+
+	if (!mk(&h, breaks, true))
+		return 100;
+	(void)session_set_role(h.s, true, 1);
+	CHECK(&h, session_open(h.s, 1000) == 0);
+	session_proposed(h.s, 1, 0, 1000);
+	apply_open(&h, 1000);
+	clear(&h);
+	for (unsigned i = 0; i < 200; i++) {
+		serials[i] = submit_mkdir(&h, "a", 1000);
+		session_proposed(h.s, serials[i], -ENOMEM, 1000);
+		clear(&h);
+	}
+	/* every one proposed again at once: some dropped */
+	in.now = 1200;
+	fail_allocs = FAIL_REALLOC;
+	session_tick(h.s, &in, false);
+	fail_allocs = 0;
+	n = count(&h, SE_PROPOSE, 0);
+	CHECK(&h, n > 0 && n < 200);
+	for (size_t i = 0; i < n; i++)
+		session_proposed(h.s, find(&h, SE_PROPOSE, 0, (unsigned)i)->serial, 0, 1200);
+	clear(&h);
+	/* the dropped ones (only they) again */
+	in.now = 1400;
+	session_tick(h.s, &in, false);
+	CHECK(&h, count(&h, SE_PROPOSE, 0) == 200 - n);
+	session_free(h.s);
+	return h.fails;
+}
+
 /* ---- CUnit ------------------------------------------------------------------ */
 
 static const struct {
@@ -832,6 +871,7 @@ static const struct {
 	{ "alone", rule_alone },
 	{ "leader_answers", rule_leader_answers },
 	{ "answers_kept", rule_answers_kept },
+	{ "propose_retried", rule_propose_retried },
 };
 
 #define NRULES (sizeof(rules) / sizeof(rules[0]))
@@ -879,6 +919,7 @@ RULE_TEST(11, redirect)
 RULE_TEST(12, alone)
 RULE_TEST(13, leader_answers)
 RULE_TEST(14, answers_kept)
+RULE_TEST(15, propose_retried)
 
 /* Every breaker makes at least one rule fail. */
 static void test_breaks_caught(void)
@@ -917,6 +958,7 @@ static const struct ut_test tests[] = {
 	UT_TEST(test_alone),
 	UT_TEST(test_leader_answers),
 	UT_TEST(test_answers_kept),
+	UT_TEST(test_propose_retried),
 	UT_TEST(test_breaks_caught),
 };
 
