@@ -120,6 +120,8 @@ struct session {
 	struct lease_view view;
 	uint64_t next_ka_ms;
 	uint64_t sessions_lost;
+	uint64_t reopen_ms;      /* a give-up could not open a new session:
+				    it tries again then (0: none) */
 
 	struct pend *pt;         /* open addressing, linear probing */
 	size_t pcap, pn;         /* pcap is 0 or a power of two */
@@ -417,6 +419,19 @@ static bool unlock_before(const struct session *s, uint64_t owner, uint64_t seri
 	return false;
 }
 
+/* True when `p` must wait for an event before it may go out: the open of
+ * its session applied (only the SESSION_OPEN goes before: lockcore answers
+ * a command of an unknown session -ENOLCK), or an earlier release of its
+ * owner in our log. */
+static bool held_back(const struct session *s, const struct pend *p)
+{
+	if (!s->open_done && !(p->flags & PF_OPEN))
+		return true;
+	return s->clustered && !s->leading &&
+	       !(s->cfg.breaks & SESSION_BREAK_UNLOCK_BEFORE) && p->owner &&
+	       s->unlocks_out && unlock_before(s, p->owner, p->serial);
+}
+
 /* Sends (or proposes, as leader) our request `serial` if it still waits
  * for the log. */
 static void send_pend(struct session *s, uint64_t serial, uint64_t now)
@@ -425,10 +440,10 @@ static void send_pend(struct session *s, uint64_t serial, uint64_t now)
 
 	if (!p || !p->buf || s->halted)
 		return;
-	/* Under a session not open yet only its SESSION_OPEN goes out:
-	 * lockcore answers a command of an unknown session -ENOLCK. */
-	if (!s->open_done && !(p->flags & PF_OPEN))
+	if (held_back(s, p)) {
+		p->sent_ms = 0;          /* sent when that happens */
 		return;
+	}
 	p->sent_ms = now;
 	if (s->leading) {
 		struct session_effect e = { .kind = SE_PROPOSE, .serial = serial,
@@ -444,11 +459,6 @@ static void send_pend(struct session *s, uint64_t serial, uint64_t now)
 		struct session_msg m = { .kind = SM_FWD, .session = s->session,
 					 .serial = serial, .stamp = p->sent_ms };
 
-		if (!(s->cfg.breaks & SESSION_BREAK_UNLOCK_BEFORE) && p->owner &&
-		    s->unlocks_out && unlock_before(s, p->owner, serial)) {
-			p->sent_ms = 0;
-			return;
-		}
 		p->flags &= (uint8_t)~PF_ACKED;
 		fx_send(s, leader_guess(s), &m);     /* body filled when popped */
 	}
@@ -650,20 +660,17 @@ int session_open(struct session *s, uint64_t now)
 	uint64_t sid = 0;
 	int rc;
 
+	/* Nothing changes unless it succeeds: a give-up that could not
+	 * open keeps its expired view, and so tries again. */
 	rc = s->cfg.new_id(s->cfg.host, &sid);
 	if (rc < 0)
 		return rc;
 	if (!sid)
 		return -EIO;
-	s->session = sid;
-	s->serial = 0;
-	s->open_done = false;
-	s->open_status = 0;
-	lease_view_init(&s->view, s->view_lease_ms, s->cfg.margin_ms);
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_SESSION_OPEN;
 	cmd.origin = sid;
-	cmd.serial = ++s->serial;
+	cmd.serial = 1;
 	cmd.time_ns = stamp_time(s);
 	cmd.session = sid;
 	cmd.data = s->cfg.name;
@@ -671,7 +678,17 @@ int session_open(struct session *s, uint64_t now)
 	rc = lc_cmd_encode(&cmd, &buf, &len);
 	if (rc < 0)
 		return rc;
+	if (pend_reserve(s) < 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	s->session = sid;
+	s->serial = cmd.serial;
+	s->open_done = false;
+	s->open_status = 0;
+	lease_view_init(&s->view, s->view_lease_ms, s->cfg.margin_ms);
 	s->open_sent_ms = now;
+	/* Cannot fail now (room reserved, no answer owed). */
 	return own_submit(s, cmd.serial, buf, len, PF_OPEN, 0, 0, NULL, NULL, now);
 }
 
@@ -734,7 +751,7 @@ static void give_up(struct session *s, uint64_t now)
 	size_t pcap = s->pcap;
 	struct session_effect lost = { .kind = SE_LOST, .session = old };
 
-	if (!old || s->halted)
+	if (!old || s->halted || now < s->reopen_ms)
 		return;
 	s->sessions_lost++;
 	/* The old entries are walked apart: what moves lands in the new
@@ -742,7 +759,9 @@ static void give_up(struct session *s, uint64_t now)
 	s->pt = NULL;
 	s->pcap = s->pn = 0;
 	s->unlocks_out = 0;
-	(void)session_open(s, now);     /* failed: requests get -ENOLCK */
+	/* Failed: the requests still get -ENOLCK, and the view, still
+	 * expired, gives up again after resend_ms. */
+	s->reopen_ms = session_open(s, now) < 0 ? now + s->cfg.resend_ms : 0;
 	/* Oldest first, so moved requests keep their order. */
 	qsort(pt, pcap, sizeof(*pt), cmp_pend_serial);
 	for (size_t i = 0; i < pcap; i++) {
@@ -1093,10 +1112,15 @@ uint64_t session_wake_at(struct session *s, uint64_t now)
 		if (!p->serial)
 			continue;
 		at = earliest(at, p->deadline_ms);
-		if (p->buf && !((p->flags & PF_ACKED) && !s->clustered))
-			at = earliest(at, !p->sent_ms ? now :
-				      p->sent_ms + ((p->flags & PF_ACKED) ? s->cfg.resend_acked_ms
-									 : s->cfg.resend_ms));
+		if (!p->buf || ((p->flags & PF_ACKED) && !s->clustered))
+			continue;
+		if (p->sent_ms)
+			at = earliest(at, p->sent_ms + ((p->flags & PF_ACKED) ?
+							s->cfg.resend_acked_ms :
+							s->cfg.resend_ms));
+		else if (!held_back(s, p))
+			at = earliest(at, now);  /* a tick sends it */
+		/* else sent on the event it waits for, not on time */
 	}
 	for (size_t i = 0; i < s->nrw; i++)
 		at = earliest(at, s->rw[i].deadline_ms);
@@ -1104,11 +1128,20 @@ uint64_t session_wake_at(struct session *s, uint64_t now)
 		at = earliest(at, s->read_sent_ms + s->cfg.resend_ms);
 	if (s->clustered) {
 		at = earliest(at, s->next_ka_ms ? s->next_ka_ms : now);
-		if (s->open_done) {
-			at = earliest(at, lease_view_jeopardy_at(&s->view));
+		if (s->open_done && session_state(s, now) == LEASE_EXPIRED) {
+			/* A tick gives up, or a give-up that could not
+			 * open a new session tries again at reopen_ms. */
+			at = earliest(at, s->reopen_ms > now ? s->reopen_ms : now);
+		} else if (s->open_done) {
+			/* Only times to come: in jeopardy already, the next
+			 * keepalive is the next thing to do. */
+			if (lease_view_jeopardy_at(&s->view) > now)
+				at = earliest(at, lease_view_jeopardy_at(&s->view));
 			at = earliest(at, lease_view_deadline(&s->view));
 		}
 	}
+	/* Every time in the past above is work a tick does at once (and
+	 * then is no longer due): a host sleeping until `at` never spins. */
 	return at && at < now ? now : at;
 }
 

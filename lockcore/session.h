@@ -237,7 +237,10 @@ bool session_wants_timer(const struct session *s);
 /* The earliest time session_tick() has something to do (a keepalive, a
  * resend, a deadline, jeopardy or expiry of the view; `now` when overdue),
  * or 0 when nothing: a host with a discrete clock (the simulator) sleeps
- * until then.  cluckd ticks every 50 ms instead, which is never later. */
+ * until then.  After a tick at that time it is later (or 0): what waits
+ * for an event (its session's open applied, an earlier release of its
+ * owner in the log) goes out on that event, not on time.  cluckd ticks
+ * every 50 ms instead, which is never later. */
 uint64_t session_wake_at(struct session *s, uint64_t now);
 
 /* A read barrier: 1 when it holds already (alone, or in->lead_ok: the

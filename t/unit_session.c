@@ -42,6 +42,7 @@ struct host {
 	uint8_t body[256][512];          /* copies of FWD bodies */
 	size_t nfx;
 	unsigned fails;                  /* checks failed in this rule */
+	bool id_fails;                   /* new_id fails */
 	int done_count;
 };
 
@@ -90,6 +91,8 @@ static int h_new_id(void *ctx, uint64_t *id)
 {
 	struct host *h = ctx;
 
+	if (h->id_fails)
+		return -EAGAIN;
 	*id = h->next_id++;
 	return 0;
 }
@@ -850,6 +853,63 @@ static unsigned rule_propose_retried(unsigned breaks)
 	return h.fails;
 }
 
+/* A host that sleeps until session_wake_at() and ticks then never spins:
+ * after a tick at that time the next one is later (or none). */
+static uint64_t no_spin(struct host *h, uint64_t now, unsigned steps)
+{
+	struct session_in in = { 0 };
+
+	for (unsigned i = 0; i < steps; i++) {
+		uint64_t t = session_wake_at(h->s, now);
+
+		if (!t)
+			break;
+		CHECK(h, t >= now);
+		if (t == now && i > 0) {
+			h->fails++;
+			break;
+		}
+		in.now = now = t;
+		session_tick(h->s, &in, false);
+		clear(h);
+	}
+	return now;
+}
+
+static unsigned rule_wake_at(unsigned breaks)
+{
+	struct host h;
+	unsigned fails = 0;
+
+	/* a request submitted before the open is applied waits for it */
+	if (!mk(&h, breaks, false))
+		return 100;
+	(void)session_set_role(h.s, false, LEADER);
+	CHECK(&h, session_open(h.s, 1000) == 0);
+	CHECK(&h, submit_mkdir(&h, "a", 1000) == 2);
+	clear(&h);
+	no_spin(&h, 1000, 5);
+	session_free(h.s);
+	fails += h.fails;
+	/* jeopardy, expiry, and a give-up that cannot open a new session */
+	if (!open_follower(&h, breaks, 1000))
+		return fails + 100;
+	h.id_fails = true;
+	(void)no_spin(&h, 1000, 20);         /* jeopardy, then expired */
+	CHECK(&h, session_lost_count(h.s) > 1);
+	session_free(h.s);
+	fails += h.fails;
+	/* a lock held back behind an earlier release of its owner */
+	if (!open_follower(&h, breaks, 1000))
+		return fails + 100;
+	CHECK(&h, submit_lock(&h, LC_UNLCK, 7, false, 1000) != 0);
+	CHECK(&h, submit_lock(&h, LC_WRLCK, 7, true, 1000) != 0);
+	clear(&h);
+	no_spin(&h, 1000, 3);
+	session_free(h.s);
+	return fails + h.fails;
+}
+
 /* ---- CUnit ------------------------------------------------------------------ */
 
 static const struct {
@@ -872,6 +932,7 @@ static const struct {
 	{ "leader_answers", rule_leader_answers },
 	{ "answers_kept", rule_answers_kept },
 	{ "propose_retried", rule_propose_retried },
+	{ "wake_at", rule_wake_at },
 };
 
 #define NRULES (sizeof(rules) / sizeof(rules[0]))
@@ -920,6 +981,7 @@ RULE_TEST(12, alone)
 RULE_TEST(13, leader_answers)
 RULE_TEST(14, answers_kept)
 RULE_TEST(15, propose_retried)
+RULE_TEST(16, wake_at)
 
 /* Every breaker makes at least one rule fail. */
 static void test_breaks_caught(void)
@@ -959,6 +1021,7 @@ static const struct ut_test tests[] = {
 	UT_TEST(test_leader_answers),
 	UT_TEST(test_answers_kept),
 	UT_TEST(test_propose_retried),
+	UT_TEST(test_wake_at),
 	UT_TEST(test_breaks_caught),
 };
 
