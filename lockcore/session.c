@@ -539,7 +539,7 @@ static bool hold_release(struct session *s, const struct lc_cmd *cmd)
 	struct lc_cmd *h;
 
 	if (s->nheld == HELD_MAX) {
-		struct session_effect e = { .kind = SE_HELD_FULL };
+		struct session_effect e = { .kind = SE_HELD_FULL, .arg = HELD_MAX };
 
 		if (!s->held_warned)
 			fx_push(s, &e);
@@ -750,6 +750,7 @@ static void give_up(struct session *s, uint64_t now)
 	struct pend *pt = s->pt;
 	size_t pcap = s->pcap;
 	struct session_effect lost = { .kind = SE_LOST, .session = old };
+	int rc;
 
 	if (!old || s->halted || now < s->reopen_ms)
 		return;
@@ -761,7 +762,14 @@ static void give_up(struct session *s, uint64_t now)
 	s->unlocks_out = 0;
 	/* Failed: the requests still get -ENOLCK, and the view, still
 	 * expired, gives up again after resend_ms. */
-	s->reopen_ms = session_open(s, now) < 0 ? now + s->cfg.resend_ms : 0;
+	rc = session_open(s, now);
+	s->reopen_ms = 0;
+	if (rc < 0) {
+		struct session_effect e = { .kind = SE_OPEN_FAILED, .status = rc };
+
+		s->reopen_ms = now + s->cfg.resend_ms;
+		fx_push(s, &e);
+	}
 	/* Oldest first, so moved requests keep their order. */
 	qsort(pt, pcap, sizeof(*pt), cmp_pend_serial);
 	for (size_t i = 0; i < pcap; i++) {
@@ -792,6 +800,7 @@ void session_check(struct session *s, uint64_t now)
 static void reserial(struct session *s, struct pend *p, uint64_t now)
 {
 	struct pend old = *p;
+	struct session_effect note = { .kind = SE_RESERIAL, .arg = old.serial };
 	struct lc_cmd cmd;
 	uint8_t *buf = NULL;
 	size_t len;
@@ -820,6 +829,8 @@ static void reserial(struct session *s, struct pend *p, uint64_t now)
 	p->deadline_ms = old.deadline_ms;
 	if (p->flags & PF_UNLOCK)
 		s->unlocks_out++;
+	note.serial = n;
+	fx_push(s, &note);
 	send_pend(s, n, now);
 }
 

@@ -54,6 +54,12 @@
  *                    closed it): its requests were answered -ENOLCK (SE_DONE
  *                    before this), and a new session is being opened
  *        SE_HELD_FULL  a release refused for memory could not be kept
+ *                    (e.arg are kept; later ones are lost until their
+ *                    session ends)
+ *        SE_RESERIAL request e.arg (-ESTALE, it never ran) goes on as
+ *                    e.serial (a note for the log)
+ *        SE_OPEN_FAILED  a give-up could not open a new session (e.status):
+ *                    it tries again (a note for the log)
  *      Pointers in an effect (buf, msg.body) live until the next call into
  *      the session.  Effects are never carried out from inside the session:
  *      a callback that submits only queues more effects, so a host that
@@ -152,6 +158,8 @@ enum session_effect_kind {
 	SE_CLOSED,
 	SE_LOST,
 	SE_HELD_FULL,
+	SE_RESERIAL,
+	SE_OPEN_FAILED,
 };
 
 struct session_effect {
@@ -167,6 +175,8 @@ struct session_effect {
 	struct lc_completion c;      /* DONE */
 	int status;                  /* READ, OPENED */
 	uint64_t session;            /* PROPOSE, OPENED, LOST (the old one) */
+	uint64_t arg;                /* RESERIAL: the old serial; HELD_FULL:
+					how many releases are kept */
 };
 
 /* What only the host knows at an instant, for the calls that may answer

@@ -910,6 +910,52 @@ static unsigned rule_wake_at(unsigned breaks)
 	return fails + h.fails;
 }
 
+/* Notes for the host's log: a request sent again under a new serial, a
+ * give-up that could not open a new session (tried again resend_ms
+ * later), and how many releases are kept when that room is full. */
+static unsigned rule_notes(unsigned breaks)
+{
+	struct host h;
+	struct session_in in = { 0 };
+	const struct session_effect *e;
+	uint64_t s2, old;
+
+	if (!open_follower(&h, breaks, 1000))
+		return 100;
+	s2 = submit_mkdir(&h, "a", 1000);
+	clear(&h);
+	complete(&h, s2, -ESTALE, 1100);
+	e = find(&h, SE_RESERIAL, 0, 0);
+	CHECK(&h, e && e->arg == s2 && e->serial == s2 + 1);
+	clear(&h);
+	/* no new session id: said, and tried again */
+	old = session_id(h.s);
+	h.id_fails = true;
+	in.now = 1000 + LEASE - MARGIN;
+	session_tick(h.s, &in, false);
+	e = find(&h, SE_OPEN_FAILED, 0, 0);
+	CHECK(&h, e && e->status == -EAGAIN && find(&h, SE_LOST, 0, 0));
+	CHECK(&h, session_id(h.s) == old && session_lost_count(h.s) == 1);
+	clear(&h);
+	in.now += 100;
+	session_tick(h.s, &in, false);
+	CHECK(&h, session_lost_count(h.s) == 1 && !find(&h, SE_OPEN_FAILED, 0, 0));
+	h.id_fails = false;
+	in.now += 100;
+	session_tick(h.s, &in, false);
+	CHECK(&h, session_lost_count(h.s) == 2 && session_id(h.s) != old);
+	clear(&h);
+	/* releases kept for memory: the count is said when full */
+	fail_allocs = FAIL_ALL;
+	for (unsigned i = 0; i <= 256; i++)
+		(void)submit_lock(&h, LC_UNLCK, 7, false, in.now);
+	fail_allocs = 0;
+	e = find(&h, SE_HELD_FULL, 0, 0);
+	CHECK(&h, e && e->arg == 256 && count(&h, SE_HELD_FULL, 0) == 1);
+	session_free(h.s);
+	return h.fails;
+}
+
 /* ---- CUnit ------------------------------------------------------------------ */
 
 static const struct {
@@ -933,6 +979,7 @@ static const struct {
 	{ "answers_kept", rule_answers_kept },
 	{ "propose_retried", rule_propose_retried },
 	{ "wake_at", rule_wake_at },
+	{ "notes", rule_notes },
 };
 
 #define NRULES (sizeof(rules) / sizeof(rules[0]))
@@ -982,6 +1029,7 @@ RULE_TEST(13, leader_answers)
 RULE_TEST(14, answers_kept)
 RULE_TEST(15, propose_retried)
 RULE_TEST(16, wake_at)
+RULE_TEST(17, notes)
 
 /* Every breaker makes at least one rule fail. */
 static void test_breaks_caught(void)
@@ -1022,6 +1070,7 @@ static const struct ut_test tests[] = {
 	UT_TEST(test_answers_kept),
 	UT_TEST(test_propose_retried),
 	UT_TEST(test_wake_at),
+	UT_TEST(test_notes),
 	UT_TEST(test_breaks_caught),
 };
 
