@@ -842,8 +842,9 @@ static void dispatch(struct session *s, const struct lc_out *out, uint64_t now)
 	/* A node that was paused (SIGSTOP, a VM stall) past its lease may
 	 * wake up to apply grants the cluster has revoked since: nothing is
 	 * handed out once our own view says the lease ran out; give_up()
-	 * answers every request of the session -ENOLCK instead. */
-	if (s->clustered && s->open_done && !s->halted &&
+	 * answers every request of the session -ENOLCK instead (halted, or
+	 * until it can open a new session, nothing: session_fail_all()). */
+	if (s->clustered && s->open_done &&
 	    !(s->cfg.breaks & SESSION_BREAK_EXPIRED_GRANT) &&
 	    session_state(s, now) == LEASE_EXPIRED) {
 		give_up(s, now);

@@ -448,6 +448,7 @@ static unsigned rule_no_expired_grant(unsigned breaks)
 	struct host h;
 	uint64_t lk;
 	const struct session_effect *e;
+	unsigned fails;
 
 	if (!open_follower(&h, breaks, 1000))
 		return 100;
@@ -459,7 +460,17 @@ static unsigned rule_no_expired_grant(unsigned breaks)
 	CHECK(&h, e && e->c.status == -ENOLCK);
 	CHECK(&h, find(&h, SE_LOST, 0, 0) != NULL);
 	session_free(h.s);
-	return h.fails;
+	fails = h.fails;
+	/* halted (stopping): not handed out either */
+	if (!open_follower(&h, breaks, 1000))
+		return fails + 100;
+	lk = submit_lock(&h, LC_WRLCK, 7, false, 1000);
+	clear(&h);
+	session_halt(h.s);
+	complete(&h, lk, 0, 1000 + 2 * LEASE);
+	CHECK(&h, count(&h, SE_DONE, 0) == 0);
+	session_free(h.s);
+	return fails + h.fails;
 }
 
 /* Replaced by a snapshot: each request is looked up in the new state. */
