@@ -17,8 +17,9 @@
  * ran.  If the log never showed the request, it never ran and never will:
  * it is sent again under a new serial.
  *
- * Unlock before lock.  A lock command waits until every earlier release of
- * the same owner is in our log: a lost release sent again after it would
+ * Unlock before lock.  A lock command waits until every release of the
+ * same owner submitted before it (in submission order, which a re-serial
+ * keeps) is in our log: a lost release sent again after it would
  * otherwise reach the log later and drop the new lock (the kernel reuses
  * lock owners: a struct file, a files_struct).  A release refused for
  * memory is kept (held) and submitted again by the timer; until then a
@@ -82,6 +83,8 @@ struct pend {
 	uint32_t len;
 	uint8_t flags;
 	uint64_t owner;              /* lock commands: who.owner (else 0) */
+	uint64_t seq;                /* order of first submission: kept when
+					it is sent again under a new serial */
 	uint64_t sent_ms;            /* last send (0: not sent yet) */
 	uint64_t deadline_ms;        /* -ETIMEDOUT then (0: none) */
 };
@@ -126,6 +129,7 @@ struct session {
 	struct pend *pt;         /* open addressing, linear probing */
 	size_t pcap, pn;         /* pcap is 0 or a power of two */
 	size_t unlocks_out;      /* PF_UNLOCK entries not in our log yet */
+	uint64_t seq;            /* the last struct pend's seq handed out */
 
 	struct lc_cmd held[HELD_MAX];  /* releases refused for memory, oldest
 	                                  first (no pointers: none needed) */
@@ -406,13 +410,16 @@ static uint64_t leader_guess(struct session *s)
 	return 0;
 }
 
-/* True when a release of `owner` older than `serial` is not in our log. */
-static bool unlock_before(const struct session *s, uint64_t owner, uint64_t serial)
+/* True when a release of `owner` submitted before `seq` is not in our log.
+ * By first submission, not serial: a release re-serialed (-ESTALE, it
+ * never ran) gets a serial newer than a lock submitted after it, and must
+ * still reach the log before that lock, or it would drop it. */
+static bool unlock_before(const struct session *s, uint64_t owner, uint64_t seq)
 {
 	for (size_t i = 0; i < s->pcap; i++) {
 		const struct pend *q = &s->pt[i];
 
-		if (q->serial && q->serial < serial && q->buf && (q->flags & PF_UNLOCK) &&
+		if (q->serial && q->seq < seq && q->buf && (q->flags & PF_UNLOCK) &&
 		    q->owner == owner)
 			return true;
 	}
@@ -429,7 +436,7 @@ static bool held_back(const struct session *s, const struct pend *p)
 		return true;
 	return s->clustered && !s->leading &&
 	       !(s->cfg.breaks & SESSION_BREAK_UNLOCK_BEFORE) && p->owner &&
-	       s->unlocks_out && unlock_before(s, p->owner, p->serial);
+	       s->unlocks_out && unlock_before(s, p->owner, p->seq);
 }
 
 /* Sends (or proposes, as leader) our request `serial` if it still waits
@@ -496,6 +503,7 @@ static int own_submit(struct session *s, uint64_t serial, uint8_t *buf, size_t l
 	p->len = (uint32_t)len;
 	p->flags = flags;
 	p->owner = owner;
+	p->seq = ++s->seq;
 	if (flags & PF_UNLOCK)
 		s->unlocks_out++;
 	if (timeout_ms)
@@ -826,6 +834,7 @@ static void reserial(struct session *s, struct pend *p, uint64_t now)
 	p->len = (uint32_t)len;
 	p->flags = old.flags;
 	p->owner = old.owner;
+	p->seq = old.seq;
 	p->deadline_ms = old.deadline_ms;
 	if (p->flags & PF_UNLOCK)
 		s->unlocks_out++;

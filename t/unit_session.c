@@ -321,6 +321,33 @@ static unsigned rule_unlock_before(unsigned breaks)
 	return h.fails;
 }
 
+/* A release sent again under a new serial (-ESTALE: it never ran) still
+ * goes before a lock of its owner submitted after it: the lock is not sent
+ * until the release is in the log. */
+static unsigned rule_unlock_before_reserial(unsigned breaks)
+{
+	struct host h;
+	struct session_in in = { .now = 1300 };
+	uint64_t un, lk;
+
+	if (!open_follower(&h, breaks, 1000))
+		return 100;
+	un = submit_lock(&h, LC_UNLCK, 7, false, 1000);
+	lk = submit_lock(&h, LC_WRLCK, 7, true, 1000);
+	clear(&h);
+	complete(&h, un, -ESTALE, 1100);
+	CHECK(&h, count(&h, SE_SEND, SM_FWD) == 1 && fwd_serial(&h, 0) == lk + 1);
+	clear(&h);
+	session_tick(h.s, &in, false);
+	CHECK(&h, count(&h, SE_SEND, SM_FWD) == 1 && fwd_serial(&h, 0) == lk + 1);
+	CHECK(&h, session_wake_at(h.s, in.now) > in.now);
+	clear(&h);
+	complete(&h, lk + 1, 0, 1400);
+	CHECK(&h, count(&h, SE_SEND, SM_FWD) == 1 && fwd_serial(&h, 0) == lk);
+	session_free(h.s);
+	return h.fails;
+}
+
 /* Resend after resend_ms, after resend_acked_ms once acknowledged, and at
  * once to a new leader. */
 static unsigned rule_resend(unsigned breaks)
@@ -991,6 +1018,7 @@ static const struct {
 	{ "propose_retried", rule_propose_retried },
 	{ "wake_at", rule_wake_at },
 	{ "notes", rule_notes },
+	{ "unlock_before_reserial", rule_unlock_before_reserial },
 };
 
 #define NRULES (sizeof(rules) / sizeof(rules[0]))
@@ -1041,6 +1069,7 @@ RULE_TEST(14, answers_kept)
 RULE_TEST(15, propose_retried)
 RULE_TEST(16, wake_at)
 RULE_TEST(17, notes)
+RULE_TEST(18, unlock_before_reserial)
 
 /* Every breaker makes at least one rule fail. */
 static void test_breaks_caught(void)
@@ -1082,6 +1111,7 @@ static const struct ut_test tests[] = {
 	UT_TEST(test_propose_retried),
 	UT_TEST(test_wake_at),
 	UT_TEST(test_notes),
+	UT_TEST(test_unlock_before_reserial),
 	UT_TEST(test_breaks_caught),
 };
 
