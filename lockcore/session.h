@@ -46,7 +46,8 @@
  *                    a step) keeps e.serial and calls session_send(s,
  *                    serial, now) once it can: the session re-checks then.
  *        SE_SEND     send e.msg to node e.to (never ourselves)
- *        SE_DONE     call e.done(e.ctx, &e.c) (a completion of ours)
+ *        SE_DONE     call e.done(e.ctx, &e.c) (a completion of ours:
+ *                    LC_PENDING at most once per serial, then the final one)
  *        SE_READ     call e.read(e.ctx, e.status) (a read barrier answered)
  *        SE_OPENED   our SESSION_OPEN is applied (e.status its answer)
  *        SE_CLOSED   our SESSION_CLOSE is applied
@@ -60,6 +61,9 @@
  *                    e.serial (a note for the log)
  *        SE_OPEN_FAILED  a give-up could not open a new session (e.status):
  *                    it tries again (a note for the log)
+ *      Out of memory only SE_SEND and SE_PROPOSE may be dropped (the timer
+ *      repeats them): room for every answer is kept from the moment it is
+ *      owed, and a request or read barrier without it is refused -ENOMEM.
  *      Pointers in an effect (buf, msg.body) live until the next call into
  *      the session.  Effects are never carried out from inside the session:
  *      a callback that submits only queues more effects, so a host that
@@ -202,8 +206,8 @@ int session_open(struct session *s, uint64_t now);
 /* Submits one of our commands: fills cmd->origin, serial and time_ns (its
  * pointers need only live during the call), and answers it through
  * SE_DONE effects.  Releases refused for memory are kept and submitted
- * again by session_tick().  0 (and *serial), -ENOMEM, -E2BIG, -ENOLCK
- * (halted or no session). */
+ * again by session_tick().  0 (and *serial), -ENOMEM (also: no room for
+ * its answers), -E2BIG, -ENOLCK (halted or no session). */
 int session_submit(struct session *s, struct lc_cmd *cmd, session_done_fn fn,
 		   void *ctx, uint64_t *serial, uint64_t now);
 /* Submits SESSION_CLOSE of the current session (no timeout). */
