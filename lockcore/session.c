@@ -17,8 +17,9 @@
  * ran.  If the log never showed the request, it never ran and never will:
  * it is sent again under a new serial.
  *
- * Unlock before lock.  A lock command waits until every earlier release of
- * the same owner is in our log: a lost release sent again after it would
+ * Unlock before lock.  A lock command waits until every release of the
+ * same owner submitted before it (in submission order, which a re-serial
+ * keeps) is in our log: a lost release sent again after it would
  * otherwise reach the log later and drop the new lock (the kernel reuses
  * lock owners: a struct file, a files_struct).  A release refused for
  * memory is kept (held) and submitted again by the timer; until then a
@@ -69,7 +70,7 @@
 
 #define HELD_MAX         256u        /* releases kept when memory ran out */
 #define READ_TIMEOUT_MS  5000u       /* barriers without an op timeout */
-#define FX_SPARE         64u         /* effects kept when memory ran out */
+#define FX_SLACK         16u         /* queue room for effects no request owes */
 
 /* A request of ours not answered finally yet.  serial 0 marks a free
  * bucket.  While `buf` is set the request is not known to be in the log
@@ -82,6 +83,8 @@ struct pend {
 	uint32_t len;
 	uint8_t flags;
 	uint64_t owner;              /* lock commands: who.owner (else 0) */
+	uint64_t seq;                /* order of first submission: kept when
+					it is sent again under a new serial */
 	uint64_t sent_ms;            /* last send (0: not sent yet) */
 	uint64_t deadline_ms;        /* -ETIMEDOUT then (0: none) */
 };
@@ -89,6 +92,7 @@ struct pend {
 #define PF_ACKED   0x1u              /* the leader said it proposed it */
 #define PF_UNLOCK  0x2u              /* releases something: detach, not drop */
 #define PF_OPEN    0x4u              /* our SESSION_OPEN: sent before the open */
+#define PF_PARKED  0x8u              /* its LC_PENDING was told (once) */
 
 /* A read barrier waiting. */
 struct rwait {
@@ -119,10 +123,13 @@ struct session {
 	struct lease_view view;
 	uint64_t next_ka_ms;
 	uint64_t sessions_lost;
+	uint64_t reopen_ms;      /* a give-up could not open a new session:
+				    it tries again then (0: none) */
 
 	struct pend *pt;         /* open addressing, linear probing */
 	size_t pcap, pn;         /* pcap is 0 or a power of two */
 	size_t unlocks_out;      /* PF_UNLOCK entries not in our log yet */
+	uint64_t seq;            /* the last struct pend's seq handed out */
 
 	struct lc_cmd held[HELD_MAX];  /* releases refused for memory, oldest
 	                                  first (no pointers: none needed) */
@@ -135,39 +142,52 @@ struct session {
 
 	struct session_effect *fx;     /* effects, from fhead on */
 	size_t fhead, nfx, capfx;
-	struct session_effect spare[FX_SPARE];   /* after fx, when it could not grow */
-	size_t spare_head, nspare;
+	size_t owed;   /* queue room kept: FX_SLACK, plus the answers owed (see
+			  fx_push); never more than capfx - (nfx - fhead) */
 };
 
 /* ---- effects -------------------------------------------------------------- */
 
-/* Queues an effect.  Out of memory it goes to the spare queue, after
- * everything queued before it (a send there is dropped when it is full:
- * the timer repeats it; the answers of FX_SPARE requests at once fit). */
-static void fx_push(struct session *s, const struct session_effect *e)
+/* True when the queue has room for `need` more effects (grown if needed
+ * and memory allows). */
+static bool fx_room(struct session *s, size_t need)
 {
-	if (s->nspare) {
-		if (s->nspare < FX_SPARE)
-			s->spare[s->nspare++] = *e;
-		return;
-	}
-	if (s->nfx == s->capfx && s->fhead) {
+	size_t nc = s->capfx ? s->capfx : 64;
+	struct session_effect *nv;
+
+	if (s->capfx - s->nfx < need && s->fhead) {
 		memmove(s->fx, s->fx + s->fhead, (s->nfx - s->fhead) * sizeof(*s->fx));
 		s->nfx -= s->fhead;
 		s->fhead = 0;
 	}
-	if (s->nfx == s->capfx) {
-		size_t nc = s->capfx ? s->capfx * 2 : 64;
-		struct session_effect *nv = realloc(s->fx, nc * sizeof(*nv));
+	if (s->capfx - s->nfx >= need)
+		return true;
+	while (nc - s->nfx < need)
+		nc *= 2;
+	nv = realloc(s->fx, nc * sizeof(*nv));
+	if (!nv)
+		return false;
+	s->fx = nv;
+	s->capfx = nc;
+	return true;
+}
 
-		if (!nv) {
-			s->spare[s->nspare++] = *e;
-			return;
-		}
-		s->fx = nv;
-		s->capfx = nc;
-	}
-	s->fx[s->nfx++] = *e;
+/* Queues an effect.  No answer may be lost for memory (a lost SE_DONE
+ * leaves a caller waiting forever, a lost SE_LOST leaves holders
+ * unsignalled), so room for every answer owed is kept from the moment it
+ * is owed (`owed`): a request with a callback owes 2 (LC_PENDING, told at
+ * most once, and its final answer) from its admission, which fails
+ * -ENOMEM without that room, a read barrier 1; FX_SLACK more is kept for
+ * the effects no request owes (SE_OPENED, SE_CLOSED, SE_LOST, the notes:
+ * a few per call, and the host pops everything after each call).  A send
+ * or a proposal may not take that room: without memory it is dropped, and
+ * the timer repeats it (nothing counts it as done). */
+static void fx_push(struct session *s, const struct session_effect *e)
+{
+	bool may_drop = e->kind == SE_SEND || e->kind == SE_PROPOSE;
+
+	if (fx_room(s, s->owed + 1) || (!may_drop && fx_room(s, 1)))
+		s->fx[s->nfx++] = *e;
 }
 
 static void fx_done(struct session *s, session_done_fn fn, void *ctx,
@@ -189,6 +209,12 @@ static void fx_send(struct session *s, uint64_t to, const struct session_msg *m)
 }
 
 /* ---- pending table ------------------------------------------------------ */
+
+/* The answers an entry may still be owed (see fx_push). */
+static size_t pend_owes(const struct pend *p)
+{
+	return !p->fn ? 0 : (p->flags & PF_PARKED) ? 1 : 2;
+}
 
 static size_t ph(uint64_t serial, size_t cap)
 {
@@ -252,6 +278,7 @@ static struct pend *pend_insert(struct session *s, uint64_t serial, session_done
 	s->pt[i].fn = fn;
 	s->pt[i].ctx = ctx;
 	s->pn++;
+	s->owed += pend_owes(&s->pt[i]);
 	return &s->pt[i];
 }
 
@@ -260,6 +287,7 @@ static void pend_remove(struct session *s, struct pend *p)
 {
 	size_t mask = s->pcap - 1, i = (size_t)(p - s->pt), j = i;
 
+	s->owed -= pend_owes(p);
 	for (;;) {
 		size_t home;
 
@@ -382,17 +410,33 @@ static uint64_t leader_guess(struct session *s)
 	return 0;
 }
 
-/* True when a release of `owner` older than `serial` is not in our log. */
-static bool unlock_before(const struct session *s, uint64_t owner, uint64_t serial)
+/* True when a release of `owner` submitted before `seq` is not in our log.
+ * By first submission, not serial: a release re-serialed (-ESTALE, it
+ * never ran) gets a serial newer than a lock submitted after it, and must
+ * still reach the log before that lock, or it would drop it. */
+static bool unlock_before(const struct session *s, uint64_t owner, uint64_t seq)
 {
 	for (size_t i = 0; i < s->pcap; i++) {
 		const struct pend *q = &s->pt[i];
 
-		if (q->serial && q->serial < serial && q->buf && (q->flags & PF_UNLOCK) &&
+		if (q->serial && q->seq < seq && q->buf && (q->flags & PF_UNLOCK) &&
 		    q->owner == owner)
 			return true;
 	}
 	return false;
+}
+
+/* True when `p` must wait for an event before it may go out: the open of
+ * its session applied (only the SESSION_OPEN goes before: lockcore answers
+ * a command of an unknown session -ENOLCK), or an earlier release of its
+ * owner in our log. */
+static bool held_back(const struct session *s, const struct pend *p)
+{
+	if (!s->open_done && !(p->flags & PF_OPEN))
+		return true;
+	return s->clustered && !s->leading &&
+	       !(s->cfg.breaks & SESSION_BREAK_UNLOCK_BEFORE) && p->owner &&
+	       s->unlocks_out && unlock_before(s, p->owner, p->seq);
 }
 
 /* Sends (or proposes, as leader) our request `serial` if it still waits
@@ -403,16 +447,18 @@ static void send_pend(struct session *s, uint64_t serial, uint64_t now)
 
 	if (!p || !p->buf || s->halted)
 		return;
-	/* Under a session not open yet only its SESSION_OPEN goes out:
-	 * lockcore answers a command of an unknown session -ENOLCK. */
-	if (!s->open_done && !(p->flags & PF_OPEN))
+	if (held_back(s, p)) {
+		p->sent_ms = 0;          /* sent when that happens */
 		return;
+	}
 	p->sent_ms = now;
 	if (s->leading) {
 		struct session_effect e = { .kind = SE_PROPOSE, .serial = serial,
 					    .session = s->session };
 
-		p->flags |= PF_ACKED;
+		/* PF_ACKED only once the engine took it (session_proposed):
+		 * a proposal dropped for memory is proposed again. */
+		p->flags &= (uint8_t)~PF_ACKED;
 		fx_push(s, &e);
 		return;
 	}
@@ -420,11 +466,6 @@ static void send_pend(struct session *s, uint64_t serial, uint64_t now)
 		struct session_msg m = { .kind = SM_FWD, .session = s->session,
 					 .serial = serial, .stamp = p->sent_ms };
 
-		if (!(s->cfg.breaks & SESSION_BREAK_UNLOCK_BEFORE) && p->owner &&
-		    s->unlocks_out && unlock_before(s, p->owner, serial)) {
-			p->sent_ms = 0;
-			return;
-		}
 		p->flags &= (uint8_t)~PF_ACKED;
 		fx_send(s, leader_guess(s), &m);     /* body filled when popped */
 	}
@@ -452,7 +493,8 @@ static int own_submit(struct session *s, uint64_t serial, uint8_t *buf, size_t l
 {
 	struct pend *p;
 
-	if (pend_reserve(s) < 0) {
+	/* Room for its answers first: they must never be dropped. */
+	if ((fn && !fx_room(s, s->owed + 2)) || pend_reserve(s) < 0) {
 		free(buf);
 		return -ENOMEM;
 	}
@@ -461,6 +503,7 @@ static int own_submit(struct session *s, uint64_t serial, uint8_t *buf, size_t l
 	p->len = (uint32_t)len;
 	p->flags = flags;
 	p->owner = owner;
+	p->seq = ++s->seq;
 	if (flags & PF_UNLOCK)
 		s->unlocks_out++;
 	if (timeout_ms)
@@ -504,7 +547,7 @@ static bool hold_release(struct session *s, const struct lc_cmd *cmd)
 	struct lc_cmd *h;
 
 	if (s->nheld == HELD_MAX) {
-		struct session_effect e = { .kind = SE_HELD_FULL };
+		struct session_effect e = { .kind = SE_HELD_FULL, .arg = HELD_MAX };
 
 		if (!s->held_warned)
 			fx_push(s, &e);
@@ -593,9 +636,12 @@ void session_proposed(struct session *s, uint64_t serial, int rc, uint64_t now)
 	struct pend *p = pend_find(s, serial);
 
 	(void)now;
-	if (rc >= 0 || !p)
+	if (!p || !p->buf)
 		return;
-	if (rc != -E2BIG && rc != -EINVAL) {
+	if (rc >= 0) {
+		/* In the engine's log: alone, there for good. */
+		p->flags |= PF_ACKED;
+	} else if (rc != -E2BIG && rc != -EINVAL) {
 		/* Not in the engine's log (-ENOMEM, or no longer leading):
 		 * the timer sends it again, and a deadline still answers it. */
 		p->flags &= (uint8_t)~PF_ACKED;
@@ -622,20 +668,17 @@ int session_open(struct session *s, uint64_t now)
 	uint64_t sid = 0;
 	int rc;
 
+	/* Nothing changes unless it succeeds: a give-up that could not
+	 * open keeps its expired view, and so tries again. */
 	rc = s->cfg.new_id(s->cfg.host, &sid);
 	if (rc < 0)
 		return rc;
 	if (!sid)
 		return -EIO;
-	s->session = sid;
-	s->serial = 0;
-	s->open_done = false;
-	s->open_status = 0;
-	lease_view_init(&s->view, s->view_lease_ms, s->cfg.margin_ms);
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.type = LC_CMD_SESSION_OPEN;
 	cmd.origin = sid;
-	cmd.serial = ++s->serial;
+	cmd.serial = 1;
 	cmd.time_ns = stamp_time(s);
 	cmd.session = sid;
 	cmd.data = s->cfg.name;
@@ -643,7 +686,17 @@ int session_open(struct session *s, uint64_t now)
 	rc = lc_cmd_encode(&cmd, &buf, &len);
 	if (rc < 0)
 		return rc;
+	if (pend_reserve(s) < 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	s->session = sid;
+	s->serial = cmd.serial;
+	s->open_done = false;
+	s->open_status = 0;
+	lease_view_init(&s->view, s->view_lease_ms, s->cfg.margin_ms);
 	s->open_sent_ms = now;
+	/* Cannot fail now (room reserved, no answer owed). */
 	return own_submit(s, cmd.serial, buf, len, PF_OPEN, 0, 0, NULL, NULL, now);
 }
 
@@ -705,8 +758,9 @@ static void give_up(struct session *s, uint64_t now)
 	struct pend *pt = s->pt;
 	size_t pcap = s->pcap;
 	struct session_effect lost = { .kind = SE_LOST, .session = old };
+	int rc;
 
-	if (!old || s->halted)
+	if (!old || s->halted || now < s->reopen_ms)
 		return;
 	s->sessions_lost++;
 	/* The old entries are walked apart: what moves lands in the new
@@ -714,7 +768,16 @@ static void give_up(struct session *s, uint64_t now)
 	s->pt = NULL;
 	s->pcap = s->pn = 0;
 	s->unlocks_out = 0;
-	(void)session_open(s, now);     /* failed: requests get -ENOLCK */
+	/* Failed: the requests still get -ENOLCK, and the view, still
+	 * expired, gives up again after resend_ms. */
+	rc = session_open(s, now);
+	s->reopen_ms = 0;
+	if (rc < 0) {
+		struct session_effect e = { .kind = SE_OPEN_FAILED, .status = rc };
+
+		s->reopen_ms = now + s->cfg.resend_ms;
+		fx_push(s, &e);
+	}
 	/* Oldest first, so moved requests keep their order. */
 	qsort(pt, pcap, sizeof(*pt), cmp_pend_serial);
 	for (size_t i = 0; i < pcap; i++) {
@@ -722,6 +785,8 @@ static void give_up(struct session *s, uint64_t now)
 
 		if (!pt[i].serial)
 			continue;
+		/* It is answered or moved (owing anew) now. */
+		s->owed -= pend_owes(&pt[i]);
 		if (pt[i].fn && pt[i].buf && move_to_new_session(s, &pt[i], now))
 			continue;
 		free(pt[i].buf);
@@ -743,6 +808,7 @@ void session_check(struct session *s, uint64_t now)
 static void reserial(struct session *s, struct pend *p, uint64_t now)
 {
 	struct pend old = *p;
+	struct session_effect note = { .kind = SE_RESERIAL, .arg = old.serial };
 	struct lc_cmd cmd;
 	uint8_t *buf = NULL;
 	size_t len;
@@ -768,9 +834,12 @@ static void reserial(struct session *s, struct pend *p, uint64_t now)
 	p->len = (uint32_t)len;
 	p->flags = old.flags;
 	p->owner = old.owner;
+	p->seq = old.seq;
 	p->deadline_ms = old.deadline_ms;
 	if (p->flags & PF_UNLOCK)
 		s->unlocks_out++;
+	note.serial = n;
+	fx_push(s, &note);
 	send_pend(s, n, now);
 }
 
@@ -782,8 +851,9 @@ static void dispatch(struct session *s, const struct lc_out *out, uint64_t now)
 	/* A node that was paused (SIGSTOP, a VM stall) past its lease may
 	 * wake up to apply grants the cluster has revoked since: nothing is
 	 * handed out once our own view says the lease ran out; give_up()
-	 * answers every request of the session -ENOLCK instead. */
-	if (s->clustered && s->open_done && !s->halted &&
+	 * answers every request of the session -ENOLCK instead (halted, or
+	 * until it can open a new session, nothing: session_fail_all()). */
+	if (s->clustered && s->open_done &&
 	    !(s->cfg.breaks & SESSION_BREAK_EXPIRED_GRANT) &&
 	    session_state(s, now) == LEASE_EXPIRED) {
 		give_up(s, now);
@@ -820,8 +890,15 @@ static void dispatch(struct session *s, const struct lc_out *out, uint64_t now)
 		p->deadline_ms = 0;
 		fn = p->fn;
 		ctx = p->ctx;
-		if (c->status != LC_PENDING)
+		if (c->status != LC_PENDING) {
 			pend_remove(s, p);
+		} else if (p->flags & PF_PARKED) {
+			continue;                /* told already (a copy's answer) */
+		} else {
+			s->owed -= pend_owes(p);
+			p->flags |= PF_PARKED;
+			s->owed += pend_owes(p);
+		}
 		fx_done(s, fn, ctx, c);
 	}
 	if (kick) {
@@ -1000,6 +1077,7 @@ static void check_requests(struct session *s, uint64_t now)
 			if (p->flags & PF_UNLOCK) {
 				/* Still sent until the log has it: a release
 				 * must not be forgotten. */
+				s->owed -= pend_owes(p);
 				p->fn = NULL;
 				p->deadline_ms = 0;
 			} else {
@@ -1055,10 +1133,15 @@ uint64_t session_wake_at(struct session *s, uint64_t now)
 		if (!p->serial)
 			continue;
 		at = earliest(at, p->deadline_ms);
-		if (p->buf && !((p->flags & PF_ACKED) && !s->clustered))
-			at = earliest(at, !p->sent_ms ? now :
-				      p->sent_ms + ((p->flags & PF_ACKED) ? s->cfg.resend_acked_ms
-									 : s->cfg.resend_ms));
+		if (!p->buf || ((p->flags & PF_ACKED) && !s->clustered))
+			continue;
+		if (p->sent_ms)
+			at = earliest(at, p->sent_ms + ((p->flags & PF_ACKED) ?
+							s->cfg.resend_acked_ms :
+							s->cfg.resend_ms));
+		else if (!held_back(s, p))
+			at = earliest(at, now);  /* a tick sends it */
+		/* else sent on the event it waits for, not on time */
 	}
 	for (size_t i = 0; i < s->nrw; i++)
 		at = earliest(at, s->rw[i].deadline_ms);
@@ -1066,11 +1149,20 @@ uint64_t session_wake_at(struct session *s, uint64_t now)
 		at = earliest(at, s->read_sent_ms + s->cfg.resend_ms);
 	if (s->clustered) {
 		at = earliest(at, s->next_ka_ms ? s->next_ka_ms : now);
-		if (s->open_done) {
-			at = earliest(at, lease_view_jeopardy_at(&s->view));
+		if (s->open_done && session_state(s, now) == LEASE_EXPIRED) {
+			/* A tick gives up, or a give-up that could not
+			 * open a new session tries again at reopen_ms. */
+			at = earliest(at, s->reopen_ms > now ? s->reopen_ms : now);
+		} else if (s->open_done) {
+			/* Only times to come: in jeopardy already, the next
+			 * keepalive is the next thing to do. */
+			if (lease_view_jeopardy_at(&s->view) > now)
+				at = earliest(at, lease_view_jeopardy_at(&s->view));
 			at = earliest(at, lease_view_deadline(&s->view));
 		}
 	}
+	/* Every time in the past above is work a tick does at once (and
+	 * then is no longer due): a host sleeping until `at` never spins. */
 	return at && at < now ? now : at;
 }
 
@@ -1128,6 +1220,7 @@ static void fx_read(struct session *s, const struct rwait *w, int status)
 	struct session_effect e = { .kind = SE_READ, .read = w->fn, .ctx = w->ctx,
 				    .status = status };
 
+	s->owed--;                   /* owed since session_read() */
 	fx_push(s, &e);
 }
 
@@ -1198,6 +1291,8 @@ int session_read(struct session *s, session_read_fn fn, void *ctx,
 	 * applied already (the host applies as it commits). */
 	if (!s->clustered || in->lead_ok)
 		return 1;
+	if (!fx_room(s, s->owed + 1))
+		return -ENOMEM;          /* no room for its answer */
 	if (s->nrw == s->caprw) {
 		size_t nc = s->caprw ? s->caprw * 2 : 64;
 		struct rwait *nv = realloc(s->rw, nc * sizeof(*nv));
@@ -1210,6 +1305,7 @@ int session_read(struct session *s, session_read_fn fn, void *ctx,
 	/* It needs an answer to a read sent after now. */
 	s->rw[s->nrw++] = (struct rwait){ .fn = fn, .ctx = ctx, .need = s->read_id + 1,
 					  .deadline_ms = in->now + t };
+	s->owed++;
 	if (s->read_acked == s->read_id)
 		read_send(s, in->now);
 	return 0;
@@ -1283,6 +1379,7 @@ void session_fail_all(struct session *s, int status)
 
 		if (!s->pt[i].serial)
 			continue;
+		s->owed -= pend_owes(&s->pt[i]);
 		free(s->pt[i].buf);
 		fx_done(s, s->pt[i].fn, s->pt[i].ctx, &c);
 	}
@@ -1295,22 +1392,15 @@ void session_fail_all(struct session *s, int status)
 
 /* ---- effects out -------------------------------------------------------------- */
 
-/* The next queued effect, in order: the queue, then the spare one. */
+/* The next queued effect, in order. */
 static bool fx_pop(struct session *s, struct session_effect *e)
 {
-	if (s->fhead < s->nfx) {
-		*e = s->fx[s->fhead++];
-		if (s->fhead == s->nfx)
-			s->fhead = s->nfx = 0;
-		return true;
-	}
-	if (s->spare_head < s->nspare) {
-		*e = s->spare[s->spare_head++];
-		if (s->spare_head == s->nspare)
-			s->spare_head = s->nspare = 0;
-		return true;
-	}
-	return false;
+	if (s->fhead == s->nfx)
+		return false;
+	*e = s->fx[s->fhead++];
+	if (s->fhead == s->nfx)
+		s->fhead = s->nfx = 0;
+	return true;
 }
 
 bool session_next(struct session *s, struct session_effect *e)
@@ -1367,6 +1457,13 @@ struct session *session_new(const struct session_config *cfg)
 	}
 	s->cfg.voters = s->voters;
 	s->view_lease_ms = cfg->lease_ms;
+	/* The room for the effects no request owes, from the start. */
+	s->owed = FX_SLACK;
+	if (!fx_room(s, s->owed)) {
+		free(s->voters);
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 

@@ -46,7 +46,8 @@
  *                    a step) keeps e.serial and calls session_send(s,
  *                    serial, now) once it can: the session re-checks then.
  *        SE_SEND     send e.msg to node e.to (never ourselves)
- *        SE_DONE     call e.done(e.ctx, &e.c) (a completion of ours)
+ *        SE_DONE     call e.done(e.ctx, &e.c) (a completion of ours:
+ *                    LC_PENDING at most once per serial, then the final one)
  *        SE_READ     call e.read(e.ctx, e.status) (a read barrier answered)
  *        SE_OPENED   our SESSION_OPEN is applied (e.status its answer)
  *        SE_CLOSED   our SESSION_CLOSE is applied
@@ -54,6 +55,15 @@
  *                    closed it): its requests were answered -ENOLCK (SE_DONE
  *                    before this), and a new session is being opened
  *        SE_HELD_FULL  a release refused for memory could not be kept
+ *                    (e.arg are kept; later ones are lost until their
+ *                    session ends)
+ *        SE_RESERIAL request e.arg (-ESTALE, it never ran) goes on as
+ *                    e.serial (a note for the log)
+ *        SE_OPEN_FAILED  a give-up could not open a new session (e.status):
+ *                    it tries again (a note for the log)
+ *      Out of memory only SE_SEND and SE_PROPOSE may be dropped (the timer
+ *      repeats them): room for every answer is kept from the moment it is
+ *      owed, and a request or read barrier without it is refused -ENOMEM.
  *      Pointers in an effect (buf, msg.body) live until the next call into
  *      the session.  Effects are never carried out from inside the session:
  *      a callback that submits only queues more effects, so a host that
@@ -152,6 +162,8 @@ enum session_effect_kind {
 	SE_CLOSED,
 	SE_LOST,
 	SE_HELD_FULL,
+	SE_RESERIAL,
+	SE_OPEN_FAILED,
 };
 
 struct session_effect {
@@ -167,6 +179,8 @@ struct session_effect {
 	struct lc_completion c;      /* DONE */
 	int status;                  /* READ, OPENED */
 	uint64_t session;            /* PROPOSE, OPENED, LOST (the old one) */
+	uint64_t arg;                /* RESERIAL: the old serial; HELD_FULL:
+					how many releases are kept */
 };
 
 /* What only the host knows at an instant, for the calls that may answer
@@ -192,8 +206,8 @@ int session_open(struct session *s, uint64_t now);
 /* Submits one of our commands: fills cmd->origin, serial and time_ns (its
  * pointers need only live during the call), and answers it through
  * SE_DONE effects.  Releases refused for memory are kept and submitted
- * again by session_tick().  0 (and *serial), -ENOMEM, -E2BIG, -ENOLCK
- * (halted or no session). */
+ * again by session_tick().  0 (and *serial), -ENOMEM (also: no room for
+ * its answers), -E2BIG, -ENOLCK (halted or no session). */
 int session_submit(struct session *s, struct lc_cmd *cmd, session_done_fn fn,
 		   void *ctx, uint64_t *serial, uint64_t now);
 /* Submits SESSION_CLOSE of the current session (no timeout). */
@@ -237,7 +251,10 @@ bool session_wants_timer(const struct session *s);
 /* The earliest time session_tick() has something to do (a keepalive, a
  * resend, a deadline, jeopardy or expiry of the view; `now` when overdue),
  * or 0 when nothing: a host with a discrete clock (the simulator) sleeps
- * until then.  cluckd ticks every 50 ms instead, which is never later. */
+ * until then.  After a tick at that time it is later (or 0): what waits
+ * for an event (its session's open applied, an earlier release of its
+ * owner in the log) goes out on that event, not on time.  cluckd ticks
+ * every 50 ms instead, which is never later. */
 uint64_t session_wake_at(struct session *s, uint64_t now);
 
 /* A read barrier: 1 when it holds already (alone, or in->lead_ok: the

@@ -133,8 +133,16 @@ void run_effects(struct node *n)
 			}
 			break;
 		case SE_HELD_FULL:
-			log_warn("out of memory for releases: later ones are lost until "
-				 "their session ends");
+			log_warn("out of memory for %llu releases: later ones are lost "
+				 "until their session ends", (unsigned long long)e.arg);
+			break;
+		case SE_RESERIAL:
+			log_debug("request %llu sent again as %llu (its first copy never "
+				  "ran)", (unsigned long long)e.arg,
+				  (unsigned long long)e.serial);
+			break;
+		case SE_OPEN_FAILED:
+			log_err("cannot open a new session; retrying");
 			break;
 		default:
 			break;

@@ -42,10 +42,43 @@ struct host {
 	uint8_t body[256][512];          /* copies of FWD bodies */
 	size_t nfx;
 	unsigned fails;                  /* checks failed in this rule */
+	bool id_fails;                   /* new_id fails */
 	int done_count;
 };
 
 #define CHECK(h, cond) do { if (!(cond)) (h)->fails++; } while (0)
+
+/* ---- running out of memory -------------------------------------------------
+ * The test links with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc: while
+ * fail_allocs is set, the allocations it names fail (CUnit allocates too:
+ * rules clear it before they return). */
+
+#define FAIL_REALLOC 0x1u            /* realloc fails (the effect queue) */
+#define FAIL_ALL     0x7u            /* malloc, calloc and realloc fail */
+
+static unsigned fail_allocs;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+	return (fail_allocs & 0x2u) ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t m)
+{
+	return (fail_allocs & 0x4u) ? NULL : __real_calloc(n, m);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	return (fail_allocs & FAIL_REALLOC) ? NULL : __real_realloc(p, n);
+}
 
 static uint64_t h_wall(void *ctx)
 {
@@ -58,6 +91,8 @@ static int h_new_id(void *ctx, uint64_t *id)
 {
 	struct host *h = ctx;
 
+	if (h->id_fails)
+		return -EAGAIN;
 	*id = h->next_id++;
 	return 0;
 }
@@ -286,6 +321,33 @@ static unsigned rule_unlock_before(unsigned breaks)
 	return h.fails;
 }
 
+/* A release sent again under a new serial (-ESTALE: it never ran) still
+ * goes before a lock of its owner submitted after it: the lock is not sent
+ * until the release is in the log. */
+static unsigned rule_unlock_before_reserial(unsigned breaks)
+{
+	struct host h;
+	struct session_in in = { .now = 1300 };
+	uint64_t un, lk;
+
+	if (!open_follower(&h, breaks, 1000))
+		return 100;
+	un = submit_lock(&h, LC_UNLCK, 7, false, 1000);
+	lk = submit_lock(&h, LC_WRLCK, 7, true, 1000);
+	clear(&h);
+	complete(&h, un, -ESTALE, 1100);
+	CHECK(&h, count(&h, SE_SEND, SM_FWD) == 1 && fwd_serial(&h, 0) == lk + 1);
+	clear(&h);
+	session_tick(h.s, &in, false);
+	CHECK(&h, count(&h, SE_SEND, SM_FWD) == 1 && fwd_serial(&h, 0) == lk + 1);
+	CHECK(&h, session_wake_at(h.s, in.now) > in.now);
+	clear(&h);
+	complete(&h, lk + 1, 0, 1400);
+	CHECK(&h, count(&h, SE_SEND, SM_FWD) == 1 && fwd_serial(&h, 0) == lk);
+	session_free(h.s);
+	return h.fails;
+}
+
 /* Resend after resend_ms, after resend_acked_ms once acknowledged, and at
  * once to a new leader. */
 static unsigned rule_resend(unsigned breaks)
@@ -413,6 +475,7 @@ static unsigned rule_no_expired_grant(unsigned breaks)
 	struct host h;
 	uint64_t lk;
 	const struct session_effect *e;
+	unsigned fails;
 
 	if (!open_follower(&h, breaks, 1000))
 		return 100;
@@ -424,7 +487,17 @@ static unsigned rule_no_expired_grant(unsigned breaks)
 	CHECK(&h, e && e->c.status == -ENOLCK);
 	CHECK(&h, find(&h, SE_LOST, 0, 0) != NULL);
 	session_free(h.s);
-	return h.fails;
+	fails = h.fails;
+	/* halted (stopping): not handed out either */
+	if (!open_follower(&h, breaks, 1000))
+		return fails + 100;
+	lk = submit_lock(&h, LC_WRLCK, 7, false, 1000);
+	clear(&h);
+	session_halt(h.s);
+	complete(&h, lk, 0, 1000 + 2 * LEASE);
+	CHECK(&h, count(&h, SE_DONE, 0) == 0);
+	session_free(h.s);
+	return fails + h.fails;
 }
 
 /* Replaced by a snapshot: each request is looked up in the new state. */
@@ -731,6 +804,196 @@ static unsigned rule_leader_answers(unsigned breaks)
 	return fails;
 }
 
+/* Out of memory, no answer is lost: 200 requests waiting when the view
+ * runs out with nothing allocatable get their -ENOLCK, then SE_LOST; a
+ * request with no room for its answers is refused. */
+static unsigned rule_answers_kept(unsigned breaks)
+{
+	struct host h;
+	struct session_in in = { 0 };
+	const struct session_effect *lost;
+	uint64_t old;
+	size_t done = 0, k;
+
+	if (!open_follower(&h, breaks, 1000))
+		return 100;
+	old = session_id(h.s);
+	for (unsigned i = 0; i < 200; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "d%u", i);
+		CHECK(&h, submit_mkdir(&h, name, 1000) == i + 2);
+		clear(&h);
+	}
+	in.now = 1000 + LEASE - MARGIN;
+	fail_allocs = FAIL_ALL;
+	session_tick(h.s, &in, false);
+	fail_allocs = 0;
+	for (unsigned i = 0; find(&h, SE_DONE, 0, i); i++)
+		if (find(&h, SE_DONE, 0, i)->c.status == -ENOLCK &&
+		    find(&h, SE_DONE, 0, i)->c.origin == old)
+			done++;
+	CHECK(&h, done == 200);
+	lost = find(&h, SE_LOST, 0, 0);
+	CHECK(&h, lost && lost->session == old && lost > find(&h, SE_DONE, 0, 199));
+	CHECK(&h, session_pending(h.s) == 0);
+	clear(&h);
+	/* no room for its answers: a request is refused, not admitted to
+	 * have them lost */
+	fail_allocs = FAIL_REALLOC;
+	for (k = 0; k < 1000 && submit_mkdir(&h, "x", in.now); k++)
+		;
+	CHECK(&h, k < 1000);
+	fail_allocs = FAIL_ALL;
+	session_fail_all(h.s, -EIO);
+	fail_allocs = 0;
+	CHECK(&h, count(&h, SE_DONE, 0) == k);
+	session_free(h.s);
+	return h.fails;
+}
+
+/* Alone, a proposal dropped for memory is proposed again by the timer,
+ * and one the engine took is not. */
+static unsigned rule_propose_retried(unsigned breaks)
+{
+	struct host h;
+	struct session_in in = { .now = 1000 };
+	uint64_t serials[200];
+	size_t n;
+
+	if (!mk(&h, breaks, true))
+		return 100;
+	(void)session_set_role(h.s, true, 1);
+	CHECK(&h, session_open(h.s, 1000) == 0);
+	session_proposed(h.s, 1, 0, 1000);
+	apply_open(&h, 1000);
+	clear(&h);
+	for (unsigned i = 0; i < 200; i++) {
+		serials[i] = submit_mkdir(&h, "a", 1000);
+		session_proposed(h.s, serials[i], -ENOMEM, 1000);
+		clear(&h);
+	}
+	/* every one proposed again at once: some dropped */
+	in.now = 1200;
+	fail_allocs = FAIL_REALLOC;
+	session_tick(h.s, &in, false);
+	fail_allocs = 0;
+	n = count(&h, SE_PROPOSE, 0);
+	CHECK(&h, n > 0 && n < 200);
+	for (size_t i = 0; i < n; i++)
+		session_proposed(h.s, find(&h, SE_PROPOSE, 0, (unsigned)i)->serial, 0, 1200);
+	clear(&h);
+	/* the dropped ones (only they) again */
+	in.now = 1400;
+	session_tick(h.s, &in, false);
+	CHECK(&h, count(&h, SE_PROPOSE, 0) == 200 - n);
+	session_free(h.s);
+	return h.fails;
+}
+
+/* A host that sleeps until session_wake_at() and ticks then never spins:
+ * after a tick at that time the next one is later (or none). */
+static uint64_t no_spin(struct host *h, uint64_t now, unsigned steps)
+{
+	struct session_in in = { 0 };
+
+	for (unsigned i = 0; i < steps; i++) {
+		uint64_t t = session_wake_at(h->s, now);
+
+		if (!t)
+			break;
+		CHECK(h, t >= now);
+		if (t == now && i > 0) {
+			h->fails++;
+			break;
+		}
+		in.now = now = t;
+		session_tick(h->s, &in, false);
+		clear(h);
+	}
+	return now;
+}
+
+static unsigned rule_wake_at(unsigned breaks)
+{
+	struct host h;
+	unsigned fails = 0;
+
+	/* a request submitted before the open is applied waits for it */
+	if (!mk(&h, breaks, false))
+		return 100;
+	(void)session_set_role(h.s, false, LEADER);
+	CHECK(&h, session_open(h.s, 1000) == 0);
+	CHECK(&h, submit_mkdir(&h, "a", 1000) == 2);
+	clear(&h);
+	no_spin(&h, 1000, 5);
+	session_free(h.s);
+	fails += h.fails;
+	/* jeopardy, expiry, and a give-up that cannot open a new session */
+	if (!open_follower(&h, breaks, 1000))
+		return fails + 100;
+	h.id_fails = true;
+	(void)no_spin(&h, 1000, 20);         /* jeopardy, then expired */
+	CHECK(&h, session_lost_count(h.s) > 1);
+	session_free(h.s);
+	fails += h.fails;
+	/* a lock held back behind an earlier release of its owner */
+	if (!open_follower(&h, breaks, 1000))
+		return fails + 100;
+	CHECK(&h, submit_lock(&h, LC_UNLCK, 7, false, 1000) != 0);
+	CHECK(&h, submit_lock(&h, LC_WRLCK, 7, true, 1000) != 0);
+	clear(&h);
+	no_spin(&h, 1000, 3);
+	session_free(h.s);
+	return fails + h.fails;
+}
+
+/* Notes for the host's log: a request sent again under a new serial, a
+ * give-up that could not open a new session (tried again resend_ms
+ * later), and how many releases are kept when that room is full. */
+static unsigned rule_notes(unsigned breaks)
+{
+	struct host h;
+	struct session_in in = { 0 };
+	const struct session_effect *e;
+	uint64_t s2, old;
+
+	if (!open_follower(&h, breaks, 1000))
+		return 100;
+	s2 = submit_mkdir(&h, "a", 1000);
+	clear(&h);
+	complete(&h, s2, -ESTALE, 1100);
+	e = find(&h, SE_RESERIAL, 0, 0);
+	CHECK(&h, e && e->arg == s2 && e->serial == s2 + 1);
+	clear(&h);
+	/* no new session id: said, and tried again */
+	old = session_id(h.s);
+	h.id_fails = true;
+	in.now = 1000 + LEASE - MARGIN;
+	session_tick(h.s, &in, false);
+	e = find(&h, SE_OPEN_FAILED, 0, 0);
+	CHECK(&h, e && e->status == -EAGAIN && find(&h, SE_LOST, 0, 0));
+	CHECK(&h, session_id(h.s) == old && session_lost_count(h.s) == 1);
+	clear(&h);
+	in.now += 100;
+	session_tick(h.s, &in, false);
+	CHECK(&h, session_lost_count(h.s) == 1 && !find(&h, SE_OPEN_FAILED, 0, 0));
+	h.id_fails = false;
+	in.now += 100;
+	session_tick(h.s, &in, false);
+	CHECK(&h, session_lost_count(h.s) == 2 && session_id(h.s) != old);
+	clear(&h);
+	/* releases kept for memory: the count is said when full */
+	fail_allocs = FAIL_ALL;
+	for (unsigned i = 0; i <= 256; i++)
+		(void)submit_lock(&h, LC_UNLCK, 7, false, in.now);
+	fail_allocs = 0;
+	e = find(&h, SE_HELD_FULL, 0, 0);
+	CHECK(&h, e && e->arg == 256 && count(&h, SE_HELD_FULL, 0) == 1);
+	session_free(h.s);
+	return h.fails;
+}
+
 /* ---- CUnit ------------------------------------------------------------------ */
 
 static const struct {
@@ -751,6 +1014,11 @@ static const struct {
 	{ "redirect", rule_redirect },
 	{ "alone", rule_alone },
 	{ "leader_answers", rule_leader_answers },
+	{ "answers_kept", rule_answers_kept },
+	{ "propose_retried", rule_propose_retried },
+	{ "wake_at", rule_wake_at },
+	{ "notes", rule_notes },
+	{ "unlock_before_reserial", rule_unlock_before_reserial },
 };
 
 #define NRULES (sizeof(rules) / sizeof(rules[0]))
@@ -797,6 +1065,11 @@ RULE_TEST(10, read_barrier)
 RULE_TEST(11, redirect)
 RULE_TEST(12, alone)
 RULE_TEST(13, leader_answers)
+RULE_TEST(14, answers_kept)
+RULE_TEST(15, propose_retried)
+RULE_TEST(16, wake_at)
+RULE_TEST(17, notes)
+RULE_TEST(18, unlock_before_reserial)
 
 /* Every breaker makes at least one rule fail. */
 static void test_breaks_caught(void)
@@ -834,6 +1107,11 @@ static const struct ut_test tests[] = {
 	UT_TEST(test_redirect),
 	UT_TEST(test_alone),
 	UT_TEST(test_leader_answers),
+	UT_TEST(test_answers_kept),
+	UT_TEST(test_propose_retried),
+	UT_TEST(test_wake_at),
+	UT_TEST(test_notes),
+	UT_TEST(test_unlock_before_reserial),
 	UT_TEST(test_breaks_caught),
 };
 
