@@ -1,5 +1,7 @@
 /*
- * daemon/options.c - cluckd's command line and configuration file (SPEC 4.1).
+ * daemon/options.c - cluckd's command line and configuration file (SPEC 4.1):
+ * the option table, the value parsers, the command line, the cross-checks.
+ * The configuration file's syntax is read by daemon/config.c.
  *
  * Every option is validated here, from the command line and from the
  * configuration file alike (one setter per option, so both accept exactly
@@ -11,7 +13,7 @@
  */
 #include "config.h"
 
-#include "daemon/options.h"
+#include "daemon/options_i.h"
 #include "proto/seal.h"
 
 #include <arpa/inet.h>
@@ -29,21 +31,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum opt_id {
-	O_FOREGROUND, O_NAME, O_CLUSTER, O_LISTEN, O_DATA_DIR, O_KEY_FILE,
-	O_INSECURE, O_CLIENT_LISTEN, O_LEASE, O_OP_TIMEOUT, O_LOCKFILE_TTL,
-	O_ON_LOST, O_STOP_TIMEOUT, O_CONFIG, O_FUSE, O_HELP, O_VERSION, O_ACCEPT_LOSS,
-	O_REJOIN, O_MAX_FILES, O_MAX_BYTES, O_MAX_FILES_PER_USER, O_MAX_BYTES_PER_USER,
-	O_ROOT_RESERVE, O__COUNT
-};
-
 /* Config keys are the long option names; -o has none on the command line,
  * so its key is "o" (or "options"). */
-static const struct {
-	const char *key;
-	int has_arg;
-	int in_config;
-} optinfo[O__COUNT] = {
+const struct optinfo optinfo[O__COUNT] = {
 	[O_FOREGROUND]    = { "foreground", 0, 1 },
 	[O_NAME]          = { "name", 1, 1 },
 	[O_CLUSTER]       = { "cluster", 1, 1 },
@@ -177,7 +167,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 
 /* Makes a value printable on one line: control bytes would break the
  * "one line on stderr" promise. */
-static const char *shown(const char *s, char *buf, size_t len)
+const char *shown(const char *s, char *buf, size_t len)
 {
 	size_t i;
 
@@ -540,8 +530,8 @@ static int parse_bool(const char *v, int *b)
 
 /* The one setter per option, shared by the command line (flags get v =
  * NULL) and the configuration file (flags get yes/no). */
-static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
-		   size_t errlen)
+int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
+	    size_t errlen)
 {
 	char b[80];
 	uint64_t ns;
@@ -674,117 +664,6 @@ static int set_opt(struct options *o, enum opt_id id, const char *v, char *err,
 		break;
 	}
 	return fail(err, errlen, "internal error: option %d", (int)id);
-}
-
-/* ---- configuration file ---------------------------------------------------- */
-
-static char *trim(char *s)
-{
-	char *e;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
-
-static int config_key(const char *k)
-{
-	if (!strcmp(k, "options"))
-		return O_FUSE;
-	for (int i = 0; i < O__COUNT; i++)
-		if (optinfo[i].in_config && !strcmp(optinfo[i].key, k))
-			return i;
-	return -1;
-}
-
-/* Reads `key = value` / `key value` lines.  Options given on the command
- * line (cl_set) are validated but not applied, so the command line wins. */
-static int read_config(struct options *o, const char *path, const int *cl_set)
-{
-	char err[512], b[80], *line = NULL;
-	size_t cap = 0;
-	unsigned lineno = 0;
-	struct stat st;
-	int rc = -1;
-	FILE *f;
-
-	f = fopen(path, "re");
-	if (!f) {
-		fprintf(stderr, "cluckd: cannot read config file %s: %s\n", path,
-			strerror(errno));
-		return -1;
-	}
-	if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "cluckd: config file %s is not a regular file\n", path);
-		goto close_file;
-	}
-	while (getline(&line, &cap, f) >= 0) {
-		char *k, *v, *hash;
-		struct options scratch;
-		int id, r;
-
-		lineno++;
-		/* '#' starts a comment at line start or after white space, so
-		 * values may still hold one ("a#b"). */
-		for (hash = line; (hash = strchr(hash, '#')); hash++)
-			if (hash == line || isspace((unsigned char)hash[-1])) {
-				*hash = '\0';
-				break;
-			}
-		k = trim(line);
-		if (!*k)
-			continue;
-		v = k + strcspn(k, " \t=");
-		if (*v) {
-			*v++ = '\0';
-			v = trim(v);
-			/* "key = value": the separator was a blank. */
-			if (*v == '=')
-				v = trim(v + 1);
-		}
-		if (strlen(v) >= 2 && v[0] == '"' && v[strlen(v) - 1] == '"') {
-			v[strlen(v) - 1] = '\0';
-			v++;
-		}
-		id = config_key(k);
-		if (id < 0) {
-			fprintf(stderr, "cluckd: %s:%u: unknown key '%s'\n", path, lineno,
-				shown(k, b, sizeof(b)));
-			goto free_line;
-		}
-		if (!*v && optinfo[id].has_arg) {
-			fprintf(stderr, "cluckd: %s:%u: key '%s' needs a value\n", path,
-				lineno, k);
-			goto free_line;
-		}
-		if (cl_set[id] && id != O_FUSE) {
-			/* Still reject a bad value: the file must be valid. */
-			memset(&scratch, 0, sizeof(scratch));
-			r = set_opt(&scratch, (enum opt_id)id, *v ? v : NULL, err,
-				    sizeof(err));
-			options_free(&scratch);
-		} else {
-			r = set_opt(o, (enum opt_id)id, *v ? v : NULL, err, sizeof(err));
-		}
-		if (r < 0) {
-			fprintf(stderr, "cluckd: %s:%u: %s\n", path, lineno, err);
-			goto free_line;
-		}
-	}
-	if (ferror(f)) {
-		fprintf(stderr, "cluckd: cannot read config file %s: %s\n", path,
-			strerror(errno));
-		goto free_line;
-	}
-	rc = 0;
-free_line:
-	free(line);
-close_file:
-	fclose(f);
-	return rc;
 }
 
 /* ---- cross-checks ----------------------------------------------------------- */
