@@ -20,10 +20,10 @@
  * before the driver reported them synced, count its own unsynced entries
  * (or a learner) toward commitment, commit an entry of an earlier term by
  * counting, count a learner's vote, let a learner campaign (but for a node
- * its own uncommitted newest configuration left out, see rfi_may_campaign), or
- * read outside a buffer it decodes.  This file in particular must never
- * hand the driver an update whose messages point into entries it freed or
- * replaced, nor move time backwards.
+ * its own uncommitted newest configuration left out, see
+ * rfi_may_campaign), or read outside a buffer it decodes.  This file in
+ * particular must never hand the driver an update whose messages point
+ * into entries it freed or replaced, nor let time go backwards.
  *
  * Snapshot stream (what RF_MSG_SNAP chunks carry, in order): conf_len u32
  * (little endian), the configuration encoded as rf_conf_encode() does, then

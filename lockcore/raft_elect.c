@@ -18,6 +18,8 @@
 #include "lockcore/raft.h"
 #include "lockcore/raft_i.h"
 
+/* ---- terms -------------------------------------------------------------- */
+
 static bool in_lease(const struct raft *r)
 {
 	if (r->role == RF_LEADER || r->now < r->vote_block_until)

@@ -10,8 +10,8 @@
  * log as one, keep a configuration that truncation removed from the log,
  * lose the progress of a peer that stays in the configuration, start a
  * membership change before the previous one committed or before the
- * leader committed an entry of its term, or change the log without marking
- * it for the next write.
+ * leader committed an entry of its term, or append or truncate entries
+ * without marking them for the next write.
  */
 #include <errno.h>
 #include <stdbool.h>

@@ -46,7 +46,7 @@ void rfi_check_reads(struct raft *r)
 				n++;
 		if (n >= quorum(r) && r->commit >= r->noop_index) {
 			rfi_emit_read(r, pr->ctx, pr->index > r->noop_index ?
-					     pr->index : r->noop_index);
+						 pr->index : r->noop_index);
 			continue;
 		}
 		r->reads[k++] = *pr;
@@ -85,6 +85,8 @@ int rfi_on_read(struct raft *r, uint64_t ctx)
 	}
 	return 0;
 }
+
+/* ---- leases -------------------------------------------------------------- */
 
 /* Lease check; see raft.h. */
 int rf_lease_valid(const struct raft *r, uint64_t now_ms)

@@ -5,10 +5,10 @@
  * leader; and the follower's side, taking entries and answering.
  *
  * It must never: commit an entry of an earlier term by counting, count its
- * own unsynced entries or a learner toward commitment, truncate an entry a
- * leader of this term may have counted, acknowledge entries before they are
- * synced, move a peer's match index backwards, or send more than
- * cfg.max_inflight unanswered batches to one peer.
+ * own unsynced entries or a learner toward commitment, truncate an entry it
+ * knows committed, take a leader's commit index beyond the entries that
+ * leader's append matched, or acknowledge entries before they are synced
+ * (nor once a later leader replaced them).
  */
 #include <errno.h>
 #include <stdbool.h>

@@ -4,9 +4,10 @@
  * chunks, the follower reassembles them in order and installs the image;
  * the driver's own snapshots compact the log.
  *
- * It must never: install a snapshot older than what it holds or commits,
- * take a chunk out of order, acknowledge an installed snapshot before it
- * is synced, compact entries not yet applied, or read outside a chunk.
+ * It must never: install a snapshot at or below its commit index or one
+ * whose configuration does not decode, take a chunk out of order,
+ * acknowledge an installed snapshot before it is synced, compact entries
+ * not yet applied, or read outside a chunk.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -166,6 +167,8 @@ void rfi_on_snap_resp(struct raft *r, const struct rf_msg *m)
 	rfi_send_snap(r, p, false);
 }
 
+/* ---- the driver's snapshots ---------------------------------------------- */
+
 /* Frames conf and the state bytes in `buf` (from malloc, len bytes) into
  * one snapshot stream, reusing buf.  On error buf is untouched. */
 int rfi_frame_snapshot(const struct rf_conf *c, uint8_t *buf, size_t len,
@@ -206,7 +209,8 @@ int rfi_on_snapshot(struct raft *r, const struct rf_event *ev)
 	    (ev->snapshot.len && !ev->snapshot.buf))
 		return -EINVAL;
 	rfi_conf_at(r, idx, &c, &at);
-	rc = rfi_frame_snapshot(&c, ev->snapshot.buf, ev->snapshot.len, &nb, &total, &off);
+	rc = rfi_frame_snapshot(&c, ev->snapshot.buf, ev->snapshot.len, &nb,
+				&total, &off);
 	if (rc)
 		return rc;
 	r->snap_term = term_at(r, idx);
