@@ -126,6 +126,11 @@ EOF
 	bg_track "$HPID"
 }
 sig_of() { cat "$T_DIR/sig.$1" 2>/dev/null; }
+# signalled TAG: the holder tagged TAG has written its signal time.  cluckd
+# sends the signal before it lets go, but the holder's handler runs when
+# the holder is next scheduled, which may be after cluckd exited: wait
+# for it (nothing else sends these holders a SIGTERM).
+signalled() { [ -n "$(sig_of "$1")" ]; }
 # json_stopping: status.json's "stopping" as "LEFT HOLDS", or "null".
 json_stopping() {
 	python3 -c 'import json, sys
@@ -171,6 +176,8 @@ else
 fi
 wait_until 5 dead "$CLUCKD_PID"
 t_exit=$(now_ms)
+wait_until 5 signalled S1
+wait_until 5 signalled S2
 s1=$(sig_of S1); s2=$(sig_of S2)
 if [ -n "$s1" ] && [ "$s1" -ge $((t0 + 1900)) ] && [ "$s1" -le "$t_exit" ]; then
 	ok "S1 signalled $((s1 - t0)) ms after SIGTERM, before the daemon let go ($((t_exit - t0)) ms)"
@@ -218,7 +225,7 @@ expect_match "status: the holds left go down as holders release" '^[0-9]+ s left
 t0=$(now_ms)
 kill -TERM "$CLUCKD_PID"
 if wait_until 1 dead "$CLUCKD_PID"; then ok "a second SIGTERM: cluckd exits at once ($(( $(now_ms) - t0 )) ms)"; else fail "a second SIGTERM: cluckd still running 1 s later"; fi
-if [ -n "$(sig_of E1)" ]; then ok "a second SIGTERM: the holder left was signalled"; else fail "a second SIGTERM: the holder left was not signalled"; fi
+if wait_until 5 signalled E1; then ok "a second SIGTERM: the holder left was signalled"; else fail "a second SIGTERM: the holder left was not signalled"; fi
 stop_cluckd
 expect_eq "exit status after a second SIGTERM" 0 "$CLUCKD_RC"
 
@@ -228,7 +235,7 @@ sholder "$M/z1" Z1
 wait_until 5 granted Z1 || fail "Z1 not granted"
 t0=$(now_ms)
 kill -TERM "$CLUCKD_PID"
-if wait_until 1 dead "$CLUCKD_PID" && [ -n "$(sig_of Z1)" ]; then ok "--stop-timeout 0: the holder signalled and cluckd gone within 1 s ($(( $(now_ms) - t0 )) ms)"; else fail "--stop-timeout 0: cluckd alive: $(alive "$CLUCKD_PID" && echo yes || echo no), holder signalled at '$(sig_of Z1)'"; fi
+if wait_until 1 dead "$CLUCKD_PID" && wait_until 5 signalled Z1; then ok "--stop-timeout 0: the holder signalled and cluckd gone within 1 s ($(( $(now_ms) - t0 )) ms)"; else fail "--stop-timeout 0: cluckd alive: $(alive "$CLUCKD_PID" && echo yes || echo no), holder signalled at '$(sig_of Z1)'"; fi
 stop_cluckd
 expect_eq "exit status with --stop-timeout 0" 0 "$CLUCKD_RC"
 
@@ -264,7 +271,7 @@ sholder "$M/f1" F1
 wait_until 5 granted F1 || fail "F1 not granted"
 umount -f "$M" 2>/dev/null
 if wait_until 5 dead "$CLUCKD_PID"; then
-	if [ -n "$(sig_of F1)" ]; then ok "umount -f: the holder was signalled"; else fail "umount -f: cluckd let go of the lock without signalling its holder"; fi
+	if wait_until 5 signalled F1; then ok "umount -f: the holder was signalled"; else fail "umount -f: cluckd let go of the lock without signalling its holder"; fi
 	expect_match "the log says so" "held locks given up.* [1-9] processes signalled" "$(tail -n 5 "$LOG")"
 else
 	fail "cluckd still runs 5 s after umount -f aborted its connection"
