@@ -104,26 +104,46 @@ expect_eq "--version exit" 0 "$rc"
 expect_match "--version prints a version" "[0-9]+\.[0-9]+" "$out"
 
 # --- SIGTERM with holders: --stop-timeout, then the signal, then the locks go --
-# sholder FILE TAG: a holder of FILE (flock, exclusive) that logs TAG to
-# $ORDER once granted and, on SIGTERM, writes the time (ms) to sig.TAG and
-# exits 0.  Sets HPID.
+# sholder FILE TAG [keep]: a holder of FILE (flock, exclusive) that logs
+# TAG to $ORDER once granted and, on SIGTERM, writes the time (ms) to
+# sig.TAG and exits 0.  With keep it blocks SIGTERM instead: the signal
+# stays pending (term_pending sees it whenever cluckd sent it, however late
+# the holder runs), the holder writes the time it first sees it pending
+# and holds on until killed.  Sets HPID.
 sholder() {
-	python3 - "$1" "$T_DIR/sig.$2" "$2" "$ORDER" <<'EOF' &
+	python3 - "$1" "$T_DIR/sig.$2" "$2" "$ORDER" "${3:-}" <<'EOF' &
 import fcntl, os, signal, sys, time
-path, sigf, tag, order = sys.argv[1:5]
-def on_term(s, f):
+path, sigf, tag, order, keep = sys.argv[1:6]
+def note():
     with open(sigf, "w") as o:
         o.write("%d\n" % (time.time_ns() // 1000000))
+def on_term(s, f):
+    note()
     os._exit(0)
-signal.signal(signal.SIGTERM, on_term)
+if keep:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+else:
+    signal.signal(signal.SIGTERM, on_term)
 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 fcntl.flock(fd, fcntl.LOCK_EX)
 with open(order, "a") as o:
     o.write(tag + "\n")
+if keep:
+    while signal.SIGTERM not in signal.sigpending():
+        time.sleep(0.01)
+    note()
 time.sleep(60)
 EOF
 	HPID=$!
 	bg_track "$HPID"
+}
+# term_pending PID: a SIGTERM waits to be delivered to PID (blocked).
+term_pending() {
+	local m
+	for m in $(awk '/^(ShdPnd|SigPnd):/ { print $2 }' "/proc/$1/status" 2>/dev/null); do
+		(( 0x$m & 0x4000 )) && return 0
+	done
+	return 1
 }
 sig_of() { cat "$T_DIR/sig.$1" 2>/dev/null; }
 # signalled TAG: the holder tagged TAG has written its signal time.  cluckd
@@ -144,7 +164,8 @@ print("null" if s is None else "%d %d" % (s["seconds_left"], s["holds"]))' "$M/s
 ST=5
 start_cluckd --stop-timeout $ST || finish
 expect_eq "status.json: stopping is null while running" null "$(json_stopping)"
-sholder "$M/s1" S1
+sholder "$M/s1" S1 keep
+S1=$HPID
 # S2: flock(1) holds, its child shell does the work: the child is signalled too.
 flock "$M/s2" sh -c "echo \$\$ >> '$T_PIDS'; trap 'echo \$((\$(date +%s%N) / 1000000)) > \"$T_DIR/sig.S2\"; exit 0' TERM; echo S2 >> '$ORDER'; while :; do sleep 0.05; done" &
 bg_track $!
@@ -173,21 +194,24 @@ expect_match "status.json shows the stop" '^[1-5] 2$' "$(json_stopping)"
 out=$(flock -n "$M/new" true 2>&1); rc=$?
 if [ "$rc" != 0 ] && printf '%s' "$out" | grep -q "No locks available"; then ok "a new lock request while stopping: ENOLCK"; else fail "a new lock request while stopping: expected ENOLCK, got exit $rc: $out"; fi
 expect_errno "a new O_EXCL lockfile while stopping" ENOLCK excl "$M/lockfile"
-if [ -z "$(sig_of S1)" ] && [ -z "$(sig_of S2)" ] && alive "$CLUCKD_PID" && [ "$(lock_field s1 holders)" = 1 ]; then
+if [ -z "$(sig_of S1)" ] && ! term_pending "$S1" && [ -z "$(sig_of S2)" ] && alive "$CLUCKD_PID" && [ "$(lock_field s1 holders)" = 1 ]; then
 	ok "the holders keep their locks, unsignalled, during --stop-timeout"
 else
 	fail "during --stop-timeout: S1 signalled at '$(sig_of S1)', S2 at '$(sig_of S2)', daemon alive: $(alive "$CLUCKD_PID" && echo yes || echo no), s1 holders $(lock_field s1 holders)"
 fi
 wait_until $((ST + 5)) dead "$CLUCKD_PID"
 t_exit=$(now_ms)
+# S1's SIGTERM, blocked, is pending from the moment cluckd sent it.
+term_pending "$S1" && pending=yes || pending=no
 wait_until 5 signalled S1
 wait_until 5 signalled S2
 s1=$(sig_of S1); s2=$(sig_of S2)
-if [ -n "$s1" ] && [ "$s1" -ge $((t0 + ST * 1000 - 100)) ] && [ "$s1" -le "$t_exit" ]; then
-	ok "S1 signalled $((s1 - t0)) ms after SIGTERM, before the daemon let go ($((t_exit - t0)) ms)"
+if [ -n "$s1" ] && [ "$s1" -ge $((t0 + ST * 1000 - 100)) ] && [ "$pending" = yes ]; then
+	ok "S1 signalled before the daemon let go ($((t_exit - t0)) ms after SIGTERM), not before its --stop-timeout (seen at $((s1 - t0)) ms)"
 else
-	fail "S1: expected its signal between $((ST * 1000 - 100)) ms after SIGTERM and the exit at $((t_exit - t0)) ms, got '${s1:+$((s1 - t0))}'"
+	fail "S1: expected its signal $((ST * 1000 - 100)) ms after SIGTERM at the earliest and before the daemon let go ($((t_exit - t0)) ms), got '${s1:+$((s1 - t0))}', pending at the exit: $pending"
 fi
+release "$S1"
 if [ -n "$s2" ] && [ "$s2" -ge $((t0 + ST * 1000 - 100)) ]; then ok "the child of flock(1) holding S2 signalled too ($((s2 - t0)) ms)"; else fail "the child holding S2 was not signalled (got '$s2')"; fi
 if [ $((t_exit - t0)) -le $((ST * 1000 + 1000)) ]; then ok "cluckd exited $((t_exit - t0)) ms after SIGTERM (--stop-timeout $ST)"; else fail "cluckd exited only $((t_exit - t0)) ms after SIGTERM (--stop-timeout $ST)"; fi
 stop_cluckd
