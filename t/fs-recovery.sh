@@ -282,9 +282,20 @@ restore
 # --- the log cut cleanly at a record boundary: tokens still go up ----------------
 # A few entries lost from the end (the last segment deleted): within the
 # floor reserved ahead, the node cannot tell, and its log jumps past it.
+# The start jumps to the floor; the first sync above it moves the floor on
+# and marks that index synced (a log ending below it is refused, as below).
+# So the segment deleted must start after that: write on until a new
+# segment is rolled, then take the token it loses.
 start_cluckd || finish
 note_token lock
 note_token f1
+s=$(seg -1)
+for i in $(seq 1 100); do
+	[ "$(seg -1)" != "$s" ] && break
+	echo "$i" > "$M/h$i"
+done
+[ "$(seg -1)" != "$s" ] || fail "no new log segment after 100 writes"
+note_token lock
 stop_cluckd
 rm "$(seg -1)"
 start_cluckd || finish
