@@ -41,6 +41,18 @@ else
 	fail "no single leader all nodes agree on within 10 s:$(for n in a b c m1 m2; do printf ' %s=%s/%s/%s' $n "$(ns_status $n role)" "$(ns_status $n leader)" "$(ns_status $n term)"; done)"
 fi
 roles=$(for n in a b c m1 m2; do ns_status $n role; done | sort | uniq -c | awk '{ printf "%s=%s ", $2, $1 }')
+# A node opens its session once it knows the leader (its SESSION_OPEN
+# committed and applied); until then its status says jeopardy, and a
+# follower's quorum counts from the leader's first message to it.  Agreeing
+# on the leader does not mean all that happened yet: wait for it.
+all_in() {
+	local n
+	for n in a b c m1 m2; do
+		[ "$(ns_status $n quorum)" = yes ] && [ "$(ns_status $n session)" = ok ] || return 1
+	done
+}
+t0=$(now_ms)
+wait_until 10 all_in && echo "# every session open and every quorum seen $(( $(now_ms) - t0 )) ms after the leader was agreed"
 expect_eq "roles" "follower=2 leader=1 member=2 " "$roles"
 for n in a b c m1 m2; do
 	expect_eq "$n: quorum" yes "$(ns_status $n quorum)"

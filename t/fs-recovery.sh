@@ -32,35 +32,51 @@ note_token() {
 }
 
 # populate: a fresh directory with files f1..fN (each acknowledged), tokens
-# taken along the way, then a clean stop; a copy is kept in $B.
+# taken along the way, then a clean stop, in a layout every section below
+# can damage (layout_fits); a copy is kept in $B.
 populate() {
-	stop_cluckd
-	rm -rf "$D" "$B"
-	start_cluckd "$@" || finish
-	for i in $(seq 1 $N); do
-		echo "$i" > "$M/f$i"
-		[ $((i % 20)) = 0 ] && note_token "f$i"
+	local try
+	for try in 1 2 3; do
+		stop_cluckd
+		rm -rf "$D" "$B"
+		MAXTOK=0
+		start_cluckd "$@" || finish
+		for i in $(seq 1 $N); do
+			echo "$i" > "$M/f$i"
+			[ $((i % 20)) = 0 ] && note_token "f$i"
+		done
+		note_token lock
+		# Where snapshots fall depends on timing (how many entries
+		# the kernel's requests make): write on until the layout fits.
+		for i in $(seq 1 200); do
+			layout_fits && break
+			echo "$i" > "$M/g$i"
+		done
+		stop_cluckd
+		# Stopping may have applied more (a snapshot): check again.
+		layout_fits && break
 	done
-	note_token lock
-	# Where snapshots fall depends on timing: write on until the oldest
-	# segment starts inside what the newest snapshot covers (a covered
-	# record to damage).
-	for i in $(seq 1 200); do
-		covered_seg && break
-		echo "$i" > "$M/g$i"
-	done
-	stop_cluckd
 	cp -a "$D" "$B"
 }
 
-# covered_seg: the oldest log segment starts below the newest snapshot.
+# covered_seg: the oldest log segment starts below the newest snapshot (it
+# holds a record the snapshot covers) and is the one recovery replays from:
+# the next segment starts above the snapshot's index + 1 (a segment whose
+# records the snapshot all covers is not even read at start-up).
 covered_seg() {
-	local s n
+	local s t n
 	s=$(ls "$D"/log-* 2>/dev/null | head -n1)
+	t=$(ls "$D"/log-* 2>/dev/null | sed -n 2p)
 	n=$(ls "$D"/snap-* 2>/dev/null | tail -n1)
-	[ -n "$s" ] && [ -n "$n" ] &&
-		[ "$(printf '%d' "0x${s##*/log-}")" -lt "$(printf '%d' "0x${n##*/snap-}")" ]
+	[ -n "$s" ] && [ -n "$n" ] || return 1
+	n=$(printf '%d' "0x${n##*/snap-}")
+	[ "$(printf '%d' "0x${s##*/log-}")" -lt "$n" ] &&
+		{ [ -z "$t" ] || [ "$(printf '%d' "0x${t##*/log-}")" -gt $((n + 1)) ]; }
 }
+
+# layout_fits: a covered record to damage (covered_seg) and at least 4 log
+# segments (a middle one to delete or cut, one before the last to damage).
+layout_fits() { covered_seg && [ "$(ls "$D"/log-* 2>/dev/null | wc -l)" -ge 4 ]; }
 
 # intact WHAT: every file is there with its content.
 intact() {
@@ -150,6 +166,7 @@ snapidx=$(printf '%d' "0x${snap##*/snap-}")
 s=$(seg 1)
 f=$(first_index "$s")
 [ "$f" -lt "$snapidx" ] || fail "the oldest segment ($f) is not covered by the snapshot ($snapidx)"
+covered_seg || fail "recovery does not read the oldest segment ($f; the next: $(first_index "$(seg 2)"); snapshot $snapidx)"
 flip "$s" $(( $(recoff "$s" "$f") + 20 ))
 start_cluckd || finish
 intact "covered flip"
@@ -265,9 +282,20 @@ restore
 # --- the log cut cleanly at a record boundary: tokens still go up ----------------
 # A few entries lost from the end (the last segment deleted): within the
 # floor reserved ahead, the node cannot tell, and its log jumps past it.
+# The start jumps to the floor; the first sync above it moves the floor on
+# and marks that index synced (a log ending below it is refused, as below).
+# So the segment deleted must start after that: write on until a new
+# segment is rolled, then take the token it loses.
 start_cluckd || finish
 note_token lock
 note_token f1
+s=$(seg -1)
+for i in $(seq 1 100); do
+	[ "$(seg -1)" != "$s" ] && break
+	echo "$i" > "$M/h$i"
+done
+[ "$(seg -1)" != "$s" ] || fail "no new log segment after 100 writes"
+note_token lock
 stop_cluckd
 rm "$(seg -1)"
 start_cluckd || finish
