@@ -939,6 +939,10 @@ static void opened(struct session *s, int status, uint64_t ka_ms, uint64_t now)
 	s->open_status = status;
 	if (status == 0) {
 		lease_view_ack(&s->view, s->open_sent_ms);
+		/* An open first sent long ago (the cluster was forming) starts
+		 * in jeopardy: keep it alive at the jeopardy pace at once. */
+		if (session_state(s, now) != LEASE_OK)
+			ka_ms = s->cfg.lease_ms / 10;
 		s->next_ka_ms = now + ka_ms;
 	}
 	fx_push(s, &e);
