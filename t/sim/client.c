@@ -11,11 +11,68 @@
 
 /* ---- clients ------------------------------------------------------------- */
 
-/* Hands the request to the client's node, which forwards it. */
+/* An answer that no log gave (the session gave up: -ENOLCK; its deadline
+ * passed: -ETIMEDOUT; the node died: -EIO): the request may or may not
+ * take effect.  An acquire that may have been granted is freed by the
+ * session's close, if at all. */
+static void client_unknown(struct client *c, int status)
+{
+	bool acq = c->lz_on && c->lz.kind <= LINZ_TRY_SH;
+	struct linz_op op = c->lz;
+
+	if (c->lz_on) {            /* pending: may or may not happen */
+		c->lz_on = false;
+		lz_add(&c->lz);
+	}
+	if (acq)
+		lost_release_all(c->req_sess, op.client, op.key, S.now);
+	client_answer(c, status, 0, false);
+}
+
+/* The client's request is answered (SE_DONE of its node's session). */
+static void client_done(void *ctx, const struct lc_completion *cp)
+{
+	struct client *c = ctx;
+	struct ans *a;
+
+	if (cp->status == LC_PENDING)
+		return;                    /* queued: waits in the log */
+	if (cp->origin != c->req_sess)
+		fail("client %d: answer of session %llu, asked under %llu", (int)(c - S.cl) + 1,
+		     (unsigned long long)cp->origin, (unsigned long long)c->req_sess);
+	if (cp->serial != c->serial && c->serial) {
+		S.reserials++;             /* -ESTALE before it ever ran: new serial */
+	}
+	c->req_sess = cp->origin;
+	c->serial = cp->serial;
+	if (cp->status == -ESTALE)
+		fail("client %d (%llu,%llu) got -ESTALE: a request the log never ran "
+		     "was given up", (int)(c - S.cl) + 1, (unsigned long long)cp->origin,
+		     (unsigned long long)cp->serial);
+	a = ans_of(cp->origin, cp->serial);
+	if (a && a->final && a->status == cp->status && a->token == cp->token) {
+		client_answer(c, cp->status, cp->token, true);
+		return;
+	}
+	if (cp->status == -ETIMEDOUT)
+		S.timeouts++;
+	if (cp->status == -ENOLCK || cp->status == -ETIMEDOUT) {
+		client_unknown(c, cp->status);
+		return;
+	}
+	fail("client %d (%llu,%llu) got %d token %llu, the log says %d token %llu",
+	     (int)(c - S.cl) + 1, (unsigned long long)cp->origin,
+	     (unsigned long long)cp->serial, cp->status, (unsigned long long)cp->token,
+	     a && a->final ? a->status : 99, a ? (unsigned long long)a->token : 0ull);
+}
+
+/* Hands the request to the client's node's session. */
 void client_request(struct client *c, const struct lc_cmd *cmd)
 {
 	struct node *nd = &S.nodes[c->node];
 	uint8_t t = cmd->type;
+	uint64_t serial = 0;
+	int rc;
 
 	c->cmd = *cmd;
 	c->sent_at = S.now;
@@ -25,9 +82,17 @@ void client_request(struct client *c, const struct lc_cmd *cmd)
 	/* A client stops believing it holds when it asks to release. */
 	if (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH || t == LC_CMD_UNLINK)
 		c->hold = H_NONE;
-	c->serial = node_forward(c->node, (int)(c - S.cl), &c->cmd);
+	rc = session_submit(nd->ss, &c->cmd, client_done, c, &serial, local(c->node));
+	if (rc)
+		fail("c%d: session_submit on n%d: %d", (int)(c - S.cl) + 1, c->node + 1, rc);
+	c->req_sess = c->cmd.origin;
+	c->serial = serial;
+	if (c->cmd.who.owner == c->last_owner && (t == LC_CMD_FLOCK || t == LC_CMD_SETLK))
+		S.relocks++;           /* the same owner locks again */
+	c->last_owner = c->cmd.who.owner;
 	tr("c%d -> n%d (%llu,%llu) type %d", (int)(c - S.cl) + 1, c->node + 1,
 	   (unsigned long long)c->req_sess, (unsigned long long)c->serial, t);
+	run_effects(c->node);
 }
 
 const char *fname[NFILES] = { "f0", "f1", "f2", "sem" };
@@ -41,7 +106,7 @@ static bool node_ready(int i, bool release)
 
 	if (!nd->up || S.now < nd->paused_until || !nd->sess_open)
 		return false;
-	st = lease_view_state(&nd->view, local(i));
+	st = session_state(nd->ss, local(i));
 	return st == LEASE_OK || (release && st == LEASE_JEOPARDY);
 }
 
@@ -197,32 +262,12 @@ void node_crash_clients(int i)
 
 	if (r)
 		r->gave_up = true;
-	for (size_t k = 0; k < nd->nfw; k++) {
-		struct fwd *f = &nd->fw[k];
-		struct client *c = f->client >= 0 ? &S.cl[f->client] : NULL;
-
-		if (c && c->state == C_WAIT) {
-			bool acq = c->lz_on && c->lz.kind <= LINZ_TRY_SH;
-			struct linz_op op = c->lz;
-
-			if (c->lz_on) {            /* pending: may or may not happen */
-				c->lz_on = false;
-				lz_add(&c->lz);
-			}
-			/* an acquire that may have been granted is freed by the
-			 * session's close, if at all */
-			if (acq)
-				lost_release_all(c->req_sess, op.client, op.key, S.now);
-			client_answer(c, -EIO, 0, false);
-		}
-		free(f->buf);
-	}
-	nd->nfw = 0;
+	for (int k = 0; k < S.nclients; k++)
+		if (S.cl[k].node == i && S.cl[k].state == C_WAIT)
+			client_unknown(&S.cl[k], -EIO);
 	for (int k = 0; k < S.nclients; k++)
 		if (S.cl[k].node == i && S.cl[k].hold_sess == nd->sess)
 			client_lost(&S.cl[k], S.now);
-	nd->sess = 0;
-	nd->sess_open = false;
 }
 
 void client_event(struct cl_ev *e)

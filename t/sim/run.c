@@ -199,7 +199,7 @@ void world_free(void)
 
 		if (nd->up)
 			node_crash(i);
-		free(nd->fw);
+		free(nd->defer);
 		cl_disk_free(&nd->disk);
 	}
 	S.snap_k = 0;

@@ -291,11 +291,13 @@ static uint64_t lr_sess, lr_serial;
 static int lr_drops, lr_victim = -1;
 static uint64_t lr_until;
 
-static bool lr_sdrop(int from, int to, const struct smsg *m)
+static bool lr_sdrop(int from, int to, const struct session_msg *m)
 {
 	(void)from;
-	if (m->kind == SM_FWD && m->session == lr_sess && m->serial == lr_serial &&
-	    !lr_drops) {
+	/* lr_serial 0: the first forward of lr_sess, whatever its serial */
+	if (m->kind == SM_FWD && m->session == lr_sess && !lr_drops &&
+	    (!lr_serial || m->serial == lr_serial)) {
+		lr_serial = m->serial;
 		lr_drops++;
 		return true;
 	}
@@ -328,7 +330,7 @@ static void scenario_lost_report(void)
 	S.cl[2].node = b;
 	/* (1) the first forward of c1's request is lost */
 	lr_sess = S.nodes[a].sess;
-	lr_serial = S.nodes[a].sserial + 1;
+	lr_serial = 0;
 	sdrop_hook = lr_sdrop;
 	drop_hook = lr_drop;
 	script(0, LC_CMD_FLOCK, 0, LC_WRLCK, 0);

@@ -157,7 +157,7 @@ static void ref_apply(uint64_t idx)
 		}
 		S.cmds++;
 		if (cmd.type == LC_CMD_SESSION_CLOSE && !out.v[0].status)
-			session_closed(cmd.session, idx);
+			sreg_closed(cmd.session, idx);
 		for (size_t i = 0; i < out.n; i++) {
 			struct lc_completion *cp = &out.v[i];
 			struct ans *w = ans_of(cp->origin, cp->serial);
@@ -265,8 +265,13 @@ void node_apply(int i, uint64_t idx, const struct rf_entry *e)
 		fail("node %d: committed configuration %llu does not decode", i + 1,
 		     (unsigned long long)idx);
 	if (e->type == RF_ENTRY_CMD) {
-		if (lc_cmd_decode(e->buf, e->len, &cmd) ||
-		    lc_apply(nd->sm, idx, &cmd, &out) < 0)
+		if (lc_cmd_decode(e->buf, e->len, &cmd))
+			fail("node %d cannot decode %llu", i + 1, (unsigned long long)idx);
+		/* The cluster closes our live session: the session gives it
+		 * up BEFORE the close frees the locks (cluckd's order). */
+		if (session_entry(nd->ss, &cmd, local(i)))
+			run_effects(i);
+		if (lc_apply(nd->sm, idx, &cmd, &out) < 0)
 			fail("node %d cannot apply %llu", i + 1, (unsigned long long)idx);
 		/* The leader's table follows the sessions of the state. */
 		if (nd->tab_on && cmd.type == LC_CMD_SESSION_OPEN && !out.v[0].status &&
@@ -274,12 +279,14 @@ void node_apply(int i, uint64_t idx, const struct rf_entry *e)
 			fail("n%d: lease_open failed", i + 1);
 		if (nd->tab_on && cmd.type == LC_CMD_SESSION_CLOSE)
 			lease_forget(&nd->tab, cmd.session);
-		for (size_t k = 0; k < out.n; k++)
-			node_completion(i, &out.v[k]);
-		if (cmd.type == LC_CMD_SESSION_CLOSE && !out.v[0].status)
-			node_session_gone(i, cmd.session);
-		lc_out_free(&out);
 		check_holders(nd->sm, "node");
+		if (lc_state_hash(nd->sm) != S.ref_hash[idx])
+			fail("node %d state hash differs from the reference at index %llu",
+			     i + 1, (unsigned long long)idx);
+		session_applied(nd->ss, &cmd, &out, local(i));
+		lc_out_free(&out);
+		run_effects(i);
+		return;
 	}
 	if (lc_state_hash(nd->sm) != S.ref_hash[idx])
 		fail("node %d state hash differs from the reference at index %llu",
@@ -330,7 +337,7 @@ static bool believes(int k)
 
 	if (c->hold == H_NONE || !nd->up || c->hold_sess != nd->sess)
 		return false;
-	st = lease_view_state(&nd->view, local(c->node));
+	st = session_state(nd->ss, local(c->node));
 	return st == LEASE_OK || st == LEASE_JEOPARDY;
 }
 
@@ -399,7 +406,7 @@ static int settled_state(void)
 		struct node *nd = &S.nodes[i];
 
 		if (!nd->up || !nd->sess_open ||
-		    lease_view_state(&nd->view, local(i)) != LEASE_OK)
+		    session_state(nd->ss, local(i)) != LEASE_OK)
 			return 0;
 		live++;
 	}

@@ -18,7 +18,7 @@ struct sim S;
 /* Scenario hooks: drop chosen messages; act the instant a node leads
  * (before its first messages leave). */
 bool (*drop_hook)(int from, const struct rf_msg *m);
-bool (*sdrop_hook)(int from, int to, const struct smsg *m);
+bool (*sdrop_hook)(int from, int to, const struct session_msg *m);
 void (*leader_hook)(int node);
 
 /* ---- trace and violations ------------------------------------------------ */
