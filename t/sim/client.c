@@ -79,9 +79,15 @@ void client_request(struct client *c, const struct lc_cmd *cmd)
 	c->state = C_WAIT;
 	c->req_sess = nd->sess;
 	lz_begin(c);
-	/* A client stops believing it holds when it asks to release. */
-	if (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH || t == LC_CMD_UNLINK)
+	/* A client stops believing it holds when it asks to release.  A
+	 * release of what a timed-out acquire may have got releases
+	 * whatever the owner has (it may have nothing). */
+	if (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH || t == LC_CMD_UNLINK) {
+		if (c->maybe && c->lz_on)
+			c->lz.kind = LINZ_RELEASE_ALL;
 		c->hold = H_NONE;
+		c->maybe = false;
+	}
 	rc = session_submit(nd->ss, &c->cmd, client_done, c, &serial, local(c->node));
 	if (rc)
 		fail("c%d: session_submit on n%d: %d", (int)(c - S.cl) + 1, c->node + 1, rc);
@@ -145,8 +151,18 @@ static void client_next(struct client *c)
 		static uint8_t big[60000];
 		unsigned k = S.measuring ? 0 : (unsigned)cl_between(&S.rng, 0, 29);
 
-		/* owner ids are distinct per client and per acquisition */
-		c->cur_owner = (uint64_t)pid * 100000u + ++c->acqs;
+		/* Owner ids are per client; half the time a client locks
+		 * again with the owner of its last lock in the same session
+		 * (the kernel reuses a struct file's), so a late copy of its
+		 * release would drop the new lock (the unlock-before rule).
+		 * Lockfiles have no owner: always a fresh one. */
+		if (!S.measuring && k < 20 && c->acqs && c->owner_sess == sess &&
+		    cl_chance(&S.rng, 50)) {
+			c->cur_owner = (uint64_t)pid * 100000u + c->acqs;
+		} else {
+			c->cur_owner = (uint64_t)pid * 100000u + ++c->acqs;
+			c->owner_sess = sess;
+		}
 		cmd.who = (struct lc_owner){ sess, c->cur_owner, pid };
 		cmd.ino = S.files[f];
 		cmd.flags = cl_chance(&S.rng, 50) ? LC_LK_WAIT : 0;
@@ -243,7 +259,22 @@ void client_answer(struct client *c, int status, uint64_t token, bool from_log)
 		 * (the grant took effect between the call and the close). */
 		if (!nd->up || c->req_sess != nd->sess || (r && r->gave_up))
 			client_lost(c, call);
-	} else if (t == LC_CMD_UNLINK && status && status != -ENOLCK && status != -EIO) {
+	} else if ((t == LC_CMD_FLOCK || t == LC_CMD_SETLK) && status == -ETIMEDOUT) {
+		/* It may have been granted after all: the client does not
+		 * believe it holds, but releases the owner's lock next. */
+		c->hold = t == LC_CMD_FLOCK ? H_FLOCK : H_POSIX;
+		c->maybe = true;
+		c->hold_ino = c->cmd.ino;
+		c->hold_owner = c->cur_owner;
+		c->hold_type = c->cmd.lock_type;
+		c->hold_start = t == LC_CMD_SETLK ? c->cmd.start : 0;
+		c->hold_end = t == LC_CMD_SETLK ? c->cmd.end : LC_OFF_MAX;
+		c->hold_sess = c->req_sess;
+		c->hold_token = 0;
+		if (!nd->up || c->req_sess != nd->sess || (r && r->gave_up))
+			client_lost(c, call);
+	} else if (t == LC_CMD_UNLINK && status && status != -ENOLCK && status != -EIO &&
+		   status != -ETIMEDOUT) {
 		fail("client %d could not remove its lockfile: %d", k, status);
 	}
 	if (S.measuring && (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH) && status == 0)

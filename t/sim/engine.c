@@ -106,22 +106,82 @@ static void read_ready(int i, const struct rf_read *r)
 	q->index = r->index;
 }
 
-/* A read at the leader (when there is one): RF_EV_READ. */
+/* A read barrier of node i's session answered: the node then serves the
+ * read from its own state, which must cover every entry applied anywhere
+ * before the read was asked (SPEC 2.1) and be the reference's. */
+static void barrier_done(void *ctx, int status)
+{
+	struct rdreq *q = &S.rd[(uintptr_t)ctx - 1];
+	struct node *nd = &S.nodes[q->node];
+
+	if (q->done)
+		fail("n%d: read barrier %llu answered twice", q->node + 1,
+		     (unsigned long long)(uintptr_t)ctx);
+	q->done = true;
+	if (status) {
+		S.rd_timeout++;
+		return;
+	}
+	if (nd->applied < q->min_index)
+		fail("n%d: read barrier answered at applied %llu, before entry %llu that "
+		     "was applied before the read was asked", q->node + 1,
+		     (unsigned long long)nd->applied, (unsigned long long)q->min_index);
+	if (who_holds(nd->sm, q->file) != S.ref_who[nd->applied * NFILES + (uint64_t)q->file])
+		fail("n%d: read of file %d at %llu differs from the reference", q->node + 1,
+		     q->file, (unsigned long long)nd->applied);
+	S.rd_served++;
+}
+
+static struct rdreq *rd_new(int i)
+{
+	struct rdreq *q;
+
+	if (S.nrd == S.caprd) {
+		S.caprd = S.caprd ? S.caprd * 2 : 64;
+		S.rd = cl_xrealloc(S.rd, S.caprd * sizeof(*S.rd));
+	}
+	q = &S.rd[S.nrd++];
+	*q = (struct rdreq){ .node = i, .file = (int)cl_between(&S.rng, 0, NFILES - 1),
+			     .min_index = S.gcn };
+	return q;
+}
+
+/* A read barrier of a node's session (session_read, as cluckd's fs asks
+ * one), at any node that is up: a follower or a member asks the leader
+ * for its commit index. */
+static void ask_barrier(void)
+{
+	int i = pick_node(), rc;
+	struct node *nd = &S.nodes[i];
+	struct session_in in;
+
+	if (!nd->up || S.now < nd->paused_until || !nd->ss)
+		return;
+	rd_new(i);
+	S.rd_session++;
+	if (nd->role != RF_LEADER)
+		S.rd_follower++;
+	in = host_in(i);
+	rc = session_read(nd->ss, barrier_done, (void *)(uintptr_t)S.nrd, &in);
+	if (rc == 1)
+		barrier_done((void *)(uintptr_t)S.nrd, 0);
+	else if (rc < 0)
+		fail("n%d: session_read: %d", i + 1, rc);
+	run_effects(i);
+}
+
+/* A read at the leader (when there is one): RF_EV_READ; and a read
+ * barrier at some node. */
 void ask_read(void)
 {
 	int l = leader_node(), rc;
 	struct rf_event ev = { .type = RF_EV_READ };
 	struct rdreq *q;
 
+	ask_barrier();
 	if (l < 0 || S.now < S.nodes[l].paused_until)
 		return;
-	if (S.nrd == S.caprd) {
-		S.caprd = S.caprd ? S.caprd * 2 : 64;
-		S.rd = cl_xrealloc(S.rd, S.caprd * sizeof(*S.rd));
-	}
-	q = &S.rd[S.nrd++];
-	*q = (struct rdreq){ .node = l, .file = (int)cl_between(&S.rng, 0, NFILES - 1),
-			     .min_index = S.gcn };
+	q = rd_new(l);
 	ev.read.ctx = S.nrd;
 	S.rd_asked++;
 	if (rf_lease_valid(S.nodes[l].r, local(l)))

@@ -311,6 +311,7 @@ void client_lost(struct client *c, uint64_t call)
 	S.losts++;
 	lost_release_all(c->hold_sess, (uint32_t)c->hold_owner, hold_key(c), call);
 	c->hold = H_NONE;
+	c->maybe = false;
 }
 
 /* The first commit of a SESSION_CLOSE (the cluster frees the session). */
@@ -392,7 +393,8 @@ void deliver_smsg(struct cl_ev *e)
 	if (m.kind != SM_FWD_ACK && m.kind != SM_KA_ACK && m.kind != SM_READ_ACK)
 		fail("node message of unknown kind %d", m.kind);
 	if (!m.ok && m.leader && m.leader != (uint64_t)e->a + 1 &&
-	    m.leader != (uint64_t)i + 1 && (m.kind != SM_READ_ACK || !m.session))
+	    m.leader != (uint64_t)i + 1 && m.kind != SM_KA_ACK &&
+	    (m.kind != SM_READ_ACK || !m.session))
 		S.redirects++;
 	{
 		struct session_in in = host_in(i);

@@ -59,7 +59,8 @@ static void usage(void)
 		"           [--conf-faults] [--rejoin-faults]\n"
 		"           [--scenario[=| ]two-leaders|quorum-loss|figure8|lost-report|lease-expiry|\n"
 		"                       lease-heal|leader-change-grace]\n"
-		"           [--break=vote-any-log|ack-unsynced|commit-old-term|grant-twice|no-grace]\n"
+		"           [--break=vote-any-log|ack-unsynced|commit-old-term|grant-twice|no-grace|\n"
+		"                    unlock-before|read-barrier|reserial|resolve|expired-grant]\n"
 		"           [--no-measure] [--no-scenarios] [--measure]\n");
 	exit(2);
 }
@@ -118,7 +119,16 @@ int main(int argc, char **argv)
 				S.brk_grant_twice = true;
 			else if (!strcmp(S.brk_name, "no-grace"))
 				S.brk_no_grace = true;
-
+			else if (!strcmp(S.brk_name, "unlock-before"))
+				S.sbreaks = SESSION_BREAK_UNLOCK_BEFORE;
+			else if (!strcmp(S.brk_name, "read-barrier"))
+				S.sbreaks = SESSION_BREAK_READ_BARRIER;
+			else if (!strcmp(S.brk_name, "reserial"))
+				S.sbreaks = SESSION_BREAK_RESERIAL;
+			else if (!strcmp(S.brk_name, "resolve"))
+				S.sbreaks = SESSION_BREAK_RESOLVE;
+			else if (!strcmp(S.brk_name, "expired-grant"))
+				S.sbreaks = SESSION_BREAK_EXPIRED_GRANT;
 			else
 				usage();
 		} else
@@ -180,6 +190,16 @@ int main(int argc, char **argv)
 	       (unsigned long long)S.rd_asked, (unsigned long long)S.rd_lease,
 	       (unsigned long long)S.rd_round, (unsigned long long)S.rd_served,
 	       (unsigned long long)S.rd_failed, (unsigned long long)S.rd_refused);
+	printf("read barriers: %llu asked through a node's session (%llu at a follower or "
+	       "member), %llu timed out\n", (unsigned long long)S.rd_session,
+	       (unsigned long long)S.rd_follower, (unsigned long long)S.rd_timeout);
+	printf("session rules: %llu given up, %llu waiting requests moved to the new "
+	       "session, %llu redirects, %llu re-serials, %llu relocks by the same owner, "
+	       "%llu timeouts, %llu installs with requests pending\n",
+	       (unsigned long long)S.giveups, (unsigned long long)S.moved,
+	       (unsigned long long)S.redirects, (unsigned long long)S.reserials,
+	       (unsigned long long)S.relocks, (unsigned long long)S.timeouts,
+	       (unsigned long long)S.inst_pending);
 	printf("lock histories: %llu checked, %llu linearizable, %llu unknown "
 	       "(%llu ops, budget %u steps each)\n", (unsigned long long)S.lz_checked,
 	       (unsigned long long)S.lz_linear, (unsigned long long)S.lz_unknown,
@@ -188,7 +208,7 @@ int main(int argc, char **argv)
 	       "%llu lockfile, %llu release-all\n", (unsigned long long)S.lz_kind[0],
 	       (unsigned long long)S.lz_kind[1], (unsigned long long)S.lz_kind[2],
 	       (unsigned long long)S.lz_kind[3], (unsigned long long)S.lz_kind[4]);
-	if (measure_on && !S.brk && !S.brk_grant_twice && !S.brk_no_grace) {
+	if (measure_on && !S.brk && !S.brk_grant_twice && !S.brk_no_grace && !S.sbreaks) {
 		measure_all();
 	}
 	return 0;

@@ -208,6 +208,7 @@ void world_free(void)
 	S.nsr = 0;
 	S.nlost = 0;
 	S.lease_ms = 0;
+	S.op_timeout = 0;
 	for (size_t k = 0; k < S.gcn; k++)
 		free(S.gc[k].buf);
 	free(S.gc);
@@ -237,6 +238,10 @@ void run_seed(uint64_t seed, int voters, int members)
 	S.voters_arg = voters;
 	S.members_arg = members;
 	clients = (int)cl_between(&pick, 1, 6);
+	/* Half the seeds give requests a deadline (cluckd --op-timeout):
+	 * releases that time out are still sent, and a lock of the same
+	 * owner waits for them. */
+	S.op_timeout = cl_chance(&pick, 50) ? cl_between(&pick, 100, 500) : 0;
 	world_init(seed, voters, clients, (int)cl_between(&pick, 3, 10));
 	S.snap_k = cl_between(&pick, 8, 64);
 	S.lz = linz_new(LINZ_BUDGET);

@@ -128,6 +128,8 @@ struct client {
 	uint64_t hold_ino, hold_owner, hold_sess, hold_start, hold_end, hold_token;
 	uint64_t cur_owner;                /* owner id of the current request */
 	uint64_t last_owner;               /* ... of the one before */
+	uint64_t owner_sess;               /* the session its last new owner began in */
+	bool maybe;                        /* hold: a timed-out acquire's, maybe granted */
 	uint8_t hold_type;
 	int lost;                          /* times it was told its lock was lost */
 	uint64_t lost_at;
