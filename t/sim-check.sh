@@ -8,7 +8,8 @@
 # and rejoin catching up (cluckd --rejoin), then every --break= (a rule
 # broken on purpose) must be caught by a violation within
 # SIM_BREAK_SEEDS seeds (default 2000; the run stops at the first) or by
-# its scenario, then the cost figures (messages and fsyncs per
+# its scenario (the session module's rules too: unlock-before,
+# read-barrier, resolve), then the cost figures (messages and fsyncs per
 # acquire+release pair).  Exits 77 only
 # when t/sim/sim is missing (not built), else 0 when every invariant held and 1
 # on a violation (the simulator's output names the seed and the replay
@@ -52,5 +53,9 @@ check_break commit-old-term --scenario figure8
 check_break grant-twice $bs
 check_break no-grace $bs
 check_break no-grace --scenario leader-change-grace
+# lockcore/session's rules (its SESSION_BREAK_* bits on every node)
+check_break unlock-before $bs
+check_break read-barrier $bs
+check_break resolve $bs
 "$sim" --measure || status=1
 exit "$status"

@@ -150,14 +150,26 @@ static void client_next(struct client *c)
 	} else {
 		static uint8_t big[60000];
 		unsigned k = S.measuring ? 0 : (unsigned)cl_between(&S.rng, 0, 29);
+		bool relock = c->relock && c->owner_sess == sess && !S.measuring;
+
+		/* A release that timed out is still on its way: lock the same
+		 * file again at once with the same owner (the unlock-before
+		 * rule holds the lock back until the release is in the log). */
+		if (relock) {
+			k = c->relock == LC_CMD_RELEASE ? 0 : 14;
+			for (int x = 0; x < NFILES; x++)
+				if (S.files[x] == c->relock_ino)
+					f = x;
+		}
+		c->relock = 0;
 
 		/* Owner ids are per client; half the time a client locks
 		 * again with the owner of its last lock in the same session
 		 * (the kernel reuses a struct file's), so a late copy of its
 		 * release would drop the new lock (the unlock-before rule).
 		 * Lockfiles have no owner: always a fresh one. */
-		if (!S.measuring && k < 20 && c->acqs && c->owner_sess == sess &&
-		    cl_chance(&S.rng, 50)) {
+		if (relock || (!S.measuring && k < 20 && c->acqs && c->owner_sess == sess &&
+				cl_chance(&S.rng, 50))) {
 			c->cur_owner = (uint64_t)pid * 100000u + c->acqs;
 		} else {
 			c->cur_owner = (uint64_t)pid * 100000u + ++c->acqs;
@@ -273,6 +285,10 @@ void client_answer(struct client *c, int status, uint64_t token, bool from_log)
 		c->hold_token = 0;
 		if (!nd->up || c->req_sess != nd->sess || (r && r->gave_up))
 			client_lost(c, call);
+	} else if ((t == LC_CMD_RELEASE || t == LC_CMD_FLUSH) && status == -ETIMEDOUT &&
+		   c->cur_owner == (uint64_t)k * 100000u + c->acqs) {
+		c->relock = t;
+		c->relock_ino = c->cmd.ino;
 	} else if (t == LC_CMD_UNLINK && status && status != -ENOLCK && status != -EIO &&
 		   status != -ETIMEDOUT) {
 		fail("client %d could not remove its lockfile: %d", k, status);

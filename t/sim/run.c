@@ -241,7 +241,7 @@ void run_seed(uint64_t seed, int voters, int members)
 	/* Half the seeds give requests a deadline (cluckd --op-timeout):
 	 * releases that time out are still sent, and a lock of the same
 	 * owner waits for them. */
-	S.op_timeout = cl_chance(&pick, 50) ? cl_between(&pick, 100, 500) : 0;
+	S.op_timeout = cl_chance(&pick, 50) ? cl_between(&pick, 50, 400) : 0;
 	world_init(seed, voters, clients, (int)cl_between(&pick, 3, 10));
 	S.snap_k = cl_between(&pick, 8, 64);
 	S.lz = linz_new(LINZ_BUDGET);

@@ -130,6 +130,9 @@ struct client {
 	uint64_t last_owner;               /* ... of the one before */
 	uint64_t owner_sess;               /* the session its last new owner began in */
 	bool maybe;                        /* hold: a timed-out acquire's, maybe granted */
+	uint8_t relock;                    /* a release (its type) of the last owner
+	                                      timed out: lock again with it */
+	uint64_t relock_ino;
 	uint8_t hold_type;
 	int lost;                          /* times it was told its lock was lost */
 	uint64_t lost_at;

@@ -98,6 +98,33 @@ struct sreg *sreg_of(uint64_t session)
 	return NULL;
 }
 
+static bool believes(int k);
+
+/* Whenever the log moves: a lock a client believes it holds (its node's
+ * view valid) is held in the latest state by its session and owner.  Only
+ * the client's own release or its session's close may take it away (a
+ * late copy of an older release of the same owner must not: the
+ * unlock-before rule). */
+static void check_held(void)
+{
+	for (int k = 0; k < S.nclients; k++) {
+		const struct client *c = &S.cl[k];
+		struct holders hs = { .n = 0 };
+		bool held = false;
+
+		if ((c->hold != H_FLOCK && c->hold != H_POSIX) || !believes(k))
+			continue;
+		lc_locks(S.ref, c->hold_ino, collect, NULL, &hs);
+		for (unsigned i = 0; i < hs.n && !held; i++)
+			held = hs.h[i].token && hs.h[i].who.session == c->hold_sess &&
+			       hs.h[i].who.owner == c->hold_owner;
+		if (!held && hs.n < 64)
+			fail("client %d believes it holds (kind %d, token %llu) but the log at "
+			     "%zu freed it", k + 1, c->hold, (unsigned long long)c->hold_token,
+			     S.gcn);
+	}
+}
+
 /* What the log answered (origin, serial), for node sessions. */
 struct ans *ans_of(uint64_t session, uint64_t serial)
 {
@@ -181,6 +208,7 @@ static void ref_apply(uint64_t idx)
 		}
 		lc_out_free(&out);
 		check_holders(S.ref, "reference");
+		check_held();
 	}
 	S.ref_hash[idx] = lc_state_hash(S.ref);
 	for (int f = 0; f < NFILES; f++)
