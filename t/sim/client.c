@@ -49,6 +49,14 @@ static void client_done(void *ctx, const struct lc_completion *cp)
 		fail("client %d (%llu,%llu) got -ESTALE: a request the log never ran "
 		     "was given up", (int)(c - S.cl) + 1, (unsigned long long)cp->origin,
 		     (unsigned long long)cp->serial);
+	/* SPEC 3: nothing is handed out once the node's view of its lease
+	 * ran out (a node paused past its lease may wake to apply grants the
+	 * cluster revoked since). */
+	if (cp->status == 0 && cp->token &&
+	    session_state(S.nodes[c->node].ss, local(c->node)) == LEASE_EXPIRED)
+		fail("client %d (%llu,%llu) granted token %llu after its node's view of "
+		     "the lease ran out", (int)(c - S.cl) + 1, (unsigned long long)cp->origin,
+		     (unsigned long long)cp->serial, (unsigned long long)cp->token);
 	a = ans_of(cp->origin, cp->serial);
 	if (a && a->final && a->status == cp->status && a->token == cp->token) {
 		client_answer(c, cp->status, cp->token, true);
@@ -177,7 +185,10 @@ static void client_next(struct client *c)
 		}
 		cmd.who = (struct lc_owner){ sess, c->cur_owner, pid };
 		cmd.ino = S.files[f];
-		cmd.flags = cl_chance(&S.rng, 50) ? LC_LK_WAIT : 0;
+		/* With a deadline on requests only blocking locks (which have
+		 * none): a try that timed out may still be granted by a late
+		 * copy, after whatever the client did about it. */
+		cmd.flags = S.op_timeout || cl_chance(&S.rng, 50) ? LC_LK_WAIT : 0;
 		if (S.measuring == 2) {
 			cmd.type = LC_CMD_SETLK;
 			cmd.lock_type = LC_WRLCK;

@@ -24,6 +24,11 @@ static void dispatch(struct cl_ev *e)
 	}
 	switch (e->type) {
 	case E_MSG:
+		if (nd->up) {
+			/* cluckd checks its view before every datagram */
+			session_check(nd->ss, local(e->node));
+			run_effects(e->node);
+		}
 		if (nd->up)
 			deliver(e);
 		free(e->buf);
@@ -238,10 +243,10 @@ void run_seed(uint64_t seed, int voters, int members)
 	S.voters_arg = voters;
 	S.members_arg = members;
 	clients = (int)cl_between(&pick, 1, 6);
-	/* Half the seeds give requests a deadline (cluckd --op-timeout):
+	/* A quarter of the seeds give requests a deadline (cluckd --op-timeout):
 	 * releases that time out are still sent, and a lock of the same
 	 * owner waits for them. */
-	S.op_timeout = cl_chance(&pick, 50) ? cl_between(&pick, 50, 400) : 0;
+	S.op_timeout = cl_chance(&pick, 25) ? cl_between(&pick, 50, 400) : 0;
 	world_init(seed, voters, clients, (int)cl_between(&pick, 3, 10));
 	S.snap_k = cl_between(&pick, 8, 64);
 	S.lz = linz_new(LINZ_BUDGET);

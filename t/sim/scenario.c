@@ -1,7 +1,7 @@
 /*
  * t/sim/scenario.c - scripted scenarios (--scenario): two leaders,
  * quorum loss, Raft's figure 8, a lost report, lease expiry and heal,
- * a leader change's grace.  Each sets up a world, steers it with hooks
+ * a leader change's grace, a request re-serialled after -ESTALE.  Each sets up a world, steers it with hooks
  * and asserts what must happen.
  *
  * It must never: pass when what the scenario is about did not happen.
@@ -491,6 +491,70 @@ static void scenario_leader_change_grace(void)
 	world_free();
 }
 
+/* reserial: every forward of one request of node a is lost while more
+ * than LC_DEDUP_WINDOW newer serials of a's session are applied; when a
+ * copy finally reaches the log, lockcore answers it -ESTALE (it cannot
+ * tell whether the request ran).  The log never showed it, so the session
+ * sends it again under a new serial: the client gets its real answer
+ * (with --break=reserial it would get -ESTALE: a violation). */
+static uint64_t rs_sess, rs_serial;
+static int rs_from = -1;
+static bool rs_on;
+
+static bool rs_sdrop(int from, int to, const struct session_msg *m)
+{
+	(void)to;
+	if (!rs_on || from != rs_from || m->kind != SM_FWD || m->session != rs_sess)
+		return false;
+	if (!rs_serial)
+		rs_serial = m->serial;       /* the first forward after rs_on */
+	return m->serial == rs_serial;
+}
+
+static void scenario_reserial(void)
+{
+	int l, a;
+	uint64_t re0 = S.reserials;
+
+	S.scenario = "reserial";
+	world_init(5, 3, 2, 0);
+	S.faults_on = false;
+	run_until(1500, false);
+	open_sessions();
+	l = leader_node();
+	expect(l >= 0, "a leader is elected");
+	a = (l + 1) % S.n;
+	S.cl[0].node = a;
+	S.cl[1].node = a;
+	rs_from = a;
+	rs_sess = S.nodes[a].sess;
+	rs_serial = 0;
+	rs_on = true;
+	sdrop_hook = rs_sdrop;
+	script(0, LC_CMD_FLOCK, 0, LC_WRLCK, 0);
+	expect(rs_serial != 0, "the request's forward is lost");
+	for (unsigned k = 0; k < LC_DEDUP_WINDOW / 2 + 4; k++) {
+		script(1, LC_CMD_FLOCK, 1, LC_WRLCK, 0);
+		while (S.cl[1].state == C_WAIT)
+			run_until(S.now + 5, false);
+		script(1, LC_CMD_RELEASE, 1, 0, 0);
+		while (S.cl[1].state == C_WAIT)
+			run_until(S.now + 5, false);
+	}
+	expect(S.cl[0].answers == 0, "the lost request waits");
+	rs_on = false;
+	run_until(S.now + 1500, false);
+	expect(ans_of(rs_sess, rs_serial) && ans_of(rs_sess, rs_serial)->status == -ESTALE,
+	       "a copy reached the log and was answered -ESTALE");
+	expect(S.cl[0].answers == 1 && S.cl[0].last_status == 0 && S.cl[0].hold == H_FLOCK,
+	       "the client got its lock, once, under a new serial");
+	expect(S.reserials == re0 + 1, "the session sent it again under a new serial");
+	sdrop_hook = NULL;
+	rs_from = -1;
+	check_log_matching();
+	world_free();
+}
+
 void run_scenario(const char *name)
 {
 	S.voters_arg = 0;
@@ -508,6 +572,8 @@ void run_scenario(const char *name)
 		scenario_lease_heal();
 	else if (!strcmp(name, "leader-change-grace"))
 		scenario_leader_change_grace();
+	else if (!strcmp(name, "reserial"))
+		scenario_reserial();
 	else {
 		fprintf(stderr, "sim: unknown scenario %s\n", name);
 		exit(2);

@@ -467,10 +467,21 @@ void finish_checks(void)
 	run_until(S.heal_at + LIVE_BOUND, true);
 	if (!all_done()) {
 		for (int k = 0; k < S.nclients; k++)
-			if (S.cl[k].state != C_DONE)
+			if (S.cl[k].state != C_DONE) {
+				struct ans *a = ans_of(S.cl[k].req_sess, S.cl[k].serial);
+				struct node *nd = &S.nodes[S.cl[k].node];
+
+				tr("client %d: (%llu,%llu) log: applied %u final %d status %d; "
+				   "node session %llu pending %zu", k + 1,
+				   (unsigned long long)S.cl[k].req_sess,
+				   (unsigned long long)S.cl[k].serial, a ? a->applied : 0,
+				   a ? a->final : 0, a ? a->status : 0,
+				   (unsigned long long)nd->sess,
+				   nd->ss ? session_pending(nd->ss) : 0);
 				fail("liveness: client %d still in state %d (serial %llu) %u ms after heal",
 				     k + 1, S.cl[k].state, (unsigned long long)S.cl[k].serial,
 				     LIVE_BOUND);
+			}
 	}
 	if (leader_node() < 0)
 		fail("liveness: no leader after heal");
