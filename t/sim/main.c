@@ -76,6 +76,36 @@ static void usage(void)
 	exit(2);
 }
 
+/* --break=NAME: a rule broken on purpose (Raft's, the simulator's, or
+ * lockcore/session's SESSION_BREAK_* on every node). */
+static void set_break(const char *name)
+{
+	static const struct { const char *name; unsigned bit; } sb[] = {
+		{ "unlock-before", SESSION_BREAK_UNLOCK_BEFORE },
+		{ "read-barrier", SESSION_BREAK_READ_BARRIER },
+		{ "reserial", SESSION_BREAK_RESERIAL },
+		{ "resolve", SESSION_BREAK_RESOLVE },
+		{ "expired-grant", SESSION_BREAK_EXPIRED_GRANT },
+	};
+
+	S.brk_name = name;
+	if (!strcmp(name, "vote-any-log"))
+		S.brk = RF_BREAK_VOTE_ANY_LOG;
+	else if (!strcmp(name, "ack-unsynced"))
+		S.brk = RF_BREAK_ACK_UNSYNCED;
+	else if (!strcmp(name, "commit-old-term"))
+		S.brk = RF_BREAK_COMMIT_OLD_TERM;
+	else if (!strcmp(name, "grant-twice"))
+		S.brk_grant_twice = true;
+	else if (!strcmp(name, "no-grace"))
+		S.brk_no_grace = true;
+	for (size_t k = 0; k < sizeof(sb) / sizeof(sb[0]); k++)
+		if (!strcmp(name, sb[k].name))
+			S.sbreaks = sb[k].bit;
+	if (!S.brk && !S.brk_grant_twice && !S.brk_no_grace && !S.sbreaks)
+		usage();
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t from = 1, seeds = 100, one = 0;
@@ -118,31 +148,9 @@ int main(int argc, char **argv)
 			scen = a + 11;
 		else if (!strcmp(a, "--scenario") && i + 1 < argc)
 			scen = argv[++i];
-		else if (!strncmp(a, "--break=", 8)) {
-			S.brk_name = a + 8;
-			if (!strcmp(S.brk_name, "vote-any-log"))
-				S.brk = RF_BREAK_VOTE_ANY_LOG;
-			else if (!strcmp(S.brk_name, "ack-unsynced"))
-				S.brk = RF_BREAK_ACK_UNSYNCED;
-			else if (!strcmp(S.brk_name, "commit-old-term"))
-				S.brk = RF_BREAK_COMMIT_OLD_TERM;
-			else if (!strcmp(S.brk_name, "grant-twice"))
-				S.brk_grant_twice = true;
-			else if (!strcmp(S.brk_name, "no-grace"))
-				S.brk_no_grace = true;
-			else if (!strcmp(S.brk_name, "unlock-before"))
-				S.sbreaks = SESSION_BREAK_UNLOCK_BEFORE;
-			else if (!strcmp(S.brk_name, "read-barrier"))
-				S.sbreaks = SESSION_BREAK_READ_BARRIER;
-			else if (!strcmp(S.brk_name, "reserial"))
-				S.sbreaks = SESSION_BREAK_RESERIAL;
-			else if (!strcmp(S.brk_name, "resolve"))
-				S.sbreaks = SESSION_BREAK_RESOLVE;
-			else if (!strcmp(S.brk_name, "expired-grant"))
-				S.sbreaks = SESSION_BREAK_EXPIRED_GRANT;
-			else
-				usage();
-		} else
+		else if (!strncmp(a, "--break=", 8))
+			set_break(a + 8);
+		else
 			usage();
 	}
 	if (scen) {
