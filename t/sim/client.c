@@ -87,15 +87,9 @@ void client_request(struct client *c, const struct lc_cmd *cmd)
 	c->state = C_WAIT;
 	c->req_sess = nd->sess;
 	lz_begin(c);
-	/* A client stops believing it holds when it asks to release.  A
-	 * release of what a timed-out acquire may have got releases
-	 * whatever the owner has (it may have nothing). */
-	if (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH || t == LC_CMD_UNLINK) {
-		if (c->maybe && c->lz_on)
-			c->lz.kind = LINZ_RELEASE_ALL;
+	/* A client stops believing it holds when it asks to release. */
+	if (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH || t == LC_CMD_UNLINK)
 		c->hold = H_NONE;
-		c->maybe = false;
-	}
 	rc = session_submit(nd->ss, &c->cmd, client_done, c, &serial, local(c->node));
 	if (rc)
 		fail("c%d: session_submit on n%d: %d", (int)(c - S.cl) + 1, c->node + 1, rc);
@@ -280,20 +274,6 @@ void client_answer(struct client *c, int status, uint64_t token, bool from_log)
 		c->hold_token = token;
 		/* Granted to a session its node has given up: lost at once
 		 * (the grant took effect between the call and the close). */
-		if (!nd->up || c->req_sess != nd->sess || (r && r->gave_up))
-			client_lost(c, call);
-	} else if ((t == LC_CMD_FLOCK || t == LC_CMD_SETLK) && status == -ETIMEDOUT) {
-		/* It may have been granted after all: the client does not
-		 * believe it holds, but releases the owner's lock next. */
-		c->hold = t == LC_CMD_FLOCK ? H_FLOCK : H_POSIX;
-		c->maybe = true;
-		c->hold_ino = c->cmd.ino;
-		c->hold_owner = c->cur_owner;
-		c->hold_type = c->cmd.lock_type;
-		c->hold_start = t == LC_CMD_SETLK ? c->cmd.start : 0;
-		c->hold_end = t == LC_CMD_SETLK ? c->cmd.end : LC_OFF_MAX;
-		c->hold_sess = c->req_sess;
-		c->hold_token = 0;
 		if (!nd->up || c->req_sess != nd->sess || (r && r->gave_up))
 			client_lost(c, call);
 	} else if ((t == LC_CMD_RELEASE || t == LC_CMD_FLUSH) && status == -ETIMEDOUT &&

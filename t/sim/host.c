@@ -311,7 +311,6 @@ void client_lost(struct client *c, uint64_t call)
 	S.losts++;
 	lost_release_all(c->hold_sess, (uint32_t)c->hold_owner, hold_key(c), call);
 	c->hold = H_NONE;
-	c->maybe = false;
 }
 
 /* The first commit of a SESSION_CLOSE (the cluster frees the session). */

@@ -49,6 +49,20 @@ static void open_sessions(void)
 		expect(S.nodes[i].sess_open, "every node opened its session");
 }
 
+/* A quiet world from `seed`: no faults, sessions open, a leader. */
+static int quiet_start(uint64_t seed, int voters, int clients)
+{
+	int l;
+
+	world_init(seed, voters, clients, 0);
+	S.faults_on = false;
+	run_until(1500, false);
+	open_sessions();
+	l = leader_node();
+	expect(l >= 0, "a leader is elected");
+	return l;
+}
+
 static bool holds(struct lc_state *sm, int file, uint64_t session)
 {
 	struct holders hs = { .n = 0 };
@@ -317,12 +331,7 @@ static void scenario_lost_report(void)
 	uint64_t rel;
 
 	S.scenario = "lost-report";
-	world_init(4, 3, 3, 0);
-	S.faults_on = false;
-	run_until(1500, false);
-	open_sessions();
-	l = leader_node();
-	expect(l >= 0, "a leader is elected");
+	l = quiet_start(4, 3, 3);
 	a = (l + 1) % S.n;
 	b = (l + 2) % S.n;
 	S.cl[0].node = a;
@@ -376,12 +385,7 @@ static void scenario_lost_report(void)
 /* Client 0 on node a holds f0; client 1 on node b waits for it. */
 static void holder_and_waiter(uint64_t seed, int voters, int *l, int *a, int *b)
 {
-	world_init(seed, voters, 2, 0);
-	S.faults_on = false;
-	run_until(1500, false);
-	open_sessions();
-	*l = leader_node();
-	expect(*l >= 0, "a leader is elected");
+	*l = quiet_start(seed, voters, 2);
 	*a = (*l + 1) % S.n;
 	*b = (*l + 2) % S.n;
 	S.cl[0].node = *a;
@@ -517,12 +521,7 @@ static void scenario_reserial(void)
 	uint64_t re0 = S.reserials;
 
 	S.scenario = "reserial";
-	world_init(5, 3, 2, 0);
-	S.faults_on = false;
-	run_until(1500, false);
-	open_sessions();
-	l = leader_node();
-	expect(l >= 0, "a leader is elected");
+	l = quiet_start(5, 3, 2);
 	a = (l + 1) % S.n;
 	S.cl[0].node = a;
 	S.cl[1].node = a;

@@ -129,7 +129,6 @@ struct client {
 	uint64_t cur_owner;                /* owner id of the current request */
 	uint64_t last_owner;               /* ... of the one before */
 	uint64_t owner_sess;               /* the session its last new owner began in */
-	bool maybe;                        /* hold: a timed-out acquire's, maybe granted */
 	uint8_t relock;                    /* a release (its type) of the last owner
 	                                      timed out: lock again with it */
 	uint64_t relock_ino;

@@ -363,7 +363,7 @@ static bool believes(int k)
 	struct node *nd = &S.nodes[c->node];
 	enum lease_state st;
 
-	if (c->hold == H_NONE || c->maybe || !nd->up || c->hold_sess != nd->sess)
+	if (c->hold == H_NONE || !nd->up || c->hold_sess != nd->sess)
 		return false;
 	st = session_state(nd->ss, local(c->node));
 	return st == LEASE_OK || st == LEASE_JEOPARDY;
