@@ -1509,6 +1509,11 @@ uint64_t session_view_lease(const struct session *s)
 	return s->view_lease_ms;
 }
 
+uint64_t session_view_deadline(const struct session *s)
+{
+	return lease_view_deadline(&s->view);
+}
+
 uint64_t session_last_time(const struct session *s)
 {
 	return s->last_time;

@@ -280,6 +280,9 @@ int session_open_status(const struct session *s);
 enum lease_state session_state(struct session *s, uint64_t now);
 uint64_t session_lost_count(const struct session *s);
 uint64_t session_view_lease(const struct session *s);
+/* The local time (ms) at which our view of the lease runs out (0 before
+ * the open is applied): a simulator dates a lost lock by it. */
+uint64_t session_view_deadline(const struct session *s);
 /* The last time stamped on a command (wall ns): time never goes back. */
 uint64_t session_last_time(const struct session *s);
 /* Requests not answered finally yet; reads waiting. */

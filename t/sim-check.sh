@@ -8,7 +8,8 @@
 # and rejoin catching up (cluckd --rejoin), then every --break= (a rule
 # broken on purpose) must be caught by a violation within
 # SIM_BREAK_SEEDS seeds (default 2000; the run stops at the first) or by
-# its scenario, then the cost figures (messages and fsyncs per
+# its scenario (lockcore/session's rules too: unlock-before,
+# read-barrier, resolve, reserial), then the cost figures (messages and fsyncs per
 # acquire+release pair).  Exits 77 only
 # when t/sim/sim is missing (not built), else 0 when every invariant held and 1
 # on a violation (the simulator's output names the seed and the replay
@@ -21,7 +22,7 @@ if [ ! -x "$sim" ]; then
 fi
 status=0
 for s in two-leaders quorum-loss figure8 lost-report lease-expiry lease-heal \
-	leader-change-grace; do
+	leader-change-grace reserial; do
 	"$sim" --scenario "$s" || status=1
 done
 "$sim" --no-scenarios --no-measure --seeds "${SIM_SEEDS:-2000}" --from "${SIM_FROM:-1}" ||
@@ -52,5 +53,10 @@ check_break commit-old-term --scenario figure8
 check_break grant-twice $bs
 check_break no-grace $bs
 check_break no-grace --scenario leader-change-grace
+# lockcore/session's rules (its SESSION_BREAK_* bits on every node)
+check_break unlock-before $bs
+check_break read-barrier $bs
+check_break resolve $bs
+check_break reserial --scenario reserial
 "$sim" --measure || status=1
 exit "$status"

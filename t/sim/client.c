@@ -11,11 +11,76 @@
 
 /* ---- clients ------------------------------------------------------------- */
 
-/* Hands the request to the client's node, which forwards it. */
+/* An answer that no log gave (the session gave up: -ENOLCK; its deadline
+ * passed: -ETIMEDOUT; the node died: -EIO): the request may or may not
+ * take effect.  An acquire that may have been granted is freed by the
+ * session's close, if at all. */
+static void client_unknown(struct client *c, int status)
+{
+	bool acq = c->lz_on && c->lz.kind <= LINZ_TRY_SH;
+	struct linz_op op = c->lz;
+
+	if (c->lz_on) {            /* pending: may or may not happen */
+		c->lz_on = false;
+		lz_add(&c->lz);
+	}
+	if (acq)
+		lost_release_all(c->req_sess, op.client, op.key, S.now);
+	client_answer(c, status, 0, false);
+}
+
+/* The client's request is answered (SE_DONE of its node's session). */
+static void client_done(void *ctx, const struct lc_completion *cp)
+{
+	struct client *c = ctx;
+	struct ans *a;
+
+	if (cp->status == LC_PENDING)
+		return;                    /* queued: waits in the log */
+	if (cp->origin != c->req_sess)
+		fail("client %d: answer of session %llu, asked under %llu", (int)(c - S.cl) + 1,
+		     (unsigned long long)cp->origin, (unsigned long long)c->req_sess);
+	if (cp->serial != c->serial && c->serial) {
+		S.reserials++;             /* -ESTALE before it ever ran: new serial */
+	}
+	c->req_sess = cp->origin;
+	c->serial = cp->serial;
+	if (cp->status == -ESTALE)
+		fail("client %d (%llu,%llu) got -ESTALE: a request the log never ran "
+		     "was given up", (int)(c - S.cl) + 1, (unsigned long long)cp->origin,
+		     (unsigned long long)cp->serial);
+	/* SPEC 3: nothing is handed out once the node's view of its lease
+	 * ran out (a node paused past its lease may wake to apply grants the
+	 * cluster revoked since). */
+	if (cp->status == 0 && cp->token &&
+	    session_state(S.nodes[c->node].ss, local(c->node)) == LEASE_EXPIRED)
+		fail("client %d (%llu,%llu) granted token %llu after its node's view of "
+		     "the lease ran out", (int)(c - S.cl) + 1, (unsigned long long)cp->origin,
+		     (unsigned long long)cp->serial, (unsigned long long)cp->token);
+	a = ans_of(cp->origin, cp->serial);
+	if (a && a->final && a->status == cp->status && a->token == cp->token) {
+		client_answer(c, cp->status, cp->token, true);
+		return;
+	}
+	if (cp->status == -ETIMEDOUT)
+		S.timeouts++;
+	if (cp->status == -ENOLCK || cp->status == -ETIMEDOUT) {
+		client_unknown(c, cp->status);
+		return;
+	}
+	fail("client %d (%llu,%llu) got %d token %llu, the log says %d token %llu",
+	     (int)(c - S.cl) + 1, (unsigned long long)cp->origin,
+	     (unsigned long long)cp->serial, cp->status, (unsigned long long)cp->token,
+	     a && a->final ? a->status : 99, a ? (unsigned long long)a->token : 0ull);
+}
+
+/* Hands the request to the client's node's session. */
 void client_request(struct client *c, const struct lc_cmd *cmd)
 {
 	struct node *nd = &S.nodes[c->node];
 	uint8_t t = cmd->type;
+	uint64_t serial = 0;
+	int rc;
 
 	c->cmd = *cmd;
 	c->sent_at = S.now;
@@ -25,9 +90,17 @@ void client_request(struct client *c, const struct lc_cmd *cmd)
 	/* A client stops believing it holds when it asks to release. */
 	if (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH || t == LC_CMD_UNLINK)
 		c->hold = H_NONE;
-	c->serial = node_forward(c->node, (int)(c - S.cl), &c->cmd);
+	rc = session_submit(nd->ss, &c->cmd, client_done, c, &serial, local(c->node));
+	if (rc)
+		fail("c%d: session_submit on n%d: %d", (int)(c - S.cl) + 1, c->node + 1, rc);
+	c->req_sess = c->cmd.origin;
+	c->serial = serial;
+	if (c->cmd.who.owner == c->last_owner && (t == LC_CMD_FLOCK || t == LC_CMD_SETLK))
+		S.relocks++;           /* the same owner locks again */
+	c->last_owner = c->cmd.who.owner;
 	tr("c%d -> n%d (%llu,%llu) type %d", (int)(c - S.cl) + 1, c->node + 1,
 	   (unsigned long long)c->req_sess, (unsigned long long)c->serial, t);
+	run_effects(c->node);
 }
 
 const char *fname[NFILES] = { "f0", "f1", "f2", "sem" };
@@ -41,7 +114,7 @@ static bool node_ready(int i, bool release)
 
 	if (!nd->up || S.now < nd->paused_until || !nd->sess_open)
 		return false;
-	st = lease_view_state(&nd->view, local(i));
+	st = session_state(nd->ss, local(i));
 	return st == LEASE_OK || (release && st == LEASE_JEOPARDY);
 }
 
@@ -79,12 +152,37 @@ static void client_next(struct client *c)
 	} else {
 		static uint8_t big[60000];
 		unsigned k = S.measuring ? 0 : (unsigned)cl_between(&S.rng, 0, 29);
+		bool relock = c->relock && c->owner_sess == sess && !S.measuring;
 
-		/* owner ids are distinct per client and per acquisition */
-		c->cur_owner = (uint64_t)pid * 100000u + ++c->acqs;
+		/* A release that timed out is still on its way: lock the same
+		 * file again at once with the same owner (the unlock-before
+		 * rule holds the lock back until the release is in the log). */
+		if (relock) {
+			k = c->relock == LC_CMD_RELEASE ? 0 : 14;
+			for (int x = 0; x < NFILES; x++)
+				if (S.files[x] == c->relock_ino)
+					f = x;
+		}
+		c->relock = 0;
+
+		/* Owner ids are per client; half the time a client locks
+		 * again with the owner of its last lock in the same session
+		 * (the kernel reuses a struct file's), so a late copy of its
+		 * release would drop the new lock (the unlock-before rule).
+		 * Lockfiles have no owner: always a fresh one. */
+		if (relock || (!S.measuring && k < 20 && c->acqs && c->owner_sess == sess &&
+				cl_chance(&S.rng, 50))) {
+			c->cur_owner = (uint64_t)pid * 100000u + c->acqs;
+		} else {
+			c->cur_owner = (uint64_t)pid * 100000u + ++c->acqs;
+			c->owner_sess = sess;
+		}
 		cmd.who = (struct lc_owner){ sess, c->cur_owner, pid };
 		cmd.ino = S.files[f];
-		cmd.flags = cl_chance(&S.rng, 50) ? LC_LK_WAIT : 0;
+		/* With a deadline on requests only blocking locks (which have
+		 * none): a try that timed out may still be granted by a late
+		 * copy, after whatever the client did about it. */
+		cmd.flags = S.op_timeout || cl_chance(&S.rng, 50) ? LC_LK_WAIT : 0;
 		if (S.measuring == 2) {
 			cmd.type = LC_CMD_SETLK;
 			cmd.lock_type = LC_WRLCK;
@@ -178,7 +276,12 @@ void client_answer(struct client *c, int status, uint64_t token, bool from_log)
 		 * (the grant took effect between the call and the close). */
 		if (!nd->up || c->req_sess != nd->sess || (r && r->gave_up))
 			client_lost(c, call);
-	} else if (t == LC_CMD_UNLINK && status && status != -ENOLCK && status != -EIO) {
+	} else if ((t == LC_CMD_RELEASE || t == LC_CMD_FLUSH) && status == -ETIMEDOUT &&
+		   c->cur_owner == (uint64_t)k * 100000u + c->acqs) {
+		c->relock = t;
+		c->relock_ino = c->cmd.ino;
+	} else if (t == LC_CMD_UNLINK && status && status != -ENOLCK && status != -EIO &&
+		   status != -ETIMEDOUT) {
 		fail("client %d could not remove its lockfile: %d", k, status);
 	}
 	if (S.measuring && (t == LC_CMD_RELEASE || t == LC_CMD_FLUSH) && status == 0)
@@ -197,32 +300,12 @@ void node_crash_clients(int i)
 
 	if (r)
 		r->gave_up = true;
-	for (size_t k = 0; k < nd->nfw; k++) {
-		struct fwd *f = &nd->fw[k];
-		struct client *c = f->client >= 0 ? &S.cl[f->client] : NULL;
-
-		if (c && c->state == C_WAIT) {
-			bool acq = c->lz_on && c->lz.kind <= LINZ_TRY_SH;
-			struct linz_op op = c->lz;
-
-			if (c->lz_on) {            /* pending: may or may not happen */
-				c->lz_on = false;
-				lz_add(&c->lz);
-			}
-			/* an acquire that may have been granted is freed by the
-			 * session's close, if at all */
-			if (acq)
-				lost_release_all(c->req_sess, op.client, op.key, S.now);
-			client_answer(c, -EIO, 0, false);
-		}
-		free(f->buf);
-	}
-	nd->nfw = 0;
+	for (int k = 0; k < S.nclients; k++)
+		if (S.cl[k].node == i && S.cl[k].state == C_WAIT)
+			client_unknown(&S.cl[k], -EIO);
 	for (int k = 0; k < S.nclients; k++)
 		if (S.cl[k].node == i && S.cl[k].hold_sess == nd->sess)
 			client_lost(&S.cl[k], S.now);
-	nd->sess = 0;
-	nd->sess_open = false;
 }
 
 void client_event(struct cl_ev *e)

@@ -27,47 +27,6 @@ static void check_leader_complete(int i)
 	}
 }
 
-static uint64_t rf_leader_prev(const struct node *nd)
-{
-	return nd->last_leader;
-}
-
-/* Node i's requests that the log answered (or queued, or made moot by a
- * session close) at or below idx: a snapshot brought their effect without
- * their entries. */
-static void node_catch_up(int i, uint64_t idx)
-{
-	struct node *nd = &S.nodes[i];
-	bool again = true;
-
-	while (again) {
-		again = false;
-		for (size_t k = 0; k < nd->nfw; k++) {
-			struct fwd *f = &nd->fw[k];
-			struct ans *a = ans_of(f->session, f->serial);
-			struct sreg *r = sreg_of(f->session);
-
-			if (a && a->final && a->idx && a->idx <= idx) {
-				struct lc_completion cp = { .origin = f->session,
-							    .serial = f->serial,
-							    .status = a->status,
-							    .token = a->token };
-
-				node_completion(i, &cp);
-				again = true;
-				break;
-			}
-			if (r && r->closed && r->closed_idx <= idx && f->session != nd->sess) {
-				node_session_gone(i, f->session);
-				again = true;
-				break;
-			}
-			if (a && a->qidx && a->qidx <= idx)
-				f->queued = true;
-		}
-	}
-}
-
 /* Node i replaces its state machine with a snapshot of index idx (installed
  * from the leader): it must be the reference state at idx. */
 static void node_install(int i, uint64_t idx, const struct rf_conf *conf,
@@ -94,7 +53,12 @@ static void node_install(int i, uint64_t idx, const struct rf_conf *conf,
 	nd->aconf = *conf;
 	S.installs++;
 	tr("n%d installs a snapshot at %llu", i + 1, (unsigned long long)idx);
-	node_catch_up(i, idx);
+	/* The entries it skipped carried completions never seen here: the
+	 * session asks the new state about each. */
+	if (session_pending(nd->ss))
+		S.inst_pending++;
+	session_installed(nd->ss, nd->sm, local(i));
+	run_effects(i);
 }
 
 /* The node answers its ready reads whose index it has applied, from its
@@ -142,22 +106,82 @@ static void read_ready(int i, const struct rf_read *r)
 	q->index = r->index;
 }
 
-/* A read at the leader (when there is one): RF_EV_READ. */
+/* A read barrier of node i's session answered: the node then serves the
+ * read from its own state, which must cover every entry applied anywhere
+ * before the read was asked (SPEC 2.1) and be the reference's. */
+static void barrier_done(void *ctx, int status)
+{
+	struct rdreq *q = &S.rd[(uintptr_t)ctx - 1];
+	struct node *nd = &S.nodes[q->node];
+
+	if (q->done)
+		fail("n%d: read barrier %llu answered twice", q->node + 1,
+		     (unsigned long long)(uintptr_t)ctx);
+	q->done = true;
+	if (status) {
+		S.rd_timeout++;
+		return;
+	}
+	if (nd->applied < q->min_index)
+		fail("n%d: read barrier answered at applied %llu, before entry %llu that "
+		     "was applied before the read was asked", q->node + 1,
+		     (unsigned long long)nd->applied, (unsigned long long)q->min_index);
+	if (who_holds(nd->sm, q->file) != S.ref_who[nd->applied * NFILES + (uint64_t)q->file])
+		fail("n%d: read of file %d at %llu differs from the reference", q->node + 1,
+		     q->file, (unsigned long long)nd->applied);
+	S.rd_served++;
+}
+
+static struct rdreq *rd_new(int i)
+{
+	struct rdreq *q;
+
+	if (S.nrd == S.caprd) {
+		S.caprd = S.caprd ? S.caprd * 2 : 64;
+		S.rd = cl_xrealloc(S.rd, S.caprd * sizeof(*S.rd));
+	}
+	q = &S.rd[S.nrd++];
+	*q = (struct rdreq){ .node = i, .file = (int)cl_between(&S.rng, 0, NFILES - 1),
+			     .min_index = S.gcn };
+	return q;
+}
+
+/* A read barrier of a node's session (session_read, as cluckd's fs asks
+ * one), at any node that is up: a follower or a member asks the leader
+ * for its commit index. */
+static void ask_barrier(void)
+{
+	int i = pick_node(), rc;
+	struct node *nd = &S.nodes[i];
+	struct session_in in;
+
+	if (!nd->up || S.now < nd->paused_until || !nd->ss)
+		return;
+	rd_new(i);
+	S.rd_session++;
+	if (nd->role != RF_LEADER)
+		S.rd_follower++;
+	in = host_in(i);
+	rc = session_read(nd->ss, barrier_done, (void *)(uintptr_t)S.nrd, &in);
+	if (rc == 1)
+		barrier_done((void *)(uintptr_t)S.nrd, 0);
+	else if (rc < 0)
+		fail("n%d: session_read: %d", i + 1, rc);
+	run_effects(i);
+}
+
+/* A read at the leader (when there is one): RF_EV_READ; and a read
+ * barrier at some node. */
 void ask_read(void)
 {
 	int l = leader_node(), rc;
 	struct rf_event ev = { .type = RF_EV_READ };
 	struct rdreq *q;
 
+	ask_barrier();
 	if (l < 0 || S.now < S.nodes[l].paused_until)
 		return;
-	if (S.nrd == S.caprd) {
-		S.caprd = S.caprd ? S.caprd * 2 : 64;
-		S.rd = cl_xrealloc(S.rd, S.caprd * sizeof(*S.rd));
-	}
-	q = &S.rd[S.nrd++];
-	*q = (struct rdreq){ .node = l, .file = (int)cl_between(&S.rng, 0, NFILES - 1),
-			     .min_index = S.gcn };
+	q = rd_new(l);
 	ev.read.ctx = S.nrd;
 	S.rd_asked++;
 	if (rf_lease_valid(S.nodes[l].r, local(l)))
@@ -174,6 +198,7 @@ void ask_read(void)
 static void handle(int i, const struct rf_update *u)
 {
 	struct node *nd = &S.nodes[i];
+	bool new_leader;
 
 	if (u->flags & RF_UPD_ROLE) {
 		static const char *rn[] = { "follower", "precandidate", "candidate", "leader" };
@@ -204,14 +229,6 @@ static void handle(int i, const struct rf_update *u)
 		}
 		if (u->role != RF_LEADER)
 			nd->tab_on = false;
-		/* A leader is known again: forward what waits at once. */
-		if (u->leader && u->leader != rf_leader_prev(nd))
-			for (size_t k = 0; k < nd->nfw; k++)
-				if (!nd->fw[k].queued)
-					nd->fw[k].sent_ms = 0;
-		nd->last_leader = u->leader;
-		if (u->leader)
-			nd->hint = u->leader;
 		nd->role = u->role;
 	}
 	if (u->write_seq) {
@@ -228,11 +245,24 @@ static void handle(int i, const struct rf_update *u)
 	}
 	for (size_t k = 0; k < u->n_msgs; k++)
 		net_send(i, &u->msgs[k]);
+	/* The session learns the role and leader of every update (cluckd's
+	 * order: install, role, apply, then resend to a new leader). */
+	new_leader = session_set_role(nd->ss, u->role == RF_LEADER, u->leader);
 	for (size_t k = 0; k < u->n_committed; k++)
 		node_apply(i, u->commit_first + k, &u->committed[k]);
+	if (new_leader) {
+		session_resend(nd->ss, local(i));
+		run_effects(i);
+	}
 	for (size_t k = 0; k < u->n_reads; k++)
 		read_ready(i, &u->reads[k]);
 	serve_reads(i);
+	if (session_reads_waiting(nd->ss)) {
+		struct session_in in = host_in(i);
+
+		session_reads_check(nd->ss, &in);
+		run_effects(i);
+	}
 	nd->tick_gen++;
 	{
 		uint64_t l = local(i), t = u->next_deadline_ms > l ?
@@ -288,11 +318,14 @@ int step(int i, struct rf_event *ev)
 	int rc;
 
 	ev->now_ms = local(i);
+	S.nodes[i].depth++;
 	rc = rf_step(S.nodes[i].r, ev, &u);
 	if (rc == -EINVAL || rc == -ENOMEM)
 		fail("node %d: rf_step(%d) returned %d", i + 1, ev->type, rc);
 	handle(i, &u);
 	maybe_snapshot(i);
+	S.nodes[i].depth--;
+	host_flush(i);
 	/* The mark on disk goes only once the engine caught up: a crash
 	 * before that restarts it catching up again (cluckd keeps the
 	 * mark in its data directory for the same reason). */
@@ -301,7 +334,9 @@ int step(int i, struct rf_event *ev)
 	return rc == 0 ? 0 : rc;
 }
 
-uint64_t step_propose(int i, const uint8_t *buf, size_t len, uint64_t *leader)
+/* Proposes buf to node i's engine: 0 or rf_step's refusal (-EPERM: not
+ * the leader). */
+int step_propose(int i, const uint8_t *buf, size_t len)
 {
 	struct rf_event ev = { .type = RF_EV_PROPOSE };
 	struct rf_update u;
@@ -310,13 +345,15 @@ uint64_t step_propose(int i, const uint8_t *buf, size_t len, uint64_t *leader)
 	ev.propose.buf = buf;
 	ev.propose.len = (uint32_t)len;
 	ev.now_ms = local(i);
+	S.nodes[i].depth++;
 	rc = rf_step(S.nodes[i].r, &ev, &u);
 	if (rc && rc != -EPERM)
 		fail("node %d: propose returned %d", i + 1, rc);
-	*leader = u.leader;
 	handle(i, &u);
 	maybe_snapshot(i);
-	return rc ? 0 : u.proposed_index;
+	S.nodes[i].depth--;
+	host_flush(i);
+	return rc;
 }
 
 void node_start(int i)
@@ -364,12 +401,13 @@ void node_start(int i)
 	tr("n%d starts: term %llu vote %llu snapshot %llu log %zu", i + 1,
 	   (unsigned long long)nd->disk.term, (unsigned long long)nd->disk.vote,
 	   (unsigned long long)nd->disk.snap_index, nd->disk.n);
+	host_start(i);
 	if (step(i, &ev))
 		fail("n%d: start refused", i + 1);
 	free(es);
 	lease_table_free(&nd->tab);
 	lease_table_init(&nd->tab, S.lease_ms);
-	open_session(i);
+	host_open(i);
 	node_timer(i);
 }
 
@@ -384,9 +422,8 @@ void node_crash(int i)
 		if (S.rd[k].node == i)
 			S.rd[k].done = true;
 	node_crash_clients(i);
+	host_stop(i);
 	nd->tab_on = false;
-	nd->last_leader = 0;
-	nd->hint = 0;
 	lease_table_free(&nd->tab);
 	nd->node_gen++;
 	rf_free(nd->r);

@@ -6,26 +6,35 @@
  * the committed log to its own lockcore state (lc.h), over a fake network
  * that delays, drops, duplicates, reorders and partitions, on fake disks
  * that lose unsynced writes when a node crashes, with pauses, bounded
- * clock drift.  Each node has a session with the cluster (lockcore/lease.h):
- * it opens one when it starts, keeps it alive with keepalives every
- * lease / 4, and forwards its clients' requests to the leader as messages
- * on the same faulty network (origin = its session, serials it assigns,
- * retried with the same (origin, serial) after a timeout); it answers its
- * clients only from its own applied log.  The leader keeps a lease table
- * and proposes SESSION_CLOSE for sessions it has not heard from for a
- * lease; a node whose own, shorter view expired tells its clients their
- * locks are lost and opens a new session.  At every step no two clients
- * whose node's lease view is valid believe they hold conflicting locks.
+ * clock drift (and now and then a pause past the lease).  Each node runs
+ * one struct session of lockcore/session.h, the module cluckd runs, driven
+ * the way net/node.c drives it (t/sim/host.c): it opens a session when the
+ * node starts, keeps it alive with keepalives, proposes or forwards its
+ * clients' requests to the leader as node messages on the same faulty
+ * network (resent, re-serialled after -ESTALE, a lock held back until an
+ * earlier release of its owner is in the log), answers read barriers, and
+ * gives a session up when its view of the lease ran out (its blocking
+ * requests move to the new session); a leader answers other nodes with
+ * session_answer(), keeps the lease table and proposes SESSION_CLOSE for
+ * sessions it has not heard from for a lease.  Clients are answered only
+ * through their node's session.  At every step no two clients whose
+ * node's lease view is valid believe they hold conflicting locks, and a
+ * lock a client believes it holds is held in the latest state; no grant
+ * is handed out after the view ran out, no client ever sees -ESTALE.  A
+ * quarter of the seeds put a deadline on requests (--op-timeout): a
+ * release that timed out is followed by a lock of the same owner.
  * Besides the 1..7 voters a seed may run 0..2 members (--members M, up to
  * 3): learners that apply the log and have sessions and clients like the
  * voters.  Every node snapshots its state every snap_k applied entries
  * (snap_k drawn per seed) onto its fake disk, compacting its disk log; a
  * restart starts from that snapshot and the rest of the log, and a node
  * too far behind installs the leader's snapshot, whose state must equal
- * the reference at its index.  Reads ("who holds file f") are asked at the
- * leader with RF_EV_READ; the read index must cover every entry applied
- * anywhere before the read was asked, and the answer must be the
- * reference's.  With --conf-faults the leader also promotes, demotes and
+ * the reference at its index (its session resolves what was pending).
+ * Reads ("who holds file f") are asked at the leader with RF_EV_READ, and
+ * as read barriers of any node's session (a follower or member asks the
+ * leader for its commit index): the read must cover every entry applied
+ * anywhere before it was asked, and the answer must be the reference's.
+ * With --conf-faults the leader also promotes, demotes and
  * removes nodes (a removed node comes back as a member with a fresh disk).
  * With --rejoin-faults a crashed voter sometimes loses its log and
  * snapshot but keeps its term and vote, and restarts with catch_up (what
@@ -38,12 +47,14 @@
  *
  * It must never: read the real clock, use unseeded randomness, or let
  * anything but the seed decide what happens (a failing seed must replay
- * exactly).  Not a product: the driver of cluckd lives in net/.
+ * exactly), or have session rules of its own (lockcore/session has
+ * them).  Not a product: the driver of cluckd lives in net/.
  *
  * Its parts (t/sim/sim.h): world.c (the run's state, trace, events,
  * clocks, network, faults), engine.c (driving one Raft engine), state.c
  * (reference state, node apply, invariant checks), history.c (the lock
- * history), session.c (node sessions: forwarding, keepalives, leases),
+ * history), host.c (each node's lockcore/session: its effects, the
+ * leader's answers and lease table),
  * client.c (clients), run.c (one run), scenario.c (--scenario),
  * measure.c (--measure).  t/lib/cluster.h gives the PRNG, the event
  * queue and the fake disks.  The program is t/sim/sim.
@@ -58,10 +69,41 @@ static void usage(void)
 		"usage: sim [--seeds N] [--from S] [--seed S] [--voters K] [--members M] [--trace]\n"
 		"           [--conf-faults] [--rejoin-faults]\n"
 		"           [--scenario[=| ]two-leaders|quorum-loss|figure8|lost-report|lease-expiry|\n"
-		"                       lease-heal|leader-change-grace]\n"
-		"           [--break=vote-any-log|ack-unsynced|commit-old-term|grant-twice|no-grace]\n"
+		"                       lease-heal|leader-change-grace|reserial]\n"
+		"           [--break=vote-any-log|ack-unsynced|commit-old-term|grant-twice|no-grace|\n"
+		"                    unlock-before|read-barrier|reserial|resolve|expired-grant]\n"
 		"           [--no-measure] [--no-scenarios] [--measure]\n");
 	exit(2);
+}
+
+/* --break=NAME: a rule broken on purpose (Raft's, the simulator's, or
+ * lockcore/session's SESSION_BREAK_* on every node). */
+static void set_break(const char *name)
+{
+	static const struct { const char *name; unsigned bit; } sb[] = {
+		{ "unlock-before", SESSION_BREAK_UNLOCK_BEFORE },
+		{ "read-barrier", SESSION_BREAK_READ_BARRIER },
+		{ "reserial", SESSION_BREAK_RESERIAL },
+		{ "resolve", SESSION_BREAK_RESOLVE },
+		{ "expired-grant", SESSION_BREAK_EXPIRED_GRANT },
+	};
+
+	S.brk_name = name;
+	if (!strcmp(name, "vote-any-log"))
+		S.brk = RF_BREAK_VOTE_ANY_LOG;
+	else if (!strcmp(name, "ack-unsynced"))
+		S.brk = RF_BREAK_ACK_UNSYNCED;
+	else if (!strcmp(name, "commit-old-term"))
+		S.brk = RF_BREAK_COMMIT_OLD_TERM;
+	else if (!strcmp(name, "grant-twice"))
+		S.brk_grant_twice = true;
+	else if (!strcmp(name, "no-grace"))
+		S.brk_no_grace = true;
+	for (size_t k = 0; k < sizeof(sb) / sizeof(sb[0]); k++)
+		if (!strcmp(name, sb[k].name))
+			S.sbreaks = sb[k].bit;
+	if (!S.brk && !S.brk_grant_twice && !S.brk_no_grace && !S.sbreaks)
+		usage();
 }
 
 int main(int argc, char **argv)
@@ -106,22 +148,9 @@ int main(int argc, char **argv)
 			scen = a + 11;
 		else if (!strcmp(a, "--scenario") && i + 1 < argc)
 			scen = argv[++i];
-		else if (!strncmp(a, "--break=", 8)) {
-			S.brk_name = a + 8;
-			if (!strcmp(S.brk_name, "vote-any-log"))
-				S.brk = RF_BREAK_VOTE_ANY_LOG;
-			else if (!strcmp(S.brk_name, "ack-unsynced"))
-				S.brk = RF_BREAK_ACK_UNSYNCED;
-			else if (!strcmp(S.brk_name, "commit-old-term"))
-				S.brk = RF_BREAK_COMMIT_OLD_TERM;
-			else if (!strcmp(S.brk_name, "grant-twice"))
-				S.brk_grant_twice = true;
-			else if (!strcmp(S.brk_name, "no-grace"))
-				S.brk_no_grace = true;
-
-			else
-				usage();
-		} else
+		else if (!strncmp(a, "--break=", 8))
+			set_break(a + 8);
+		else
 			usage();
 	}
 	if (scen) {
@@ -148,6 +177,7 @@ int main(int argc, char **argv)
 		run_scenario("lease-expiry");
 		run_scenario("lease-heal");
 		run_scenario("leader-change-grace");
+		run_scenario("reserial");
 	}
 	S.events = S.msgs = S.syncs = S.cmds = 0;
 	for (uint64_t s = from; s < from + seeds; s++)
@@ -180,6 +210,16 @@ int main(int argc, char **argv)
 	       (unsigned long long)S.rd_asked, (unsigned long long)S.rd_lease,
 	       (unsigned long long)S.rd_round, (unsigned long long)S.rd_served,
 	       (unsigned long long)S.rd_failed, (unsigned long long)S.rd_refused);
+	printf("read barriers: %llu asked through a node's session (%llu at a follower or "
+	       "member), %llu timed out\n", (unsigned long long)S.rd_session,
+	       (unsigned long long)S.rd_follower, (unsigned long long)S.rd_timeout);
+	printf("session rules: %llu given up, %llu waiting requests moved to the new "
+	       "session, %llu redirects, %llu re-serials, %llu relocks by the same owner, "
+	       "%llu timeouts, %llu installs with requests pending\n",
+	       (unsigned long long)S.giveups, (unsigned long long)S.moved,
+	       (unsigned long long)S.redirects, (unsigned long long)S.reserials,
+	       (unsigned long long)S.relocks, (unsigned long long)S.timeouts,
+	       (unsigned long long)S.inst_pending);
 	printf("lock histories: %llu checked, %llu linearizable, %llu unknown "
 	       "(%llu ops, budget %u steps each)\n", (unsigned long long)S.lz_checked,
 	       (unsigned long long)S.lz_linear, (unsigned long long)S.lz_unknown,
@@ -188,7 +228,7 @@ int main(int argc, char **argv)
 	       "%llu lockfile, %llu release-all\n", (unsigned long long)S.lz_kind[0],
 	       (unsigned long long)S.lz_kind[1], (unsigned long long)S.lz_kind[2],
 	       (unsigned long long)S.lz_kind[3], (unsigned long long)S.lz_kind[4]);
-	if (measure_on && !S.brk && !S.brk_grant_twice && !S.brk_no_grace) {
+	if (measure_on && !S.brk && !S.brk_grant_twice && !S.brk_no_grace && !S.sbreaks) {
 		measure_all();
 	}
 	return 0;

@@ -24,6 +24,11 @@ static void dispatch(struct cl_ev *e)
 	}
 	switch (e->type) {
 	case E_MSG:
+		if (nd->up) {
+			/* cluckd checks its view before every datagram */
+			session_check(nd->ss, local(e->node));
+			run_effects(e->node);
+		}
 		if (nd->up)
 			deliver(e);
 		free(e->buf);
@@ -199,7 +204,7 @@ void world_free(void)
 
 		if (nd->up)
 			node_crash(i);
-		free(nd->fw);
+		free(nd->defer);
 		cl_disk_free(&nd->disk);
 	}
 	S.snap_k = 0;
@@ -208,6 +213,7 @@ void world_free(void)
 	S.nsr = 0;
 	S.nlost = 0;
 	S.lease_ms = 0;
+	S.op_timeout = 0;
 	for (size_t k = 0; k < S.gcn; k++)
 		free(S.gc[k].buf);
 	free(S.gc);
@@ -237,6 +243,10 @@ void run_seed(uint64_t seed, int voters, int members)
 	S.voters_arg = voters;
 	S.members_arg = members;
 	clients = (int)cl_between(&pick, 1, 6);
+	/* A quarter of the seeds give requests a deadline (cluckd --op-timeout):
+	 * releases that time out are still sent, and a lock of the same
+	 * owner waits for them. */
+	S.op_timeout = cl_chance(&pick, 25) ? cl_between(&pick, 50, 400) : 0;
 	world_init(seed, voters, clients, (int)cl_between(&pick, 3, 10));
 	S.snap_k = cl_between(&pick, 8, 64);
 	S.lz = linz_new(LINZ_BUDGET);

@@ -1,7 +1,7 @@
 /*
  * t/sim/scenario.c - scripted scenarios (--scenario): two leaders,
  * quorum loss, Raft's figure 8, a lost report, lease expiry and heal,
- * a leader change's grace.  Each sets up a world, steers it with hooks
+ * a leader change's grace, a request re-serialled after -ESTALE.  Each sets up a world, steers it with hooks
  * and asserts what must happen.
  *
  * It must never: pass when what the scenario is about did not happen.
@@ -47,6 +47,20 @@ static void open_sessions(void)
 	run_until(S.now + 2000, false);
 	for (int i = 0; i < S.n; i++)
 		expect(S.nodes[i].sess_open, "every node opened its session");
+}
+
+/* A quiet world from `seed`: no faults, sessions open, a leader. */
+static int quiet_start(uint64_t seed, int voters, int clients)
+{
+	int l;
+
+	world_init(seed, voters, clients, 0);
+	S.faults_on = false;
+	run_until(1500, false);
+	open_sessions();
+	l = leader_node();
+	expect(l >= 0, "a leader is elected");
+	return l;
 }
 
 static bool holds(struct lc_state *sm, int file, uint64_t session)
@@ -291,11 +305,13 @@ static uint64_t lr_sess, lr_serial;
 static int lr_drops, lr_victim = -1;
 static uint64_t lr_until;
 
-static bool lr_sdrop(int from, int to, const struct smsg *m)
+static bool lr_sdrop(int from, int to, const struct session_msg *m)
 {
 	(void)from;
-	if (m->kind == SM_FWD && m->session == lr_sess && m->serial == lr_serial &&
-	    !lr_drops) {
+	/* lr_serial 0: the first forward of lr_sess, whatever its serial */
+	if (m->kind == SM_FWD && m->session == lr_sess && !lr_drops &&
+	    (!lr_serial || m->serial == lr_serial)) {
+		lr_serial = m->serial;
 		lr_drops++;
 		return true;
 	}
@@ -315,12 +331,7 @@ static void scenario_lost_report(void)
 	uint64_t rel;
 
 	S.scenario = "lost-report";
-	world_init(4, 3, 3, 0);
-	S.faults_on = false;
-	run_until(1500, false);
-	open_sessions();
-	l = leader_node();
-	expect(l >= 0, "a leader is elected");
+	l = quiet_start(4, 3, 3);
 	a = (l + 1) % S.n;
 	b = (l + 2) % S.n;
 	S.cl[0].node = a;
@@ -328,7 +339,7 @@ static void scenario_lost_report(void)
 	S.cl[2].node = b;
 	/* (1) the first forward of c1's request is lost */
 	lr_sess = S.nodes[a].sess;
-	lr_serial = S.nodes[a].sserial + 1;
+	lr_serial = 0;
 	sdrop_hook = lr_sdrop;
 	drop_hook = lr_drop;
 	script(0, LC_CMD_FLOCK, 0, LC_WRLCK, 0);
@@ -374,12 +385,7 @@ static void scenario_lost_report(void)
 /* Client 0 on node a holds f0; client 1 on node b waits for it. */
 static void holder_and_waiter(uint64_t seed, int voters, int *l, int *a, int *b)
 {
-	world_init(seed, voters, 2, 0);
-	S.faults_on = false;
-	run_until(1500, false);
-	open_sessions();
-	*l = leader_node();
-	expect(*l >= 0, "a leader is elected");
+	*l = quiet_start(seed, voters, 2);
 	*a = (*l + 1) % S.n;
 	*b = (*l + 2) % S.n;
 	S.cl[0].node = *a;
@@ -489,6 +495,65 @@ static void scenario_leader_change_grace(void)
 	world_free();
 }
 
+/* reserial: every forward of one request of node a is lost while more
+ * than LC_DEDUP_WINDOW newer serials of a's session are applied; when a
+ * copy finally reaches the log, lockcore answers it -ESTALE (it cannot
+ * tell whether the request ran).  The log never showed it, so the session
+ * sends it again under a new serial: the client gets its real answer
+ * (with --break=reserial it would get -ESTALE: a violation). */
+static uint64_t rs_sess, rs_serial;
+static int rs_from = -1;
+static bool rs_on;
+
+static bool rs_sdrop(int from, int to, const struct session_msg *m)
+{
+	(void)to;
+	if (!rs_on || from != rs_from || m->kind != SM_FWD || m->session != rs_sess)
+		return false;
+	if (!rs_serial)
+		rs_serial = m->serial;       /* the first forward after rs_on */
+	return m->serial == rs_serial;
+}
+
+static void scenario_reserial(void)
+{
+	int l, a;
+	uint64_t re0 = S.reserials;
+
+	S.scenario = "reserial";
+	l = quiet_start(5, 3, 2);
+	a = (l + 1) % S.n;
+	S.cl[0].node = a;
+	S.cl[1].node = a;
+	rs_from = a;
+	rs_sess = S.nodes[a].sess;
+	rs_serial = 0;
+	rs_on = true;
+	sdrop_hook = rs_sdrop;
+	script(0, LC_CMD_FLOCK, 0, LC_WRLCK, 0);
+	expect(rs_serial != 0, "the request's forward is lost");
+	for (unsigned k = 0; k < LC_DEDUP_WINDOW / 2 + 4; k++) {
+		script(1, LC_CMD_FLOCK, 1, LC_WRLCK, 0);
+		while (S.cl[1].state == C_WAIT)
+			run_until(S.now + 5, false);
+		script(1, LC_CMD_RELEASE, 1, 0, 0);
+		while (S.cl[1].state == C_WAIT)
+			run_until(S.now + 5, false);
+	}
+	expect(S.cl[0].answers == 0, "the lost request waits");
+	rs_on = false;
+	run_until(S.now + 1500, false);
+	expect(ans_of(rs_sess, rs_serial) && ans_of(rs_sess, rs_serial)->status == -ESTALE,
+	       "a copy reached the log and was answered -ESTALE");
+	expect(S.cl[0].answers == 1 && S.cl[0].last_status == 0 && S.cl[0].hold == H_FLOCK,
+	       "the client got its lock, once, under a new serial");
+	expect(S.reserials == re0 + 1, "the session sent it again under a new serial");
+	sdrop_hook = NULL;
+	rs_from = -1;
+	check_log_matching();
+	world_free();
+}
+
 void run_scenario(const char *name)
 {
 	S.voters_arg = 0;
@@ -506,6 +571,8 @@ void run_scenario(const char *name)
 		scenario_lease_heal();
 	else if (!strcmp(name, "leader-change-grace"))
 		scenario_leader_change_grace();
+	else if (!strcmp(name, "reserial"))
+		scenario_reserial();
 	else {
 		fprintf(stderr, "sim: unknown scenario %s\n", name);
 		exit(2);

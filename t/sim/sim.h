@@ -20,6 +20,7 @@
 #include "lockcore/lc.h"
 #include "lockcore/lease.h"
 #include "lockcore/raft.h"
+#include "lockcore/session.h"
 #include "t/lib/cluster.h"
 #include "t/linz.h"
 
@@ -67,25 +68,6 @@ struct rdreq {
 	bool ready, done;
 };
 
-/* A request a node forwards for one of its clients (client -1: the
- * node's own SESSION_OPEN), until its completion is applied locally. */
-struct fwd {
-	uint64_t session, serial;
-	int client;
-	uint8_t *buf;
-	size_t len;
-	uint64_t sent_ms;                  /* node-local time of the last send */
-	bool queued;                       /* LC_PENDING seen: it is in the log */
-	unsigned sends;
-};
-
-/* Node-level messages (not Raft): forwards, keepalives and their acks. */
-enum { SM_FWD = 1, SM_FWD_ACK, SM_KA, SM_KA_ACK };
-struct smsg {
-	uint8_t kind, ok;
-	uint64_t session, serial, stamp, leader;
-};
-
 struct node {
 	bool up;
 	struct raft *r;
@@ -99,20 +81,18 @@ struct node {
 	uint64_t paused_until;
 	uint64_t clock_off, last_local;
 	uint8_t role;
-	/* its session, as the node sees it */
-	uint64_t sess, sserial;            /* current session (0: none), last serial */
-	uint64_t open_sent;                /* local first send of its SESSION_OPEN */
-	bool sess_open;                    /* SESSION_OPEN applied here */
-	struct lease_view view;
-	uint64_t next_ka;                  /* local time of the next keepalive */
+	/* its session: lockcore/session, hosted by t/sim/host.c */
+	struct session *ss;
+	uint64_t sess;                     /* session_id(ss) after the last effects */
+	bool sess_open;                    /* ... session_is_open(ss) */
+	uint64_t view_dl;                  /* ... session_view_deadline(ss) */
 	uint64_t node_gen;
-	struct fwd *fw;
-	size_t nfw, capfw;
+	int depth;                         /* steps of its engine under way */
+	uint64_t *defer;                   /* our proposals waiting for the step */
+	size_t ndefer, capdefer;
 	/* the leader's lease table, valid while tab_on */
 	struct lease_table tab;
 	bool tab_on;
-	uint64_t last_leader;
-	uint64_t hint;                     /* the last leader heard of (0: none) */
 	bool removed;                      /* out of the configuration: down, disk gone */
 	bool readding;                     /* back with a fresh disk, not yet in a
 	                                      committed configuration */
@@ -147,6 +127,11 @@ struct client {
 	int hold;                          /* H_*: what it believes it holds */
 	uint64_t hold_ino, hold_owner, hold_sess, hold_start, hold_end, hold_token;
 	uint64_t cur_owner;                /* owner id of the current request */
+	uint64_t last_owner;               /* ... of the one before */
+	uint64_t owner_sess;               /* the session its last new owner began in */
+	uint8_t relock;                    /* a release (its type) of the last owner
+	                                      timed out: lock again with it */
+	uint64_t relock_ino;
 	uint8_t hold_type;
 	int lost;                          /* times it was told its lock was lost */
 	uint64_t lost_at;
@@ -219,7 +204,7 @@ struct sim {
 	struct linz_op *lzv;               /* ... its ops, handed over at the end */
 	size_t lzn, lzcap;
 	/* metrics */
-	uint64_t msgs, fmsgs, kmsgs, syncs, cmds, events, max_leaders, expiries, losts;
+	uint64_t msgs, fmsgs, kmsgs, rmsgs, syncs, cmds, events, max_leaders, expiries, losts;
 	uint64_t snap_k;                   /* a node snapshots every snap_k applied (0: never) */
 	uint64_t snaps, installs, restores;
 	struct rf_conf cconf;              /* the latest committed configuration */
@@ -236,6 +221,13 @@ struct sim {
 	uint64_t lz_checked, lz_linear, lz_unknown, lz_ops;
 	uint64_t lz_kind[5];               /* ops checked: flock, POSIX, semaphore,
 	                                      lockfile, release-all */
+	/* the session module: its config and breaks (SESSION_BREAK_*), and
+	 * how often each of its rules was exercised */
+	uint64_t op_timeout;               /* session op_timeout_ms of this seed */
+	unsigned sbreaks;
+	uint64_t giveups, redirects, moved, reserials, relocks, inst_pending,
+		 timeouts;
+	uint64_t rd_session, rd_follower, rd_timeout;
 	/* trace ring */
 	char trace[TRACE_KEEP][TRACE_LEN];
 	unsigned tpos, tcount;
@@ -246,7 +238,7 @@ extern struct sim S;
 /* Scenario hooks: drop chosen messages; act the instant a node leads
  * (before its first messages leave). */
 extern bool (*drop_hook)(int from, const struct rf_msg *m);
-extern bool (*sdrop_hook)(int from, int to, const struct smsg *m);
+extern bool (*sdrop_hook)(int from, int to, const struct session_msg *m);
 extern void (*leader_hook)(int node);
 
 extern unsigned sem_sh_before;         /* semaphore holders before this apply */
@@ -289,7 +281,7 @@ void finish_checks(void);
 /* engine.c */
 void ask_read(void);
 int step(int i, struct rf_event *ev);
-uint64_t step_propose(int i, const uint8_t *buf, size_t len, uint64_t *leader);
+int step_propose(int i, const uint8_t *buf, size_t len);
 void node_start(int i);
 void node_crash(int i);
 void disk_sync(int i);
@@ -301,15 +293,17 @@ void lz_begin(struct client *c);
 void lz_end(struct client *c, int status);
 void lz_finish(void);
 
-/* session.c */
+/* host.c */
 int pick_node(void);
-uint64_t node_forward(int i, int client, struct lc_cmd *cmd);
-void open_session(int i);
+struct session_in host_in(int i);
+void run_effects(int i);
+void host_flush(int i);
+void host_start(int i);
+void host_open(int i);
+void host_stop(int i);
 void lost_release_all(uint64_t session, uint32_t owner, uint64_t key, uint64_t call);
 void client_lost(struct client *c, uint64_t call);
-void session_closed(uint64_t session, uint64_t idx);
-void node_completion(int i, const struct lc_completion *cp);
-void node_session_gone(int i, uint64_t session);
+void sreg_closed(uint64_t session, uint64_t idx);
 void deliver_smsg(struct cl_ev *e);
 void node_timer(int i);
 void node_tick(int i);

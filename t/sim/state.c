@@ -98,6 +98,33 @@ struct sreg *sreg_of(uint64_t session)
 	return NULL;
 }
 
+static bool believes(int k);
+
+/* Whenever the log moves: a lock a client believes it holds (its node's
+ * view valid) is held in the latest state by its session and owner.  Only
+ * the client's own release or its session's close may take it away (a
+ * late copy of an older release of the same owner must not: the
+ * unlock-before rule). */
+static void check_held(void)
+{
+	for (int k = 0; k < S.nclients; k++) {
+		const struct client *c = &S.cl[k];
+		struct holders hs = { .n = 0 };
+		bool held = false;
+
+		if ((c->hold != H_FLOCK && c->hold != H_POSIX) || !believes(k))
+			continue;
+		lc_locks(S.ref, c->hold_ino, collect, NULL, &hs);
+		for (unsigned i = 0; i < hs.n && !held; i++)
+			held = hs.h[i].token && hs.h[i].who.session == c->hold_sess &&
+			       hs.h[i].who.owner == c->hold_owner;
+		if (!held && hs.n < 64)
+			fail("client %d believes it holds (kind %d, token %llu) but the log at "
+			     "%zu freed it", k + 1, c->hold, (unsigned long long)c->hold_token,
+			     S.gcn);
+	}
+}
+
 /* What the log answered (origin, serial), for node sessions. */
 struct ans *ans_of(uint64_t session, uint64_t serial)
 {
@@ -157,7 +184,7 @@ static void ref_apply(uint64_t idx)
 		}
 		S.cmds++;
 		if (cmd.type == LC_CMD_SESSION_CLOSE && !out.v[0].status)
-			session_closed(cmd.session, idx);
+			sreg_closed(cmd.session, idx);
 		for (size_t i = 0; i < out.n; i++) {
 			struct lc_completion *cp = &out.v[i];
 			struct ans *w = ans_of(cp->origin, cp->serial);
@@ -181,6 +208,7 @@ static void ref_apply(uint64_t idx)
 		}
 		lc_out_free(&out);
 		check_holders(S.ref, "reference");
+		check_held();
 	}
 	S.ref_hash[idx] = lc_state_hash(S.ref);
 	for (int f = 0; f < NFILES; f++)
@@ -265,8 +293,13 @@ void node_apply(int i, uint64_t idx, const struct rf_entry *e)
 		fail("node %d: committed configuration %llu does not decode", i + 1,
 		     (unsigned long long)idx);
 	if (e->type == RF_ENTRY_CMD) {
-		if (lc_cmd_decode(e->buf, e->len, &cmd) ||
-		    lc_apply(nd->sm, idx, &cmd, &out) < 0)
+		if (lc_cmd_decode(e->buf, e->len, &cmd))
+			fail("node %d cannot decode %llu", i + 1, (unsigned long long)idx);
+		/* The cluster closes our live session: the session gives it
+		 * up BEFORE the close frees the locks (cluckd's order). */
+		if (session_entry(nd->ss, &cmd, local(i)))
+			run_effects(i);
+		if (lc_apply(nd->sm, idx, &cmd, &out) < 0)
 			fail("node %d cannot apply %llu", i + 1, (unsigned long long)idx);
 		/* The leader's table follows the sessions of the state. */
 		if (nd->tab_on && cmd.type == LC_CMD_SESSION_OPEN && !out.v[0].status &&
@@ -274,12 +307,14 @@ void node_apply(int i, uint64_t idx, const struct rf_entry *e)
 			fail("n%d: lease_open failed", i + 1);
 		if (nd->tab_on && cmd.type == LC_CMD_SESSION_CLOSE)
 			lease_forget(&nd->tab, cmd.session);
-		for (size_t k = 0; k < out.n; k++)
-			node_completion(i, &out.v[k]);
-		if (cmd.type == LC_CMD_SESSION_CLOSE && !out.v[0].status)
-			node_session_gone(i, cmd.session);
-		lc_out_free(&out);
 		check_holders(nd->sm, "node");
+		if (lc_state_hash(nd->sm) != S.ref_hash[idx])
+			fail("node %d state hash differs from the reference at index %llu",
+			     i + 1, (unsigned long long)idx);
+		session_applied(nd->ss, &cmd, &out, local(i));
+		lc_out_free(&out);
+		run_effects(i);
+		return;
 	}
 	if (lc_state_hash(nd->sm) != S.ref_hash[idx])
 		fail("node %d state hash differs from the reference at index %llu",
@@ -330,7 +365,7 @@ static bool believes(int k)
 
 	if (c->hold == H_NONE || !nd->up || c->hold_sess != nd->sess)
 		return false;
-	st = lease_view_state(&nd->view, local(c->node));
+	st = session_state(nd->ss, local(c->node));
 	return st == LEASE_OK || st == LEASE_JEOPARDY;
 }
 
@@ -399,7 +434,7 @@ static int settled_state(void)
 		struct node *nd = &S.nodes[i];
 
 		if (!nd->up || !nd->sess_open ||
-		    lease_view_state(&nd->view, local(i)) != LEASE_OK)
+		    session_state(nd->ss, local(i)) != LEASE_OK)
 			return 0;
 		live++;
 	}
@@ -432,10 +467,21 @@ void finish_checks(void)
 	run_until(S.heal_at + LIVE_BOUND, true);
 	if (!all_done()) {
 		for (int k = 0; k < S.nclients; k++)
-			if (S.cl[k].state != C_DONE)
+			if (S.cl[k].state != C_DONE) {
+				struct ans *a = ans_of(S.cl[k].req_sess, S.cl[k].serial);
+				struct node *nd = &S.nodes[S.cl[k].node];
+
+				tr("client %d: (%llu,%llu) log: applied %u final %d status %d; "
+				   "node session %llu pending %zu", k + 1,
+				   (unsigned long long)S.cl[k].req_sess,
+				   (unsigned long long)S.cl[k].serial, a ? a->applied : 0,
+				   a ? a->final : 0, a ? a->status : 0,
+				   (unsigned long long)nd->sess,
+				   nd->ss ? session_pending(nd->ss) : 0);
 				fail("liveness: client %d still in state %d (serial %llu) %u ms after heal",
 				     k + 1, S.cl[k].state, (unsigned long long)S.cl[k].serial,
 				     LIVE_BOUND);
+			}
 	}
 	if (leader_node() < 0)
 		fail("liveness: no leader after heal");

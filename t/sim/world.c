@@ -18,7 +18,7 @@ struct sim S;
 /* Scenario hooks: drop chosen messages; act the instant a node leads
  * (before its first messages leave). */
 bool (*drop_hook)(int from, const struct rf_msg *m);
-bool (*sdrop_hook)(int from, int to, const struct smsg *m);
+bool (*sdrop_hook)(int from, int to, const struct session_msg *m);
 void (*leader_hook)(int node);
 
 /* ---- trace and violations ------------------------------------------------ */
@@ -383,7 +383,12 @@ void fault(void)
 		break;
 	case 6:
 		if (nd->up) {
-			nd->paused_until = S.now + cl_between(&S.rng, 20, 400);
+			/* now and then past its lease (a VM stall): it wakes
+			 * to apply what its view may no longer hand out */
+			nd->paused_until = S.now + (cl_chance(&S.rng, 10)
+						    ? cl_between(&S.rng, S.lease_ms / 2,
+								 S.lease_ms * 3 / 2)
+						    : cl_between(&S.rng, 20, 400));
 			tr("n%d paused until %llu", i + 1, (unsigned long long)nd->paused_until);
 		}
 		break;
