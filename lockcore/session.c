@@ -1,5 +1,7 @@
 /*
- * lockcore/session.c - one session's protocol (implements session.h).
+ * lockcore/session.c - one session's protocol (implements session.h): every
+ * rule, in this one file; the containers it keeps state in (effect queue,
+ * pending table) and the session's life are session_tab.c's (session_i.h).
  *
  * Requests.  A command of ours is stamped (origin = our session, next
  * serial, wall time never going backwards), encoded, and kept in the
@@ -61,290 +63,11 @@
  * in the log, answer a read barrier before the applied index reaches it,
  * or keep state outside struct session.
  */
-#include "lockcore/session.h"
-#include "lockcore/lc.h"
+#include "lockcore/session_i.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define HELD_MAX         256u        /* releases kept when memory ran out */
-#define READ_TIMEOUT_MS  5000u       /* barriers without an op timeout */
-#define FX_SLACK         16u         /* queue room for effects no request owes */
-
-/* A request of ours not answered finally yet.  serial 0 marks a free
- * bucket.  While `buf` is set the request is not known to be in the log
- * (no completion applied yet) and is sent again until it is. */
-struct pend {
-	uint64_t serial;
-	session_done_fn fn;          /* NULL: detached (timed out, still sent) */
-	void *ctx;
-	uint8_t *buf;                /* encoded command, or NULL once in the log */
-	uint32_t len;
-	uint8_t flags;
-	uint64_t owner;              /* lock commands: who.owner (else 0) */
-	uint64_t seq;                /* order of first submission: kept when
-					it is sent again under a new serial */
-	uint64_t sent_ms;            /* last send (0: not sent yet) */
-	uint64_t deadline_ms;        /* -ETIMEDOUT then (0: none) */
-};
-
-#define PF_ACKED   0x1u              /* the leader said it proposed it */
-#define PF_UNLOCK  0x2u              /* releases something: detach, not drop */
-#define PF_OPEN    0x4u              /* our SESSION_OPEN: sent before the open */
-#define PF_PARKED  0x8u              /* its LC_PENDING was told (once) */
-
-/* A read barrier waiting. */
-struct rwait {
-	session_read_fn fn;
-	void *ctx;
-	uint64_t need;               /* the read id whose answer it needs */
-	uint64_t target;             /* index to reach (0: not known yet) */
-	uint64_t deadline_ms;
-};
-
-struct session {
-	struct session_config cfg;
-	uint64_t *voters;
-	bool clustered, halted;
-	uint64_t view_lease_ms;  /* our view's lease: ours, or a shorter leader's */
-
-	/* the engine's view */
-	bool leading;
-	uint64_t leader, hint;   /* the engine's leader; one named by another */
-	unsigned rr;             /* round robin when no leader is known */
-	enum session_link link;
-
-	/* the session */
-	uint64_t session, serial, last_time;
-	bool open_done;
-	int open_status;
-	uint64_t open_sent_ms;   /* first send of the SESSION_OPEN */
-	struct lease_view view;
-	uint64_t next_ka_ms;
-	uint64_t sessions_lost;
-	uint64_t reopen_ms;      /* a give-up could not open a new session:
-				    it tries again then (0: none) */
-
-	struct pend *pt;         /* open addressing, linear probing */
-	size_t pcap, pn;         /* pcap is 0 or a power of two */
-	size_t unlocks_out;      /* PF_UNLOCK entries not in our log yet */
-	uint64_t seq;            /* the last struct pend's seq handed out */
-
-	struct lc_cmd held[HELD_MAX];  /* releases refused for memory, oldest
-	                                  first (no pointers: none needed) */
-	size_t nheld;
-	bool held_warned;
-
-	struct rwait *rw;
-	size_t nrw, caprw;
-	uint64_t read_id, read_acked, read_sent_ms;
-
-	struct session_effect *fx;     /* effects, from fhead on */
-	size_t fhead, nfx, capfx;
-	size_t owed;   /* queue room kept: FX_SLACK, plus the answers owed (see
-			  fx_push); never more than capfx - (nfx - fhead) */
-};
-
-/* ---- effects -------------------------------------------------------------- */
-
-/* True when the queue has room for `need` more effects (grown if needed
- * and memory allows). */
-static bool fx_room(struct session *s, size_t need)
-{
-	size_t nc = s->capfx ? s->capfx : 64;
-	struct session_effect *nv;
-
-	if (s->capfx - s->nfx < need && s->fhead) {
-		memmove(s->fx, s->fx + s->fhead, (s->nfx - s->fhead) * sizeof(*s->fx));
-		s->nfx -= s->fhead;
-		s->fhead = 0;
-	}
-	if (s->capfx - s->nfx >= need)
-		return true;
-	while (nc - s->nfx < need)
-		nc *= 2;
-	nv = realloc(s->fx, nc * sizeof(*nv));
-	if (!nv)
-		return false;
-	s->fx = nv;
-	s->capfx = nc;
-	return true;
-}
-
-/* Queues an effect.  No answer may be lost for memory (a lost SE_DONE
- * leaves a caller waiting forever, a lost SE_LOST leaves holders
- * unsignalled), so room for every answer owed is kept from the moment it
- * is owed (`owed`): a request with a callback owes 2 (LC_PENDING, told at
- * most once, and its final answer) from its admission, which fails
- * -ENOMEM without that room, a read barrier 1; FX_SLACK more is kept for
- * the effects no request owes (SE_OPENED, SE_CLOSED, SE_LOST, the notes:
- * a few per call, and the host pops everything after each call).  A send
- * or a proposal may not take that room: without memory it is dropped, and
- * the timer repeats it (nothing counts it as done). */
-static void fx_push(struct session *s, const struct session_effect *e)
-{
-	bool may_drop = e->kind == SE_SEND || e->kind == SE_PROPOSE;
-
-	if (fx_room(s, s->owed + 1) || (!may_drop && fx_room(s, 1)))
-		s->fx[s->nfx++] = *e;
-}
-
-static void fx_done(struct session *s, session_done_fn fn, void *ctx,
-		    const struct lc_completion *c)
-{
-	struct session_effect e = { .kind = SE_DONE, .serial = c->serial, .done = fn,
-				    .ctx = ctx, .c = *c };
-
-	if (fn)
-		fx_push(s, &e);
-}
-
-static void fx_send(struct session *s, uint64_t to, const struct session_msg *m)
-{
-	struct session_effect e = { .kind = SE_SEND, .to = to, .msg = *m };
-
-	if (to && to != s->cfg.self_id)
-		fx_push(s, &e);
-}
-
-/* ---- pending table ------------------------------------------------------ */
-
-/* The answers an entry may still be owed (see fx_push). */
-static size_t pend_owes(const struct pend *p)
-{
-	return !p->fn ? 0 : (p->flags & PF_PARKED) ? 1 : 2;
-}
-
-static size_t ph(uint64_t serial, size_t cap)
-{
-	serial ^= serial >> 33;
-	serial *= 0xff51afd7ed558ccdull;
-	serial ^= serial >> 33;
-	return (size_t)serial & (cap - 1);
-}
-
-static struct pend *pend_find(const struct session *s, uint64_t serial)
-{
-	if (!s->pcap || !serial)
-		return NULL;
-	for (size_t i = ph(serial, s->pcap);; i = (i + 1) & (s->pcap - 1)) {
-		if (s->pt[i].serial == serial)
-			return &s->pt[i];
-		if (s->pt[i].serial == 0)
-			return NULL;
-	}
-}
-
-/* Makes room for one more entry.  0/-ENOMEM. */
-static int pend_reserve(struct session *s)
-{
-	struct pend *old = s->pt;
-	size_t oldcap = s->pcap, cap;
-
-	if ((s->pn + 1) * 4 <= s->pcap * 3)
-		return 0;
-	cap = oldcap ? oldcap * 2 : 64;
-	s->pt = calloc(cap, sizeof(*s->pt));
-	if (!s->pt) {
-		s->pt = old;
-		return -ENOMEM;
-	}
-	s->pcap = cap;
-	for (size_t i = 0; i < oldcap; i++) {
-		size_t j;
-
-		if (!old[i].serial)
-			continue;
-		for (j = ph(old[i].serial, cap); s->pt[j].serial; j = (j + 1) & (cap - 1))
-			;
-		s->pt[j] = old[i];
-	}
-	free(old);
-	return 0;
-}
-
-/* Inserts (after pend_reserve); the pointer lives until the table next
- * changes. */
-static struct pend *pend_insert(struct session *s, uint64_t serial, session_done_fn fn,
-				void *ctx)
-{
-	size_t i;
-
-	for (i = ph(serial, s->pcap); s->pt[i].serial; i = (i + 1) & (s->pcap - 1))
-		;
-	memset(&s->pt[i], 0, sizeof(s->pt[i]));
-	s->pt[i].serial = serial;
-	s->pt[i].fn = fn;
-	s->pt[i].ctx = ctx;
-	s->pn++;
-	s->owed += pend_owes(&s->pt[i]);
-	return &s->pt[i];
-}
-
-/* Backward-shift deletion keeps probe chains intact without tombstones. */
-static void pend_remove(struct session *s, struct pend *p)
-{
-	size_t mask = s->pcap - 1, i = (size_t)(p - s->pt), j = i;
-
-	s->owed -= pend_owes(p);
-	for (;;) {
-		size_t home;
-
-		j = (j + 1) & mask;
-		if (!s->pt[j].serial)
-			break;
-		home = ph(s->pt[j].serial, s->pcap);
-		/* Move j back to the hole at i unless its home lies in (i, j]. */
-		if ((j > i && (home <= i || home > j)) ||
-		    (j < i && (home <= i && home > j))) {
-			s->pt[i] = s->pt[j];
-			i = j;
-		}
-	}
-	memset(&s->pt[i], 0, sizeof(s->pt[i]));
-	s->pn--;
-}
-
-/* Frees the entry's command and removes it. */
-static void pend_drop(struct session *s, struct pend *p)
-{
-	if (p->buf && (p->flags & PF_UNLOCK) && s->unlocks_out)
-		s->unlocks_out--;
-	free(p->buf);
-	pend_remove(s, p);
-}
-
-static int cmp_serial(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The serials of the entries still to be sent or timed (every entry when
- * `all`), in serial order: the table may change while they are worked on,
- * so callers walk a copy.  NULL when none or ENOMEM. */
-static uint64_t *pend_serials(struct session *s, bool all, size_t *count)
-{
-	uint64_t *v;
-	size_t k = 0;
-
-	*count = 0;
-	if (!s->pn)
-		return NULL;
-	v = malloc(s->pn * sizeof(*v));
-	if (!v)
-		return NULL;
-	for (size_t i = 0; i < s->pcap; i++)
-		if (s->pt[i].serial && (all || s->pt[i].buf || s->pt[i].deadline_ms))
-			v[k++] = s->pt[i].serial;
-	/* In serial order: a session's commands reach the log in the order
-	 * they were made (a release after the lock it releases). */
-	qsort(v, k, sizeof(*v), cmp_serial);
-	*count = k;
-	return v;
-}
 
 /* ---- commands --------------------------------------------------------------- */
 
@@ -443,7 +166,7 @@ static bool held_back(const struct session *s, const struct pend *p)
  * for the log. */
 static void send_pend(struct session *s, uint64_t serial, uint64_t now)
 {
-	struct pend *p = pend_find(s, serial);
+	struct pend *p = ss_pend_find(s, serial);
 
 	if (!p || !p->buf || s->halted)
 		return;
@@ -459,7 +182,7 @@ static void send_pend(struct session *s, uint64_t serial, uint64_t now)
 		/* PF_ACKED only once the engine took it (session_proposed):
 		 * a proposal dropped for memory is proposed again. */
 		p->flags &= (uint8_t)~PF_ACKED;
-		fx_push(s, &e);
+		ss_fx_push(s, &e);
 		return;
 	}
 	if (s->clustered) {
@@ -467,7 +190,7 @@ static void send_pend(struct session *s, uint64_t serial, uint64_t now)
 					 .serial = serial, .stamp = p->sent_ms };
 
 		p->flags &= (uint8_t)~PF_ACKED;
-		fx_send(s, leader_guess(s), &m);     /* body filled when popped */
+		ss_fx_send(s, leader_guess(s), &m);     /* body filled when popped */
 	}
 }
 
@@ -479,7 +202,7 @@ void session_send(struct session *s, uint64_t serial, uint64_t now)
 void session_resend(struct session *s, uint64_t now)
 {
 	size_t cnt;
-	uint64_t *v = pend_serials(s, false, &cnt);
+	uint64_t *v = ss_pend_serials(s, false, &cnt);
 
 	for (size_t i = 0; i < cnt; i++)
 		send_pend(s, v[i], now);
@@ -494,11 +217,11 @@ static int own_submit(struct session *s, uint64_t serial, uint8_t *buf, size_t l
 	struct pend *p;
 
 	/* Room for its answers first: they must never be dropped. */
-	if ((fn && !fx_room(s, s->owed + 2)) || pend_reserve(s) < 0) {
+	if ((fn && !ss_fx_room(s, s->owed + 2)) || ss_pend_reserve(s) < 0) {
 		free(buf);
 		return -ENOMEM;
 	}
-	p = pend_insert(s, serial, fn, ctx);
+	p = ss_pend_insert(s, serial, fn, ctx);
 	p->buf = buf;
 	p->len = (uint32_t)len;
 	p->flags = flags;
@@ -550,7 +273,7 @@ static bool hold_release(struct session *s, const struct lc_cmd *cmd)
 		struct session_effect e = { .kind = SE_HELD_FULL, .arg = HELD_MAX };
 
 		if (!s->held_warned)
-			fx_push(s, &e);
+			ss_fx_push(s, &e);
 		s->held_warned = true;
 		return false;
 	}
@@ -633,7 +356,7 @@ int session_close(struct session *s, session_done_fn fn, void *ctx, uint64_t now
 
 void session_proposed(struct session *s, uint64_t serial, int rc, uint64_t now)
 {
-	struct pend *p = pend_find(s, serial);
+	struct pend *p = ss_pend_find(s, serial);
 
 	(void)now;
 	if (!p || !p->buf)
@@ -651,8 +374,8 @@ void session_proposed(struct session *s, uint64_t serial, int rc, uint64_t now)
 		session_done_fn fn = p->fn;
 		void *ctx = p->ctx;
 
-		pend_drop(s, p);
-		fx_done(s, fn, ctx, &c);
+		ss_pend_drop(s, p);
+		ss_fx_done(s, fn, ctx, &c);
 	}
 }
 
@@ -686,7 +409,7 @@ int session_open(struct session *s, uint64_t now)
 	rc = lc_cmd_encode(&cmd, &buf, &len);
 	if (rc < 0)
 		return rc;
-	if (pend_reserve(s) < 0) {
+	if (ss_pend_reserve(s) < 0) {
 		free(buf);
 		return -ENOMEM;
 	}
@@ -776,7 +499,7 @@ static void give_up(struct session *s, uint64_t now)
 		struct session_effect e = { .kind = SE_OPEN_FAILED, .status = rc };
 
 		s->reopen_ms = now + s->cfg.resend_ms;
-		fx_push(s, &e);
+		ss_fx_push(s, &e);
 	}
 	/* Oldest first, so moved requests keep their order. */
 	qsort(pt, pcap, sizeof(*pt), cmp_pend_serial);
@@ -786,15 +509,15 @@ static void give_up(struct session *s, uint64_t now)
 		if (!pt[i].serial)
 			continue;
 		/* It is answered or moved (owing anew) now. */
-		s->owed -= pend_owes(&pt[i]);
+		s->owed -= ss_pend_owes(&pt[i]);
 		if (pt[i].fn && pt[i].buf && move_to_new_session(s, &pt[i], now))
 			continue;
 		free(pt[i].buf);
 		c.serial = pt[i].serial;
-		fx_done(s, pt[i].fn, pt[i].ctx, &c);
+		ss_fx_done(s, pt[i].fn, pt[i].ctx, &c);
 	}
 	free(pt);
-	fx_push(s, &lost);
+	ss_fx_push(s, &lost);
 }
 
 void session_check(struct session *s, uint64_t now)
@@ -819,17 +542,17 @@ static void reserial(struct session *s, struct pend *p, uint64_t now)
 		if (lc_cmd_encode(&cmd, &buf, &len) < 0)
 			buf = NULL;
 	}
-	pend_drop(s, p);             /* frees old.buf: cmd pointed into it */
-	if (!buf || pend_reserve(s) < 0) {
+	ss_pend_drop(s, p);             /* frees old.buf: cmd pointed into it */
+	if (!buf || ss_pend_reserve(s) < 0) {
 		struct lc_completion c = { .origin = s->session, .serial = old.serial,
 					   .status = -ESTALE };
 
 		free(buf);
-		fx_done(s, old.fn, old.ctx, &c);
+		ss_fx_done(s, old.fn, old.ctx, &c);
 		return;
 	}
 	s->serial = n;
-	p = pend_insert(s, n, old.fn, old.ctx);
+	p = ss_pend_insert(s, n, old.fn, old.ctx);
 	p->buf = buf;
 	p->len = (uint32_t)len;
 	p->flags = old.flags;
@@ -839,7 +562,7 @@ static void reserial(struct session *s, struct pend *p, uint64_t now)
 	if (p->flags & PF_UNLOCK)
 		s->unlocks_out++;
 	note.serial = n;
-	fx_push(s, &note);
+	ss_fx_push(s, &note);
 	send_pend(s, n, now);
 }
 
@@ -867,7 +590,7 @@ static void dispatch(struct session *s, const struct lc_out *out, uint64_t now)
 
 		if (c->origin != s->session || s->session == 0)
 			continue;
-		p = pend_find(s, c->serial);
+		p = ss_pend_find(s, c->serial);
 		if (!p)
 			continue;
 		if (c->status == -ESTALE && !(s->cfg.breaks & SESSION_BREAK_RESERIAL)) {
@@ -891,22 +614,22 @@ static void dispatch(struct session *s, const struct lc_out *out, uint64_t now)
 		fn = p->fn;
 		ctx = p->ctx;
 		if (c->status != LC_PENDING) {
-			pend_remove(s, p);
+			ss_pend_remove(s, p);
 		} else if (p->flags & PF_PARKED) {
 			continue;                /* told already (a copy's answer) */
 		} else {
-			s->owed -= pend_owes(p);
+			s->owed -= ss_pend_owes(p);
 			p->flags |= PF_PARKED;
-			s->owed += pend_owes(p);
+			s->owed += ss_pend_owes(p);
 		}
-		fx_done(s, fn, ctx, c);
+		ss_fx_done(s, fn, ctx, c);
 	}
 	if (kick) {
 		size_t cnt;
-		uint64_t *v = pend_serials(s, false, &cnt);
+		uint64_t *v = ss_pend_serials(s, false, &cnt);
 
 		for (size_t i = 0; i < cnt; i++) {
-			struct pend *q = pend_find(s, v[i]);
+			struct pend *q = ss_pend_find(s, v[i]);
 
 			if (q && q->buf && !q->sent_ms)
 				send_pend(s, v[i], now);
@@ -945,7 +668,7 @@ static void opened(struct session *s, int status, uint64_t ka_ms, uint64_t now)
 			ka_ms = s->cfg.lease_ms / 10;
 		s->next_ka_ms = now + ka_ms;
 	}
-	fx_push(s, &e);
+	ss_fx_push(s, &e);
 }
 
 void session_applied(struct session *s, const struct lc_cmd *cmd,
@@ -959,7 +682,7 @@ void session_applied(struct session *s, const struct lc_cmd *cmd,
 	    cmd->origin == s->session) {
 		struct session_effect e = { .kind = SE_CLOSED, .session = s->session };
 
-		fx_push(s, &e);
+		ss_fx_push(s, &e);
 	}
 }
 
@@ -978,9 +701,9 @@ void session_installed(struct session *s, const struct lc_state *st, uint64_t no
 		opened(s, 0, s->view_lease_ms / 4, now);
 	if (s->cfg.breaks & SESSION_BREAK_RESOLVE)
 		return;
-	v = pend_serials(s, true, &k);   /* NULL: sent again or time out */
+	v = ss_pend_serials(s, true, &k);   /* NULL: sent again or time out */
 	for (size_t i = 0; i < k; i++) {
-		struct pend *p = pend_find(s, v[i]);
+		struct pend *p = ss_pend_find(s, v[i]);
 		struct lc_completion c;
 		int r;
 
@@ -1013,7 +736,7 @@ static void send_keepalives(struct session *s, uint64_t now)
 				 .serial = s->view_lease_ms, .stamp = now };
 
 	for (unsigned i = 0; i < s->cfg.n_voters; i++)
-		fx_send(s, s->voters[i], &m);
+		ss_fx_send(s, s->voters[i], &m);
 }
 
 void session_link(struct session *s, enum session_link l, uint64_t now)
@@ -1064,10 +787,10 @@ static void note_redirect(struct session *s, uint64_t from, uint64_t leader)
 static void check_requests(struct session *s, uint64_t now)
 {
 	size_t cnt;
-	uint64_t *v = pend_serials(s, false, &cnt);
+	uint64_t *v = ss_pend_serials(s, false, &cnt);
 
 	for (size_t i = 0; i < cnt; i++) {
-		struct pend *p = pend_find(s, v[i]);
+		struct pend *p = ss_pend_find(s, v[i]);
 		struct lc_completion c = { .origin = s->session, .status = -ETIMEDOUT };
 		session_done_fn fn;
 		void *ctx;
@@ -1081,13 +804,13 @@ static void check_requests(struct session *s, uint64_t now)
 			if (p->flags & PF_UNLOCK) {
 				/* Still sent until the log has it: a release
 				 * must not be forgotten. */
-				s->owed -= pend_owes(p);
+				s->owed -= ss_pend_owes(p);
 				p->fn = NULL;
 				p->deadline_ms = 0;
 			} else {
-				pend_drop(s, p);
+				ss_pend_drop(s, p);
 			}
-			fx_done(s, fn, ctx, &c);
+			ss_fx_done(s, fn, ctx, &c);
 			continue;
 		}
 		/* Alone, what the engine took is in its log for good. */
@@ -1216,7 +939,7 @@ static void read_send(struct session *s, uint64_t now)
 	s->read_sent_ms = now;
 	m.serial = ++s->read_id;
 	m.stamp = now;
-	fx_send(s, leader_guess(s), &m);
+	ss_fx_send(s, leader_guess(s), &m);
 }
 
 static void fx_read(struct session *s, const struct rwait *w, int status)
@@ -1225,7 +948,7 @@ static void fx_read(struct session *s, const struct rwait *w, int status)
 				    .status = status };
 
 	s->owed--;                   /* owed since session_read() */
-	fx_push(s, &e);
+	ss_fx_push(s, &e);
 }
 
 /* Answers the barriers whose index is applied, or whose time is up, and
@@ -1295,7 +1018,7 @@ int session_read(struct session *s, session_read_fn fn, void *ctx,
 	 * applied already (the host applies as it commits). */
 	if (!s->clustered || in->lead_ok)
 		return 1;
-	if (!fx_room(s, s->owed + 1))
+	if (!ss_fx_room(s, s->owed + 1))
 		return -ENOMEM;          /* no room for its answer */
 	if (s->nrw == s->caprw) {
 		size_t nc = s->caprw ? s->caprw * 2 : 64;
@@ -1355,7 +1078,7 @@ int session_on_msg(struct session *s, uint64_t from, const struct session_msg *m
 	if (!m->ok)
 		note_redirect(s, from, m->leader);
 	if (m->kind == SM_FWD_ACK && m->session == s->session) {
-		struct pend *p = pend_find(s, m->serial);
+		struct pend *p = ss_pend_find(s, m->serial);
 
 		if (p && p->buf) {
 			if (m->ok)
@@ -1383,9 +1106,9 @@ void session_fail_all(struct session *s, int status)
 
 		if (!s->pt[i].serial)
 			continue;
-		s->owed -= pend_owes(&s->pt[i]);
+		s->owed -= ss_pend_owes(&s->pt[i]);
 		free(s->pt[i].buf);
-		fx_done(s, s->pt[i].fn, s->pt[i].ctx, &c);
+		ss_fx_done(s, s->pt[i].fn, s->pt[i].ctx, &c);
 	}
 	memset(s->pt, 0, s->pcap * sizeof(*s->pt));
 	s->pn = 0;
@@ -1396,33 +1119,22 @@ void session_fail_all(struct session *s, int status)
 
 /* ---- effects out -------------------------------------------------------------- */
 
-/* The next queued effect, in order. */
-static bool fx_pop(struct session *s, struct session_effect *e)
-{
-	if (s->fhead == s->nfx)
-		return false;
-	*e = s->fx[s->fhead++];
-	if (s->fhead == s->nfx)
-		s->fhead = s->nfx = 0;
-	return true;
-}
-
 bool session_next(struct session *s, struct session_effect *e)
 {
-	while (fx_pop(s, e)) {
+	while (ss_fx_pop(s, e)) {
 		struct pend *p;
 
 		if (e->kind == SE_PROPOSE) {
 			/* The bytes are the entry's own, as it is now: one
 			 * answered meanwhile (or of a session given up since)
 			 * is not proposed. */
-			p = pend_find(s, e->serial);
+			p = ss_pend_find(s, e->serial);
 			if (!p || !p->buf || s->halted || e->session != s->session)
 				continue;
 			e->buf = p->buf;
 			e->len = p->len;
 		} else if (e->kind == SE_SEND && e->msg.kind == SM_FWD) {
-			p = pend_find(s, e->msg.serial);
+			p = ss_pend_find(s, e->msg.serial);
 			if (!p || !p->buf || s->halted || e->msg.session != s->session)
 				continue;
 			e->msg.body = p->buf;
@@ -1431,102 +1143,6 @@ bool session_next(struct session *s, struct session_effect *e)
 		return true;
 	}
 	return false;
-}
-
-/* ---- life and accessors ------------------------------------------------------- */
-
-struct session *session_new(const struct session_config *cfg)
-{
-	struct session *s;
-
-	if (!cfg || !cfg->lease_ms || !cfg->wall_ns || !cfg->new_id || !cfg->name ||
-	    (cfg->n_voters && !cfg->voters))
-		return NULL;
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
-	s->cfg = *cfg;
-	if (!s->cfg.resend_ms)
-		s->cfg.resend_ms = 200;
-	if (!s->cfg.resend_acked_ms)
-		s->cfg.resend_acked_ms = 1000;
-	if (cfg->n_voters) {
-		s->voters = malloc(cfg->n_voters * sizeof(*s->voters));
-		if (!s->voters) {
-			free(s);
-			return NULL;
-		}
-		memcpy(s->voters, cfg->voters, cfg->n_voters * sizeof(*s->voters));
-		s->clustered = true;
-	}
-	s->cfg.voters = s->voters;
-	s->view_lease_ms = cfg->lease_ms;
-	/* The room for the effects no request owes, from the start. */
-	s->owed = FX_SLACK;
-	if (!fx_room(s, s->owed)) {
-		free(s->voters);
-		free(s);
-		return NULL;
-	}
-	return s;
-}
-
-void session_free(struct session *s)
-{
-	if (!s)
-		return;
-	for (size_t i = 0; i < s->pcap; i++)
-		free(s->pt[i].buf);
-	free(s->pt);
-	free(s->rw);
-	free(s->fx);
-	free(s->voters);
-	free(s);
-}
-
-uint64_t session_id(const struct session *s)
-{
-	return s->session;
-}
-
-bool session_is_open(const struct session *s)
-{
-	return s->open_done;
-}
-
-int session_open_status(const struct session *s)
-{
-	return s->open_status;
-}
-
-uint64_t session_lost_count(const struct session *s)
-{
-	return s->sessions_lost;
-}
-
-uint64_t session_view_lease(const struct session *s)
-{
-	return s->view_lease_ms;
-}
-
-uint64_t session_view_deadline(const struct session *s)
-{
-	return lease_view_deadline(&s->view);
-}
-
-uint64_t session_last_time(const struct session *s)
-{
-	return s->last_time;
-}
-
-size_t session_pending(const struct session *s)
-{
-	return s->pn;
-}
-
-size_t session_reads_waiting(const struct session *s)
-{
-	return s->nrw;
 }
 
 /* ---- the leader's side ---------------------------------------------------------- */
