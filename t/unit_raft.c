@@ -920,19 +920,26 @@ static bool drop_snap_chunks(int from, const struct rf_msg *m)
 
 #define SNAP_SIZE (300u * 1024u)
 
+/* Three voters; a follower *f cut off while the leader *l commits 40
+ * entries. */
+static void follower_behind(int *l, int *f)
+{
+	cl_new(3, 3, false, 0);
+	*l = settle();
+	CU_ASSERT_FATAL(*l >= 0);
+	*f = other(*l, -1);
+	isolate(*f, true);
+	propose_n(*l, 40, "a");
+	run(20);
+}
+
 static void test_snapshot_catch_up_in_chunks(void)
 {
 	int l, f;
 	uint64_t si, last;
 	struct rf_update u;
 
-	cl_new(3, 3, false, 0);
-	l = settle();
-	CU_ASSERT_FATAL(l >= 0);
-	f = other(l, -1);
-	isolate(f, true);
-	propose_n(l, 40, "a");
-	run(20);
+	follower_behind(&l, &f);
 	CU_ASSERT_EQUAL(C.n[l].applied, rf_commit_index(C.n[l].r));
 	take_snapshot(l, SNAP_SIZE);
 	si = rf_snapshot_index(C.n[l].r);
@@ -1046,13 +1053,7 @@ static void test_snapshot_follower_restarts_mid_stream(void)
 	int l, f;
 	uint64_t last;
 
-	cl_new(3, 3, false, 0);
-	l = settle();
-	CU_ASSERT_FATAL(l >= 0);
-	f = other(l, -1);
-	isolate(f, true);
-	propose_n(l, 40, "a");
-	run(20);
+	follower_behind(&l, &f);
 	take_snapshot(l, SNAP_SIZE);
 	propose_n(l, 3, "b");
 	run(20);
