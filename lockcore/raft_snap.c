@@ -7,7 +7,8 @@
  * It must never: install a snapshot at or below its commit index or one
  * whose configuration does not decode, take a chunk out of order,
  * acknowledge an installed snapshot before it is synced, compact entries
- * not yet applied, or read outside a chunk.
+ * not yet applied, read outside a chunk, or (leader) go on streaming from
+ * an offset above what the follower says it holds.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -152,6 +153,12 @@ void rfi_on_snap_resp(struct raft *r, const struct rf_msg *m)
 		return;
 	if (p->snap_inflight)
 		p->snap_inflight--;
+	/* The follower holds less than it acknowledged: it restarted (the
+	 * stream was only in its memory) or had to begin it anew.  What it
+	 * acknowledged is gone: go on from what it has, else we would resend
+	 * from above its end forever. */
+	if (m->snap_offset < p->snap_acked)
+		p->snap_acked = m->snap_offset;
 	if (m->snap_offset > p->snap_acked) {
 		p->snap_acked = m->snap_offset;
 		p->progress_ms = r->now;

@@ -920,19 +920,26 @@ static bool drop_snap_chunks(int from, const struct rf_msg *m)
 
 #define SNAP_SIZE (300u * 1024u)
 
+/* Three voters; a follower *f cut off while the leader *l commits 40
+ * entries. */
+static void follower_behind(int *l, int *f)
+{
+	cl_new(3, 3, false, 0);
+	*l = settle();
+	CU_ASSERT_FATAL(*l >= 0);
+	*f = other(*l, -1);
+	isolate(*f, true);
+	propose_n(*l, 40, "a");
+	run(20);
+}
+
 static void test_snapshot_catch_up_in_chunks(void)
 {
 	int l, f;
 	uint64_t si, last;
 	struct rf_update u;
 
-	cl_new(3, 3, false, 0);
-	l = settle();
-	CU_ASSERT_FATAL(l >= 0);
-	f = other(l, -1);
-	isolate(f, true);
-	propose_n(l, 40, "a");
-	run(20);
+	follower_behind(&l, &f);
 	CU_ASSERT_EQUAL(C.n[l].applied, rf_commit_index(C.n[l].r));
 	take_snapshot(l, SNAP_SIZE);
 	si = rf_snapshot_index(C.n[l].r);
@@ -1025,6 +1032,45 @@ static void test_snapshot_catch_up_in_chunks(void)
 		CU_ASSERT_EQUAL(C.n[i].applied, last);
 		CU_ASSERT_EQUAL(C.n[i].sm, C.n[l].sm);
 	}
+	CU_ASSERT_EQUAL(C.bad, 0);
+	cl_free();
+}
+
+/* Only the first chunk of the stream gets through. */
+static bool pass_first_chunk(int from, const struct rf_msg *m)
+{
+	(void)from;
+	return m->type == RF_MSG_SNAP && m->snap_offset > 0;
+}
+
+/* A follower that restarts in the middle of a snapshot stream has lost the
+ * chunks it acknowledged (they were only in memory): the leader must send
+ * the stream again from where the follower now is, not from what it
+ * acknowledged before, or the follower never catches up (until the
+ * leader's next snapshot; t/sim/sim --seed 1514985). */
+static void test_snapshot_follower_restarts_mid_stream(void)
+{
+	int l, f;
+	uint64_t last;
+
+	follower_behind(&l, &f);
+	take_snapshot(l, SNAP_SIZE);
+	propose_n(l, 3, "b");
+	run(20);
+	last = rf_last_index(C.n[l].r);
+	/* f takes and acknowledges the first chunk only, then restarts */
+	C.drop = pass_first_chunk;
+	isolate(f, false);
+	run(3 * HB);
+	CU_ASSERT_EQUAL_FATAL(C.n[f].n_snap_upd, 0);
+	node_crash(f);
+	node_start(f);
+	C.drop = NULL;
+	run(20 * HB);
+	CU_ASSERT_EQUAL(C.n[f].n_snap_upd, 1);
+	CU_ASSERT(rf_match_index(C.n[l].r, (uint64_t)f + 1) >= last);
+	CU_ASSERT_EQUAL(C.n[f].applied, last);
+	CU_ASSERT_EQUAL(C.n[f].sm, C.n[l].sm);
 	CU_ASSERT_EQUAL(C.bad, 0);
 	cl_free();
 }
@@ -1482,6 +1528,7 @@ static const struct ut_test tests[] = {
 	T(test_conf_busy_and_invalid),
 	T(test_bad_events),
 	T(test_snapshot_catch_up_in_chunks),
+	T(test_snapshot_follower_restarts_mid_stream),
 	T(test_snapshot_to_new_learner),
 	T(test_read_with_lease_same_step),
 	T(test_read_without_lease_waits_for_quorum),
