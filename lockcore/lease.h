@@ -2,7 +2,7 @@
  * lockcore/lease.h - session leases as the leader and a node see them.
  *
  * Two small, pure bookkeeping objects for the driver (cluckd's node/leader.c,
- * and t/sim.c):
+ * and t/sim/host.c):
  *
  * The leader's table (struct lease_table) remembers, for every session of
  * the lock state, the leader-local time it last heard from it (a

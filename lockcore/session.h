@@ -5,7 +5,7 @@
  * in the cluster: an id, serials, the requests not answered finally yet,
  * a lease view kept alive by keepalives, and read barriers.  This module
  * holds all of that and every rule about it (lockcore/session.c's head
- * comment lists them); the host (node/own.c, t/sim.c) only turns its
+ * comment lists them); the host (node/own.c, t/sim/host.c) only turns its
  * effects into I/O.  It can be instantiated any number of times: no state
  * lives outside struct session.
  *

@@ -69,7 +69,7 @@
  * What the model does not know: the FIFO queue.  lockcore refuses a try
  * (flock or POSIX) that conflicts with an earlier queued waiter even when
  * no holder conflicts; a caller must leave such tries out (record them as
- * LINZ_ERR) as t/sim.c does for writer preference.  Nor a refused flock
+ * LINZ_ERR) as t/sim/ does for writer preference.  Nor a refused flock
  * conversion: lockcore, like Linux, drops a holder's old mode before it
  * tries the new one, so a busy try-ex by a sh holder leaves it holding
  * nothing, where this model keeps its sh.

@@ -1,6 +1,6 @@
 /*
  * t/sim/host.c - each simulated node hosts one struct session of
- * lockcore/session.h, driven the way net/node.c drives cluckd's: this
+ * lockcore/session.h, driven the way node/own.c drives cluckd's: this
  * file turns the session's effects into simulated I/O (SE_SEND onto the
  * faulty network, SE_PROPOSE into the node's engine, SE_DONE / SE_READ /
  * SE_LOST to the simulated clients and reads) and answers other nodes'

@@ -8,7 +8,7 @@
  * that lose unsynced writes when a node crashes, with pauses, bounded
  * clock drift (and now and then a pause past the lease).  Each node runs
  * one struct session of lockcore/session.h, the module cluckd runs, driven
- * the way net/node.c drives it (t/sim/host.c): it opens a session when the
+ * the way cluckd's node/ drives it (t/sim/host.c): it opens a session when the
  * node starts, keeps it alive with keepalives, proposes or forwards its
  * clients' requests to the leader as node messages on the same faulty
  * network (resent, re-serialled after -ESTALE, a lock held back until an
