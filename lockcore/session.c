@@ -502,7 +502,8 @@ static void give_up(struct session *s, uint64_t now)
 		ss_fx_push(s, &e);
 	}
 	/* Oldest first, so moved requests keep their order. */
-	qsort(pt, pcap, sizeof(*pt), cmp_pend_serial);
+	if (pcap)
+		qsort(pt, pcap, sizeof(*pt), cmp_pend_serial);
 	for (size_t i = 0; i < pcap; i++) {
 		struct lc_completion c = { .origin = old, .status = -ENOLCK };
 
@@ -1110,7 +1111,8 @@ void session_fail_all(struct session *s, int status)
 		free(s->pt[i].buf);
 		ss_fx_done(s, s->pt[i].fn, s->pt[i].ctx, &c);
 	}
-	memset(s->pt, 0, s->pcap * sizeof(*s->pt));
+	if (s->pt)
+		memset(s->pt, 0, s->pcap * sizeof(*s->pt));
 	s->pn = 0;
 	s->unlocks_out = 0;
 	while (s->nrw)
