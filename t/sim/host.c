@@ -272,7 +272,11 @@ static void lost_add(uint64_t session, const struct linz_op *op)
 
 /* The history op of a lost lock: a release-all of the owner on key from
  * `call` (when the client stopped believing) until the session's
- * SESSION_CLOSE commits, or pending when it never does. */
+ * SESSION_CLOSE commits, or pending when it never does.  When the close
+ * has committed already the release took effect then, at closed_at, not
+ * now: a node paused past its lease learns of its session's end (its
+ * requests answered -ENOLCK) long after the cluster freed what the
+ * session held and handed it to others. */
 void lost_release_all(uint64_t session, uint32_t owner, uint64_t key, uint64_t call)
 {
 	struct linz_op op = { .client = owner, .key = key, .kind = LINZ_RELEASE_ALL,
@@ -282,7 +286,8 @@ void lost_release_all(uint64_t session, uint32_t owner, uint64_t key, uint64_t c
 	if (!S.lz)
 		return;
 	if (r && r->closed) {
-		op.ret = S.now > call ? S.now : call;
+		op.call = call < r->closed_at ? call : r->closed_at;
+		op.ret = r->closed_at;
 		lz_add(&op);
 		return;
 	}
