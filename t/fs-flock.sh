@@ -21,6 +21,7 @@ expect_rc "flock -n -E 42 on a held file" 42 flock -n -E 42 "$M/f" true
 expect_eq "status: /f mode" ex "$(lock_field f mode)"
 expect_eq "status: /f holders" 1 "$(lock_field f holders)"
 release "$X1"
+wait_until 5 freed f || fail "the dead holder's lock was not released in 5 s"
 expect_rc "flock -n after the holder died" 0 flock -n "$M/f" true
 
 # --- shared -----------------------------------------------------------------------
@@ -69,6 +70,7 @@ if [ $((t1 - t0)) -lt 1000 ]; then ok "flock -w 0.2 returned in $((t1 - t0)) ms"
 expect_eq "no waiter after flock -w timed out" 0 "$(lock_field w waiters)"
 expect_eq "status waiters total after the timeout" 0 "$(status_key waiters)"
 release "$W"
+wait_until 5 freed w || fail "the dead holder's lock was not released in 5 s"
 expect_rc "flock -n right after the timeout and release" 0 flock -n "$M/w" true
 
 # --- flock -u ----------------------------------------------------------------------
@@ -115,6 +117,7 @@ if wait_until 2 dead "$WK"; then ok "SIGKILL ends a waiting flock"; else fail "a
 wait_until 2 waiters_are i 0
 expect_eq "no waiter after SIGKILL" 0 "$(lock_field i waiters)"
 release "$I"
+wait_until 5 freed i || fail "the dead holder's lock was not released in 5 s"
 expect_rc "free after the holder left" 0 flock -n "$M/i" true
 expect_eq "status: no lock line for a free, unwaited file" "" "$(lock_line i)"
 

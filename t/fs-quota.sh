@@ -53,6 +53,7 @@ holder "" "$M/n3" H1
 wait_until 5 granted H1 || fail "holder H1 was not granted at the limit"
 expect_rc "a second exclusive lock is refused as busy, not for space" 1 nobody flock -n "$M/n3" true
 release "$HPID"
+wait_until 5 freed n3 || fail "the dead holder's lock was not released in 5 s"
 expect_rc "the lock is free again" 0 nobody flock -n "$M/n3" true
 # Removing gives room back.
 expect_rc "nobody removes one of its files" 0 nobody rm "$M/n20"
@@ -171,6 +172,7 @@ if mount -t tmpfs -o size=8m tmpfs "$SMALL" 2>/dev/null; then
 	expect_eq "status says the disk is ok again" ok "$(status_key disk)"
 	expect_eq "the holder held throughout" 1 "$(lock_field held holders)"
 	release "$HPID"
+	wait_until 5 freed held || fail "the dead holder's lock was not released in 5 s"
 	expect_rc "the lock is free after its holder ends" 0 flock -n "$M/held" true
 	stop_cluckd
 	expect_eq "clean stop after a full disk" 0 "$CLUCKD_RC"

@@ -253,6 +253,12 @@ lock_field() {
 	printf '%s\n' "$l" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
+# freed NAME: the status lists no holder of NAME.  A dead holder's release
+# reaches the daemon after the process is gone (the kernel sends RELEASE
+# in the background: notes/fuse-locks.md), so a test waits for this before
+# it asserts that the file is free.
+freed() { [ "$(lock_field "$1" holders)" = 0 ]; }
+
 # waiters_are NAME N / holders_are NAME N: for wait_until.
 waiters_are() { [ "$(lock_field "$1" waiters)" = "$2" ]; }
 holders_are() { [ "$(lock_field "$1" holders)" = "$2" ]; }
