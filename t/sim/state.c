@@ -443,6 +443,34 @@ static int settled_state(void)
 	return st.sessions == live ? 1 : 0;
 }
 
+/* Say which half of settled_state() failed: a node whose session is not
+ * open (with how far it applied, against the furthest node: one stuck
+ * behind never applies its own open), else the count of sessions left. */
+static void fail_unsettled(void)
+{
+	struct lc_stats st;
+	uint64_t top = 0;
+
+	for (int i = 0; i < S.n; i++)
+		if (S.nodes[i].applied > top)
+			top = S.nodes[i].applied;
+	for (int i = 0; i < S.n; i++) {
+		struct node *nd = &S.nodes[i];
+
+		if (!nd->up)
+			fail("after heal: n%d is down", i + 1);
+		if (!nd->sess_open ||
+		    session_state(nd->ss, local(i)) != LEASE_OK)
+			fail("after heal: n%d's session %llu is not open and live (applied %llu, furthest node %llu)",
+			     i + 1, (unsigned long long)nd->sess,
+			     (unsigned long long)nd->applied,
+			     (unsigned long long)top);
+	}
+	lc_stats(S.ref, &st);
+	fail("after heal: %llu sessions in the cluster, not one per live node",
+	     (unsigned long long)st.sessions);
+}
+
 /* After heal: every node has a live session, and every session the
  * cluster still knows (so every holder, waiter and lockfile) is one of
  * them: a closed, given-up or crashed node's session is gone. */
@@ -452,13 +480,8 @@ static void check_settled(void)
 
 	while (!settled_state() && S.now < until)
 		run_until(S.now + 50, false);
-	if (!settled_state()) {
-		struct lc_stats st;
-
-		lc_stats(S.ref, &st);
-		fail("after heal: %llu sessions in the cluster, not one per live node",
-		     (unsigned long long)st.sessions);
-	}
+	if (!settled_state())
+		fail_unsettled();
 }
 
 /* The end of every run: liveness after heal, then the global checks. */
