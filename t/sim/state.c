@@ -493,14 +493,22 @@ void finish_checks(void)
 			if (S.cl[k].state != C_DONE) {
 				struct ans *a = ans_of(S.cl[k].req_sess, S.cl[k].serial);
 				struct node *nd = &S.nodes[S.cl[k].node];
+				int ld = leader_node();
 
+				/* the node's applied index against the leader's:
+				 * a node that never catches up (a Raft fault)
+				 * holds its requests back behind its open */
 				tr("client %d: (%llu,%llu) log: applied %u final %d status %d; "
-				   "node session %llu pending %zu", k + 1,
+				   "node n%d session %llu %s pending %zu applied %llu "
+				   "(leader n%d applied %llu)", k + 1,
 				   (unsigned long long)S.cl[k].req_sess,
 				   (unsigned long long)S.cl[k].serial, a ? a->applied : 0,
-				   a ? a->final : 0, a ? a->status : 0,
+				   a ? a->final : 0, a ? a->status : 0, S.cl[k].node + 1,
 				   (unsigned long long)nd->sess,
-				   nd->ss ? session_pending(nd->ss) : 0);
+				   nd->sess_open ? "open" : "not open",
+				   nd->ss ? session_pending(nd->ss) : 0,
+				   (unsigned long long)nd->applied, ld + 1,
+				   ld >= 0 ? (unsigned long long)S.nodes[ld].applied : 0ULL);
 				fail("liveness: client %d still in state %d (serial %llu) %u ms after heal",
 				     k + 1, S.cl[k].state, (unsigned long long)S.cl[k].serial,
 				     LIVE_BOUND);
