@@ -5,7 +5,8 @@
 # SIM_CONF_SEEDS seeds (default 500) with membership changes among the
 # faults (promote, demote, remove, re-add with a fresh disk), then
 # SIM_REJOIN_SEEDS seeds (default 500, 3 voters) where crashed voters lose their log
-# and rejoin catching up (cluckd --rejoin), then every --break= (a rule
+# and rejoin catching up (cluckd --rejoin), then the regression seeds
+# a soak once failed on, then every --break= (a rule
 # broken on purpose) must be caught by a violation within
 # SIM_BREAK_SEEDS seeds (default 2000; the run stops at the first) or by
 # its scenario (lockcore/session's rules too: unlock-before,
@@ -31,6 +32,13 @@ done
 	--from "${SIM_FROM:-1}" || status=1
 "$sim" --no-scenarios --no-measure --rejoin-faults --voters 3 --seeds "${SIM_REJOIN_SEEDS:-500}" \
 	--from "${SIM_FROM:-1}" || status=1
+# Seeds a soak once failed on, kept as regressions: a follower that
+# restarted in the middle of a snapshot stream was never re-fed (1514985,
+# 2019966, 2046314, 2550821: lockcore/raft_snap.c), and a lost lock's
+# release recorded after its session's close (1533150: t/sim/host.c).
+for s in 1514985 1533150 2019966 2046314 2550821; do
+	"$sim" --no-scenarios --no-measure --seed "$s" || status=1
+done
 # check_break NAME ARGS...: t/sim/sim --break=NAME ARGS must stop on a
 # violation.
 check_break() {
