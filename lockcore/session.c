@@ -938,6 +938,8 @@ static void read_send(struct session *s, uint64_t now)
 	struct session_msg m = { .kind = SM_READ };
 
 	s->read_sent_ms = now;
+	if (!s->read_base_ms)
+		s->read_base_ms = now;
 	m.serial = ++s->read_id;
 	m.stamp = now;
 	ss_fx_send(s, leader_guess(s), &m);
@@ -997,6 +999,12 @@ static void read_answer(struct session *s, uint64_t from, const struct session_m
 
 	if (id > s->read_id || id <= s->read_acked)
 		return;                /* not asked, or answered already */
+	/* Read ids start again in a new session struct (a restarted node):
+	 * an answer to a read an earlier one sent, late, carries an index
+	 * from before our reads were asked.  The stamp is our own send time,
+	 * echoed: ours are never older than our first send. */
+	if (m->stamp < s->read_base_ms)
+		return;
 	if (!index) {
 		note_redirect(s, from, m->leader);
 		return;                /* asked again by the timer */

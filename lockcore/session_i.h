@@ -88,6 +88,7 @@ struct session {
 	struct rwait *rw;
 	size_t nrw, caprw;
 	uint64_t read_id, read_acked, read_sent_ms;
+	uint64_t read_base_ms;    /* our first READ's send time (0: none yet) */
 
 	struct session_effect *fx;     /* effects, from fhead on */
 	size_t fhead, nfx, capfx;

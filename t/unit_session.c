@@ -46,7 +46,7 @@ struct host {
 	int done_count;
 };
 
-#define CHECK(h, cond) do { if (!(cond)) (h)->fails++; } while (0)
+#define CHECK(h, cond) do { if (!(cond)) { (h)->fails++; if (getenv("UNIT_SESSION_SHOW")) fprintf(stderr, "check failed: line %d: %s\n", __LINE__, #cond); } } while (0)
 
 /* ---- running out of memory -------------------------------------------------
  * The test links with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc: while
@@ -642,6 +642,37 @@ static unsigned rule_shorter_lease(unsigned breaks)
 
 /* A read barrier is answered once the applied index reaches the index the
  * leader gave, or -ETIMEDOUT; at once alone or leading under a lease. */
+/* A restarted node's session starts its read ids again: a late answer to
+ * a read its earlier incarnation sent (same id, an older stamp) carries an
+ * index from before our barrier was asked and must not satisfy it. */
+static unsigned read_after_restart(unsigned breaks)
+{
+	struct host h;
+	struct session_in in = { .now = 5000, .applied = 20 };
+	struct session_msg ack = { .kind = SM_READ_ACK, .serial = 1, .session = 10,
+				   .stamp = 1000 };
+	const struct session_effect *e;
+	int x;
+
+	if (!open_follower(&h, breaks, 5000))
+		return 100;
+	CHECK(&h, session_read(h.s, read_cb, &x, &in) == 0);
+	e = find(&h, SE_SEND, SM_READ, 0);
+	CHECK(&h, e && e->msg.serial == 1 && e->msg.stamp == 5000);
+	clear(&h);
+	session_on_msg(h.s, LEADER, &ack, &in);           /* the old incarnation's */
+	CHECK(&h, count(&h, SE_READ, 0) == 0);
+	ack.stamp = 5000;                                 /* ours: index 30 */
+	ack.session = 30;
+	session_on_msg(h.s, LEADER, &ack, &in);
+	CHECK(&h, count(&h, SE_READ, 0) == 0);            /* applied 20 < 30 */
+	in.applied = 30;
+	session_reads_check(h.s, &in);
+	CHECK(&h, count(&h, SE_READ, 0) == 1);
+	session_free(h.s);
+	return h.fails;
+}
+
 static unsigned rule_read_barrier(unsigned breaks)
 {
 	struct host h;
@@ -662,6 +693,7 @@ static unsigned rule_read_barrier(unsigned breaks)
 	CHECK(&h, count(&h, SE_SEND, SM_READ) == 0);
 	ack.serial = 1;
 	ack.session = 50;
+	ack.stamp = 1000;                                /* the leader echoes it */
 	session_on_msg(h.s, LEADER, &ack, &in);
 	CHECK(&h, count(&h, SE_READ, 0) == 0);           /* applied 40 < 50 */
 	/* the second needs a read sent after it was asked */
@@ -689,7 +721,7 @@ static unsigned rule_read_barrier(unsigned breaks)
 	in.lead_ok = false;
 	CHECK(&h, session_read(h.s, read_cb, &x, &in) == 1);
 	session_free(h.s);
-	return fails + h.fails;
+	return fails + h.fails + read_after_restart(breaks);
 }
 
 /* Redirects: an answer naming another leader moves our sends to it. */
